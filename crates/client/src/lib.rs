@@ -1,0 +1,1 @@
+//! zenith-client

@@ -1,0 +1,134 @@
+//! The write-set of one engine step: record images keyed so that repeated changes to one
+//! record in a batch cost one write.
+
+use crate::state::{Engine, Job, Running};
+use std::collections::HashMap;
+use zenith_model::{AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, Millis, NodeId, NodeRecord, TaskRecord};
+
+/// Records to persist in one group commit. Cleared by [`Engine::take_changes`].
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub jobs: HashMap<JobId, JobRecord>,
+    pub tasks: HashMap<(JobId, u32), TaskRecord>,
+    pub attempts: HashMap<AttemptId, AttemptRecord>,
+    pub nodes: HashMap<NodeId, NodeRecord>,
+    pub removed_nodes: Vec<NodeId>,
+    pub next_job_id: u64,
+    pub next_attempt_id: u64,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+            && self.tasks.is_empty()
+            && self.attempts.is_empty()
+            && self.nodes.is_empty()
+            && self.removed_nodes.is_empty()
+    }
+
+    /// Number of records, for batch-size accounting.
+    pub fn len(&self) -> usize {
+        self.jobs.len() + self.tasks.len() + self.attempts.len() + self.nodes.len() + self.removed_nodes.len()
+    }
+}
+
+pub(crate) fn job_record(id: JobId, job: &mut Job, finished_at: Option<Millis>) -> JobRecord {
+    let spec = if job.unsaved {
+        job.unsaved = false;
+        Some(job.spec.clone())
+    } else {
+        None
+    };
+    JobRecord {
+        id,
+        spec,
+        state: job.state(),
+        counts: job.counts,
+        cancel_requested: job.cancel_requested,
+        reason: job.reason.clone(),
+        created_at: job.created_at,
+        finished_at,
+    }
+}
+
+impl Engine {
+    pub(crate) fn note_job(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            let mut rec = job_record(id, job, None);
+            if let Some(old) = self.changes.jobs.get(&id) {
+                // A record replaced within one batch keeps the spec of its first image.
+                if rec.spec.is_none() {
+                    rec.spec = old.spec.clone();
+                }
+            }
+            self.changes.jobs.insert(id, rec);
+        }
+    }
+
+    /// Task rows exist only for tasks that have started at least once.
+    pub(crate) fn note_task(&mut self, id: JobId, slot: u32) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        let Some(t) = job.tasks.get(slot as usize) else { return };
+        if t.attempts == 0 {
+            return;
+        }
+        let rec = TaskRecord {
+            job: id,
+            index: job.first_index + slot,
+            state: t.state,
+            failures: t.failures,
+            attempts: t.attempts,
+            attempt: t.last_attempt,
+            ready_at: t.ready_at,
+            reason: t.reason.clone(),
+        };
+        self.changes.tasks.insert((id, slot), rec);
+    }
+
+    pub(crate) fn note_attempt_started(&mut self, aid: AttemptId, r: &Running, index: u32) {
+        self.changes.attempts.insert(
+            aid,
+            AttemptRecord {
+                id: aid,
+                job: r.job,
+                task: index,
+                node: r.node.clone(),
+                started_at: r.started_at,
+                finished_at: None,
+                outcome: None,
+            },
+        );
+    }
+
+    pub(crate) fn note_attempt_finished(&mut self, aid: AttemptId, r: &Running, index: u32, outcome: AttemptOutcome, now: Millis) {
+        self.changes.attempts.insert(
+            aid,
+            AttemptRecord {
+                id: aid,
+                job: r.job,
+                task: index,
+                node: r.node.clone(),
+                started_at: r.started_at,
+                finished_at: Some(now),
+                outcome: Some(outcome),
+            },
+        );
+    }
+
+    pub(crate) fn note_node(&mut self, id: &NodeId) {
+        if let Some(n) = self.nodes.get(id) {
+            self.changes.nodes.insert(
+                id.clone(),
+                NodeRecord {
+                    id: id.clone(),
+                    name: n.name.clone(),
+                    resources: n.total.clone(),
+                    labels: n.labels.clone(),
+                    state: n.state,
+                    registered_at: n.registered_at,
+                    last_seen: n.last_heartbeat,
+                },
+            );
+        }
+    }
+}

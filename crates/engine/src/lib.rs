@@ -1,0 +1,96 @@
+//! The engine: Zenith's cluster state as a pure, deterministic state machine.
+//!
+//! Every change enters through a method of [`Engine`] (a *command*: submit, cancel, node
+//! registered, heartbeat, attempt finished, tick) that takes `now` from the caller. Commands
+//! mutate the in-memory state and leave behind two things for the shell to execute:
+//! [`Effect`]s (dispatch or kill an attempt on a node) and [`Changes`] (record images to
+//! persist). The server commits the changes in one group commit and only then sends the
+//! effects and the acknowledgements, so nothing is ever sent that the store does not hold.
+//!
+//! No tokio, no clock, no I/O; tested by simulation with `sanity_check()` after every step.
+
+mod changes;
+mod nodes;
+mod ops;
+mod restore;
+mod sanity;
+mod schedule;
+mod state;
+
+pub use changes::Changes;
+pub use restore::Loaded;
+pub use nodes::{NodeRegistration, NodeReply};
+pub use state::{Engine, JobLive, NodeInfo};
+
+use std::sync::Arc;
+use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
+
+/// Tunables of the engine; the server fills them from its config.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// A node silent for this long is lost and its attempts are requeued.
+    pub heartbeat_timeout_ms: u64,
+    /// An attempt dispatched longer ago than this that the node does not report is lost
+    /// (covers an assignment that never reached the agent).
+    pub dispatch_grace_ms: u64,
+    /// Lost nodes are forgotten this long after their last heartbeat.
+    pub lost_node_ttl_ms: u64,
+    /// Most dispatches one scheduling pass makes; the rest wait for the next pass.
+    pub max_dispatch_per_pass: usize,
+    /// A task requeued after node loss this many times fails instead.
+    pub max_node_loss_requeues: u32,
+    /// Most jobs kept live (queued or running) at once; submissions beyond are refused.
+    pub max_live_jobs: usize,
+    /// Most tasks kept live at once, over all jobs.
+    pub max_live_tasks: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            heartbeat_timeout_ms: 15_000,
+            dispatch_grace_ms: 10_000,
+            lost_node_ttl_ms: 24 * 3600 * 1000,
+            max_dispatch_per_pass: 20_000,
+            max_node_loss_requeues: 10,
+            max_live_jobs: 1_000_000,
+            max_live_tasks: 10_000_000,
+        }
+    }
+}
+
+/// What the shell must do after the changes of the same step are committed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Dispatch { node: NodeId, assignment: Assignment },
+    Kill { node: NodeId, attempt: AttemptId },
+}
+
+/// One attempt to run on a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assignment {
+    pub attempt: AttemptId,
+    pub job: JobId,
+    /// The task index (`ZENITH_TASK_INDEX`).
+    pub task: u32,
+    /// 1-based attempt number of this task (`ZENITH_ATTEMPT`).
+    pub attempt_number: u32,
+    pub spec: Arc<JobSpec>,
+}
+
+/// Commands the engine refuses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("job {0} is not live (unknown or already finished)")]
+    JobNotLive(JobId),
+    #[error("too many live jobs (limit {0}); retry later")]
+    TooManyJobs(usize),
+    #[error("too many live tasks (limit {0}); retry later")]
+    TooManyTasks(u64),
+    #[error("node {0} is not registered")]
+    UnknownNode(NodeId),
+}
+
+/// A report the engine ignored because the attempt is no longer current (fencing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleReport(pub AttemptId);

@@ -1,0 +1,175 @@
+//! Node commands: registration with reconciliation, heartbeats, loss detection, and `tick`.
+
+use crate::state::{Engine, Node};
+use crate::EngineError;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use zenith_model::{AttemptId, AttemptOutcome, Millis, NodeId, NodeState, Resources};
+
+/// What a node registers with.
+#[derive(Clone, Debug)]
+pub struct NodeRegistration {
+    pub id: NodeId,
+    pub name: String,
+    pub resources: Resources,
+    pub labels: BTreeMap<String, String>,
+    /// Attempts the agent is running or holds unacknowledged results for.
+    pub known: Vec<AttemptId>,
+}
+
+/// The engine's answer to a registration or heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeReply {
+    /// Attempts the agent must kill: not (or no longer) owned by it, timed out or cancelled.
+    pub kill: Vec<AttemptId>,
+    /// The node is unknown or was declared lost: it must register again.
+    pub reregister: bool,
+}
+
+impl Engine {
+    /// Registers (or re-registers) a node and reconciles its attempts: attempts the engine had
+    /// on it that the agent does not know are lost; attempts the agent runs that the engine
+    /// does not own must be killed.
+    pub fn register_node(&mut self, reg: NodeRegistration, now: Millis) -> NodeReply {
+        let now = self.clamp(now);
+        let known: HashSet<AttemptId> = reg.known.iter().copied().collect();
+        let lost: Vec<AttemptId> = self
+            .nodes
+            .get(&reg.id)
+            .map(|n| n.running.iter().copied().filter(|a| !known.contains(a)).collect())
+            .unwrap_or_default();
+        for aid in lost {
+            self.lose_attempt(aid, now);
+        }
+        let node = self.nodes.entry(reg.id.clone()).or_insert_with(|| Node {
+            name: String::new(),
+            total: Resources::default(),
+            free: Resources::default(),
+            labels: BTreeMap::new(),
+            state: NodeState::Ready,
+            registered_at: now,
+            last_heartbeat: now,
+            running: BTreeSet::new(),
+        });
+        node.name = reg.name;
+        node.labels = reg.labels;
+        node.state = NodeState::Ready;
+        node.last_heartbeat = now;
+        node.total = reg.resources;
+        // Recompute free from what still runs here, so a changed capacity is honoured.
+        let mut free = node.total.clone();
+        for aid in &node.running {
+            if let Some(job) = self.attempts.get(aid).and_then(|r| self.jobs.get(&r.job)) {
+                free.take(&job.spec.resources);
+            }
+        }
+        node.free = free;
+        self.sched_dirty = true;
+        self.note_node(&reg.id);
+        NodeReply { kill: self.kills_for(&reg.id, &reg.known), reregister: false }
+    }
+
+    /// A heartbeat carrying the attempts the agent knows of.
+    pub fn heartbeat(&mut self, id: &NodeId, known: &[AttemptId], now: Millis) -> NodeReply {
+        let now = self.clamp(now);
+        let grace = self.cfg.dispatch_grace_ms;
+        let Some(node) = self.nodes.get_mut(id) else {
+            return NodeReply { kill: known.to_vec(), reregister: true };
+        };
+        if node.state != NodeState::Ready {
+            return NodeReply { kill: Vec::new(), reregister: true };
+        }
+        node.last_heartbeat = now;
+        let known_set: HashSet<AttemptId> = known.iter().copied().collect();
+        let missing: Vec<AttemptId> = node
+            .running
+            .iter()
+            .copied()
+            .filter(|a| !known_set.contains(a))
+            .filter(|a| self.attempts.get(a).is_some_and(|r| r.started_at.saturating_add(grace) < now))
+            .collect();
+        for aid in missing {
+            self.lose_attempt(aid, now);
+        }
+        NodeReply { kill: self.kills_for(id, known), reregister: false }
+    }
+
+    /// Kills owed to a node: attempts it reports that it does not own, and owned attempts
+    /// being killed (resent on every heartbeat until the node reports them ended).
+    fn kills_for(&self, id: &NodeId, known: &[AttemptId]) -> Vec<AttemptId> {
+        let mut kill: Vec<AttemptId> = known
+            .iter()
+            .copied()
+            .filter(|a| self.attempts.get(a).is_none_or(|r| &r.node != id))
+            .collect();
+        if let Some(node) = self.nodes.get(id) {
+            kill.extend(node.running.iter().copied().filter(|a| self.attempts.get(a).is_some_and(|r| r.killing.is_some())));
+        }
+        kill
+    }
+
+    /// An attempt's node is gone or lost track of it: record it lost and requeue its task.
+    pub(crate) fn lose_attempt(&mut self, aid: AttemptId, now: Millis) {
+        if let Some(r) = self.release_attempt(aid) {
+            let outcome = match r.killing {
+                Some(reason) => reason.outcome(),
+                None => AttemptOutcome::NodeLost,
+            };
+            self.end_attempt(aid, r, outcome, now);
+        }
+    }
+
+    /// Advances time: lost nodes, retry backoffs, timeouts, then a scheduling pass.
+    pub fn tick(&mut self, now: Millis) {
+        let now = self.clamp(now);
+        let timeout = self.cfg.heartbeat_timeout_ms;
+        let ttl = self.cfg.lost_node_ttl_ms;
+        let mut newly_lost = Vec::new();
+        let mut forget = Vec::new();
+        for (id, n) in &self.nodes {
+            let silent = now.saturating_sub(n.last_heartbeat);
+            match n.state {
+                NodeState::Ready if silent > timeout => newly_lost.push(id.clone()),
+                NodeState::Lost if silent > ttl && n.running.is_empty() => forget.push(id.clone()),
+                _ => {}
+            }
+        }
+        for id in newly_lost {
+            self.mark_lost(&id, now);
+        }
+        for id in forget {
+            self.nodes.remove(&id);
+            self.changes.nodes.remove(&id);
+            self.changes.removed_nodes.push(id);
+        }
+        self.fire_retry_timers(now);
+        self.fire_deadlines(now);
+        self.schedule(now);
+    }
+
+    /// Declares a node lost and requeues everything it ran.
+    pub fn mark_lost(&mut self, id: &NodeId, now: Millis) {
+        let running: Vec<AttemptId> = match self.nodes.get_mut(id) {
+            Some(n) => {
+                n.state = NodeState::Lost;
+                n.running.iter().copied().collect()
+            }
+            None => return,
+        };
+        for aid in running {
+            self.lose_attempt(aid, now);
+        }
+        self.note_node(id);
+    }
+
+    /// Forgets a node at once (operator action); its attempts are requeued.
+    pub fn remove_node(&mut self, id: &NodeId, now: Millis) -> Result<(), EngineError> {
+        if !self.nodes.contains_key(id) {
+            return Err(EngineError::UnknownNode(id.clone()));
+        }
+        self.mark_lost(id, now);
+        self.nodes.remove(id);
+        self.changes.nodes.remove(id);
+        self.changes.removed_nodes.push(id.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! Job commands: submit, cancel, attempt finished or lost, and how a task's end moves its job.
+
+use crate::changes::job_record;
+use crate::state::{Engine, Job, KillReason, Running, Task};
+use crate::{EngineError, StaleReport};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use zenith_model::{AttemptId, AttemptOutcome, JobId, JobSpec, Millis, NodeId, TaskCounts, TaskState};
+
+impl Engine {
+    /// Accepts validated specs as new queued jobs; all or none.
+    pub fn submit(&mut self, specs: Vec<Arc<JobSpec>>, now: Millis) -> Result<Vec<JobId>, EngineError> {
+        let now = self.clamp(now);
+        if self.jobs.len() + specs.len() > self.cfg.max_live_jobs {
+            return Err(EngineError::TooManyJobs(self.cfg.max_live_jobs));
+        }
+        let tasks: u64 = specs.iter().map(|s| u64::from(s.task_count())).sum();
+        if self.live_tasks + tasks > self.cfg.max_live_tasks {
+            return Err(EngineError::TooManyTasks(self.cfg.max_live_tasks));
+        }
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let id = JobId(self.next_job_id);
+            self.next_job_id += 1;
+            let n = spec.task_count();
+            let job = Job {
+                first_index: spec.first_index(),
+                tasks: (0..n).map(|_| Task::queued()).collect(),
+                pending: (0..n).collect::<VecDeque<u32>>(),
+                counts: TaskCounts { queued: n, ..Default::default() },
+                cancel_requested: false,
+                reason: None,
+                created_at: now,
+                unsaved: true,
+                spec,
+            };
+            self.queues.entry(job.spec.queue.clone()).or_default().insert(job.queue_key(id));
+            self.jobs.insert(id, job);
+            self.live_tasks += u64::from(n);
+            self.note_job(id);
+            ids.push(id);
+        }
+        self.sched_dirty = true;
+        Ok(ids)
+    }
+
+    /// Cancels a live job: queued tasks end at once, running ones are killed and end when
+    /// their node reports (or is lost).
+    pub fn cancel(&mut self, id: JobId, now: Millis) -> Result<(), EngineError> {
+        let now = self.clamp(now);
+        let job = self.jobs.get_mut(&id).ok_or(EngineError::JobNotLive(id))?;
+        job.cancel_requested = true;
+        let pending: Vec<u32> = job.pending.drain(..).collect();
+        let mut kills = Vec::new();
+        let mut touched = Vec::new();
+        for (slot, t) in job.tasks.iter_mut().enumerate() {
+            let slot = slot as u32;
+            match t.state {
+                TaskState::Queued => {
+                    if let Some(at) = t.ready_at.take() {
+                        self.retry_timers.remove(&(at, id, slot));
+                    }
+                    t.state = TaskState::Cancelled;
+                    job.counts.shift(TaskState::Queued, TaskState::Cancelled);
+                    touched.push(slot);
+                }
+                TaskState::Running => {
+                    if let Some(aid) = t.current {
+                        kills.push(aid);
+                    }
+                }
+                _ => {}
+            }
+        }
+        drop(pending);
+        let (queue, key) = (job.spec.queue.clone(), job.queue_key(id));
+        self.unqueue(&queue, key);
+        for slot in touched {
+            self.note_task(id, slot);
+        }
+        for aid in kills {
+            if let Some(r) = self.attempts.get_mut(&aid) {
+                if r.killing.is_none() {
+                    r.killing = Some(KillReason::Cancelled);
+                }
+                self.effects.push(crate::Effect::Kill { node: r.node.clone(), attempt: aid });
+            }
+        }
+        self.after_task_change(id, now);
+        Ok(())
+    }
+
+    /// An agent reports how an attempt ended. Reports for attempts this node does not own
+    /// any more (requeued after node loss, already reported) are refused.
+    pub fn attempt_finished(
+        &mut self,
+        node: &NodeId,
+        aid: AttemptId,
+        outcome: AttemptOutcome,
+        now: Millis,
+    ) -> Result<(), StaleReport> {
+        let now = self.clamp(now);
+        match self.attempts.get(&aid) {
+            Some(r) if &r.node == node => {}
+            _ => return Err(StaleReport(aid)),
+        }
+        let Some(r) = self.release_attempt(aid) else { return Err(StaleReport(aid)) };
+        let outcome = match r.killing {
+            Some(_) if outcome.succeeded() => outcome,
+            Some(reason) => reason.outcome(),
+            None => outcome,
+        };
+        self.end_attempt(aid, r, outcome, now);
+        Ok(())
+    }
+
+    /// Removes a running attempt from every index and gives its resources back.
+    pub(crate) fn release_attempt(&mut self, aid: AttemptId) -> Option<Running> {
+        let r = self.attempts.remove(&aid)?;
+        if let Some(d) = r.deadline {
+            self.deadlines.remove(&(d, aid));
+        }
+        if let Some(n) = self.nodes.get_mut(&r.node) {
+            n.running.remove(&aid);
+            if let Some(job) = self.jobs.get(&r.job) {
+                n.free.give(&job.spec.resources);
+            }
+        }
+        self.sched_dirty = true;
+        Some(r)
+    }
+
+    /// Moves the attempt's task on after the attempt ended with `outcome`.
+    pub(crate) fn end_attempt(&mut self, aid: AttemptId, r: Running, outcome: AttemptOutcome, now: Millis) {
+        let Some(job) = self.jobs.get_mut(&r.job) else { return };
+        let index = job.first_index + r.slot;
+        let cancel = job.cancel_requested;
+        let retry = job.spec.retry;
+        let max_losses = self.cfg.max_node_loss_requeues;
+        let Some(t) = job.tasks.get_mut(r.slot as usize) else { return };
+        t.current = None;
+        let next = if outcome.succeeded() {
+            TaskState::Succeeded
+        } else if cancel || outcome == AttemptOutcome::Cancelled {
+            TaskState::Cancelled
+        } else if outcome == AttemptOutcome::NodeLost {
+            t.node_losses += 1;
+            if t.node_losses > max_losses {
+                t.reason = Some(format!("node lost {} times", t.node_losses));
+                TaskState::Failed
+            } else {
+                TaskState::Queued
+            }
+        } else {
+            t.failures += 1;
+            if t.failures <= retry.limit {
+                let at = now.saturating_add(retry.delay_for(t.failures));
+                t.ready_at = Some(at);
+                self.retry_timers.insert((at, r.job, r.slot));
+                TaskState::Queued
+            } else {
+                t.reason = Some(outcome.reason());
+                TaskState::Failed
+            }
+        };
+        t.state = next;
+        job.counts.shift(TaskState::Running, next);
+        if next == TaskState::Failed && job.reason.is_none() {
+            job.reason = Some(format!("task {index}: {}", t.reason.as_deref().unwrap_or("failed")));
+        }
+        if next == TaskState::Queued && t.ready_at.is_none() {
+            // Requeued after node loss: run again soon, ahead of never-run tasks.
+            job.pending.push_front(r.slot);
+            let key = job.queue_key(r.job);
+            self.queues.entry(job.spec.queue.clone()).or_default().insert(key);
+            self.sched_dirty = true;
+        }
+        self.note_attempt_finished(aid, &r, index, outcome, now);
+        self.note_task(r.job, r.slot);
+        self.after_task_change(r.job, now);
+    }
+
+    /// Updates the job record, and retires the job once every task is final.
+    pub(crate) fn after_task_change(&mut self, id: JobId, now: Millis) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        if !job.state().is_final() {
+            self.note_job(id);
+            return;
+        }
+        let Some(mut job) = self.jobs.remove(&id) else { return };
+        self.unqueue(&job.spec.queue, job.queue_key(id));
+        for (slot, t) in job.tasks.iter().enumerate() {
+            if let Some(at) = t.ready_at {
+                self.retry_timers.remove(&(at, id, slot as u32));
+            }
+        }
+        self.live_tasks = self.live_tasks.saturating_sub(u64::from(job.counts.total()));
+        let mut rec = job_record(id, &mut job, Some(now));
+        if let Some(old) = self.changes.jobs.get(&id) {
+            if rec.spec.is_none() {
+                rec.spec = old.spec.clone();
+            }
+        }
+        self.changes.jobs.insert(id, rec);
+    }
+
+    /// Removes a job from its queue's index, and the queue when it empties.
+    pub(crate) fn unqueue(&mut self, queue: &str, key: (std::cmp::Reverse<i32>, JobId)) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.remove(&key);
+            if q.is_empty() {
+                self.queues.remove(queue);
+            }
+        }
+    }
+
+    /// Makes tasks whose backoff has passed ready again.
+    pub(crate) fn fire_retry_timers(&mut self, now: Millis) {
+        while let Some(&(at, id, slot)) = self.retry_timers.first() {
+            if at > now {
+                break;
+            }
+            self.retry_timers.pop_first();
+            let Some(job) = self.jobs.get_mut(&id) else { continue };
+            let Some(t) = job.tasks.get_mut(slot as usize) else { continue };
+            if t.state == TaskState::Queued && t.ready_at == Some(at) {
+                t.ready_at = None;
+                job.pending.push_back(slot);
+                let key = job.queue_key(id);
+                self.queues.entry(job.spec.queue.clone()).or_default().insert(key);
+                self.sched_dirty = true;
+                self.note_task(id, slot);
+            }
+        }
+    }
+
+    /// Sends kills for attempts whose timeout passed.
+    pub(crate) fn fire_deadlines(&mut self, now: Millis) {
+        while let Some(&(at, aid)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(r) = self.attempts.get_mut(&aid) {
+                r.deadline = None;
+                if r.killing.is_none() {
+                    r.killing = Some(KillReason::TimedOut);
+                }
+                self.effects.push(crate::Effect::Kill { node: r.node.clone(), attempt: aid });
+            }
+        }
+    }
+}

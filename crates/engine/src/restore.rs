@@ -1,0 +1,138 @@
+//! Rebuilding the engine from the store's live records after a restart.
+
+use crate::state::{Engine, Job, Node, Running, Task};
+use crate::EngineConfig;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use zenith_model::{AttemptId, AttemptRecord, JobRecord, Millis, NodeRecord, NodeState, TaskCounts, TaskRecord, TaskState};
+
+/// The live records the store returns at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Jobs not yet final, each with its spec.
+    pub jobs: Vec<JobRecord>,
+    /// Task rows of those jobs (tasks without a row are queued, or cancelled if the job was).
+    pub tasks: Vec<TaskRecord>,
+    /// Attempts without an end.
+    pub running: Vec<AttemptRecord>,
+    pub nodes: Vec<NodeRecord>,
+    pub next_job_id: u64,
+    pub next_attempt_id: u64,
+}
+
+impl Engine {
+    /// Rebuilds state from `loaded`. Every node gets a fresh heartbeat grace from `now`, so a
+    /// restarted server does not declare its whole cluster lost; attempts on unknown nodes
+    /// are lost at once and requeued.
+    pub fn restore(cfg: EngineConfig, loaded: Loaded, now: Millis) -> Self {
+        let mut e = Engine::new(cfg);
+        e.last_now = now;
+        e.next_job_id = loaded.next_job_id.max(1);
+        e.next_attempt_id = loaded.next_attempt_id.max(1);
+        for n in loaded.nodes {
+            e.nodes.insert(
+                n.id.clone(),
+                Node {
+                    name: n.name,
+                    free: n.resources.clone(),
+                    total: n.resources,
+                    labels: n.labels,
+                    state: n.state,
+                    registered_at: n.registered_at,
+                    last_heartbeat: if n.state == NodeState::Ready { now } else { n.last_seen },
+                    running: BTreeSet::new(),
+                },
+            );
+        }
+        for rec in loaded.jobs {
+            let Some(spec) = rec.spec else { continue };
+            let n = spec.task_count();
+            let default = if rec.cancel_requested { TaskState::Cancelled } else { TaskState::Queued };
+            let tasks = (0..n)
+                .map(|_| {
+                    let mut t = Task::queued();
+                    t.state = default;
+                    t
+                })
+                .collect();
+            e.jobs.insert(
+                rec.id,
+                Job {
+                    first_index: spec.first_index(),
+                    tasks,
+                    pending: VecDeque::new(),
+                    counts: TaskCounts::default(),
+                    cancel_requested: rec.cancel_requested,
+                    reason: rec.reason,
+                    created_at: rec.created_at,
+                    unsaved: false,
+                    spec,
+                },
+            );
+        }
+        for tr in loaded.tasks {
+            let Some(job) = e.jobs.get_mut(&tr.job) else { continue };
+            let slot = tr.index.wrapping_sub(job.first_index);
+            let Some(t) = job.tasks.get_mut(slot as usize) else { continue };
+            t.state = tr.state;
+            t.failures = tr.failures;
+            t.last_attempt = tr.attempt;
+            t.attempts = tr.attempts;
+            t.ready_at = if tr.state == TaskState::Queued { tr.ready_at } else { None };
+            t.reason = tr.reason;
+        }
+        let running: HashMap<AttemptId, AttemptRecord> = loaded.running.into_iter().map(|a| (a.id, a)).collect();
+        let mut lost = Vec::new();
+        let ids: Vec<_> = e.jobs.keys().copied().collect();
+        for id in ids {
+            let Some(job) = e.jobs.get_mut(&id) else { continue };
+            for (slot, t) in job.tasks.iter_mut().enumerate() {
+                let slot = slot as u32;
+                if t.state == TaskState::Running {
+                    // The task row says running: its attempt must still be open.
+                    match t.last_attempt.and_then(|a| running.get(&a)) {
+                        Some(a) => {
+                            let deadline = job.spec.timeout.map(|d| a.started_at.saturating_add(d.as_millis()));
+                            let r = Running { job: id, slot, node: a.node.clone(), started_at: a.started_at, deadline, killing: None };
+                            match e.nodes.get_mut(&a.node) {
+                                Some(n) => {
+                                    n.free.take(&job.spec.resources);
+                                    n.running.insert(a.id);
+                                }
+                                None => lost.push(a.id),
+                            }
+                            if let Some(d) = deadline {
+                                e.deadlines.insert((d, a.id));
+                            }
+                            t.current = Some(a.id);
+                            e.attempts.insert(a.id, r);
+                        }
+                        None => t.state = TaskState::Queued,
+                    }
+                }
+                if t.state == TaskState::Queued {
+                    match t.ready_at {
+                        Some(at) => {
+                            e.retry_timers.insert((at, id, slot));
+                        }
+                        None => job.pending.push_back(slot),
+                    }
+                }
+                *job.counts.slot(t.state) += 1;
+            }
+            e.live_tasks += u64::from(job.counts.total());
+            if !job.pending.is_empty() {
+                e.queues.entry(job.spec.queue.clone()).or_default().insert(job.queue_key(id));
+            }
+        }
+        for aid in lost {
+            e.lose_attempt(aid, now);
+        }
+        // Jobs whose every task is already final (nothing else to wait for) retire now.
+        let done: Vec<_> = e.jobs.iter().filter(|(_, j)| j.state().is_final()).map(|(id, _)| *id).collect();
+        for id in done {
+            e.after_task_change(id, now);
+        }
+        e.sched_dirty = true;
+        e
+    }
+}

@@ -1,0 +1,112 @@
+//! `sanity_check()`: the engine's invariants, checked after every step in tests.
+
+use crate::state::Engine;
+use std::collections::HashSet;
+use zenith_model::{NodeState, Resources, TaskCounts, TaskState};
+
+impl Engine {
+    /// Verifies every cross-index invariant; returns the first violation found.
+    pub fn sanity_check(&self) -> Result<(), String> {
+        // Nodes: free + reserved == total, never over-committed.
+        for (id, n) in &self.nodes {
+            let mut used = Resources::default();
+            for aid in &n.running {
+                let r = self.attempts.get(aid).ok_or(format!("node {id} runs unknown attempt {aid}"))?;
+                if &r.node != id {
+                    return Err(format!("attempt {aid} on node {id} claims node {}", r.node));
+                }
+                let job = self.jobs.get(&r.job).ok_or(format!("attempt {aid} of unknown job {}", r.job))?;
+                used.give(&job.spec.resources);
+            }
+            if !used.fits_in(&n.total) {
+                return Err(format!("node {id} over-committed"));
+            }
+            let mut sum = n.free.clone();
+            sum.give(&used);
+            if sum.cpu_millis != n.total.cpu_millis || sum.memory != n.total.memory || sum.gpus != n.total.gpus {
+                return Err(format!("node {id}: free + used != total"));
+            }
+            if n.state == NodeState::Lost && !n.running.is_empty() {
+                return Err(format!("lost node {id} still runs attempts"));
+            }
+        }
+        // Attempts: each is the current attempt of a running task, on a known node.
+        for (aid, r) in &self.attempts {
+            let job = self.jobs.get(&r.job).ok_or(format!("attempt {aid} of unknown job"))?;
+            let t = job.tasks.get(r.slot as usize).ok_or(format!("attempt {aid} of unknown task"))?;
+            if t.current != Some(*aid) || t.state != TaskState::Running {
+                return Err(format!("attempt {aid} is not its task's current attempt"));
+            }
+            let n = self.nodes.get(&r.node).ok_or(format!("attempt {aid} on unknown node"))?;
+            if !n.running.contains(aid) {
+                return Err(format!("attempt {aid} missing from node {}", r.node));
+            }
+            if let Some(d) = r.deadline {
+                if !self.deadlines.contains(&(d, *aid)) {
+                    return Err(format!("attempt {aid} deadline not indexed"));
+                }
+            }
+        }
+        if self.deadlines.len() > self.attempts.len() {
+            return Err("stale deadlines".into());
+        }
+        // Jobs: counts match tasks; pending is exactly the ready queued tasks; queue index.
+        let mut live_tasks = 0u64;
+        for (id, job) in &self.jobs {
+            let mut c = TaskCounts::default();
+            let pending: HashSet<u32> = job.pending.iter().copied().collect();
+            if pending.len() != job.pending.len() {
+                return Err(format!("job {id}: duplicate pending task"));
+            }
+            for (slot, t) in job.tasks.iter().enumerate() {
+                *c.slot(t.state) += 1;
+                let slot = slot as u32;
+                let ready = t.state == TaskState::Queued && t.ready_at.is_none();
+                if ready != pending.contains(&slot) {
+                    return Err(format!("job {id} task slot {slot}: pending index wrong"));
+                }
+                if let Some(at) = t.ready_at {
+                    if !self.retry_timers.contains(&(at, *id, slot)) {
+                        return Err(format!("job {id} task slot {slot}: retry timer missing"));
+                    }
+                }
+                match (t.state, t.current) {
+                    (TaskState::Running, Some(aid)) if self.attempts.contains_key(&aid) => {}
+                    (TaskState::Running, _) => return Err(format!("job {id} slot {slot}: running without attempt")),
+                    (_, Some(_)) => return Err(format!("job {id} slot {slot}: attempt on a task not running")),
+                    _ => {}
+                }
+            }
+            if c != job.counts {
+                return Err(format!("job {id}: counts {:?} != tasks {:?}", job.counts, c));
+            }
+            if job.state().is_final() {
+                return Err(format!("job {id} is final but still live"));
+            }
+            let queued = self.queues.get(&job.spec.queue).is_some_and(|q| q.contains(&job.queue_key(*id)));
+            if !job.pending.is_empty() && !queued {
+                return Err(format!("job {id} has pending tasks but is not queued"));
+            }
+            live_tasks += u64::from(c.total());
+        }
+        if live_tasks != self.live_tasks {
+            return Err(format!("live task count {} != {}", self.live_tasks, live_tasks));
+        }
+        for (q, set) in &self.queues {
+            if set.is_empty() {
+                return Err(format!("empty queue {q} kept"));
+            }
+            for (_, id) in set {
+                if !self.jobs.contains_key(id) {
+                    return Err(format!("queue {q} holds retired job {id}"));
+                }
+            }
+        }
+        for (_, id, _) in &self.retry_timers {
+            if !self.jobs.contains_key(id) {
+                return Err(format!("retry timer for retired job {id}"));
+            }
+        }
+        Ok(())
+    }
+}

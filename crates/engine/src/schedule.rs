@@ -1,0 +1,107 @@
+//! The batched scheduling pass: queued tasks in priority order per queue, placed through
+//! `zenith_placement`, with the reservation made in the same step as the decision.
+
+use crate::state::{Engine, Running};
+use crate::{Assignment, Effect};
+use std::cmp::Reverse;
+use zenith_model::{AttemptId, JobId, Millis, NodeState, TaskState};
+use zenith_placement as placement;
+
+impl Engine {
+    /// Places as many queued tasks as fit, at most `max_dispatch_per_pass`. Queues take turns
+    /// job by job so that one busy queue does not starve another; within a queue, higher
+    /// priority first, then older jobs. A job that does not fit is passed over (later jobs
+    /// that do fit still run), so small jobs backfill around large ones.
+    pub fn schedule(&mut self, now: Millis) {
+        let now = self.clamp(now);
+        if !self.sched_dirty {
+            return;
+        }
+        self.sched_dirty = false;
+        let mut budget = self.cfg.max_dispatch_per_pass;
+        let mut cursors: Vec<(String, Option<(Reverse<i32>, JobId)>)> =
+            self.queues.keys().map(|q| (q.clone(), None)).collect();
+        let mut drained: Vec<(String, (Reverse<i32>, JobId))> = Vec::new();
+        while budget > 0 && !cursors.is_empty() {
+            let mut i = 0;
+            while i < cursors.len() && budget > 0 {
+                let (qname, after) = &cursors[i];
+                let next = self.queues.get(qname).and_then(|q| match after {
+                    None => q.iter().next().copied(),
+                    Some(k) => q.range((std::ops::Bound::Excluded(*k), std::ops::Bound::Unbounded)).next().copied(),
+                });
+                let Some(key) = next else {
+                    cursors.swap_remove(i);
+                    continue;
+                };
+                cursors[i].1 = Some(key);
+                let (placed, empty) = self.place_job(key.1, budget, now);
+                budget -= placed;
+                if empty {
+                    drained.push((cursors[i].0.clone(), key));
+                }
+                i += 1;
+            }
+        }
+        if budget == 0 {
+            // More may fit: continue in the next pass.
+            self.sched_dirty = true;
+        }
+        for (q, key) in drained {
+            self.unqueue(&q, key);
+        }
+    }
+
+    /// Places pending tasks of one job until it has none or no node fits. Returns how many
+    /// were placed and whether the job has no pending tasks left.
+    fn place_job(&mut self, id: JobId, budget: usize, now: Millis) -> (usize, bool) {
+        let mut placed = 0;
+        loop {
+            let Some(job) = self.jobs.get(&id) else { return (placed, true) };
+            let Some(&slot) = job.pending.front() else { return (placed, true) };
+            if placed >= budget {
+                return (placed, false);
+            }
+            let spec = job.spec.clone();
+            let candidates = self.nodes.iter().map(|(nid, n)| {
+                (
+                    nid,
+                    placement::Candidate { free: &n.free, total: &n.total, labels: &n.labels, ready: n.state == NodeState::Ready },
+                )
+            });
+            let Some(node_id) = placement::select(candidates, &spec.resources, &spec.constraints).cloned() else {
+                return (placed, false);
+            };
+            let aid = AttemptId(self.next_attempt_id);
+            self.next_attempt_id += 1;
+            let Some(job) = self.jobs.get_mut(&id) else { return (placed, true) };
+            job.pending.pop_front();
+            let index = job.first_index + slot;
+            let Some(t) = job.tasks.get_mut(slot as usize) else { continue };
+            t.state = TaskState::Running;
+            t.current = Some(aid);
+            t.last_attempt = Some(aid);
+            t.attempts += 1;
+            let attempt_number = t.attempts;
+            job.counts.shift(TaskState::Queued, TaskState::Running);
+            if let Some(n) = self.nodes.get_mut(&node_id) {
+                n.free.take(&spec.resources);
+                n.running.insert(aid);
+            }
+            let deadline = spec.timeout.map(|t| now.saturating_add(t.as_millis()));
+            if let Some(d) = deadline {
+                self.deadlines.insert((d, aid));
+            }
+            let r = Running { job: id, slot, node: node_id.clone(), started_at: now, deadline, killing: None };
+            self.note_attempt_started(aid, &r, index);
+            self.attempts.insert(aid, r);
+            self.note_task(id, slot);
+            self.note_job(id);
+            self.effects.push(Effect::Dispatch {
+                node: node_id,
+                assignment: Assignment { attempt: aid, job: id, task: index, attempt_number, spec },
+            });
+            placed += 1;
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The engine's state: live jobs, their tasks, running attempts, nodes and timers.
+//!
+//! Bounds: `jobs` holds live jobs only (finished ones are persisted and dropped at once) and is
+//! capped by `max_live_jobs`; `attempts` and `deadlines` hold running attempts only (bounded by
+//! node capacity); `retry_timers` holds queued tasks waiting out a backoff (bounded by live
+//! tasks); `nodes` drops lost nodes after `lost_node_ttl_ms`; `queues` drops empty queues.
+
+use crate::{Changes, Effect, EngineConfig};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use zenith_model::{
+    AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Resources,
+    TaskCounts, TaskState,
+};
+
+pub(crate) struct Task {
+    pub state: TaskState,
+    /// Failed attempts, counted against the retry limit.
+    pub failures: u32,
+    /// Attempts started, of any outcome (`ZENITH_ATTEMPT` of the next one is this + 1).
+    pub attempts: u32,
+    pub node_losses: u32,
+    /// The running attempt, if any.
+    pub current: Option<AttemptId>,
+    /// The latest attempt, running or ended.
+    pub last_attempt: Option<AttemptId>,
+    pub ready_at: Option<Millis>,
+    pub reason: Option<String>,
+}
+
+impl Task {
+    pub fn queued() -> Self {
+        Task { state: TaskState::Queued, failures: 0, attempts: 0, node_losses: 0, current: None, last_attempt: None, ready_at: None, reason: None }
+    }
+}
+
+pub(crate) struct Job {
+    pub spec: Arc<JobSpec>,
+    pub first_index: u32,
+    pub tasks: Vec<Task>,
+    /// Slots of tasks ready to place, in order.
+    pub pending: VecDeque<u32>,
+    pub counts: TaskCounts,
+    pub cancel_requested: bool,
+    pub reason: Option<String>,
+    pub created_at: Millis,
+    /// The job row has not been written yet (carry the spec in the next record).
+    pub unsaved: bool,
+}
+
+impl Job {
+    pub fn state(&self) -> JobState {
+        self.counts.job_state(self.cancel_requested)
+    }
+
+    pub fn queue_key(&self, id: JobId) -> (Reverse<i32>, JobId) {
+        (Reverse(self.spec.priority), id)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KillReason {
+    TimedOut,
+    Cancelled,
+}
+
+impl KillReason {
+    pub fn outcome(self) -> AttemptOutcome {
+        match self {
+            KillReason::TimedOut => AttemptOutcome::TimedOut,
+            KillReason::Cancelled => AttemptOutcome::Cancelled,
+        }
+    }
+}
+
+pub(crate) struct Running {
+    pub job: JobId,
+    pub slot: u32,
+    pub node: NodeId,
+    pub started_at: Millis,
+    pub deadline: Option<Millis>,
+    pub killing: Option<KillReason>,
+}
+
+pub(crate) struct Node {
+    pub name: String,
+    pub total: Resources,
+    pub free: Resources,
+    pub labels: BTreeMap<String, String>,
+    pub state: NodeState,
+    pub registered_at: Millis,
+    pub last_heartbeat: Millis,
+    pub running: BTreeSet<AttemptId>,
+}
+
+/// The whole cluster state. Create with [`Engine::new`] or [`Engine::restore`].
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) jobs: HashMap<JobId, Job>,
+    pub(crate) live_tasks: u64,
+    pub(crate) queues: BTreeMap<String, BTreeSet<(Reverse<i32>, JobId)>>,
+    pub(crate) nodes: BTreeMap<NodeId, Node>,
+    pub(crate) attempts: HashMap<AttemptId, Running>,
+    pub(crate) deadlines: BTreeSet<(Millis, AttemptId)>,
+    pub(crate) retry_timers: BTreeSet<(Millis, JobId, u32)>,
+    pub(crate) next_job_id: u64,
+    pub(crate) next_attempt_id: u64,
+    pub(crate) last_now: Millis,
+    /// Something changed that may let more work be placed.
+    pub(crate) sched_dirty: bool,
+    pub(crate) changes: Changes,
+    pub(crate) effects: Vec<Effect>,
+}
+
+/// A live job as the API shows it.
+#[derive(Clone, Debug)]
+pub struct JobLive {
+    pub id: JobId,
+    pub state: JobState,
+    pub counts: TaskCounts,
+}
+
+/// A node as the API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub state: NodeState,
+    pub total: Resources,
+    pub free: Resources,
+    pub labels: BTreeMap<String, String>,
+    pub running: usize,
+    pub registered_at: Millis,
+    pub last_heartbeat: Millis,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            cfg,
+            jobs: HashMap::new(),
+            live_tasks: 0,
+            queues: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            attempts: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            retry_timers: BTreeSet::new(),
+            next_job_id: 1,
+            next_attempt_id: 1,
+            last_now: 0,
+            sched_dirty: false,
+            changes: Changes::default(),
+            effects: Vec::new(),
+        }
+    }
+
+    /// Time only moves forward inside the engine: a `now` behind the last one is clamped.
+    pub(crate) fn clamp(&mut self, now: Millis) -> Millis {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    /// Record images changed since the last call, for one group commit.
+    pub fn take_changes(&mut self) -> Changes {
+        self.changes.next_job_id = self.next_job_id;
+        self.changes.next_attempt_id = self.next_attempt_id;
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Effects produced since the last call, to run after the changes are committed.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    pub fn live_job(&self, id: JobId) -> Option<JobLive> {
+        self.jobs.get(&id).map(|j| JobLive { id, state: j.state(), counts: j.counts })
+    }
+
+    pub fn live_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn running_attempts(&self) -> usize {
+        self.attempts.len()
+    }
+
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.nodes
+            .iter()
+            .map(|(id, n)| NodeInfo {
+                id: id.clone(),
+                name: n.name.clone(),
+                state: n.state,
+                total: n.total.clone(),
+                free: n.free.clone(),
+                labels: n.labels.clone(),
+                running: n.running.len(),
+                registered_at: n.registered_at,
+                last_heartbeat: n.last_heartbeat,
+            })
+            .collect()
+    }
+
+    /// Why a job's next queued task is not running: `None` when the job is not live.
+    pub fn explain(&self, id: JobId) -> Option<(JobState, placement::Explanation)> {
+        let job = self.jobs.get(&id)?;
+        let candidates = self.nodes.values().map(|n| placement::Candidate {
+            free: &n.free,
+            total: &n.total,
+            labels: &n.labels,
+            ready: n.state == NodeState::Ready,
+        });
+        Some((job.state(), placement::explain(candidates, &job.spec.resources, &job.spec.constraints)))
+    }
+}
+
+use zenith_placement as placement;

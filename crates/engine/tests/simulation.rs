@@ -1,0 +1,146 @@
+//! Property tests: random interleavings of submissions, completions, cancellations, node
+//! deaths and clock movement. After every step `sanity_check()` runs (inside `TestEnv`); at the
+//! end every job must finish once the cluster is healthy: nothing over-committed, nothing
+//! lost, never two attempts of one task at once.
+
+use proptest::prelude::*;
+use std::collections::HashSet;
+use zenith_engine::{EngineConfig, NodeRegistration};
+use zenith_model::{AttemptOutcome, DurationMs, NodeId, Resources};
+use zenith_testkit::{spec, TestEnv};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Submit { cpus: u8, tasks: u8, retries: u8, timeout: bool },
+    Finish { pick: u16, code: i32 },
+    Cancel { pick: u16 },
+    Silence { node: u8 },
+    Revive { node: u8 },
+    Advance { ms: u16 },
+    ClockBack,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u8..=4, 1u8..=5, 0u8..=2, any::<bool>()).prop_map(|(cpus, tasks, retries, timeout)| Op::Submit { cpus, tasks, retries, timeout }),
+        6 => (any::<u16>(), prop_oneof![Just(0), Just(1), Just(137)]).prop_map(|(pick, code)| Op::Finish { pick, code }),
+        1 => any::<u16>().prop_map(|pick| Op::Cancel { pick }),
+        1 => (0u8..3).prop_map(|node| Op::Silence { node }),
+        1 => (0u8..3).prop_map(|node| Op::Revive { node }),
+        3 => (1u16..4000).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::ClockBack),
+    ]
+}
+
+fn register(env: &mut TestEnv, i: u8, known: Vec<zenith_model::AttemptId>) {
+    let id = NodeId(format!("n{i}"));
+    env.engine.register_node(
+        NodeRegistration { id, name: format!("n{i}"), resources: Resources { cpu_millis: 4000, memory: 1 << 30, ..Default::default() }, labels: Default::default(), known },
+        env.now,
+    );
+}
+
+fn heartbeat_alive(env: &mut TestEnv, silent: &HashSet<u8>) {
+    for i in 0..3u8 {
+        if silent.contains(&i) {
+            continue;
+        }
+        let id = NodeId(format!("n{i}"));
+        let known: Vec<_> = env.running.iter().filter(|(_, (n, _))| *n == id).map(|(a, _)| *a).collect();
+        let reply = env.engine.heartbeat(&id, &known, env.now);
+        for k in reply.kill {
+            // The agent kills it and reports the signal.
+            if env.running.contains_key(&k) {
+                env.finish(k, AttemptOutcome::Signaled { signal: 9 });
+            }
+        }
+        if reply.reregister {
+            let known: Vec<_> = env.running.iter().filter(|(_, (n, _))| *n == id).map(|(a, _)| *a).collect();
+            register(env, i, known);
+        }
+    }
+    env.settle();
+}
+
+fn no_duplicate_tasks(env: &TestEnv) {
+    let mut seen = HashSet::new();
+    for (_, a) in env.running.values() {
+        assert!(seen.insert((a.job, a.task)), "two attempts of job {} task {} at once", a.job, a.task);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn random_histories_keep_invariants(ops in proptest::collection::vec(op(), 1..300)) {
+        let mut env = TestEnv::new(EngineConfig { heartbeat_timeout_ms: 5_000, dispatch_grace_ms: 2_000, ..Default::default() });
+        for i in 0..3 { register(&mut env, i, vec![]); }
+        env.settle();
+        let mut silent: HashSet<u8> = HashSet::new();
+        let mut jobs = Vec::new();
+        for op in ops {
+            match op {
+                Op::Submit { cpus, tasks, retries, timeout } => {
+                    let mut s = spec(f64::from(cpus));
+                    if tasks > 1 { s.array = Some(format!("0-{}", tasks - 1).parse().unwrap()); }
+                    s.retry.limit = u32::from(retries);
+                    s.retry.delay = DurationMs(500);
+                    if timeout { s.timeout = Some(DurationMs(3_000)); }
+                    jobs.push(env.submit(s));
+                }
+                Op::Finish { pick, code } => {
+                    let alive: Vec<_> = env.running.iter().filter(|(_, (n, _))| !silent.iter().any(|i| n.0 == format!("n{i}"))).map(|(a, _)| *a).collect();
+                    if !alive.is_empty() {
+                        let aid = alive[pick as usize % alive.len()];
+                        env.finish(aid, AttemptOutcome::Exited { code });
+                    }
+                }
+                Op::Cancel { pick } => {
+                    if !jobs.is_empty() {
+                        let _ = env.engine.cancel(jobs[pick as usize % jobs.len()], env.now);
+                        env.settle();
+                    }
+                }
+                Op::Silence { node } => { silent.insert(node); }
+                Op::Revive { node } => {
+                    if silent.remove(&node) {
+                        // A revived agent restarted: it forgot everything it ran.
+                        let id = NodeId(format!("n{node}"));
+                        env.running.retain(|_, (n, _)| *n != id);
+                        register(&mut env, node, vec![]);
+                        env.settle();
+                    }
+                }
+                Op::Advance { ms } => {
+                    env.now += u64::from(ms);
+                    heartbeat_alive(&mut env, &silent);
+                    env.engine.tick(env.now);
+                    env.settle();
+                    // Attempts on nodes that were declared lost are gone from the engine.
+                    let live: HashSet<_> = env.engine.nodes().into_iter().filter(|n| n.state == zenith_model::NodeState::Ready).map(|n| n.id).collect();
+                    env.running.retain(|_, (n, _)| live.contains(n));
+                }
+                Op::ClockBack => { env.now = env.now.saturating_sub(10_000); env.engine.tick(env.now); env.settle(); }
+            }
+            no_duplicate_tasks(&env);
+        }
+        // Heal the cluster and drain: every job must finish.
+        for i in silent.drain() {
+            let id = NodeId(format!("n{i}"));
+            env.running.retain(|_, (n, _)| *n != id);
+            register(&mut env, i, vec![]);
+        }
+        env.settle();
+        for _ in 0..2000 {
+            if env.engine.live_jobs() == 0 { break; }
+            env.finish_all_ok();
+            env.now += 1000;
+            heartbeat_alive(&mut env, &HashSet::new());
+            env.engine.tick(env.now);
+            env.settle();
+            no_duplicate_tasks(&env);
+        }
+        prop_assert_eq!(env.engine.live_jobs(), 0, "every job finishes");
+        prop_assert_eq!(env.engine.running_attempts(), 0);
+    }
+}

@@ -1,0 +1,464 @@
+//! The job spec users submit (API body and CLI flags map onto it one to one) and its validation.
+
+use crate::{DurationMs, Resources, ValidationError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+
+/// Limits on a spec, so that one submission cannot exhaust the server.
+pub mod limits {
+    pub const MAX_ARGS: usize = 4096;
+    pub const MAX_ARGV_BYTES: usize = 1 << 20;
+    pub const MAX_ENV: usize = 1024;
+    pub const MAX_ENV_BYTES: usize = 1 << 20;
+    pub const MAX_NAME: usize = 256;
+    pub const MAX_CWD: usize = 4096;
+    pub const MAX_LABELS: usize = 64;
+    pub const MAX_CONSTRAINTS: usize = 32;
+    pub const MAX_LABEL_BYTES: usize = 256;
+    pub const MAX_RETRIES: u32 = 100;
+    pub const MAX_ARRAY_TASKS: u64 = 1_000_000;
+    pub const MAX_PRIORITY: i32 = 1_000_000;
+    /// One year.
+    pub const MAX_TIMEOUT_MS: u64 = 366 * 24 * 3600 * 1000;
+    /// One day.
+    pub const MAX_RETRY_DELAY_MS: u64 = 24 * 3600 * 1000;
+}
+
+/// Everything needed to run a job. Field names are the API's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// argv; `command[0]` is looked up on PATH; no shell is involved.
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory on the node; absolute. Defaults to the agent's work directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default = "default_resources")]
+    pub resources: Resources,
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Higher runs first within a queue.
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationMs>,
+    /// A task array, e.g. "1-1000"; absent means one task with index 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayRange>,
+    /// Node label requirements, each "key=value".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<Constraint>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_queue() -> String {
+    "default".to_string()
+}
+
+/// One core, no memory reservation: the default when a spec says nothing.
+pub fn default_resources() -> Resources {
+    Resources { cpu_millis: 1000, ..Default::default() }
+}
+
+impl JobSpec {
+    /// A spec with defaults for everything but the command.
+    pub fn new(command: Vec<String>) -> Self {
+        JobSpec {
+            command,
+            name: String::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            resources: default_resources(),
+            queue: default_queue(),
+            priority: 0,
+            retry: RetryPolicy::default(),
+            timeout: None,
+            array: None,
+            constraints: Vec::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    /// Number of tasks (1 for a plain job).
+    pub fn task_count(&self) -> u32 {
+        self.array.map(|a| a.len()).unwrap_or(1)
+    }
+
+    /// The first task index (0 for a plain job).
+    pub fn first_index(&self) -> u32 {
+        self.array.map(|a| a.start).unwrap_or(0)
+    }
+
+    /// A display name: the given one or the program name.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            self.command.first().map(String::as_str).unwrap_or("")
+        } else {
+            &self.name
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        use limits::*;
+        if self.command.is_empty() {
+            return Err(ValidationError::new("command", "must not be empty"));
+        }
+        if self.command.len() > MAX_ARGS {
+            return Err(ValidationError::new("command", format!("at most {MAX_ARGS} arguments")));
+        }
+        let mut total = 0usize;
+        for (i, a) in self.command.iter().enumerate() {
+            if a.contains('\0') {
+                return Err(ValidationError::new(format!("command[{i}]"), "must not contain NUL"));
+            }
+            total += a.len();
+        }
+        if self.command[0].is_empty() {
+            return Err(ValidationError::new("command[0]", "must not be empty"));
+        }
+        if total > MAX_ARGV_BYTES {
+            return Err(ValidationError::new("command", "argv larger than 1 MiB"));
+        }
+        if self.name.len() > MAX_NAME || self.name.chars().any(char::is_control) {
+            return Err(ValidationError::new("name", "at most 256 bytes without control characters"));
+        }
+        if self.env.len() > MAX_ENV {
+            return Err(ValidationError::new("env", format!("at most {MAX_ENV} variables")));
+        }
+        let mut env_bytes = 0usize;
+        for (k, v) in &self.env {
+            let key_ok = !k.is_empty()
+                && k.len() <= 256
+                && !k.contains('=')
+                && !k.contains('\0')
+                && !k.bytes().next().is_some_and(|b| b.is_ascii_digit());
+            if !key_ok {
+                return Err(ValidationError::new(
+                    format!("env.{k}"),
+                    "name must be 1-256 bytes without '=' or NUL, not starting with a digit",
+                ));
+            }
+            if v.contains('\0') {
+                return Err(ValidationError::new(format!("env.{k}"), "value must not contain NUL"));
+            }
+            env_bytes += k.len() + v.len();
+        }
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(ValidationError::new("env", "larger than 1 MiB"));
+        }
+        if let Some(cwd) = &self.cwd {
+            if !cwd.starts_with('/') || cwd.len() > MAX_CWD || cwd.contains('\0') {
+                return Err(ValidationError::new("cwd", "must be an absolute path of at most 4096 bytes"));
+            }
+        }
+        self.resources.validate().map_err(|e| e.within("resources"))?;
+        validate_word(&self.queue, "queue")?;
+        if self.priority.unsigned_abs() > MAX_PRIORITY as u32 {
+            return Err(ValidationError::new("priority", format!("must be within ±{MAX_PRIORITY}")));
+        }
+        self.retry.validate().map_err(|e| e.within("retry"))?;
+        if let Some(t) = self.timeout {
+            if t.0 == 0 || t.0 > MAX_TIMEOUT_MS {
+                return Err(ValidationError::new("timeout", "must be between 1ms and 366 days"));
+            }
+        }
+        if let Some(a) = self.array {
+            if a.end < a.start {
+                return Err(ValidationError::new("array", "end must not be below start"));
+            }
+            if u64::from(a.end - a.start) + 1 > MAX_ARRAY_TASKS {
+                return Err(ValidationError::new("array", format!("at most {MAX_ARRAY_TASKS} tasks")));
+            }
+        }
+        if self.constraints.len() > MAX_CONSTRAINTS {
+            return Err(ValidationError::new("constraints", format!("at most {MAX_CONSTRAINTS}")));
+        }
+        for (i, c) in self.constraints.iter().enumerate() {
+            c.validate().map_err(|e| e.within(&format!("constraints[{i}]")))?;
+        }
+        validate_labels(&self.labels, "labels")?;
+        Ok(())
+    }
+}
+
+/// Queue names and similar identifiers: 1-64 of `[A-Za-z0-9._-]`.
+fn validate_word(v: &str, field: &str) -> Result<(), ValidationError> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(field, "must be 1-64 characters of letters, digits, '.', '_' or '-'"))
+    }
+}
+
+/// Label maps on jobs and nodes.
+pub fn validate_labels(labels: &BTreeMap<String, String>, field: &str) -> Result<(), ValidationError> {
+    use limits::*;
+    if labels.len() > MAX_LABELS {
+        return Err(ValidationError::new(field, format!("at most {MAX_LABELS} labels")));
+    }
+    for (k, v) in labels {
+        validate_word(k, &format!("{field}.{k}"))?;
+        if v.len() > MAX_LABEL_BYTES || v.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                format!("{field}.{k}"),
+                "value must be at most 256 bytes without control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How often and how fast a failed task is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt; 2 means at most 3 attempts.
+    #[serde(default)]
+    pub limit: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+    #[serde(default = "default_delay")]
+    pub delay: DurationMs,
+    #[serde(default = "default_max_delay")]
+    pub max_delay: DurationMs,
+}
+
+fn default_delay() -> DurationMs {
+    DurationMs(1000)
+}
+
+fn default_max_delay() -> DurationMs {
+    DurationMs(60_000)
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { limit: 0, backoff: Backoff::default(), delay: default_delay(), max_delay: default_max_delay() }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before retry number `n` (1-based).
+    pub fn delay_for(&self, n: u32) -> u64 {
+        let base = self.delay.0;
+        let d = match self.backoff {
+            Backoff::Fixed => base,
+            Backoff::Exponential => {
+                base.saturating_mul(1u64.checked_shl(n.saturating_sub(1).min(40)).unwrap_or(u64::MAX))
+            }
+        };
+        d.min(self.max_delay.0.max(base))
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        use limits::*;
+        if self.limit > MAX_RETRIES {
+            return Err(ValidationError::new("limit", format!("at most {MAX_RETRIES}")));
+        }
+        if self.delay.0 > MAX_RETRY_DELAY_MS {
+            return Err(ValidationError::new("delay", "at most 1 day"));
+        }
+        if self.max_delay.0 > MAX_RETRY_DELAY_MS {
+            return Err(ValidationError::new("max_delay", "at most 1 day"));
+        }
+        Ok(())
+    }
+}
+
+/// Backoff between retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    Fixed,
+    #[default]
+    Exponential,
+}
+
+impl std::str::FromStr for Backoff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fixed" => Ok(Backoff::Fixed),
+            "exponential" => Ok(Backoff::Exponential),
+            _ => Err(format!("backoff must be fixed or exponential, not {s:?}")),
+        }
+    }
+}
+
+/// An inclusive range of task indices, written "START-END" (or a single "N").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl ArrayRange {
+    pub fn len(&self) -> u32 {
+        self.end.saturating_sub(self.start).saturating_add(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl std::str::FromStr for ArrayRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("array must be START-END with non-negative integers, not {s:?}");
+        let (a, b) = match s.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (s, s),
+        };
+        let start: u32 = a.trim().parse().map_err(|_| bad())?;
+        let end: u32 = b.trim().parse().map_err(|_| bad())?;
+        if end < start {
+            return Err(format!("array {s:?}: end must not be below start"));
+        }
+        Ok(ArrayRange { start, end })
+    }
+}
+
+impl Serialize for ArrayRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}-{}", self.start, self.end))
+    }
+}
+
+impl<'de> Deserialize<'de> for ArrayRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A node label requirement "key=value".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Constraint {
+    pub key: String,
+    pub value: String,
+}
+
+impl Constraint {
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate_word(&self.key, "key")?;
+        if self.value.len() > limits::MAX_LABEL_BYTES || self.value.chars().any(char::is_control) {
+            return Err(ValidationError::new("value", "at most 256 bytes without control characters"));
+        }
+        Ok(())
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        labels.get(&self.key).is_some_and(|v| v == &self.value)
+    }
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+impl std::str::FromStr for Constraint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok(Constraint { key: k.to_string(), value: v.to_string() }),
+            _ => Err(format!("constraint must be KEY=VALUE, not {s:?}")),
+        }
+    }
+}
+
+impl Serialize for Constraint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Constraint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec::new(vec!["echo".into(), "hi".into()])
+    }
+
+    #[test]
+    fn defaults_from_json() {
+        let s: JobSpec = serde_json::from_str(r#"{"command":["true"]}"#).unwrap();
+        assert_eq!(s.queue, "default");
+        assert_eq!(s.resources.cpu_millis, 1000);
+        assert_eq!(s.task_count(), 1);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_rejected() {
+        let e = serde_json::from_str::<JobSpec>(r#"{"command":["true"],"comand":1}"#).unwrap_err();
+        assert!(e.to_string().contains("comand"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_fields() {
+        let mut s = spec();
+        s.command.push("a\0b".into());
+        assert_eq!(s.validate().unwrap_err().field, "command[2]");
+        let mut s = spec();
+        s.env.insert("A=B".into(), "x".into());
+        assert_eq!(s.validate().unwrap_err().field, "env.A=B");
+        let mut s = spec();
+        s.cwd = Some("relative".into());
+        assert_eq!(s.validate().unwrap_err().field, "cwd");
+        let mut s = spec();
+        s.queue = "bad queue".into();
+        assert_eq!(s.validate().unwrap_err().field, "queue");
+        let mut s = spec();
+        s.retry.limit = 1000;
+        assert_eq!(s.validate().unwrap_err().field, "retry.limit");
+        let mut s = spec();
+        s.constraints.push(Constraint { key: "a b".into(), value: "x".into() });
+        assert_eq!(s.validate().unwrap_err().field, "constraints[0].key");
+        let mut s = spec();
+        s.array = Some(ArrayRange { start: 0, end: 2_000_000 });
+        assert_eq!(s.validate().unwrap_err().field, "array");
+        let mut s = spec();
+        s.resources.custom.insert("bad name".into(), 1);
+        assert_eq!(s.validate().unwrap_err().field, "resources.custom.bad name");
+    }
+
+    #[test]
+    fn arrays_and_constraints_parse() {
+        let a: ArrayRange = "1-1000".parse().unwrap();
+        assert_eq!(a.len(), 1000);
+        assert!("5-1".parse::<ArrayRange>().is_err());
+        assert!("x".parse::<ArrayRange>().is_err());
+        let c: Constraint = "gpu=a100".parse().unwrap();
+        assert_eq!(c.key, "gpu");
+        assert!("=x".parse::<Constraint>().is_err());
+    }
+
+    #[test]
+    fn backoff_delays() {
+        let r = RetryPolicy { limit: 5, backoff: Backoff::Exponential, delay: DurationMs(100), max_delay: DurationMs(350) };
+        assert_eq!((r.delay_for(1), r.delay_for(2), r.delay_for(3), r.delay_for(60)), (100, 200, 350, 350));
+        let f = RetryPolicy { backoff: Backoff::Fixed, ..r };
+        assert_eq!(f.delay_for(7), 100);
+    }
+}

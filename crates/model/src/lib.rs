@@ -1,0 +1,22 @@
+//! Zenith's vocabulary: IDs, job specs and their validation, resources, states and records.
+//!
+//! Pure data: no I/O, no clock, no async. Every other crate speaks in these types.
+
+pub mod duration;
+pub mod ids;
+pub mod job;
+pub mod records;
+pub mod resources;
+pub mod state;
+pub mod validate;
+
+pub use duration::DurationMs;
+pub use ids::{AttemptId, JobId, NodeId};
+pub use job::{ArrayRange, Backoff, Constraint, JobSpec, RetryPolicy};
+pub use records::{AttemptRecord, JobRecord, NodeRecord, TaskRecord};
+pub use resources::Resources;
+pub use state::{AttemptOutcome, JobState, NodeState, TaskCounts, TaskState};
+pub use validate::ValidationError;
+
+/// Milliseconds since the Unix epoch, as handed to the engine by the server's clock module.
+pub type Millis = u64;

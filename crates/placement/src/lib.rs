@@ -1,0 +1,202 @@
+//! Placement: filter -> score -> select, as pure functions over a view of the cluster.
+//!
+//! The engine owns node state; it hands placement borrowed [`Candidate`]s. Filters run cheapest
+//! first (readiness, resources, constraints) and every rejection is named, so that
+//! `zenith job explain` can say why a job waits. Scoring bin-packs: the node left fullest wins,
+//! which keeps whole nodes free for big jobs. Selection looks at a bounded number of feasible
+//! nodes ([`CANDIDATE_LIMIT`]) so one decision stays cheap on large clusters.
+
+use std::collections::BTreeMap;
+use zenith_model::{Constraint, Resources};
+
+/// Feasible nodes examined per decision before the best of them is chosen.
+pub const CANDIDATE_LIMIT: usize = 32;
+
+/// What placement needs to know of one node.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    pub free: &'a Resources,
+    pub total: &'a Resources,
+    pub labels: &'a BTreeMap<String, String>,
+    /// False for lost (or otherwise unschedulable) nodes.
+    pub ready: bool,
+}
+
+/// Why one node cannot take a request.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rejection {
+    NotReady,
+    /// A resource the node does not have enough of even when idle.
+    ExceedsCapacity(String),
+    /// A resource the node lacks right now (it is busy).
+    Shortfall(String),
+    Constraint(String),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::NotReady => f.write_str("node not ready"),
+            Rejection::ExceedsCapacity(r) => write!(f, "{r} (exceeds node capacity)"),
+            Rejection::Shortfall(r) => f.write_str(r),
+            Rejection::Constraint(c) => write!(f, "constraint {c} not met"),
+        }
+    }
+}
+
+/// The filter stage for one node.
+pub fn check(c: &Candidate<'_>, req: &Resources, constraints: &[Constraint]) -> Result<(), Rejection> {
+    if !c.ready {
+        return Err(Rejection::NotReady);
+    }
+    if let Some(s) = req.first_shortfall(c.total) {
+        return Err(Rejection::ExceedsCapacity(s));
+    }
+    if let Some(s) = req.first_shortfall(c.free) {
+        return Err(Rejection::Shortfall(s));
+    }
+    if let Some(bad) = constraints.iter().find(|k| !k.matches(c.labels)) {
+        return Err(Rejection::Constraint(bad.to_string()));
+    }
+    Ok(())
+}
+
+/// The bin-packing score: how full the node would be after placing `req`, in parts per million
+/// averaged over CPU and memory. Higher is better.
+pub fn score(c: &Candidate<'_>, req: &Resources) -> u64 {
+    fn used_ppm(total: u64, free: u64, req: u64) -> u64 {
+        if total == 0 {
+            return 0;
+        }
+        let used = total.saturating_sub(free).saturating_add(req).min(total);
+        (u128::from(used) * 1_000_000 / u128::from(total)) as u64
+    }
+    let cpu = used_ppm(c.total.cpu_millis, c.free.cpu_millis, req.cpu_millis);
+    let mem = used_ppm(c.total.memory, c.free.memory, req.memory);
+    (cpu + mem) / 2
+}
+
+/// Chooses a node for `req` among `candidates`: the best-scoring of the first
+/// [`CANDIDATE_LIMIT`] feasible ones; ties go to the earlier node.
+pub fn select<'a, K, I>(candidates: I, req: &Resources, constraints: &[Constraint]) -> Option<K>
+where
+    I: IntoIterator<Item = (K, Candidate<'a>)>,
+{
+    let mut best: Option<(u64, K)> = None;
+    let mut seen = 0usize;
+    for (key, c) in candidates {
+        if check(&c, req, constraints).is_err() {
+            continue;
+        }
+        let s = score(&c, req);
+        if best.as_ref().is_none_or(|(b, _)| s > *b) {
+            best = Some((s, key));
+        }
+        seen += 1;
+        if seen >= CANDIDATE_LIMIT {
+            break;
+        }
+    }
+    best.map(|(_, k)| k)
+}
+
+/// Why a request is or is not placeable right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Explanation {
+    pub nodes: u32,
+    pub feasible: u32,
+    /// Rejection reason (display form) -> number of nodes rejected for it.
+    pub rejections: BTreeMap<String, u32>,
+}
+
+impl Explanation {
+    /// "3 nodes: insufficient memory; 1 node: constraint gpu=a100 not met".
+    pub fn summary(&self) -> String {
+        if self.nodes == 0 {
+            return "no nodes registered".into();
+        }
+        let mut parts: Vec<(u32, &String)> = self.rejections.iter().map(|(r, n)| (*n, r)).collect();
+        parts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let mut out: Vec<String> = Vec::with_capacity(parts.len() + 1);
+        if self.feasible > 0 {
+            out.push(format!("{} {} can run it now", self.feasible, plural(self.feasible)));
+        }
+        out.extend(parts.into_iter().map(|(n, r)| format!("{n} {}: {r}", plural(n))));
+        out.join("; ")
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        "node"
+    } else {
+        "nodes"
+    }
+}
+
+/// Runs the filter over every node and counts the reasons for rejection.
+pub fn explain<'a, I>(candidates: I, req: &Resources, constraints: &[Constraint]) -> Explanation
+where
+    I: IntoIterator<Item = Candidate<'a>>,
+{
+    let mut e = Explanation::default();
+    for c in candidates {
+        e.nodes += 1;
+        match check(&c, req, constraints) {
+            Ok(()) => e.feasible += 1,
+            Err(r) => *e.rejections.entry(r.to_string()).or_insert(0) += 1,
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct N {
+        free: Resources,
+        total: Resources,
+        labels: BTreeMap<String, String>,
+        ready: bool,
+    }
+
+    fn node(cpus: u64, mem: u64, free_cpus: u64, labels: &[(&str, &str)]) -> N {
+        let total = Resources { cpu_millis: cpus * 1000, memory: mem, ..Default::default() };
+        let free = Resources { cpu_millis: free_cpus * 1000, memory: mem, ..Default::default() };
+        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        N { free, total, labels, ready: true }
+    }
+
+    fn view(ns: &[N]) -> impl Iterator<Item = (usize, Candidate<'_>)> {
+        ns.iter().enumerate().map(|(i, n)| {
+            (i, Candidate { free: &n.free, total: &n.total, labels: &n.labels, ready: n.ready })
+        })
+    }
+
+    #[test]
+    fn binpacks_onto_fullest_node() {
+        let ns = vec![node(8, 100, 8, &[]), node(8, 100, 2, &[]), node(8, 100, 4, &[])];
+        let req = Resources::cpus(1.0);
+        assert_eq!(select(view(&ns), &req, &[]), Some(1));
+        let req3 = Resources::cpus(3.0);
+        assert_eq!(select(view(&ns), &req3, &[]), Some(2));
+    }
+
+    #[test]
+    fn explains_rejections() {
+        let mut ns = vec![node(4, 10, 4, &[("gpu", "t4")]), node(4, 10, 0, &[]), node(4, 10, 4, &[]), node(4, 10, 4, &[])];
+        ns[3].ready = false;
+        let req = Resources { cpu_millis: 1000, memory: 20, ..Default::default() };
+        let gpu: Constraint = "gpu=a100".parse().unwrap();
+        assert_eq!(select(view(&ns), &req, std::slice::from_ref(&gpu)), None);
+        let e = explain(view(&ns).map(|(_, c)| c), &req, &[gpu.clone()]);
+        assert_eq!(e.nodes, 4);
+        assert_eq!(e.feasible, 0);
+        assert_eq!(e.summary(), "3 nodes: insufficient memory (exceeds node capacity); 1 node: node not ready");
+        let small = Resources::cpus(1.0);
+        let e2 = explain(view(&ns).map(|(_, c)| c), &small, &[gpu]);
+        assert_eq!(e2.rejections.get("constraint gpu=a100 not met"), Some(&2));
+        assert_eq!(e2.rejections.get("insufficient cpus"), Some(&1));
+    }
+}
