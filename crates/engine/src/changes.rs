@@ -1,36 +1,10 @@
-//! The write-set of one engine step: record images keyed so that repeated changes to one
-//! record in a batch cost one write.
+//! Filling the write-set of one engine step ([`Changes`]): record images keyed so that
+//! repeated changes to one record in a batch cost one write.
 
 use crate::state::{Engine, Job, Running};
-use std::collections::HashMap;
 use zenith_model::{AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, Millis, NodeId, NodeRecord, TaskRecord};
 
-/// Records to persist in one group commit. Cleared by [`Engine::take_changes`].
-#[derive(Debug, Default)]
-pub struct Changes {
-    pub jobs: HashMap<JobId, JobRecord>,
-    pub tasks: HashMap<(JobId, u32), TaskRecord>,
-    pub attempts: HashMap<AttemptId, AttemptRecord>,
-    pub nodes: HashMap<NodeId, NodeRecord>,
-    pub removed_nodes: Vec<NodeId>,
-    pub next_job_id: u64,
-    pub next_attempt_id: u64,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-            && self.tasks.is_empty()
-            && self.attempts.is_empty()
-            && self.nodes.is_empty()
-            && self.removed_nodes.is_empty()
-    }
-
-    /// Number of records, for batch-size accounting.
-    pub fn len(&self) -> usize {
-        self.jobs.len() + self.tasks.len() + self.attempts.len() + self.nodes.len() + self.removed_nodes.len()
-    }
-}
+pub use zenith_model::records::Changes;
 
 pub(crate) fn job_record(id: JobId, job: &mut Job, finished_at: Option<Millis>) -> JobRecord {
     let spec = if job.unsaved {

@@ -3,21 +3,9 @@
 use crate::state::{Engine, Job, Node, Running, Task};
 use crate::EngineConfig;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use zenith_model::{AttemptId, AttemptRecord, JobRecord, Millis, NodeRecord, NodeState, TaskCounts, TaskRecord, TaskState};
+use zenith_model::{AttemptId, AttemptRecord, Millis, NodeState, TaskCounts, TaskState};
 
-/// The live records the store returns at start.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    /// Jobs not yet final, each with its spec.
-    pub jobs: Vec<JobRecord>,
-    /// Task rows of those jobs (tasks without a row are queued, or cancelled if the job was).
-    pub tasks: Vec<TaskRecord>,
-    /// Attempts without an end.
-    pub running: Vec<AttemptRecord>,
-    pub nodes: Vec<NodeRecord>,
-    pub next_job_id: u64,
-    pub next_attempt_id: u64,
-}
+pub use zenith_model::records::Loaded;
 
 impl Engine {
     /// Rebuilds state from `loaded`. Every node gets a fresh heartbeat grace from `now`, so a

@@ -2,7 +2,7 @@
 
 use crate::{AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Resources, TaskCounts, TaskState};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// A job row. `spec` is carried only when the row is new (specs never change).
@@ -58,4 +58,46 @@ pub struct NodeRecord {
     pub state: NodeState,
     pub registered_at: Millis,
     pub last_seen: Millis,
+}
+
+/// The write-set of one engine step, persisted in one group commit. Keyed so that repeated
+/// changes to one record within a batch cost one write.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub jobs: HashMap<JobId, JobRecord>,
+    pub tasks: HashMap<(JobId, u32), TaskRecord>,
+    pub attempts: HashMap<AttemptId, AttemptRecord>,
+    pub nodes: HashMap<NodeId, NodeRecord>,
+    pub removed_nodes: Vec<NodeId>,
+    pub next_job_id: u64,
+    pub next_attempt_id: u64,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+            && self.tasks.is_empty()
+            && self.attempts.is_empty()
+            && self.nodes.is_empty()
+            && self.removed_nodes.is_empty()
+    }
+
+    /// Number of records, for batch-size accounting.
+    pub fn len(&self) -> usize {
+        self.jobs.len() + self.tasks.len() + self.attempts.len() + self.nodes.len() + self.removed_nodes.len()
+    }
+}
+
+/// The live records a store returns at start, from which the engine is rebuilt.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Jobs not yet final, each with its spec.
+    pub jobs: Vec<JobRecord>,
+    /// Task rows of those jobs (tasks without a row are queued, or cancelled if the job was).
+    pub tasks: Vec<TaskRecord>,
+    /// Attempts without an end.
+    pub running: Vec<AttemptRecord>,
+    pub nodes: Vec<NodeRecord>,
+    pub next_job_id: u64,
+    pub next_attempt_id: u64,
 }

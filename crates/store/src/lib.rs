@@ -1,1 +1,64 @@
-//! zenith-store
+//! Durable records of jobs, tasks, attempts and nodes.
+//!
+//! [`Store`] is the write side: one writer, group commit (one transaction per batch of engine
+//! changes), load at start, retention sweep. [`StoreReader`] is the read side used by API
+//! queries; it only ever sees committed data. The embedded backend is SQLite in the data
+//! directory ([`sqlite::SqliteStore`]); the trait is shaped so that a PostgreSQL backend can add
+//! a leader-lease epoch checked inside each commit.
+
+pub mod sqlite;
+
+use zenith_model::records::{Changes, Loaded};
+use zenith_model::{AttemptId, AttemptRecord, JobId, JobRecord, JobState, Millis, TaskRecord};
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("stored record {what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("store schema version {found} is newer than this binary supports ({supported})")]
+    TooNew { found: i64, supported: i64 },
+    #[error("reader pool lock poisoned")]
+    Poisoned,
+}
+
+/// The write side, owned by exactly one writer thread.
+pub trait Store: Send {
+    /// Reads every live record, to rebuild the engine.
+    fn load(&mut self) -> Result<Loaded, StoreError>;
+    /// Persists one batch atomically and durably.
+    fn commit(&mut self, changes: &Changes) -> Result<(), StoreError>;
+    /// Deletes up to `limit` jobs that finished before `before`, with their tasks and
+    /// attempts; returns the attempts removed (so their logs can go too).
+    fn sweep(&mut self, before: Millis, limit: usize) -> Result<Vec<AttemptId>, StoreError>;
+    /// Reads a small named value (token hashes, settings).
+    fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// Filters and paging of a job listing: newest first, `before` is an ID cursor.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub queue: Option<String>,
+    pub before: Option<JobId>,
+    pub limit: usize,
+}
+
+/// The read side, shared by API handlers.
+pub trait StoreReader: Send + Sync {
+    fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+    /// A job with its spec.
+    fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+    /// The job's attempts in ID order, at most `limit`, plus the total count.
+    fn attempts(&self, job: JobId, limit: usize) -> Result<(Vec<AttemptRecord>, u64), StoreError>;
+    /// The latest attempt of one task.
+    fn latest_attempt(&self, job: JobId, task: u32) -> Result<Option<AttemptRecord>, StoreError>;
+    fn get_attempt(&self, id: AttemptId) -> Result<Option<AttemptRecord>, StoreError>;
+    /// Task rows of a job (tasks that never started have none), at most `limit`.
+    fn tasks(&self, job: JobId, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
+}

@@ -1,0 +1,534 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`, one writer connection
+//! and a small pool of read-only connections.
+
+use crate::{JobFilter, Store, StoreError, StoreReader};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use zenith_model::records::{Changes, Loaded};
+use zenith_model::{
+    AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, NodeId, NodeRecord, NodeState,
+    TaskCounts, TaskRecord, TaskState,
+};
+
+/// Schema versions, applied in order; `PRAGMA user_version` holds the last applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    task_count INTEGER NOT NULL,
+    queued INTEGER NOT NULL, running INTEGER NOT NULL, succeeded INTEGER NOT NULL,
+    failed INTEGER NOT NULL, cancelled INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL,
+    reason TEXT,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE INDEX jobs_live ON jobs (id) WHERE finished_at IS NULL;
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE tasks (
+    job_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    attempt_id INTEGER,
+    ready_at INTEGER,
+    reason TEXT,
+    PRIMARY KEY (job_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome TEXT
+);
+CREATE INDEX attempts_task ON attempts (job_id, idx, id);
+CREATE INDEX attempts_open ON attempts (id) WHERE finished_at IS NULL;
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    resources TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    state TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+"#];
+
+/// Version tag of the JSON stored in `jobs.spec`.
+const SPEC_FORMAT: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSpec<T> {
+    v: u32,
+    spec: T,
+}
+
+fn db_path(dir: &Path) -> PathBuf {
+    dir.join("zenith.db")
+}
+
+/// The writer. Create it once per data directory.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
+        let path = db_path(dir);
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore { conn, path })
+    }
+
+    /// A read side sharing this database, with `connections` read-only connections.
+    pub fn reader(&self, connections: usize) -> Result<SqliteReader, StoreError> {
+        let mut pool = Vec::with_capacity(connections);
+        for _ in 0..connections.max(1) {
+            let c = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            pool.push(c);
+        }
+        Ok(SqliteReader { pool: Arc::new(Mutex::new(pool)), path: self.path.clone() })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::TooNew { found: version, supported });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    // Serialising plain data structs (no maps with non-string keys) cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { what: what.into(), detail: detail.to_string() }
+}
+
+impl Store for SqliteStore {
+    fn load(&mut self) -> Result<Loaded, StoreError> {
+        let mut out = Loaded::default();
+        {
+            let mut st = self.conn.prepare(&format!("SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"))?;
+            let rows = st.query_map([], job_from_row)?;
+            for row in rows {
+                out.jobs.push(row??);
+            }
+            let mut st = self.conn.prepare(&format!(
+                "SELECT {TASK_COLS} FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.finished_at IS NULL"
+            ))?;
+            let rows = st.query_map([], task_from_row)?;
+            for row in rows {
+                out.tasks.push(row??);
+            }
+            let mut st = self.conn.prepare(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE finished_at IS NULL"))?;
+            let rows = st.query_map([], attempt_from_row)?;
+            for row in rows {
+                out.running.push(row??);
+            }
+            let mut st = self.conn.prepare("SELECT id, name, resources, labels, state, registered_at, last_seen FROM nodes")?;
+            let rows = st.query_map([], node_from_row)?;
+            for row in rows {
+                out.nodes.push(row??);
+            }
+        }
+        out.next_job_id = self.get_meta("next_job_id")?.and_then(|v| v.parse().ok()).unwrap_or(1);
+        out.next_attempt_id = self.get_meta("next_attempt_id")?.and_then(|v| v.parse().ok()).unwrap_or(1);
+        // Never reuse an ID even if the counters lag the rows.
+        let max_job: i64 = self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM jobs", [], |r| r.get(0))?;
+        let max_att: i64 = self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM attempts", [], |r| r.get(0))?;
+        out.next_job_id = out.next_job_id.max(max_job as u64 + 1);
+        out.next_attempt_id = out.next_attempt_id.max(max_att as u64 + 1);
+        Ok(out)
+    }
+
+    fn commit(&mut self, ch: &Changes) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins_job = tx.prepare_cached(
+                "INSERT OR REPLACE INTO jobs (id, name, queue, priority, state, spec, task_count, queued, running, \
+                 succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            let mut upd_job = tx.prepare_cached(
+                "UPDATE jobs SET state = ?2, queued = ?3, running = ?4, succeeded = ?5, failed = ?6, cancelled = ?7, \
+                 cancel_requested = ?8, reason = ?9, finished_at = ?10 WHERE id = ?1",
+            )?;
+            for j in ch.jobs.values() {
+                let c = &j.counts;
+                match &j.spec {
+                    Some(spec) => {
+                        ins_job.execute(params![
+                            j.id.0 as i64,
+                            spec.display_name(),
+                            spec.queue,
+                            spec.priority,
+                            j.state.as_str(),
+                            json(&StoredSpec { v: SPEC_FORMAT, spec: spec.as_ref() }),
+                            spec.task_count(),
+                            c.queued,
+                            c.running,
+                            c.succeeded,
+                            c.failed,
+                            c.cancelled,
+                            j.cancel_requested,
+                            j.reason,
+                            j.created_at as i64,
+                            j.finished_at.map(|v| v as i64),
+                        ])?;
+                    }
+                    None => {
+                        upd_job.execute(params![
+                            j.id.0 as i64,
+                            j.state.as_str(),
+                            c.queued,
+                            c.running,
+                            c.succeeded,
+                            c.failed,
+                            c.cancelled,
+                            j.cancel_requested,
+                            j.reason,
+                            j.finished_at.map(|v| v as i64),
+                        ])?;
+                    }
+                }
+            }
+            let mut up_task = tx.prepare_cached(
+                "INSERT INTO tasks (job_id, idx, state, failures, attempts, attempt_id, ready_at, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (job_id, idx) DO UPDATE SET \
+                 state = excluded.state, failures = excluded.failures, attempts = excluded.attempts, \
+                 attempt_id = excluded.attempt_id, ready_at = excluded.ready_at, reason = excluded.reason",
+            )?;
+            for t in ch.tasks.values() {
+                up_task.execute(params![
+                    t.job.0 as i64,
+                    t.index,
+                    t.state.as_str(),
+                    t.failures,
+                    t.attempts,
+                    t.attempt.map(|a| a.0 as i64),
+                    t.ready_at.map(|v| v as i64),
+                    t.reason,
+                ])?;
+            }
+            let mut up_att = tx.prepare_cached(
+                "INSERT INTO attempts (id, job_id, idx, node, started_at, finished_at, outcome) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET \
+                 finished_at = excluded.finished_at, outcome = excluded.outcome",
+            )?;
+            for a in ch.attempts.values() {
+                up_att.execute(params![
+                    a.id.0 as i64,
+                    a.job.0 as i64,
+                    a.task,
+                    a.node.as_str(),
+                    a.started_at as i64,
+                    a.finished_at.map(|v| v as i64),
+                    a.outcome.as_ref().map(json),
+                ])?;
+            }
+            let mut up_node = tx.prepare_cached(
+                "INSERT OR REPLACE INTO nodes (id, name, resources, labels, state, registered_at, last_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for n in ch.nodes.values() {
+                up_node.execute(params![
+                    n.id.as_str(),
+                    n.name,
+                    json(&n.resources),
+                    json(&n.labels),
+                    n.state.as_str(),
+                    n.registered_at as i64,
+                    n.last_seen as i64,
+                ])?;
+            }
+            let mut del_node = tx.prepare_cached("DELETE FROM nodes WHERE id = ?1")?;
+            for id in &ch.removed_nodes {
+                del_node.execute(params![id.as_str()])?;
+            }
+            let mut meta = tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+            if ch.next_job_id > 0 {
+                meta.execute(params!["next_job_id", ch.next_job_id.to_string()])?;
+            }
+            if ch.next_attempt_id > 0 {
+                meta.execute(params!["next_attempt_id", ch.next_attempt_id.to_string()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn sweep(&mut self, before: zenith_model::Millis, limit: usize) -> Result<Vec<AttemptId>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut st = tx.prepare_cached("SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2")?;
+            let rows = st.query_map(params![before as i64, limit as i64], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut attempts = Vec::new();
+        {
+            let mut sel = tx.prepare_cached("SELECT id FROM attempts WHERE job_id = ?1")?;
+            let mut del_a = tx.prepare_cached("DELETE FROM attempts WHERE job_id = ?1")?;
+            let mut del_t = tx.prepare_cached("DELETE FROM tasks WHERE job_id = ?1")?;
+            let mut del_j = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+            for id in &ids {
+                let rows = sel.query_map(params![id], |r| r.get::<_, i64>(0))?;
+                for a in rows {
+                    attempts.push(AttemptId(a? as u64));
+                }
+                del_a.execute(params![id])?;
+                del_t.execute(params![id])?;
+                del_j.execute(params![id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(attempts)
+    }
+
+    fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(())
+    }
+}
+
+const JOB_COLS: &str = "id, state, spec, queued, running, succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at";
+const TASK_COLS: &str = "t.job_id, t.idx, t.state, t.failures, t.attempts, t.attempt_id, t.ready_at, t.reason";
+const ATTEMPT_COLS: &str = "id, job_id, idx, node, started_at, finished_at, outcome";
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRecord, StoreError>> {
+    let id = JobId(r.get::<_, i64>(0)? as u64);
+    let state_s: String = r.get(1)?;
+    let spec_s: String = r.get(2)?;
+    let Some(state) = JobState::parse(&state_s) else {
+        return Ok(Err(corrupt(format!("job {id}"), format!("state {state_s:?}"))));
+    };
+    let spec = match serde_json::from_str::<StoredSpec<JobSpec>>(&spec_s) {
+        Ok(s) if s.v == SPEC_FORMAT => s.spec,
+        Ok(s) => return Ok(Err(corrupt(format!("job {id}"), format!("unknown spec format {}", s.v)))),
+        Err(e) => return Ok(Err(corrupt(format!("job {id}"), e))),
+    };
+    Ok(Ok(JobRecord {
+        id,
+        spec: Some(Arc::new(spec)),
+        state,
+        counts: TaskCounts {
+            queued: r.get(3)?,
+            running: r.get(4)?,
+            succeeded: r.get(5)?,
+            failed: r.get(6)?,
+            cancelled: r.get(7)?,
+        },
+        cancel_requested: r.get(8)?,
+        reason: r.get(9)?,
+        created_at: r.get::<_, i64>(10)? as u64,
+        finished_at: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+    }))
+}
+
+fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord, StoreError>> {
+    let state_s: String = r.get(2)?;
+    let Some(state) = TaskState::parse(&state_s) else {
+        return Ok(Err(corrupt("task", format!("state {state_s:?}"))));
+    };
+    Ok(Ok(TaskRecord {
+        job: JobId(r.get::<_, i64>(0)? as u64),
+        index: r.get(1)?,
+        state,
+        failures: r.get(3)?,
+        attempts: r.get(4)?,
+        attempt: r.get::<_, Option<i64>>(5)?.map(|v| AttemptId(v as u64)),
+        ready_at: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        reason: r.get(7)?,
+    }))
+}
+
+fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AttemptRecord, StoreError>> {
+    let id = AttemptId(r.get::<_, i64>(0)? as u64);
+    let outcome = match r.get::<_, Option<String>>(6)? {
+        None => None,
+        Some(s) => match serde_json::from_str::<AttemptOutcome>(&s) {
+            Ok(o) => Some(o),
+            Err(e) => return Ok(Err(corrupt(format!("attempt {id}"), e))),
+        },
+    };
+    Ok(Ok(AttemptRecord {
+        id,
+        job: JobId(r.get::<_, i64>(1)? as u64),
+        task: r.get(2)?,
+        node: NodeId(r.get(3)?),
+        started_at: r.get::<_, i64>(4)? as u64,
+        finished_at: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        outcome,
+    }))
+}
+
+fn node_from_row(r: &Row<'_>) -> rusqlite::Result<Result<NodeRecord, StoreError>> {
+    let id: String = r.get(0)?;
+    let res: String = r.get(2)?;
+    let labels: String = r.get(3)?;
+    let state_s: String = r.get(4)?;
+    let parsed = (|| {
+        Ok::<_, String>(NodeRecord {
+            id: NodeId(id.clone()),
+            name: String::new(),
+            resources: serde_json::from_str(&res).map_err(|e| e.to_string())?,
+            labels: serde_json::from_str(&labels).map_err(|e| e.to_string())?,
+            state: NodeState::parse(&state_s).ok_or(format!("state {state_s:?}"))?,
+            registered_at: 0,
+            last_seen: 0,
+        })
+    })();
+    match parsed {
+        Ok(mut n) => {
+            n.name = r.get(1)?;
+            n.registered_at = r.get::<_, i64>(5)? as u64;
+            n.last_seen = r.get::<_, i64>(6)? as u64;
+            Ok(Ok(n))
+        }
+        Err(e) => Ok(Err(corrupt(format!("node {id}"), e))),
+    }
+}
+
+/// Read-only connections shared by API handlers; callers run it on a blocking thread.
+#[derive(Clone)]
+pub struct SqliteReader {
+    pool: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+impl SqliteReader {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.pool.lock().map_err(|_| StoreError::Poisoned)?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                // Pool exhausted: a temporary extra connection, dropped after use.
+                let c = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                return f(&c);
+            }
+        };
+        let out = f(&conn);
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(conn);
+        }
+        out
+    }
+}
+
+fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>) -> Result<Vec<T>, StoreError> {
+    let mut v = Vec::new();
+    for r in rows {
+        v.push(r??);
+    }
+    Ok(v)
+}
+
+impl StoreReader for SqliteReader {
+    fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.with(|c| {
+            let mut sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id < ?1");
+            if f.state.is_some() {
+                sql.push_str(" AND state = ?3");
+            }
+            if f.queue.is_some() {
+                sql.push_str(" AND queue = ?4");
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?2");
+            let mut st = c.prepare_cached(&sql)?;
+            let before = f.before.map(|b| b.0 as i64).unwrap_or(i64::MAX);
+            let limit = f.limit.clamp(1, 10_000) as i64;
+            let state = f.state.map(|s| s.as_str()).unwrap_or("");
+            let queue = f.queue.clone().unwrap_or_default();
+            let mut p: Vec<&dyn rusqlite::ToSql> = vec![&before, &limit];
+            if f.state.is_some() {
+                p.push(&state);
+            }
+            if f.queue.is_some() {
+                if f.state.is_none() {
+                    p.push(&state);
+                }
+                p.push(&queue);
+            }
+            let rows = st.query_map(p.as_slice(), job_from_row)?;
+            collect(rows)
+        })
+    }
+
+    fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))?;
+            let row = st.query_row(params![id.0 as i64], job_from_row).optional()?;
+            row.transpose()
+        })
+    }
+
+    fn attempts(&self, job: JobId, limit: usize) -> Result<(Vec<AttemptRecord>, u64), StoreError> {
+        self.with(|c| {
+            let total: i64 = c.query_row("SELECT COUNT(*) FROM attempts WHERE job_id = ?1", params![job.0 as i64], |r| r.get(0))?;
+            let mut st = c.prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE job_id = ?1 ORDER BY id LIMIT ?2"))?;
+            let rows = st.query_map(params![job.0 as i64, limit as i64], attempt_from_row)?;
+            Ok((collect(rows)?, total as u64))
+        })
+    }
+
+    fn latest_attempt(&self, job: JobId, task: u32) -> Result<Option<AttemptRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE job_id = ?1 AND idx = ?2 ORDER BY id DESC LIMIT 1"
+            ))?;
+            st.query_row(params![job.0 as i64, task], attempt_from_row).optional()?.transpose()
+        })
+    }
+
+    fn get_attempt(&self, id: AttemptId) -> Result<Option<AttemptRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ?1"))?;
+            st.query_row(params![id.0 as i64], attempt_from_row).optional()?.transpose()
+        })
+    }
+
+    fn tasks(&self, job: JobId, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks t WHERE t.job_id = ?1 ORDER BY t.idx LIMIT ?2"))?;
+            let rows = st.query_map(params![job.0 as i64, limit as i64], task_from_row)?;
+            collect(rows)
+        })
+    }
+}

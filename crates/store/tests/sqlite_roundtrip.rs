@@ -1,0 +1,111 @@
+//! The SQLite store against a real database file: what the engine commits comes back at load.
+
+use std::sync::Arc;
+use zenith_engine::{Engine, EngineConfig, NodeRegistration};
+use zenith_model::{AttemptOutcome, JobState, NodeId, Resources};
+use zenith_store::sqlite::SqliteStore;
+use zenith_store::{JobFilter, Store, StoreReader};
+use zenith_testkit::spec;
+
+fn node(id: &str) -> NodeRegistration {
+    NodeRegistration { id: NodeId(id.into()), name: id.into(), resources: Resources::cpus(2.0), labels: Default::default(), known: vec![] }
+}
+
+#[test]
+fn commit_load_restore_and_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let reader = store.reader(2).unwrap();
+    let mut e = Engine::new(EngineConfig::default());
+    e.register_node(node("n1"), 1000);
+    let mut arr = spec(1.0);
+    arr.array = Some("1-5".parse().unwrap());
+    let mut retry = spec(1.0);
+    retry.retry.limit = 3;
+    let ids = e.submit(vec![Arc::new(arr), Arc::new(retry)], 1000).unwrap();
+    e.schedule(1000);
+    let effects = e.take_effects();
+    assert_eq!(effects.len(), 2);
+    store.commit(&e.take_changes()).unwrap();
+
+    // Finish one array task, fail one attempt of the retry job (it waits out a backoff).
+    let running: Vec<_> = effects
+        .iter()
+        .map(|ef| match ef {
+            zenith_engine::Effect::Dispatch { assignment, .. } => (assignment.job, assignment.attempt),
+            _ => unreachable!(),
+        })
+        .collect();
+    let n1 = NodeId("n1".into());
+    for (job, aid) in &running {
+        let code = if *job == ids[0] { 0 } else { 1 };
+        e.attempt_finished(&n1, *aid, AttemptOutcome::Exited { code }, 2000).unwrap();
+    }
+    e.schedule(2000);
+    let _ = e.take_effects();
+    store.commit(&e.take_changes()).unwrap();
+
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.jobs.len(), 2);
+    assert_eq!(loaded.running.len(), 2, "two array tasks run on the freed cpus");
+    let restored = Engine::restore(EngineConfig::default(), loaded, 3000);
+    restored.sanity_check().unwrap();
+    let arr_live = restored.live_job(ids[0]).unwrap();
+    assert_eq!((arr_live.counts.succeeded, arr_live.counts.running, arr_live.counts.queued), (1, 2, 2));
+    let retry_live = restored.live_job(ids[1]).unwrap();
+    assert_eq!(retry_live.state, JobState::Queued);
+    assert_eq!(restored.nodes()[0].free.cpu_millis, 0);
+
+    // Reads see committed rows.
+    let job = reader.get_job(ids[1]).unwrap().unwrap();
+    assert_eq!(job.spec.as_ref().unwrap().retry.limit, 3);
+    let (atts, total) = reader.attempts(ids[1], 10).unwrap();
+    assert_eq!((atts.len(), total), (1, 1));
+    assert_eq!(atts[0].outcome, Some(AttemptOutcome::Exited { code: 1 }));
+    let list = reader.list_jobs(&JobFilter { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(list.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[1], ids[0]]);
+    let queued = reader.list_jobs(&JobFilter { state: Some(JobState::Queued), limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(queued.len(), 1);
+    let by_queue = reader
+        .list_jobs(&JobFilter { queue: Some("default".into()), limit: 10, before: Some(ids[1]), ..Default::default() })
+        .unwrap();
+    assert_eq!(by_queue.len(), 1);
+
+    // Cancel everything, then the sweep removes finished jobs and reports their attempts.
+    let mut e = restored;
+    e.cancel(ids[1], 4000).unwrap();
+    store.commit(&e.take_changes()).unwrap();
+    assert_eq!(reader.get_job(ids[1]).unwrap().unwrap().state, JobState::Cancelled);
+    assert!(store.sweep(4000, 100).unwrap().is_empty(), "finished at 4000 is not before 4000");
+    let gone = store.sweep(4001, 100).unwrap();
+    assert_eq!(gone.len(), 1);
+    assert!(reader.get_job(ids[1]).unwrap().is_none());
+    assert!(reader.get_job(ids[0]).unwrap().is_some());
+}
+
+#[test]
+fn ids_never_reused_and_meta_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let mut e = Engine::new(EngineConfig::default());
+        e.submit(vec![Arc::new(spec(1.0))], 1).unwrap();
+        store.commit(&e.take_changes()).unwrap();
+        store.set_meta("k", "v").unwrap();
+    }
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.next_job_id, 2);
+    assert_eq!(store.get_meta("k").unwrap().as_deref(), Some("v"));
+}
+
+#[test]
+fn group_commit_of_ten_thousand_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let mut e = Engine::new(EngineConfig::default());
+    let specs: Vec<_> = (0..10_000).map(|_| Arc::new(spec(1.0))).collect();
+    e.submit(specs, 1).unwrap();
+    store.commit(&e.take_changes()).unwrap();
+    assert_eq!(store.load().unwrap().jobs.len(), 10_000);
+}
