@@ -22,6 +22,7 @@ fn commit_load_restore_and_sweep() {
     arr.array = Some("1-5".parse().unwrap());
     let mut retry = spec(1.0);
     retry.retry.limit = 3;
+    retry.priority = 10;
     let ids = e.submit(vec![Arc::new(arr), Arc::new(retry)], 1000).unwrap();
     e.schedule(1000);
     let effects = e.take_effects();
