@@ -177,6 +177,10 @@ impl Engine {
         self.jobs.get(&id).map(|j| JobLive { id, state: j.state(), counts: j.counts })
     }
 
+    pub fn has_node(&self, id: &NodeId) -> bool {
+        self.nodes.contains_key(id)
+    }
+
     pub fn live_jobs(&self) -> usize {
         self.jobs.len()
     }

@@ -82,6 +82,29 @@ impl Changes {
             && self.removed_nodes.is_empty()
     }
 
+    /// Folds a later batch into this one (the later image of a record wins; a job's spec,
+    /// carried only by its first image, is kept).
+    pub fn absorb(&mut self, later: Changes) {
+        for (id, mut rec) in later.jobs {
+            if rec.spec.is_none() {
+                rec.spec = self.jobs.get(&id).and_then(|old| old.spec.clone());
+            }
+            self.jobs.insert(id, rec);
+        }
+        self.tasks.extend(later.tasks);
+        self.attempts.extend(later.attempts);
+        for id in &later.removed_nodes {
+            self.nodes.remove(id);
+        }
+        for (id, n) in later.nodes {
+            self.removed_nodes.retain(|r| r != &id);
+            self.nodes.insert(id, n);
+        }
+        self.removed_nodes.extend(later.removed_nodes);
+        self.next_job_id = self.next_job_id.max(later.next_job_id);
+        self.next_attempt_id = self.next_attempt_id.max(later.next_attempt_id);
+    }
+
     /// Number of records, for batch-size accounting.
     pub fn len(&self) -> usize {
         self.jobs.len() + self.tasks.len() + self.attempts.len() + self.nodes.len() + self.removed_nodes.len()

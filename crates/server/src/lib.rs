@@ -1,1 +1,217 @@
-//! zenith-server
+//! The control plane: HTTP API, control loop, store writer and agent sessions.
+//!
+//! [`serve`] takes a bound listener and a shutdown future (so tests and `zenith up` choose the
+//! port and the lifetime). See `docs/architecture.md` for how the pieces fit.
+
+mod agent_api;
+mod api;
+pub mod auth;
+mod clock;
+mod control;
+mod error;
+pub mod logs;
+mod writer;
+
+pub use clock::Clock;
+pub use error::ApiError;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use zenith_engine::{Engine, EngineConfig};
+use zenith_store::sqlite::SqliteStore;
+use zenith_store::{Store, StoreReader};
+
+/// Everything the server can be told. Durations in milliseconds.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Database, tokens and logs live here.
+    pub data_dir: PathBuf,
+    /// How often agents are asked to report.
+    pub heartbeat_interval_ms: u64,
+    /// A node silent this long is lost and its work requeued.
+    pub heartbeat_timeout_ms: u64,
+    /// Finished jobs (with attempts and logs) are deleted this long after they end.
+    pub retention_ms: u64,
+    /// How often the retention sweep runs.
+    pub sweep_every_ms: u64,
+    /// Cap on each stored stdout/stderr file.
+    pub max_log_bytes: u64,
+    /// Cap on a request body.
+    pub max_body_bytes: usize,
+    /// Most queued or running jobs at once (admission control).
+    pub max_live_jobs: usize,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServerConfig {
+            data_dir,
+            heartbeat_interval_ms: 1000,
+            heartbeat_timeout_ms: 15_000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            sweep_every_ms: 60_000,
+            max_log_bytes: 64 << 20,
+            max_body_bytes: 16 << 20,
+            max_live_jobs: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("store: {0}")]
+    Store(#[from] zenith_store::StoreError),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Shared by all handlers; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    control: mpsc::Sender<control::LoopMsg>,
+    reader: Arc<dyn StoreReader>,
+    logs: logs::LogStore,
+    tokens: auth::Tokens,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Capacity of the control loop's inbox; a full inbox answers 429.
+const CONTROL_INBOX: usize = 65_536;
+
+/// Runs a server on `listener` until `shutdown` resolves (or a store failure stops it).
+pub async fn serve(
+    cfg: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let clock = Clock::new();
+    let mut store = SqliteStore::open(&cfg.data_dir)?;
+    let tokens = auth::Tokens::init(&mut store, &cfg.data_dir)?;
+    let loaded = store.load()?;
+    tracing::info!(live_jobs = loaded.jobs.len(), running = loaded.running.len(), nodes = loaded.nodes.len(), "store loaded");
+    let engine_cfg = EngineConfig {
+        heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
+        dispatch_grace_ms: (cfg.heartbeat_interval_ms * 10).max(5_000),
+        max_live_jobs: cfg.max_live_jobs,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::restore(engine_cfg, loaded, clock.now());
+    let reader: Arc<dyn StoreReader> = Arc::new(store.reader(4)?);
+    let logs = logs::LogStore::new(cfg.data_dir.join("logs"), cfg.max_log_bytes);
+
+    let (writer_tx, writer_rx) = mpsc::channel(64);
+    let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
+    let fatal_seen = fatal_rx.clone();
+    let writer = writer::spawn(Box::new(store) as Box<dyn Store>, logs.clone(), writer_rx, fatal_tx)
+        .map_err(|e| ServerError::Io(format!("starting the store writer: {e}")))?;
+
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_INBOX);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let loop_cfg = control::LoopConfig {
+        heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+        retention_ms: cfg.retention_ms,
+        sweep_every: Duration::from_millis(cfg.sweep_every_ms.max(10)),
+    };
+    let control = control::ControlLoop::new(engine, clock, loop_cfg, writer_tx);
+    let mut loop_stop = stop_rx.clone();
+    let control_task = tokio::spawn(control.run(control_rx, async move {
+        let _ = loop_stop.changed().await;
+    }));
+
+    let state = AppState { control: control_tx, reader, logs, tokens, shutdown: stop_rx.clone() };
+    let app = router(state, cfg.max_body_bytes);
+
+    let mut stop_wait = stop_rx.clone();
+    let stop_signal = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = fatal_rx.changed() => {}
+        }
+        let _ = stop_tx.send(true);
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(stop_signal);
+    tokio::select! {
+        r = served => r.map_err(|e| ServerError::Io(format!("http server: {e}")))?,
+        _ = async {
+            let _ = stop_wait.changed().await;
+            // Long-lived connections get a moment to finish, then are dropped.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        } => {}
+    }
+    let _ = control_task.await;
+    // The loop held the writer's only sender: the writer drains what it has and stops.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    let fatal = fatal_seen.borrow().clone();
+    match fatal {
+        Some(e) => Err(ServerError::Fatal(e)),
+        None => Ok(()),
+    }
+}
+
+fn router(state: AppState, max_body: usize) -> Router {
+    let api = Router::new()
+        .route("/jobs", post(api::submit).get(api::list))
+        .route("/jobs/{id}", get(api::show))
+        .route("/jobs/{id}/cancel", post(api::cancel))
+        .route("/jobs/{id}/logs", get(api::logs))
+        .route("/jobs/{id}/explain", get(api::explain))
+        .route("/nodes", get(api::nodes))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    let agent = Router::new()
+        .route("/register", post(agent_api::register))
+        .route("/stream", get(agent_api::stream))
+        .route("/report", post(agent_api::report))
+        .route("/logs", post(agent_api::upload_logs))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_agent));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .nest("/api/v1", api)
+        .nest("/agent/v1", agent)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.control.is_closed() || *state.shutdown.borrow() {
+        ApiError::Unavailable("control loop stopped".into()).into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match bearer(&req).and_then(|t| state.tokens.role_of(t)) {
+        Some(auth::Role::Admin) => next.run(req).await,
+        Some(auth::Role::Agent) => ApiError::Forbidden.into_response(),
+        None => ApiError::Unauthorized.into_response(),
+    }
+}
+
+async fn require_agent(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match bearer(&req).and_then(|t| state.tokens.role_of(t)) {
+        Some(_) => next.run(req).await,
+        None => ApiError::Unauthorized.into_response(),
+    }
+}

@@ -33,8 +33,8 @@ pub trait Store: Send {
     /// Persists one batch atomically and durably.
     fn commit(&mut self, changes: &Changes) -> Result<(), StoreError>;
     /// Deletes up to `limit` jobs that finished before `before`, with their tasks and
-    /// attempts; returns the attempts removed (so their logs can go too).
-    fn sweep(&mut self, before: Millis, limit: usize) -> Result<Vec<AttemptId>, StoreError>;
+    /// attempts; returns how many jobs went and the attempts removed (so their logs can go too).
+    fn sweep(&mut self, before: Millis, limit: usize) -> Result<(usize, Vec<AttemptId>), StoreError>;
     /// Reads a small named value (token hashes, settings).
     fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;

@@ -290,7 +290,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn sweep(&mut self, before: zenith_model::Millis, limit: usize) -> Result<Vec<AttemptId>, StoreError> {
+    fn sweep(&mut self, before: zenith_model::Millis, limit: usize) -> Result<(usize, Vec<AttemptId>), StoreError> {
         let tx = self.conn.transaction()?;
         let ids: Vec<i64> = {
             let mut st = tx.prepare_cached("SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2")?;
@@ -314,7 +314,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit()?;
-        Ok(attempts)
+        Ok((ids.len(), attempts))
     }
 
     fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {

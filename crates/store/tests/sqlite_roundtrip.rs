@@ -77,9 +77,9 @@ fn commit_load_restore_and_sweep() {
     e.cancel(ids[1], 4000).unwrap();
     store.commit(&e.take_changes()).unwrap();
     assert_eq!(reader.get_job(ids[1]).unwrap().unwrap().state, JobState::Cancelled);
-    assert!(store.sweep(4000, 100).unwrap().is_empty(), "finished at 4000 is not before 4000");
-    let gone = store.sweep(4001, 100).unwrap();
-    assert_eq!(gone.len(), 1);
+    assert_eq!(store.sweep(4000, 100).unwrap().0, 0, "finished at 4000 is not before 4000");
+    let (jobs, gone) = store.sweep(4001, 100).unwrap();
+    assert_eq!((jobs, gone.len()), (1, 1));
     assert!(reader.get_job(ids[1]).unwrap().is_none());
     assert!(reader.get_job(ids[0]).unwrap().is_some());
 }

@@ -1,0 +1,172 @@
+//! Agent protocol v1 (`/agent/v1/...`): register, a long-lived NDJSON stream of assignments and
+//! kills from the server, batched reports (results + heartbeat) and batched log uploads.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use zenith_model::{AttemptId, AttemptOutcome, JobId, NodeId, Resources};
+
+/// Bumped on any incompatible change; the server refuses other versions at registration.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Most attempt IDs in one `known` list or result batch.
+pub const MAX_BATCH: usize = 100_000;
+
+/// `POST /agent/v1/register`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub protocol_version: u32,
+    pub node_id: NodeId,
+    pub name: String,
+    pub resources: Resources,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Attempts the agent runs or holds unacknowledged results for.
+    #[serde(default)]
+    pub known: Vec<AttemptId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// Identifies this registration; the stream and reports carry it.
+    pub session: u64,
+    pub heartbeat_interval_ms: u64,
+    /// Attempts to kill at once: the server does not own them (any more).
+    pub kill: Vec<AttemptId>,
+}
+
+/// One line of the `GET /agent/v1/stream` NDJSON response.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamMessage {
+    Assign { attempts: Vec<Assignment> },
+    Kill { attempts: Vec<AttemptId> },
+    /// Keeps idle connections open through proxies.
+    Ping,
+}
+
+/// One attempt to run. `attempt` is the fencing token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Assignment {
+    pub attempt: AttemptId,
+    pub job: JobId,
+    pub task: u32,
+    pub attempt_number: u32,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    pub resources: Resources,
+}
+
+/// `POST /agent/v1/report`: results and the heartbeat in one message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    pub node_id: NodeId,
+    pub session: u64,
+    /// Attempts the agent runs or holds unacknowledged results for.
+    pub known: Vec<AttemptId>,
+    #[serde(default)]
+    pub results: Vec<AttemptResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AttemptResult {
+    pub attempt: AttemptId,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct ReportResponse {
+    /// Results now durable on the server (accepted, or refused as stale): drop them.
+    pub acked: Vec<AttemptId>,
+    pub kill: Vec<AttemptId>,
+    /// The server does not know this session: register again.
+    pub reregister: bool,
+}
+
+/// Which output stream of a process.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Header of one frame in `POST /agent/v1/logs`: a JSON line, then `len` raw bytes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogFrame {
+    pub attempt: AttemptId,
+    pub stream: LogStream,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// The server's length of each log after an upload; the agent resumes from there.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct LogAck {
+    pub lengths: Vec<(AttemptId, LogStream, u64)>,
+}
+
+/// Encodes frames for `POST /agent/v1/logs`.
+pub fn encode_log_frames(frames: &[(LogFrame, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (h, data) in frames {
+        // Serialising a plain struct to JSON cannot fail.
+        out.extend_from_slice(serde_json::to_string(h).unwrap_or_default().as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// Decodes frames; an error names the frame that is malformed.
+pub fn decode_log_frames(mut body: &[u8]) -> Result<Vec<(LogFrame, &[u8])>, String> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let nl = body.iter().position(|&b| b == b'\n').ok_or(format!("frame {}: header without newline", out.len()))?;
+        let header: LogFrame = serde_json::from_slice(&body[..nl]).map_err(|e| format!("frame {}: {e}", out.len()))?;
+        let rest = &body[nl + 1..];
+        let len = header.len as usize;
+        if rest.len() < len {
+            return Err(format!("frame {}: {} bytes announced, {} present", out.len(), len, rest.len()));
+        }
+        out.push((header, &rest[..len]));
+        body = &rest[len..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_frames_roundtrip_and_reject_truncation() {
+        let h1 = LogFrame { attempt: AttemptId(1), stream: LogStream::Stdout, offset: 0, len: 3 };
+        let h2 = LogFrame { attempt: AttemptId(2), stream: LogStream::Stderr, offset: 7, len: 2 };
+        let body = encode_log_frames(&[(h1.clone(), b"a\nb"), (h2.clone(), b"\n\n")]);
+        let got = decode_log_frames(&body).unwrap();
+        assert_eq!(got, vec![(h1, &b"a\nb"[..]), (h2, &b"\n\n"[..])]);
+        assert!(decode_log_frames(&body[..body.len() - 1]).unwrap_err().contains("frame 1"));
+        assert!(decode_log_frames(b"{nope}\n").is_err());
+    }
+
+    #[test]
+    fn stream_messages_are_tagged() {
+        let m = StreamMessage::Kill { attempts: vec![AttemptId(5)] };
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"kill","attempts":[5]}"#);
+    }
+}

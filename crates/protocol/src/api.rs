@@ -1,0 +1,170 @@
+//! Public API v1 bodies (`/api/v1/...`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use zenith_model::{AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, Millis, NodeId, NodeState, Resources, TaskCounts};
+
+/// Every error: `{"error": {"code", "message", "field"}}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// `POST /api/v1/jobs` takes one spec or a list of specs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SubmitBody {
+    One(JobSpec),
+    Many(Vec<JobSpec>),
+}
+
+/// Answer to a single submission.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Submitted {
+    pub id: JobId,
+}
+
+/// Answer to a batch submission, IDs in the order of the specs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmittedBatch {
+    pub ids: Vec<JobId>,
+}
+
+/// A job in listings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub name: String,
+    pub state: JobState,
+    pub queue: String,
+    pub priority: i32,
+    pub tasks: TaskCounts,
+    pub task_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Millis>,
+}
+
+/// `GET /api/v1/jobs`: newest first; pass `next_before` as `before` for the next page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<JobSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<JobId>,
+}
+
+/// One attempt of one task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttemptView {
+    pub id: AttemptId,
+    pub task: u32,
+    pub node: NodeId,
+    pub started_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Millis>,
+    /// `running`, `succeeded` or `failed`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<AttemptOutcome>,
+    /// "exit code 1", "timed_out", "node_lost", ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /api/v1/jobs/{id}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    pub spec: JobSpec,
+    pub attempts: Vec<AttemptView>,
+    /// All attempts, of which `attempts` holds the first `attempts_limit`.
+    pub attempts_total: u64,
+}
+
+/// `GET /api/v1/jobs/{id}/explain`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExplainView {
+    pub id: JobId,
+    pub state: JobState,
+    /// A sentence: "3 nodes: insufficient memory; 1 node: constraint gpu=a100 not met".
+    pub message: String,
+    pub nodes: u32,
+    pub feasible: u32,
+    pub rejections: BTreeMap<String, u32>,
+}
+
+/// `GET /api/v1/nodes`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub name: String,
+    pub state: NodeState,
+    pub resources: Resources,
+    pub free: Resources,
+    pub labels: BTreeMap<String, String>,
+    pub running: usize,
+    pub registered_at: Millis,
+    pub last_heartbeat: Millis,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeList {
+    pub nodes: Vec<NodeView>,
+}
+
+/// The conversion of a stored job to its listing form.
+pub fn job_summary(r: &JobRecord) -> JobSummary {
+    let (name, queue, priority, task_count) = match &r.spec {
+        Some(s) => (s.display_name().to_string(), s.queue.clone(), s.priority, s.task_count()),
+        None => (String::new(), String::new(), 0, r.counts.total()),
+    };
+    JobSummary {
+        id: r.id,
+        name,
+        state: r.state,
+        queue,
+        priority,
+        tasks: r.counts,
+        task_count,
+        reason: r.reason.clone(),
+        created_at: r.created_at,
+        finished_at: r.finished_at,
+    }
+}
+
+/// The conversion of a stored attempt to its API form.
+pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
+    let state = match &a.outcome {
+        None => "running",
+        Some(o) if o.succeeded() => "succeeded",
+        Some(AttemptOutcome::Cancelled) => "cancelled",
+        Some(_) => "failed",
+    };
+    AttemptView {
+        id: a.id,
+        task: a.task,
+        node: a.node.clone(),
+        started_at: a.started_at,
+        finished_at: a.finished_at,
+        state: state.to_string(),
+        exit_code: a.outcome.as_ref().and_then(AttemptOutcome::exit_code),
+        signal: a.outcome.as_ref().and_then(AttemptOutcome::signal),
+        reason: a.outcome.as_ref().filter(|o| !o.succeeded()).map(AttemptOutcome::reason),
+        outcome: a.outcome.clone(),
+    }
+}

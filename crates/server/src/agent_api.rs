@@ -1,0 +1,124 @@
+//! Agent protocol v1 handlers (`/agent/v1/...`), behind the agent (or admin) token.
+
+use crate::control::LoopMsg;
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use zenith_model::{NodeId, ValidationError};
+use zenith_protocol::agent::{
+    decode_log_frames, LogAck, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage, MAX_BATCH,
+    PROTOCOL_VERSION,
+};
+
+/// An idle stream carries a ping this often.
+const PING_EVERY: Duration = Duration::from_secs(10);
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        ApiError::Invalid(ValidationError::new(if field == "." { String::new() } else { field }, e.into_inner().to_string()))
+    })
+}
+
+async fn ask<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    state.control.send(make(tx)).await.map_err(|_| ApiError::Unavailable("server is shutting down".into()))?;
+    rx.await.map_err(|_| ApiError::Unavailable("server is shutting down".into()))
+}
+
+fn check_known(n: usize) -> Result<(), ApiError> {
+    if n > MAX_BATCH {
+        return Err(ApiError::Invalid(ValidationError::new("known", format!("at most {MAX_BATCH} attempts"))));
+    }
+    Ok(())
+}
+
+pub async fn register(State(state): State<AppState>, body: Bytes) -> Result<Json<RegisterResponse>, ApiError> {
+    let req: RegisterRequest = json_body(&body)?;
+    if req.protocol_version != PROTOCOL_VERSION {
+        return Err(ApiError::Invalid(ValidationError::new(
+            "protocol_version",
+            format!("agent speaks protocol {}, this server speaks {PROTOCOL_VERSION}; upgrade the older side", req.protocol_version),
+        )));
+    }
+    NodeId::parse(req.node_id.as_str())?;
+    if req.name.len() > 256 || req.name.chars().any(char::is_control) {
+        return Err(ApiError::Invalid(ValidationError::new("name", "at most 256 bytes without control characters")));
+    }
+    req.resources.validate().map_err(|e| ApiError::Invalid(e.within("resources")))?;
+    zenith_model::job::validate_labels(&req.labels, "labels").map_err(ApiError::Invalid)?;
+    check_known(req.known.len())?;
+    Ok(Json(ask(&state, |reply| LoopMsg::Register { req, reply }).await??))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    node_id: String,
+    session: u64,
+}
+
+/// The long-lived NDJSON stream of assignments and kills for one registered session.
+pub async fn stream(State(state): State<AppState>, Query(q): Query<StreamQuery>) -> Result<Response, ApiError> {
+    let node = NodeId::parse(&q.node_id)?;
+    let session = q.session;
+    let rx = ask(&state, |reply| LoopMsg::OpenStream { node, session, reply })
+        .await?
+        .ok_or(ApiError::Conflict("session is not current (or its stream is already open); register again".into()))?;
+    let shutdown = state.shutdown.clone();
+    let body = futures_util::stream::unfold((rx, shutdown), |(mut rx, mut shutdown)| async move {
+        let msg = tokio::select! {
+            m = rx.recv() => m?,
+            _ = tokio::time::sleep(PING_EVERY) => StreamMessage::Ping,
+            _ = shutdown.changed() => return None,
+        };
+        let mut line = serde_json::to_vec(&msg).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::io::Error>(Bytes::from(line)), (rx, shutdown)))
+    });
+    let mut resp = Body::from_stream(body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    Ok(resp)
+}
+
+pub async fn report(State(state): State<AppState>, body: Bytes) -> Result<Json<ReportResponse>, ApiError> {
+    let req: ReportRequest = json_body(&body)?;
+    NodeId::parse(req.node_id.as_str())?;
+    check_known(req.known.len())?;
+    if req.results.len() > MAX_BATCH {
+        return Err(ApiError::Invalid(ValidationError::new("results", format!("at most {MAX_BATCH} results"))));
+    }
+    for (i, r) in req.results.iter().enumerate() {
+        if let zenith_model::AttemptOutcome::StartFailed { message } = &r.outcome {
+            if message.len() > 4096 {
+                return Err(ApiError::Invalid(ValidationError::new(format!("results[{i}].outcome.message"), "at most 4096 bytes")));
+            }
+        }
+    }
+    Ok(Json(ask(&state, |reply| LoopMsg::Report { req, reply }).await??))
+}
+
+pub async fn upload_logs(State(state): State<AppState>, body: Bytes) -> Result<Json<LogAck>, ApiError> {
+    let logs = state.logs.clone();
+    let ack = tokio::task::spawn_blocking(move || {
+        let frames = decode_log_frames(&body).map_err(ApiError::BadRequest)?;
+        logs.append(&frames).map_err(|e| ApiError::Unavailable(format!("writing logs: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("log task failed: {e}")))??;
+    Ok(Json(ack))
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(v: ValidationError) -> Self {
+        ApiError::Invalid(v)
+    }
+}

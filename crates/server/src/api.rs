@@ -1,0 +1,283 @@
+//! Public API v1 handlers (`/api/v1/...`), all behind the admin token.
+
+use crate::control::LoopMsg;
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use zenith_model::{AttemptId, JobId, JobSpec, JobState};
+use zenith_protocol::agent::LogStream;
+use zenith_protocol::api::{attempt_view, job_summary, ExplainView, JobList, JobView, NodeList, Submitted, SubmittedBatch};
+use zenith_store::{JobFilter, StoreReader};
+
+/// Most specs in one batch submission.
+pub const MAX_SUBMIT_BATCH: usize = 10_000;
+
+async fn ask<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    state.control.try_send(make(tx)).map_err(|e| match e {
+        tokio::sync::mpsc::error::TrySendError::Full(_) => ApiError::Overloaded("server busy; retry later".into()),
+        tokio::sync::mpsc::error::TrySendError::Closed(_) => ApiError::Unavailable("server is shutting down".into()),
+    })?;
+    rx.await.map_err(|_| ApiError::Unavailable("server is shutting down".into()))
+}
+
+async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn StoreReader) -> Result<T, zenith_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let reader = state.reader.clone();
+    tokio::task::spawn_blocking(move || f(reader.as_ref()))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("read task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn parse_spec(v: serde_json::Value, prefix: &str) -> Result<JobSpec, ApiError> {
+    let spec: JobSpec = serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = match (prefix.is_empty(), path.as_str()) {
+            (true, ".") => String::new(),
+            (true, p) => p.to_string(),
+            (false, ".") => prefix.to_string(),
+            (false, p) => format!("{prefix}.{p}"),
+        };
+        ApiError::Invalid(zenith_model::ValidationError::new(field, e.into_inner().to_string()))
+    })?;
+    spec.validate().map_err(|v| ApiError::Invalid(if prefix.is_empty() { v } else { v.within(prefix) }))?;
+    Ok(spec)
+}
+
+pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let (specs, batch) = match value {
+        serde_json::Value::Array(items) => {
+            if items.is_empty() || items.len() > MAX_SUBMIT_BATCH {
+                return Err(ApiError::BadRequest(format!("a batch holds 1 to {MAX_SUBMIT_BATCH} jobs")));
+            }
+            let mut specs = Vec::with_capacity(items.len());
+            for (i, v) in items.into_iter().enumerate() {
+                specs.push(Arc::new(parse_spec(v, &format!("[{i}]"))?));
+            }
+            (specs, true)
+        }
+        v @ serde_json::Value::Object(_) => (vec![Arc::new(parse_spec(v, "")?)], false),
+        _ => return Err(ApiError::BadRequest("body must be a job spec object or a list of them".into())),
+    };
+    let ids = ask(&state, |reply| LoopMsg::Submit { specs, reply }).await??;
+    let resp = if batch {
+        (StatusCode::CREATED, Json(serde_json::to_value(SubmittedBatch { ids }).unwrap_or_default())).into_response()
+    } else {
+        let id = ids.first().copied().ok_or(ApiError::Unavailable("no id allocated".into()))?;
+        (StatusCode::CREATED, Json(serde_json::to_value(Submitted { id }).unwrap_or_default())).into_response()
+    };
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    queue: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<JobList>, ApiError> {
+    let job_state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            ApiError::Invalid(zenith_model::ValidationError::new(
+                "state",
+                "must be one of queued, running, succeeded, failed, cancelled",
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::Invalid(zenith_model::ValidationError::new("limit", "must be 1..=1000")));
+    }
+    let filter = JobFilter { state: job_state, queue: q.queue, before: q.before.map(JobId), limit };
+    let rows = read(&state, move |r| r.list_jobs(&filter)).await?;
+    let next_before = if rows.len() == limit { rows.last().map(|j| j.id) } else { None };
+    Ok(Json(JobList { jobs: rows.iter().map(job_summary).collect(), next_before }))
+}
+
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse::<u64>()
+        .map(JobId)
+        .map_err(|_| ApiError::Invalid(zenith_model::ValidationError::new("id", "job IDs are positive integers")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowQuery {
+    attempts_limit: Option<usize>,
+}
+
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<ShowQuery>) -> Result<Json<JobView>, ApiError> {
+    let id = job_id(&id)?;
+    let limit = q.attempts_limit.unwrap_or(1000).min(100_000);
+    let (job, (attempts, total)) = read(&state, move |r| Ok((r.get_job(id)?, r.attempts(id, limit)?))).await?;
+    let job = job.ok_or(ApiError::NotFound(format!("job {id} not found")))?;
+    let spec = job.spec.as_deref().cloned().ok_or(ApiError::Unavailable("stored job has no spec".into()))?;
+    Ok(Json(JobView { summary: job_summary(&job), spec, attempts: attempts.iter().map(attempt_view).collect(), attempts_total: total }))
+}
+
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    match ask(&state, |reply| LoopMsg::Cancel { id, reply }).await? {
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"id": id, "cancelled": true}))).into_response()),
+        Err(ApiError::Conflict(m)) => match read(&state, move |r| r.get_job(id)).await? {
+            None => Err(ApiError::NotFound(format!("job {id} not found"))),
+            Some(j) => Err(ApiError::Conflict(format!("job {id} already {}: {m}", j.state))),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn explain(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ExplainView>, ApiError> {
+    let id = job_id(&id)?;
+    if let Some(v) = ask(&state, |reply| LoopMsg::Explain { id, reply }).await? {
+        return Ok(Json(v));
+    }
+    let job = read(&state, move |r| r.get_job(id)).await?.ok_or(ApiError::NotFound(format!("job {id} not found")))?;
+    Ok(Json(ExplainView {
+        id,
+        state: job.state,
+        message: format!("job is {}; nothing to place", job.state),
+        nodes: 0,
+        feasible: 0,
+        rejections: Default::default(),
+    }))
+}
+
+pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
+    Ok(Json(NodeList { nodes: ask(&state, |reply| LoopMsg::Nodes { reply }).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    task: Option<u32>,
+    attempt: Option<u64>,
+    stream: Option<String>,
+    #[serde(default)]
+    follow: bool,
+}
+
+/// Streams a task's output (its latest attempt unless `attempt` is given). With `follow`, waits
+/// for the task to start and streams until the attempt ends.
+pub async fn logs(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<LogQuery>) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    let stream = match q.stream.as_deref() {
+        None | Some("stdout") => LogStream::Stdout,
+        Some("stderr") => LogStream::Stderr,
+        Some(_) => return Err(ApiError::Invalid(zenith_model::ValidationError::new("stream", "must be stdout or stderr"))),
+    };
+    let job = read(&state, move |r| r.get_job(id)).await?.ok_or(ApiError::NotFound(format!("job {id} not found")))?;
+    let spec = job.spec.clone().ok_or(ApiError::Unavailable("stored job has no spec".into()))?;
+    let task = q.task.unwrap_or(spec.first_index());
+    if task < spec.first_index() || task - spec.first_index() >= spec.task_count() {
+        return Err(ApiError::Invalid(zenith_model::ValidationError::new("task", format!("job {id} has no task {task}"))));
+    }
+    let follow = q.follow;
+    let pinned = q.attempt.map(AttemptId);
+    if let Some(a) = pinned {
+        let rec = read(&state, move |r| r.get_attempt(a)).await?;
+        if rec.is_none_or(|r| r.job != id) {
+            return Err(ApiError::NotFound(format!("attempt {a} of job {id} not found")));
+        }
+    }
+    let st = LogFollow { state: state.clone(), job: id, task, stream, follow, attempt: pinned, offset: 0, done: false };
+    let body = futures_util::stream::unfold(st, |mut st| async move {
+        let chunk = st.next_chunk().await;
+        chunk.map(|c| (c, st))
+    });
+    let mut resp = Body::from_stream(body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    Ok(resp)
+}
+
+/// Reads a log file in chunks; in follow mode, polls until the attempt ends.
+struct LogFollow {
+    state: AppState,
+    job: JobId,
+    task: u32,
+    stream: LogStream,
+    follow: bool,
+    attempt: Option<AttemptId>,
+    offset: u64,
+    done: bool,
+}
+
+const LOG_CHUNK: usize = 256 * 1024;
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+impl LogFollow {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let (job, task) = (self.job, self.task);
+            let attempt = match self.attempt {
+                Some(a) => a,
+                None => match read(&self.state, move |r| r.latest_attempt(job, task)).await {
+                    Ok(Some(a)) => {
+                        self.attempt = Some(a.id);
+                        a.id
+                    }
+                    Ok(None) if self.follow => {
+                        // Not started yet: wait while the job is live.
+                        match read(&self.state, move |r| r.get_job(job)).await {
+                            Ok(Some(j)) if !j.state.is_final() => {
+                                tokio::time::sleep(FOLLOW_POLL).await;
+                                continue;
+                            }
+                            _ => return None,
+                        }
+                    }
+                    Ok(None) => return None,
+                    Err(e) => return Some(Err(std::io::Error::other(e.to_string()))),
+                },
+            };
+            // Check whether the attempt ended *before* reading, so nothing written before the
+            // end is missed.
+            let ended = if self.follow {
+                match read(&self.state, move |r| r.get_attempt(attempt)).await {
+                    Ok(a) => a.is_none_or(|a| a.finished_at.is_some()),
+                    Err(e) => return Some(Err(std::io::Error::other(e.to_string()))),
+                }
+            } else {
+                true
+            };
+            let logs = self.state.logs.clone();
+            let (stream, offset) = (self.stream, self.offset);
+            let data = tokio::task::spawn_blocking(move || logs.read(attempt, stream, offset, LOG_CHUNK))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+            match data {
+                Err(e) => return Some(Err(e)),
+                Ok(d) if !d.is_empty() => {
+                    self.offset += d.len() as u64;
+                    return Some(Ok(Bytes::from(d)));
+                }
+                Ok(_) if ended => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(_) => tokio::time::sleep(FOLLOW_POLL).await,
+            }
+        }
+    }
+}

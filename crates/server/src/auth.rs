@@ -1,0 +1,89 @@
+//! API tokens: 256-bit random, written once to files in the data directory for the operator,
+//! kept in the store only as SHA-256 hashes, compared in constant time.
+
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+use subtle::ConstantTimeEq;
+use zenith_store::Store;
+
+use crate::ServerError;
+
+/// The two roles: admin (the whole API) and agent (the agent protocol only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Agent,
+}
+
+/// Hashes of the valid tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    admin: [u8; 32],
+    agent: [u8; 32],
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn random_token() -> Result<String, ServerError> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).map_err(|e| ServerError::Io(format!("random token: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+fn write_secret(path: &Path, token: &str) -> Result<(), ServerError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))?;
+    f.write_all(token.as_bytes()).and_then(|_| f.write_all(b"\n")).and_then(|_| f.sync_all())
+        .map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))
+}
+
+impl Tokens {
+    /// Loads token hashes from the store, creating both tokens (and their files) on first
+    /// start.
+    pub fn init(store: &mut dyn Store, data_dir: &Path) -> Result<Tokens, ServerError> {
+        let admin = store.get_meta("admin_token_sha256")?;
+        let agent = store.get_meta("agent_token_sha256")?;
+        if let (Some(a), Some(g)) = (admin, agent) {
+            let dec = |s: &str| -> Result<[u8; 32], ServerError> {
+                hex::decode(s).ok().and_then(|v| v.try_into().ok()).ok_or(ServerError::Io("stored token hash is corrupt".into()))
+            };
+            return Ok(Tokens { admin: dec(&a)?, agent: dec(&g)? });
+        }
+        let admin = random_token()?;
+        let agent = random_token()?;
+        write_secret(&data_dir.join("admin.token"), &admin)?;
+        write_secret(&data_dir.join("agent.token"), &agent)?;
+        let t = Tokens { admin: hash(&admin), agent: hash(&agent) };
+        store.set_meta("admin_token_sha256", &hex::encode(t.admin))?;
+        store.set_meta("agent_token_sha256", &hex::encode(t.agent))?;
+        Ok(t)
+    }
+
+    /// The role a presented token grants, if any.
+    pub fn role_of(&self, token: &str) -> Option<Role> {
+        let h = hash(token);
+        let is_admin: bool = h.ct_eq(&self.admin).into();
+        let is_agent: bool = h.ct_eq(&self.agent).into();
+        if is_admin {
+            Some(Role::Admin)
+        } else if is_agent {
+            Some(Role::Agent)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads a token file written by [`Tokens::init`].
+pub fn read_token_file(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?.trim().to_string())
+}

@@ -1,0 +1,33 @@
+//! The server's only source of time.
+//!
+//! Time is read from the wall clock once, at start, and advanced by the monotonic clock after
+//! that: a wall-clock jump (NTP step, manual change) neither fires every timer at once nor
+//! moves time backwards. Timestamps stay close to wall time for display.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use zenith_model::Millis;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start_wall: Millis,
+    start: Instant,
+}
+
+impl Clock {
+    #[allow(clippy::disallowed_methods)] // the one place that reads the system clocks
+    pub fn new() -> Self {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Clock { start_wall: wall, start: Instant::now() }
+    }
+
+    /// Milliseconds since the epoch, never decreasing within this process.
+    pub fn now(&self) -> Millis {
+        self.start_wall + self.start.elapsed().as_millis() as u64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}

@@ -1,0 +1,260 @@
+//! The control loop: the one owner of cluster state.
+//!
+//! API handlers and agent sessions send [`LoopMsg`]s over a bounded channel. The loop takes a
+//! batch of waiting messages, applies them to the engine, runs one scheduling pass, and hands
+//! the batch's changes plus its replies and agent messages to the store writer, which sends
+//! them only after the commit. Reads that need live state (explain, nodes) are answered at
+//! once from memory; everything else is read from the store.
+
+use crate::error::ApiError;
+use crate::writer::{AfterCommit, WriterMsg};
+use crate::Clock;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use zenith_engine::{Effect, Engine, EngineError, NodeRegistration};
+use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
+use zenith_protocol::agent::{Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage};
+use zenith_protocol::api::{ExplainView, NodeView};
+
+/// Most messages applied in one batch.
+pub const MAX_BATCH: usize = 4096;
+/// Capacity of each agent's outgoing stream (in messages; each holds a batch).
+const SESSION_BUFFER: usize = 1024;
+/// How often timers, liveness and retention are checked.
+const TICK: Duration = Duration::from_millis(50);
+
+type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+pub enum LoopMsg {
+    Submit { specs: Vec<Arc<JobSpec>>, reply: Reply<Vec<JobId>> },
+    Cancel { id: JobId, reply: Reply<()> },
+    Register { req: RegisterRequest, reply: Reply<RegisterResponse> },
+    OpenStream { node: NodeId, session: u64, reply: oneshot::Sender<Option<mpsc::Receiver<StreamMessage>>> },
+    Report { req: ReportRequest, reply: Reply<ReportResponse> },
+    Explain { id: JobId, reply: oneshot::Sender<Option<ExplainView>> },
+    Nodes { reply: oneshot::Sender<Vec<NodeView>> },
+}
+
+struct Session {
+    id: u64,
+    tx: mpsc::Sender<StreamMessage>,
+    /// Taken by the stream request that follows registration.
+    rx: Option<mpsc::Receiver<StreamMessage>>,
+}
+
+/// Settings of the loop.
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    pub heartbeat_interval_ms: u64,
+    pub retention_ms: u64,
+    pub sweep_every: Duration,
+}
+
+pub struct ControlLoop {
+    engine: Engine,
+    clock: Clock,
+    cfg: LoopConfig,
+    /// One per registered node; dropped when the engine forgets the node.
+    sessions: HashMap<NodeId, Session>,
+    next_session: u64,
+    writer: mpsc::Sender<WriterMsg>,
+}
+
+fn reply_after<T: Send + 'static>(reply: Reply<T>, value: T) -> AfterCommit {
+    Box::new(move |r: Result<(), &str>| {
+        let _ = reply.send(match r {
+            Ok(()) => Ok(value),
+            Err(e) => Err(ApiError::Unavailable(format!("not committed: {e}"))),
+        });
+    })
+}
+
+fn send_after(tx: mpsc::Sender<StreamMessage>, msg: StreamMessage) -> AfterCommit {
+    Box::new(move |r: Result<(), &str>| {
+        if r.is_ok() {
+            // A full or closed stream drops the message: the node's next heartbeat reconciles
+            // (unreceived assignments are requeued after the dispatch grace; kills are resent).
+            let _ = tx.try_send(msg);
+        }
+    })
+}
+
+impl ControlLoop {
+    pub fn new(engine: Engine, clock: Clock, cfg: LoopConfig, writer: mpsc::Sender<WriterMsg>) -> Self {
+        ControlLoop { engine, clock, cfg, sessions: HashMap::new(), next_session: clock.now(), writer }
+    }
+
+    /// Runs until `rx` closes or `shutdown` resolves.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<LoopMsg>, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(self.cfg.sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(first) = msg else { break };
+                    let mut batch = Vec::with_capacity(64);
+                    batch.push(first);
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    let after = {
+                        let _span = tracing::debug_span!("control_batch", messages = batch.len()).entered();
+                        self.apply(batch)
+                    };
+                    if self.flush(after).await.is_err() { break; }
+                }
+                _ = tick.tick() => {
+                    let now = self.clock.now();
+                    self.engine.tick(now);
+                    let engine = &self.engine;
+                    self.sessions.retain(|id, _| engine.has_node(id));
+                    if self.flush(Vec::new()).await.is_err() { break; }
+                }
+                _ = sweep.tick() => {
+                    let before = self.clock.now().saturating_sub(self.cfg.retention_ms);
+                    if self.writer.send(WriterMsg::Sweep { before }).await.is_err() { break; }
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+    }
+
+    fn apply(&mut self, batch: Vec<LoopMsg>) -> Vec<AfterCommit> {
+        let now = self.clock.now();
+        let mut after: Vec<AfterCommit> = Vec::new();
+        for msg in batch {
+            match msg {
+                LoopMsg::Submit { specs, reply } => match self.engine.submit(specs, now) {
+                    Ok(ids) => after.push(reply_after(reply, ids)),
+                    Err(e) => {
+                        let _ = reply.send(Err(engine_error(e)));
+                    }
+                },
+                LoopMsg::Cancel { id, reply } => match self.engine.cancel(id, now) {
+                    Ok(()) => after.push(reply_after(reply, ())),
+                    Err(e) => {
+                        let _ = reply.send(Err(engine_error(e)));
+                    }
+                },
+                LoopMsg::Register { req, reply } => {
+                    self.next_session += 1;
+                    let session = self.next_session;
+                    let node = req.node_id.clone();
+                    let r = self.engine.register_node(
+                        NodeRegistration { id: node.clone(), name: req.name, resources: req.resources, labels: req.labels, known: req.known },
+                        now,
+                    );
+                    let (tx, rx) = mpsc::channel(SESSION_BUFFER);
+                    self.sessions.insert(node, Session { id: session, tx, rx: Some(rx) });
+                    let resp = RegisterResponse { session, heartbeat_interval_ms: self.cfg.heartbeat_interval_ms, kill: r.kill };
+                    after.push(reply_after(reply, resp));
+                }
+                LoopMsg::OpenStream { node, session, reply } => {
+                    let rx = self.sessions.get_mut(&node).filter(|s| s.id == session).and_then(|s| s.rx.take());
+                    let _ = reply.send(rx);
+                }
+                LoopMsg::Report { req, reply } => {
+                    if self.sessions.get(&req.node_id).is_none_or(|s| s.id != req.session) {
+                        let _ = reply.send(Ok(ReportResponse { reregister: true, ..Default::default() }));
+                        continue;
+                    }
+                    let mut acked = Vec::with_capacity(req.results.len());
+                    for r in req.results {
+                        if let Err(stale) = self.engine.attempt_finished(&req.node_id, r.attempt, r.outcome, now) {
+                            tracing::debug!(attempt = %stale.0, node = %req.node_id, "refused stale report");
+                        }
+                        acked.push(r.attempt);
+                    }
+                    let done: HashSet<AttemptId> = acked.iter().copied().collect();
+                    let known: Vec<AttemptId> = req.known.into_iter().filter(|a| !done.contains(a)).collect();
+                    let hb = self.engine.heartbeat(&req.node_id, &known, now);
+                    after.push(reply_after(reply, ReportResponse { acked, kill: hb.kill, reregister: hb.reregister }));
+                }
+                LoopMsg::Explain { id, reply } => {
+                    let view = self.engine.explain(id).map(|(state, e)| ExplainView {
+                        id,
+                        state,
+                        message: e.summary(),
+                        nodes: e.nodes,
+                        feasible: e.feasible,
+                        rejections: e.rejections,
+                    });
+                    let _ = reply.send(view);
+                }
+                LoopMsg::Nodes { reply } => {
+                    let nodes = self
+                        .engine
+                        .nodes()
+                        .into_iter()
+                        .map(|n| NodeView {
+                            id: n.id,
+                            name: n.name,
+                            state: n.state,
+                            resources: n.total,
+                            free: n.free,
+                            labels: n.labels,
+                            running: n.running,
+                            registered_at: n.registered_at,
+                            last_heartbeat: n.last_heartbeat,
+                        })
+                        .collect();
+                    let _ = reply.send(nodes);
+                }
+            }
+        }
+        self.engine.schedule(now);
+        after
+    }
+
+    /// Hands the engine's changes, effects and the batch's replies to the writer.
+    async fn flush(&mut self, mut after: Vec<AfterCommit>) -> Result<(), ()> {
+        let mut assign: BTreeMap<NodeId, Vec<Assignment>> = BTreeMap::new();
+        let mut kill: BTreeMap<NodeId, Vec<AttemptId>> = BTreeMap::new();
+        for e in self.engine.take_effects() {
+            match e {
+                Effect::Dispatch { node, assignment: a } => assign.entry(node).or_default().push(Assignment {
+                    attempt: a.attempt,
+                    job: a.job,
+                    task: a.task,
+                    attempt_number: a.attempt_number,
+                    command: a.spec.command.clone(),
+                    env: a.spec.env.clone(),
+                    cwd: a.spec.cwd.clone(),
+                    resources: a.spec.resources.clone(),
+                }),
+                Effect::Kill { node, attempt } => kill.entry(node).or_default().push(attempt),
+            }
+        }
+        for (node, attempts) in kill {
+            if let Some(s) = self.sessions.get(&node) {
+                after.push(send_after(s.tx.clone(), StreamMessage::Kill { attempts }));
+            }
+        }
+        for (node, attempts) in assign {
+            if let Some(s) = self.sessions.get(&node) {
+                after.push(send_after(s.tx.clone(), StreamMessage::Assign { attempts }));
+            }
+        }
+        let changes = self.engine.take_changes();
+        if changes.is_empty() && after.is_empty() {
+            return Ok(());
+        }
+        self.writer.send(WriterMsg::Commit { changes, after }).await.map_err(|_| ())
+    }
+}
+
+fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::JobNotLive(id) => ApiError::Conflict(format!("job {id} is not queued or running")),
+        EngineError::TooManyJobs(_) | EngineError::TooManyTasks(_) => ApiError::Overloaded(e.to_string()),
+        EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+    }
+}

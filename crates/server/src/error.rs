@@ -1,0 +1,64 @@
+//! API errors and their one mapping to HTTP status and the `{"error": ...}` body.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use zenith_model::ValidationError;
+use zenith_protocol::api::{ErrorBody, ErrorDetail};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(ValidationError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid token")]
+    Unauthorized,
+    #[error("this token may not call this route")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
+        match self {
+            ApiError::Invalid(v) => (StatusCode::BAD_REQUEST, "invalid_argument", Some(v.field.clone())),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_argument", None),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            ApiError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", None),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+        }
+    }
+}
+
+impl From<zenith_store::StoreError> for ApiError {
+    fn from(e: zenith_store::StoreError) -> Self {
+        ApiError::Unavailable(format!("store: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = self.parts();
+        let message = match &self {
+            ApiError::Invalid(v) => v.message.clone(),
+            other => other.to_string(),
+        };
+        let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message, field } };
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
