@@ -1,1 +1,177 @@
-//! zenith-agent
+//! The node agent: joins a server, runs the attempts it is assigned, reports their results
+//! and output. It executes; it never decides placement.
+
+mod executor;
+mod identity;
+mod logship;
+mod outbox;
+mod proc;
+mod session;
+
+pub use identity::{detect_resources, hostname};
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use zenith_model::Resources;
+
+/// Everything an agent can be told.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Base URL of the server, e.g. `http://10.0.0.5:7700`.
+    pub server: String,
+    /// The agent join token.
+    pub token: String,
+    /// Identity, outbox, local logs and the default work directory live here.
+    pub data_dir: PathBuf,
+    /// Display name of the node (default: hostname).
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// What the node offers (default: detected cores and memory).
+    pub resources: Resources,
+    /// Between SIGTERM and SIGKILL when an attempt is killed.
+    pub kill_grace: Duration,
+    /// Where attempts without `cwd` run (default `<data_dir>/work`).
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot reach the server: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("server answered {status}: {body}")]
+    Server { status: u16, body: String },
+}
+
+/// Capacity of the executor -> reporter result channel.
+const RESULT_CHANNEL: usize = 65_536;
+
+/// Runs the agent until `shutdown` resolves. Server outages are ridden out: results wait in
+/// the outbox and the agent keeps re-registering with backoff.
+pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let node = identity::node_id(&cfg.data_dir)?;
+    let (results_tx, mut results_rx) = mpsc::channel(RESULT_CHANNEL);
+    let work_dir = cfg
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("work"));
+    let exec = executor::Executor::new(
+        node.clone(),
+        &cfg.data_dir,
+        work_dir,
+        cfg.kill_grace,
+        results_tx,
+    )?;
+    let leftovers = exec.reap_leftovers();
+    if leftovers > 0 {
+        tracing::warn!(
+            killed = leftovers,
+            "killed process groups left by a previous agent run"
+        );
+    }
+    let mut outbox = outbox::Outbox::open(&cfg.data_dir)?;
+    let mut logs = logship::LogShipper::default();
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .build()?;
+    let conn = session::Conn {
+        http,
+        cfg,
+        node: node.clone(),
+    };
+    tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
+    tokio::pin!(shutdown);
+    let mut retry = Duration::from_millis(100);
+    'connect: loop {
+        let mut known = exec.running();
+        known.extend(outbox.pending().map(|r| r.attempt));
+        let reg = tokio::select! {
+            _ = &mut shutdown => break 'connect,
+            r = conn.register(known) => r,
+        };
+        let reg = match reg {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_ms = retry.as_millis() as u64, "registration failed");
+                let pause = tokio::time::sleep(jitter(retry));
+                tokio::pin!(pause);
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown => break 'connect,
+                        _ = &mut pause => break,
+                        // Attempts keep finishing while the server is away: keep their results.
+                        r = results_rx.recv() => stash(&mut outbox, r, &mut results_rx)?,
+                    }
+                }
+                retry = (retry * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        retry = Duration::from_millis(100);
+        tracing::info!(session = reg.session, "registered");
+        for k in &reg.kill {
+            exec.kill(*k);
+        }
+        let stream = conn.read_stream(reg.session, exec.clone());
+        tokio::pin!(stream);
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            reg.heartbeat_interval_ms.clamp(50, 60_000),
+        ));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break 'connect,
+                _ = &mut stream => continue 'connect,
+                r = results_rx.recv() => stash(&mut outbox, r, &mut results_rx)?,
+                _ = tick.tick() => {}
+            }
+            match conn
+                .report(reg.session, &exec, &mut outbox, &mut logs)
+                .await
+            {
+                Ok(true) => continue 'connect,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, pending = outbox.len(), "report failed; results kept in the outbox");
+                    tokio::select! {
+                        _ = &mut shutdown => break 'connect,
+                        _ = tokio::time::sleep(jitter(Duration::from_millis(500))) => {}
+                    }
+                }
+            }
+        }
+    }
+    let running = exec.running();
+    for a in &running {
+        exec.kill(*a);
+    }
+    tracing::info!(killed = running.len(), "agent stopped");
+    Ok(())
+}
+
+/// Moves a finished result, and any others waiting, into the outbox (one fsync).
+fn stash(
+    outbox: &mut outbox::Outbox,
+    first: Option<zenith_protocol::agent::AttemptResult>,
+    rx: &mut mpsc::Receiver<zenith_protocol::agent::AttemptResult>,
+) -> std::io::Result<()> {
+    let mut batch: Vec<_> = first.into_iter().collect();
+    while let Ok(more) = rx.try_recv() {
+        batch.push(more);
+    }
+    outbox.add(batch)
+}
+
+/// Adds up to 50% random jitter so that agents do not retry in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let frac = u16::from_le_bytes(b) as u64 % 500;
+    d + d * frac as u32 / 1000
+}

@@ -1,1 +1,95 @@
-fn main() {}
+//! `zenith`: the one binary. Client verbs talk to a server through `zenith-client`;
+//! `server`, `agent` and `up` run the daemons.
+
+mod cmd;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes: 0 ok, 1 a job failed (or another error), 2 usage or validation error,
+/// 3 server unreachable.
+pub mod exit {
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "zenith",
+    version,
+    about = "A cluster job scheduler in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server and a local agent in one process (embedded store).
+    Up(cmd::daemon::UpArgs),
+    /// Run the control plane.
+    Server(cmd::daemon::ServerArgs),
+    /// Run a node agent that joins a server.
+    Agent(cmd::daemon::AgentArgs),
+    /// Submit a job: zenith submit [OPTIONS] -- CMD ARGS...
+    Submit(cmd::submit::SubmitArgs),
+    /// List jobs.
+    Jobs(cmd::jobs::JobsArgs),
+    /// Inspect or act on one job.
+    Job {
+        #[command(subcommand)]
+        verb: cmd::job::JobVerb,
+    },
+    /// List nodes.
+    Nodes(cmd::nodes::NodesArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let daemon = matches!(
+        cli.command,
+        Command::Up(_) | Command::Server(_) | Command::Agent(_)
+    );
+    init_tracing(daemon);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Up(a) => cmd::daemon::up(a).await,
+            Command::Server(a) => cmd::daemon::server(a).await,
+            Command::Agent(a) => cmd::daemon::agent(a).await,
+            Command::Submit(a) => cmd::submit::run(a).await,
+            Command::Jobs(a) => cmd::jobs::run(a).await,
+            Command::Job { verb } => cmd::job::run(verb).await,
+            Command::Nodes(a) => cmd::nodes::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(cmd::exit_code_for(&e))
+        }
+    }
+}
+
+fn init_tracing(daemon: bool) {
+    let default = if daemon { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZENITH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,1 +1,216 @@
-//! zenith-client
+//! Typed async client of the public API v1, used by the CLI and the tests.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use zenith_model::{JobId, JobSpec, JobState};
+use zenith_protocol::api::{
+    ErrorBody, ExplainView, JobList, JobView, NodeList, Submitted, SubmittedBatch,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The HTTP status for API errors.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Which output of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ClientError::Unreachable {
+                url: base.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = rb.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: root_cause(&e),
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => ClientError::Api {
+                status,
+                code: b.error.code,
+                message: b.error.message,
+                field: b.error.field,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                code: "http".into(),
+                message: format!("HTTP {status}: {}", text.trim()),
+                field: None,
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(rb).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    pub async fn submit(&self, spec: &JobSpec) -> Result<JobId, ClientError> {
+        let s: Submitted = self
+            .json(self.req(reqwest::Method::POST, "/api/v1/jobs").json(spec))
+            .await?;
+        Ok(s.id)
+    }
+
+    pub async fn submit_batch(&self, specs: &[JobSpec]) -> Result<Vec<JobId>, ClientError> {
+        let s: SubmittedBatch = self
+            .json(self.req(reqwest::Method::POST, "/api/v1/jobs").json(specs))
+            .await?;
+        Ok(s.ids)
+    }
+
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        queue: Option<&str>,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<JobList, ClientError> {
+        let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        if let Some(s) = state {
+            q.push(("state", s.as_str().to_string()));
+        }
+        if let Some(qn) = queue {
+            q.push(("queue", qn.to_string()));
+        }
+        if let Some(b) = before {
+            q.push(("before", b.to_string()));
+        }
+        self.json(self.req(reqwest::Method::GET, "/api/v1/jobs").query(&q))
+            .await
+    }
+
+    pub async fn get(&self, id: JobId) -> Result<JobView, ClientError> {
+        self.json(self.req(reqwest::Method::GET, &format!("/api/v1/jobs/{id}")))
+            .await
+    }
+
+    /// Like [`Client::get`] with at most `attempts` attempts listed (cheap polling).
+    pub async fn get_brief(&self, id: JobId, attempts: usize) -> Result<JobView, ClientError> {
+        let rb = self
+            .req(reqwest::Method::GET, &format!("/api/v1/jobs/{id}"))
+            .query(&[("attempts_limit", attempts)]);
+        self.json(rb).await
+    }
+
+    pub async fn cancel(&self, id: JobId) -> Result<(), ClientError> {
+        self.send(self.req(reqwest::Method::POST, &format!("/api/v1/jobs/{id}/cancel")))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn explain(&self, id: JobId) -> Result<ExplainView, ClientError> {
+        self.json(self.req(reqwest::Method::GET, &format!("/api/v1/jobs/{id}/explain")))
+            .await
+    }
+
+    pub async fn nodes(&self) -> Result<NodeList, ClientError> {
+        self.json(self.req(reqwest::Method::GET, "/api/v1/nodes"))
+            .await
+    }
+
+    /// A task's output as a byte stream (with `follow`, until its attempt ends).
+    pub async fn logs(
+        &self,
+        id: JobId,
+        task: Option<u32>,
+        output: Output,
+        follow: bool,
+    ) -> Result<impl Stream<Item = Result<Bytes, ClientError>>, ClientError> {
+        let mut q: Vec<(&str, String)> = vec![("follow", follow.to_string())];
+        if let Some(t) = task {
+            q.push(("task", t.to_string()));
+        }
+        if output == Output::Stderr {
+            q.push(("stream", "stderr".into()));
+        }
+        let resp = self
+            .send(
+                self.req(reqwest::Method::GET, &format!("/api/v1/jobs/{id}/logs"))
+                    .query(&q),
+            )
+            .await?;
+        Ok(resp
+            .bytes_stream()
+            .map(|r| r.map_err(|e| ClientError::Decode(e.to_string()))))
+    }
+}
+
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    msg
+}

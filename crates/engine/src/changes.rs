@@ -2,7 +2,10 @@
 //! repeated changes to one record in a batch cost one write.
 
 use crate::state::{Engine, Job, Running};
-use zenith_model::{AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, Millis, NodeId, NodeRecord, TaskRecord};
+use zenith_model::{
+    AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, Millis, NodeId, NodeRecord,
+    TaskRecord,
+};
 
 pub use zenith_model::records::Changes;
 
@@ -41,8 +44,12 @@ impl Engine {
 
     /// Task rows exist only for tasks that have started at least once.
     pub(crate) fn note_task(&mut self, id: JobId, slot: u32) {
-        let Some(job) = self.jobs.get(&id) else { return };
-        let Some(t) = job.tasks.get(slot as usize) else { return };
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let Some(t) = job.tasks.get(slot as usize) else {
+            return;
+        };
         if t.attempts == 0 {
             return;
         }
@@ -74,7 +81,14 @@ impl Engine {
         );
     }
 
-    pub(crate) fn note_attempt_finished(&mut self, aid: AttemptId, r: &Running, index: u32, outcome: AttemptOutcome, now: Millis) {
+    pub(crate) fn note_attempt_finished(
+        &mut self,
+        aid: AttemptId,
+        r: &Running,
+        index: u32,
+        outcome: AttemptOutcome,
+        now: Millis,
+    ) {
         self.changes.attempts.insert(
             aid,
             AttemptRecord {

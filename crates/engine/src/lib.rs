@@ -18,8 +18,8 @@ mod schedule;
 mod state;
 
 pub use changes::Changes;
-pub use restore::Loaded;
 pub use nodes::{NodeRegistration, NodeReply};
+pub use restore::Loaded;
 pub use state::{Engine, JobLive, NodeInfo};
 
 use std::sync::Arc;
@@ -62,8 +62,14 @@ impl Default for EngineConfig {
 /// What the shell must do after the changes of the same step are committed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    Dispatch { node: NodeId, assignment: Assignment },
-    Kill { node: NodeId, attempt: AttemptId },
+    Dispatch {
+        node: NodeId,
+        assignment: Assignment,
+    },
+    Kill {
+        node: NodeId,
+        attempt: AttemptId,
+    },
 }
 
 /// One attempt to run on a node.

@@ -35,7 +35,13 @@ impl Engine {
         let lost: Vec<AttemptId> = self
             .nodes
             .get(&reg.id)
-            .map(|n| n.running.iter().copied().filter(|a| !known.contains(a)).collect())
+            .map(|n| {
+                n.running
+                    .iter()
+                    .copied()
+                    .filter(|a| !known.contains(a))
+                    .collect()
+            })
             .unwrap_or_default();
         for aid in lost {
             self.lose_attempt(aid, now);
@@ -65,7 +71,10 @@ impl Engine {
         node.free = free;
         self.sched_dirty = true;
         self.note_node(&reg.id);
-        NodeReply { kill: self.kills_for(&reg.id, &reg.known), reregister: false }
+        NodeReply {
+            kill: self.kills_for(&reg.id, &reg.known),
+            reregister: false,
+        }
     }
 
     /// A heartbeat carrying the attempts the agent knows of.
@@ -73,10 +82,16 @@ impl Engine {
         let now = self.clamp(now);
         let grace = self.cfg.dispatch_grace_ms;
         let Some(node) = self.nodes.get_mut(id) else {
-            return NodeReply { kill: known.to_vec(), reregister: true };
+            return NodeReply {
+                kill: known.to_vec(),
+                reregister: true,
+            };
         };
         if node.state != NodeState::Ready {
-            return NodeReply { kill: Vec::new(), reregister: true };
+            return NodeReply {
+                kill: Vec::new(),
+                reregister: true,
+            };
         }
         node.last_heartbeat = now;
         let known_set: HashSet<AttemptId> = known.iter().copied().collect();
@@ -85,12 +100,19 @@ impl Engine {
             .iter()
             .copied()
             .filter(|a| !known_set.contains(a))
-            .filter(|a| self.attempts.get(a).is_some_and(|r| r.started_at.saturating_add(grace) < now))
+            .filter(|a| {
+                self.attempts
+                    .get(a)
+                    .is_some_and(|r| r.started_at.saturating_add(grace) < now)
+            })
             .collect();
         for aid in missing {
             self.lose_attempt(aid, now);
         }
-        NodeReply { kill: self.kills_for(id, known), reregister: false }
+        NodeReply {
+            kill: self.kills_for(id, known),
+            reregister: false,
+        }
     }
 
     /// Kills owed to a node: attempts it reports that it does not own, and owned attempts
@@ -102,7 +124,12 @@ impl Engine {
             .filter(|a| self.attempts.get(a).is_none_or(|r| &r.node != id))
             .collect();
         if let Some(node) = self.nodes.get(id) {
-            kill.extend(node.running.iter().copied().filter(|a| self.attempts.get(a).is_some_and(|r| r.killing.is_some())));
+            kill.extend(
+                node.running
+                    .iter()
+                    .copied()
+                    .filter(|a| self.attempts.get(a).is_some_and(|r| r.killing.is_some())),
+            );
         }
         kill
     }

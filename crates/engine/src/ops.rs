@@ -5,11 +5,17 @@ use crate::state::{Engine, Job, KillReason, Running, Task};
 use crate::{EngineError, StaleReport};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use zenith_model::{AttemptId, AttemptOutcome, JobId, JobSpec, Millis, NodeId, TaskCounts, TaskState};
+use zenith_model::{
+    AttemptId, AttemptOutcome, JobId, JobSpec, Millis, NodeId, TaskCounts, TaskState,
+};
 
 impl Engine {
     /// Accepts validated specs as new queued jobs; all or none.
-    pub fn submit(&mut self, specs: Vec<Arc<JobSpec>>, now: Millis) -> Result<Vec<JobId>, EngineError> {
+    pub fn submit(
+        &mut self,
+        specs: Vec<Arc<JobSpec>>,
+        now: Millis,
+    ) -> Result<Vec<JobId>, EngineError> {
         let now = self.clamp(now);
         if self.jobs.len() + specs.len() > self.cfg.max_live_jobs {
             return Err(EngineError::TooManyJobs(self.cfg.max_live_jobs));
@@ -27,14 +33,20 @@ impl Engine {
                 first_index: spec.first_index(),
                 tasks: (0..n).map(|_| Task::queued()).collect(),
                 pending: (0..n).collect::<VecDeque<u32>>(),
-                counts: TaskCounts { queued: n, ..Default::default() },
+                counts: TaskCounts {
+                    queued: n,
+                    ..Default::default()
+                },
                 cancel_requested: false,
                 reason: None,
                 created_at: now,
                 unsaved: true,
                 spec,
             };
-            self.queues.entry(job.spec.queue.clone()).or_default().insert(job.queue_key(id));
+            self.queues
+                .entry(job.spec.queue.clone())
+                .or_default()
+                .insert(job.queue_key(id));
             self.jobs.insert(id, job);
             self.live_tasks += u64::from(n);
             self.note_job(id);
@@ -83,7 +95,10 @@ impl Engine {
                 if r.killing.is_none() {
                     r.killing = Some(KillReason::Cancelled);
                 }
-                self.effects.push(crate::Effect::Kill { node: r.node.clone(), attempt: aid });
+                self.effects.push(crate::Effect::Kill {
+                    node: r.node.clone(),
+                    attempt: aid,
+                });
             }
         }
         self.after_task_change(id, now);
@@ -104,7 +119,9 @@ impl Engine {
             Some(r) if &r.node == node => {}
             _ => return Err(StaleReport(aid)),
         }
-        let Some(r) = self.release_attempt(aid) else { return Err(StaleReport(aid)) };
+        let Some(r) = self.release_attempt(aid) else {
+            return Err(StaleReport(aid));
+        };
         let outcome = match r.killing {
             Some(_) if outcome.succeeded() => outcome,
             Some(reason) => reason.outcome(),
@@ -131,13 +148,23 @@ impl Engine {
     }
 
     /// Moves the attempt's task on after the attempt ended with `outcome`.
-    pub(crate) fn end_attempt(&mut self, aid: AttemptId, r: Running, outcome: AttemptOutcome, now: Millis) {
-        let Some(job) = self.jobs.get_mut(&r.job) else { return };
+    pub(crate) fn end_attempt(
+        &mut self,
+        aid: AttemptId,
+        r: Running,
+        outcome: AttemptOutcome,
+        now: Millis,
+    ) {
+        let Some(job) = self.jobs.get_mut(&r.job) else {
+            return;
+        };
         let index = job.first_index + r.slot;
         let cancel = job.cancel_requested;
         let retry = job.spec.retry;
         let max_losses = self.cfg.max_node_loss_requeues;
-        let Some(t) = job.tasks.get_mut(r.slot as usize) else { return };
+        let Some(t) = job.tasks.get_mut(r.slot as usize) else {
+            return;
+        };
         t.current = None;
         let next = if outcome.succeeded() {
             TaskState::Succeeded
@@ -166,13 +193,19 @@ impl Engine {
         t.state = next;
         job.counts.shift(TaskState::Running, next);
         if next == TaskState::Failed && job.reason.is_none() {
-            job.reason = Some(format!("task {index}: {}", t.reason.as_deref().unwrap_or("failed")));
+            job.reason = Some(format!(
+                "task {index}: {}",
+                t.reason.as_deref().unwrap_or("failed")
+            ));
         }
         if next == TaskState::Queued && t.ready_at.is_none() {
             // Requeued after node loss: run again soon, ahead of never-run tasks.
             job.pending.push_front(r.slot);
             let key = job.queue_key(r.job);
-            self.queues.entry(job.spec.queue.clone()).or_default().insert(key);
+            self.queues
+                .entry(job.spec.queue.clone())
+                .or_default()
+                .insert(key);
             self.sched_dirty = true;
         }
         self.note_attempt_finished(aid, &r, index, outcome, now);
@@ -182,19 +215,25 @@ impl Engine {
 
     /// Updates the job record, and retires the job once every task is final.
     pub(crate) fn after_task_change(&mut self, id: JobId, now: Millis) {
-        let Some(job) = self.jobs.get(&id) else { return };
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
         if !job.state().is_final() {
             self.note_job(id);
             return;
         }
-        let Some(mut job) = self.jobs.remove(&id) else { return };
+        let Some(mut job) = self.jobs.remove(&id) else {
+            return;
+        };
         self.unqueue(&job.spec.queue, job.queue_key(id));
         for (slot, t) in job.tasks.iter().enumerate() {
             if let Some(at) = t.ready_at {
                 self.retry_timers.remove(&(at, id, slot as u32));
             }
         }
-        self.live_tasks = self.live_tasks.saturating_sub(u64::from(job.counts.total()));
+        self.live_tasks = self
+            .live_tasks
+            .saturating_sub(u64::from(job.counts.total()));
         let mut rec = job_record(id, &mut job, Some(now));
         if let Some(old) = self.changes.jobs.get(&id) {
             if rec.spec.is_none() {
@@ -221,13 +260,20 @@ impl Engine {
                 break;
             }
             self.retry_timers.pop_first();
-            let Some(job) = self.jobs.get_mut(&id) else { continue };
-            let Some(t) = job.tasks.get_mut(slot as usize) else { continue };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            let Some(t) = job.tasks.get_mut(slot as usize) else {
+                continue;
+            };
             if t.state == TaskState::Queued && t.ready_at == Some(at) {
                 t.ready_at = None;
                 job.pending.push_back(slot);
                 let key = job.queue_key(id);
-                self.queues.entry(job.spec.queue.clone()).or_default().insert(key);
+                self.queues
+                    .entry(job.spec.queue.clone())
+                    .or_default()
+                    .insert(key);
                 self.sched_dirty = true;
                 self.note_task(id, slot);
             }
@@ -246,7 +292,10 @@ impl Engine {
                 if r.killing.is_none() {
                     r.killing = Some(KillReason::TimedOut);
                 }
-                self.effects.push(crate::Effect::Kill { node: r.node.clone(), attempt: aid });
+                self.effects.push(crate::Effect::Kill {
+                    node: r.node.clone(),
+                    attempt: aid,
+                });
             }
         }
     }

@@ -26,7 +26,11 @@ impl Engine {
                     labels: n.labels,
                     state: n.state,
                     registered_at: n.registered_at,
-                    last_heartbeat: if n.state == NodeState::Ready { now } else { n.last_seen },
+                    last_heartbeat: if n.state == NodeState::Ready {
+                        now
+                    } else {
+                        n.last_seen
+                    },
                     running: BTreeSet::new(),
                 },
             );
@@ -34,7 +38,11 @@ impl Engine {
         for rec in loaded.jobs {
             let Some(spec) = rec.spec else { continue };
             let n = spec.task_count();
-            let default = if rec.cancel_requested { TaskState::Cancelled } else { TaskState::Queued };
+            let default = if rec.cancel_requested {
+                TaskState::Cancelled
+            } else {
+                TaskState::Queued
+            };
             let tasks = (0..n)
                 .map(|_| {
                     let mut t = Task::queued();
@@ -58,29 +66,50 @@ impl Engine {
             );
         }
         for tr in loaded.tasks {
-            let Some(job) = e.jobs.get_mut(&tr.job) else { continue };
+            let Some(job) = e.jobs.get_mut(&tr.job) else {
+                continue;
+            };
             let slot = tr.index.wrapping_sub(job.first_index);
-            let Some(t) = job.tasks.get_mut(slot as usize) else { continue };
+            let Some(t) = job.tasks.get_mut(slot as usize) else {
+                continue;
+            };
             t.state = tr.state;
             t.failures = tr.failures;
             t.last_attempt = tr.attempt;
             t.attempts = tr.attempts;
-            t.ready_at = if tr.state == TaskState::Queued { tr.ready_at } else { None };
+            t.ready_at = if tr.state == TaskState::Queued {
+                tr.ready_at
+            } else {
+                None
+            };
             t.reason = tr.reason;
         }
-        let running: HashMap<AttemptId, AttemptRecord> = loaded.running.into_iter().map(|a| (a.id, a)).collect();
+        let running: HashMap<AttemptId, AttemptRecord> =
+            loaded.running.into_iter().map(|a| (a.id, a)).collect();
         let mut lost = Vec::new();
         let ids: Vec<_> = e.jobs.keys().copied().collect();
         for id in ids {
-            let Some(job) = e.jobs.get_mut(&id) else { continue };
+            let Some(job) = e.jobs.get_mut(&id) else {
+                continue;
+            };
             for (slot, t) in job.tasks.iter_mut().enumerate() {
                 let slot = slot as u32;
                 if t.state == TaskState::Running {
                     // The task row says running: its attempt must still be open.
                     match t.last_attempt.and_then(|a| running.get(&a)) {
                         Some(a) => {
-                            let deadline = job.spec.timeout.map(|d| a.started_at.saturating_add(d.as_millis()));
-                            let r = Running { job: id, slot, node: a.node.clone(), started_at: a.started_at, deadline, killing: None };
+                            let deadline = job
+                                .spec
+                                .timeout
+                                .map(|d| a.started_at.saturating_add(d.as_millis()));
+                            let r = Running {
+                                job: id,
+                                slot,
+                                node: a.node.clone(),
+                                started_at: a.started_at,
+                                deadline,
+                                killing: None,
+                            };
                             match e.nodes.get_mut(&a.node) {
                                 Some(n) => {
                                     n.free.take(&job.spec.resources);
@@ -109,14 +138,22 @@ impl Engine {
             }
             e.live_tasks += u64::from(job.counts.total());
             if !job.pending.is_empty() {
-                e.queues.entry(job.spec.queue.clone()).or_default().insert(job.queue_key(id));
+                e.queues
+                    .entry(job.spec.queue.clone())
+                    .or_default()
+                    .insert(job.queue_key(id));
             }
         }
         for aid in lost {
             e.lose_attempt(aid, now);
         }
         // Jobs whose every task is already final (nothing else to wait for) retire now.
-        let done: Vec<_> = e.jobs.iter().filter(|(_, j)| j.state().is_final()).map(|(id, _)| *id).collect();
+        let done: Vec<_> = e
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state().is_final())
+            .map(|(id, _)| *id)
+            .collect();
         for id in done {
             e.after_task_change(id, now);
         }

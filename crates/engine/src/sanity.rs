@@ -11,11 +11,17 @@ impl Engine {
         for (id, n) in &self.nodes {
             let mut used = Resources::default();
             for aid in &n.running {
-                let r = self.attempts.get(aid).ok_or(format!("node {id} runs unknown attempt {aid}"))?;
+                let r = self
+                    .attempts
+                    .get(aid)
+                    .ok_or(format!("node {id} runs unknown attempt {aid}"))?;
                 if &r.node != id {
                     return Err(format!("attempt {aid} on node {id} claims node {}", r.node));
                 }
-                let job = self.jobs.get(&r.job).ok_or(format!("attempt {aid} of unknown job {}", r.job))?;
+                let job = self
+                    .jobs
+                    .get(&r.job)
+                    .ok_or(format!("attempt {aid} of unknown job {}", r.job))?;
                 used.give(&job.spec.resources);
             }
             if !used.fits_in(&n.total) {
@@ -23,7 +29,10 @@ impl Engine {
             }
             let mut sum = n.free.clone();
             sum.give(&used);
-            if sum.cpu_millis != n.total.cpu_millis || sum.memory != n.total.memory || sum.gpus != n.total.gpus {
+            if sum.cpu_millis != n.total.cpu_millis
+                || sum.memory != n.total.memory
+                || sum.gpus != n.total.gpus
+            {
                 return Err(format!("node {id}: free + used != total"));
             }
             if n.state == NodeState::Lost && !n.running.is_empty() {
@@ -32,12 +41,21 @@ impl Engine {
         }
         // Attempts: each is the current attempt of a running task, on a known node.
         for (aid, r) in &self.attempts {
-            let job = self.jobs.get(&r.job).ok_or(format!("attempt {aid} of unknown job"))?;
-            let t = job.tasks.get(r.slot as usize).ok_or(format!("attempt {aid} of unknown task"))?;
+            let job = self
+                .jobs
+                .get(&r.job)
+                .ok_or(format!("attempt {aid} of unknown job"))?;
+            let t = job
+                .tasks
+                .get(r.slot as usize)
+                .ok_or(format!("attempt {aid} of unknown task"))?;
             if t.current != Some(*aid) || t.state != TaskState::Running {
                 return Err(format!("attempt {aid} is not its task's current attempt"));
             }
-            let n = self.nodes.get(&r.node).ok_or(format!("attempt {aid} on unknown node"))?;
+            let n = self
+                .nodes
+                .get(&r.node)
+                .ok_or(format!("attempt {aid} on unknown node"))?;
             if !n.running.contains(aid) {
                 return Err(format!("attempt {aid} missing from node {}", r.node));
             }
@@ -72,25 +90,40 @@ impl Engine {
                 }
                 match (t.state, t.current) {
                     (TaskState::Running, Some(aid)) if self.attempts.contains_key(&aid) => {}
-                    (TaskState::Running, _) => return Err(format!("job {id} slot {slot}: running without attempt")),
-                    (_, Some(_)) => return Err(format!("job {id} slot {slot}: attempt on a task not running")),
+                    (TaskState::Running, _) => {
+                        return Err(format!("job {id} slot {slot}: running without attempt"))
+                    }
+                    (_, Some(_)) => {
+                        return Err(format!(
+                            "job {id} slot {slot}: attempt on a task not running"
+                        ))
+                    }
                     _ => {}
                 }
             }
             if c != job.counts {
-                return Err(format!("job {id}: counts {:?} != tasks {:?}", job.counts, c));
+                return Err(format!(
+                    "job {id}: counts {:?} != tasks {:?}",
+                    job.counts, c
+                ));
             }
             if job.state().is_final() {
                 return Err(format!("job {id} is final but still live"));
             }
-            let queued = self.queues.get(&job.spec.queue).is_some_and(|q| q.contains(&job.queue_key(*id)));
+            let queued = self
+                .queues
+                .get(&job.spec.queue)
+                .is_some_and(|q| q.contains(&job.queue_key(*id)));
             if !job.pending.is_empty() && !queued {
                 return Err(format!("job {id} has pending tasks but is not queued"));
             }
             live_tasks += u64::from(c.total());
         }
         if live_tasks != self.live_tasks {
-            return Err(format!("live task count {} != {}", self.live_tasks, live_tasks));
+            return Err(format!(
+                "live task count {} != {}",
+                self.live_tasks, live_tasks
+            ));
         }
         for (q, set) in &self.queues {
             if set.is_empty() {

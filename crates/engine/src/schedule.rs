@@ -28,7 +28,10 @@ impl Engine {
                 let (qname, after) = &cursors[i];
                 let next = self.queues.get(qname).and_then(|q| match after {
                     None => q.iter().next().copied(),
-                    Some(k) => q.range((std::ops::Bound::Excluded(*k), std::ops::Bound::Unbounded)).next().copied(),
+                    Some(k) => q
+                        .range((std::ops::Bound::Excluded(*k), std::ops::Bound::Unbounded))
+                        .next()
+                        .copied(),
                 });
                 let Some(key) = next else {
                     cursors.swap_remove(i);
@@ -57,8 +60,12 @@ impl Engine {
     fn place_job(&mut self, id: JobId, budget: usize, now: Millis) -> (usize, bool) {
         let mut placed = 0;
         loop {
-            let Some(job) = self.jobs.get(&id) else { return (placed, true) };
-            let Some(&slot) = job.pending.front() else { return (placed, true) };
+            let Some(job) = self.jobs.get(&id) else {
+                return (placed, true);
+            };
+            let Some(&slot) = job.pending.front() else {
+                return (placed, true);
+            };
             if placed >= budget {
                 return (placed, false);
             }
@@ -66,18 +73,29 @@ impl Engine {
             let candidates = self.nodes.iter().map(|(nid, n)| {
                 (
                     nid,
-                    placement::Candidate { free: &n.free, total: &n.total, labels: &n.labels, ready: n.state == NodeState::Ready },
+                    placement::Candidate {
+                        free: &n.free,
+                        total: &n.total,
+                        labels: &n.labels,
+                        ready: n.state == NodeState::Ready,
+                    },
                 )
             });
-            let Some(node_id) = placement::select(candidates, &spec.resources, &spec.constraints).cloned() else {
+            let Some(node_id) =
+                placement::select(candidates, &spec.resources, &spec.constraints).cloned()
+            else {
                 return (placed, false);
             };
             let aid = AttemptId(self.next_attempt_id);
             self.next_attempt_id += 1;
-            let Some(job) = self.jobs.get_mut(&id) else { return (placed, true) };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                return (placed, true);
+            };
             job.pending.pop_front();
             let index = job.first_index + slot;
-            let Some(t) = job.tasks.get_mut(slot as usize) else { continue };
+            let Some(t) = job.tasks.get_mut(slot as usize) else {
+                continue;
+            };
             t.state = TaskState::Running;
             t.current = Some(aid);
             t.last_attempt = Some(aid);
@@ -92,14 +110,27 @@ impl Engine {
             if let Some(d) = deadline {
                 self.deadlines.insert((d, aid));
             }
-            let r = Running { job: id, slot, node: node_id.clone(), started_at: now, deadline, killing: None };
+            let r = Running {
+                job: id,
+                slot,
+                node: node_id.clone(),
+                started_at: now,
+                deadline,
+                killing: None,
+            };
             self.note_attempt_started(aid, &r, index);
             self.attempts.insert(aid, r);
             self.note_task(id, slot);
             self.note_job(id);
             self.effects.push(Effect::Dispatch {
                 node: node_id,
-                assignment: Assignment { attempt: aid, job: id, task: index, attempt_number, spec },
+                assignment: Assignment {
+                    attempt: aid,
+                    job: id,
+                    task: index,
+                    attempt_number,
+                    spec,
+                },
             });
             placed += 1;
         }

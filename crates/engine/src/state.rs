@@ -31,7 +31,16 @@ pub(crate) struct Task {
 
 impl Task {
     pub fn queued() -> Self {
-        Task { state: TaskState::Queued, failures: 0, attempts: 0, node_losses: 0, current: None, last_attempt: None, ready_at: None, reason: None }
+        Task {
+            state: TaskState::Queued,
+            failures: 0,
+            attempts: 0,
+            node_losses: 0,
+            current: None,
+            last_attempt: None,
+            ready_at: None,
+            reason: None,
+        }
     }
 }
 
@@ -174,7 +183,11 @@ impl Engine {
     }
 
     pub fn live_job(&self, id: JobId) -> Option<JobLive> {
-        self.jobs.get(&id).map(|j| JobLive { id, state: j.state(), counts: j.counts })
+        self.jobs.get(&id).map(|j| JobLive {
+            id,
+            state: j.state(),
+            counts: j.counts,
+        })
     }
 
     pub fn has_node(&self, id: &NodeId) -> bool {
@@ -215,7 +228,10 @@ impl Engine {
             labels: &n.labels,
             ready: n.state == NodeState::Ready,
         });
-        Some((job.state(), placement::explain(candidates, &job.spec.resources, &job.spec.constraints)))
+        Some((
+            job.state(),
+            placement::explain(candidates, &job.spec.resources, &job.spec.constraints),
+        ))
     }
 }
 

@@ -5,7 +5,11 @@ use zenith_model::{AttemptOutcome, Backoff, DurationMs, JobState, NodeId, NodeSt
 use zenith_testkit::{spec, TestEnv};
 
 fn cfg() -> EngineConfig {
-    EngineConfig { heartbeat_timeout_ms: 5_000, dispatch_grace_ms: 2_000, ..Default::default() }
+    EngineConfig {
+        heartbeat_timeout_ms: 5_000,
+        dispatch_grace_ms: 2_000,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -100,7 +104,9 @@ fn timeout_kills_and_records_timed_out() {
     env.advance(1);
     assert_eq!(env.kills, vec![(n.clone(), aid)]);
     // The kill shows up as a signal; the engine records it as a timeout.
-    env.engine.attempt_finished(&n, aid, AttemptOutcome::Signaled { signal: 15 }, env.now).unwrap();
+    env.engine
+        .attempt_finished(&n, aid, AttemptOutcome::Signaled { signal: 15 }, env.now)
+        .unwrap();
     let ch = env.engine.take_changes();
     assert_eq!(ch.attempts[&aid].outcome, Some(AttemptOutcome::TimedOut));
     let job = ch.jobs.values().next().unwrap();
@@ -140,14 +146,26 @@ fn lost_node_requeues_once_and_fences_late_reports() {
     }
     env.settle();
     let nodes = env.engine.nodes();
-    assert_eq!(nodes.iter().find(|n| n.id == n1).unwrap().state, NodeState::Lost);
+    assert_eq!(
+        nodes.iter().find(|n| n.id == n1).unwrap().state,
+        NodeState::Lost
+    );
     let (&new, (node, a)) = env.running.iter().find(|(a, _)| **a != old).unwrap();
     assert_eq!(node, &n2);
     assert_eq!(a.attempt_number, 2);
     // The old node's late report is refused; it is told to kill the attempt on re-register.
-    assert!(env.engine.attempt_finished(&n1, old, AttemptOutcome::Exited { code: 0 }, env.now).is_err());
+    assert!(env
+        .engine
+        .attempt_finished(&n1, old, AttemptOutcome::Exited { code: 0 }, env.now)
+        .is_err());
     let reply = env.engine.register_node(
-        NodeRegistration { id: n1.clone(), name: "n1".into(), resources: Resources::cpus(1.0), labels: Default::default(), known: vec![old] },
+        NodeRegistration {
+            id: n1.clone(),
+            name: "n1".into(),
+            resources: Resources::cpus(1.0),
+            labels: Default::default(),
+            known: vec![old],
+        },
         env.now,
     );
     assert_eq!(reply.kill, vec![old]);
@@ -167,7 +185,13 @@ fn reregistration_reconciles_attempts_the_agent_lost() {
     let ids: Vec<_> = env.running.keys().copied().collect();
     // Agent restarted and only knows the first attempt.
     let reply = env.engine.register_node(
-        NodeRegistration { id: n1.clone(), name: "n1".into(), resources: Resources::cpus(2.0), labels: Default::default(), known: vec![ids[0]] },
+        NodeRegistration {
+            id: n1.clone(),
+            name: "n1".into(),
+            resources: Resources::cpus(2.0),
+            labels: Default::default(),
+            known: vec![ids[0]],
+        },
         env.now,
     );
     assert!(reply.kill.is_empty());
@@ -200,7 +224,10 @@ fn constraints_and_explain() {
     big.resources.memory = 1 << 29;
     let id2 = env.submit(big);
     let (_, e2) = env.engine.explain(id2).unwrap();
-    assert_eq!(e2.summary(), "1 node can run it now; 1 node: insufficient memory (exceeds node capacity)");
+    assert_eq!(
+        e2.summary(),
+        "1 node can run it now; 1 node: insufficient memory (exceeds node capacity)"
+    );
 }
 
 #[test]
@@ -212,7 +239,11 @@ fn clock_going_backwards_fires_nothing() {
     env.submit(s);
     env.now -= 1_000_000;
     env.engine.tick(env.now);
-    env.engine.heartbeat(&n, &env.running.keys().copied().collect::<Vec<_>>(), env.now);
+    env.engine.heartbeat(
+        &n,
+        &env.running.keys().copied().collect::<Vec<_>>(),
+        env.now,
+    );
     env.settle();
     assert!(env.kills.is_empty());
     assert_eq!(env.engine.nodes()[0].state, NodeState::Ready);
@@ -220,21 +251,34 @@ fn clock_going_backwards_fires_nothing() {
 
 #[test]
 fn admission_limit_refuses_excess_jobs() {
-    let mut env = TestEnv::new(EngineConfig { max_live_jobs: 3, ..cfg() });
+    let mut env = TestEnv::new(EngineConfig {
+        max_live_jobs: 3,
+        ..cfg()
+    });
     for _ in 0..3 {
         env.submit(spec(1.0));
     }
-    let err = env.engine.submit(vec![std::sync::Arc::new(spec(1.0))], env.now).unwrap_err();
+    let err = env
+        .engine
+        .submit(vec![std::sync::Arc::new(spec(1.0))], env.now)
+        .unwrap_err();
     assert!(err.to_string().contains("too many live jobs"));
 }
 
 #[test]
 fn lost_nodes_are_forgotten_after_ttl() {
-    let mut env = TestEnv::new(EngineConfig { lost_node_ttl_ms: 60_000, ..cfg() });
+    let mut env = TestEnv::new(EngineConfig {
+        lost_node_ttl_ms: 60_000,
+        ..cfg()
+    });
     env.add_node("n1", 1, 1 << 30, &[]);
     env.advance(6_000);
     assert_eq!(env.engine.nodes()[0].state, NodeState::Lost);
     env.advance(60_000);
     assert!(env.engine.nodes().is_empty());
-    assert_eq!(env.engine.take_changes().removed_nodes.len(), 0, "taken by settle already");
+    assert_eq!(
+        env.engine.take_changes().removed_nodes.len(),
+        0,
+        "taken by settle already"
+    );
 }

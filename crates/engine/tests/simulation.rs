@@ -11,12 +11,28 @@ use zenith_testkit::{spec, TestEnv};
 
 #[derive(Clone, Debug)]
 enum Op {
-    Submit { cpus: u8, tasks: u8, retries: u8, timeout: bool },
-    Finish { pick: u16, code: i32 },
-    Cancel { pick: u16 },
-    Silence { node: u8 },
-    Revive { node: u8 },
-    Advance { ms: u16 },
+    Submit {
+        cpus: u8,
+        tasks: u8,
+        retries: u8,
+        timeout: bool,
+    },
+    Finish {
+        pick: u16,
+        code: i32,
+    },
+    Cancel {
+        pick: u16,
+    },
+    Silence {
+        node: u8,
+    },
+    Revive {
+        node: u8,
+    },
+    Advance {
+        ms: u16,
+    },
     ClockBack,
 }
 
@@ -35,7 +51,17 @@ fn op() -> impl Strategy<Value = Op> {
 fn register(env: &mut TestEnv, i: u8, known: Vec<zenith_model::AttemptId>) {
     let id = NodeId(format!("n{i}"));
     env.engine.register_node(
-        NodeRegistration { id, name: format!("n{i}"), resources: Resources { cpu_millis: 4000, memory: 1 << 30, ..Default::default() }, labels: Default::default(), known },
+        NodeRegistration {
+            id,
+            name: format!("n{i}"),
+            resources: Resources {
+                cpu_millis: 4000,
+                memory: 1 << 30,
+                ..Default::default()
+            },
+            labels: Default::default(),
+            known,
+        },
         env.now,
     );
 }
@@ -46,7 +72,12 @@ fn heartbeat_alive(env: &mut TestEnv, silent: &HashSet<u8>) {
             continue;
         }
         let id = NodeId(format!("n{i}"));
-        let known: Vec<_> = env.running.iter().filter(|(_, (n, _))| *n == id).map(|(a, _)| *a).collect();
+        let known: Vec<_> = env
+            .running
+            .iter()
+            .filter(|(_, (n, _))| *n == id)
+            .map(|(a, _)| *a)
+            .collect();
         let reply = env.engine.heartbeat(&id, &known, env.now);
         for k in reply.kill {
             // The agent kills it and reports the signal.
@@ -55,7 +86,12 @@ fn heartbeat_alive(env: &mut TestEnv, silent: &HashSet<u8>) {
             }
         }
         if reply.reregister {
-            let known: Vec<_> = env.running.iter().filter(|(_, (n, _))| *n == id).map(|(a, _)| *a).collect();
+            let known: Vec<_> = env
+                .running
+                .iter()
+                .filter(|(_, (n, _))| *n == id)
+                .map(|(a, _)| *a)
+                .collect();
             register(env, i, known);
         }
     }
@@ -65,7 +101,12 @@ fn heartbeat_alive(env: &mut TestEnv, silent: &HashSet<u8>) {
 fn no_duplicate_tasks(env: &TestEnv) {
     let mut seen = HashSet::new();
     for (_, a) in env.running.values() {
-        assert!(seen.insert((a.job, a.task)), "two attempts of job {} task {} at once", a.job, a.task);
+        assert!(
+            seen.insert((a.job, a.task)),
+            "two attempts of job {} task {} at once",
+            a.job,
+            a.task
+        );
     }
 }
 

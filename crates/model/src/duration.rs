@@ -31,7 +31,11 @@ impl DurationMs {
 
 impl fmt::Display for DurationMs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(Duration::from_millis(self.0)))
+        write!(
+            f,
+            "{}",
+            humantime::format_duration(Duration::from_millis(self.0))
+        )
     }
 }
 
@@ -69,6 +73,9 @@ mod tests {
         assert!(DurationMs::parse("soon").is_err());
         let j: DurationMs = serde_json::from_str("\"2m\"").unwrap();
         assert_eq!(j, DurationMs(120_000));
-        assert_eq!(serde_json::to_string(&DurationMs(1500)).unwrap(), "\"1s 500ms\"");
+        assert_eq!(
+            serde_json::to_string(&DurationMs(1500)).unwrap(),
+            "\"1s 500ms\""
+        );
     }
 }

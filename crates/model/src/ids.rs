@@ -47,7 +47,8 @@ impl NodeId {
     pub fn parse(s: &str) -> Result<Self, crate::ValidationError> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
         if ok {
             Ok(NodeId(s.to_string()))
         } else {

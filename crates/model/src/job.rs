@@ -64,7 +64,10 @@ fn default_queue() -> String {
 
 /// One core, no memory reservation: the default when a spec says nothing.
 pub fn default_resources() -> Resources {
-    Resources { cpu_millis: 1000, ..Default::default() }
+    Resources {
+        cpu_millis: 1000,
+        ..Default::default()
+    }
 }
 
 impl JobSpec {
@@ -111,12 +114,18 @@ impl JobSpec {
             return Err(ValidationError::new("command", "must not be empty"));
         }
         if self.command.len() > MAX_ARGS {
-            return Err(ValidationError::new("command", format!("at most {MAX_ARGS} arguments")));
+            return Err(ValidationError::new(
+                "command",
+                format!("at most {MAX_ARGS} arguments"),
+            ));
         }
         let mut total = 0usize;
         for (i, a) in self.command.iter().enumerate() {
             if a.contains('\0') {
-                return Err(ValidationError::new(format!("command[{i}]"), "must not contain NUL"));
+                return Err(ValidationError::new(
+                    format!("command[{i}]"),
+                    "must not contain NUL",
+                ));
             }
             total += a.len();
         }
@@ -127,10 +136,16 @@ impl JobSpec {
             return Err(ValidationError::new("command", "argv larger than 1 MiB"));
         }
         if self.name.len() > MAX_NAME || self.name.chars().any(char::is_control) {
-            return Err(ValidationError::new("name", "at most 256 bytes without control characters"));
+            return Err(ValidationError::new(
+                "name",
+                "at most 256 bytes without control characters",
+            ));
         }
         if self.env.len() > MAX_ENV {
-            return Err(ValidationError::new("env", format!("at most {MAX_ENV} variables")));
+            return Err(ValidationError::new(
+                "env",
+                format!("at most {MAX_ENV} variables"),
+            ));
         }
         let mut env_bytes = 0usize;
         for (k, v) in &self.env {
@@ -146,7 +161,10 @@ impl JobSpec {
                 ));
             }
             if v.contains('\0') {
-                return Err(ValidationError::new(format!("env.{k}"), "value must not contain NUL"));
+                return Err(ValidationError::new(
+                    format!("env.{k}"),
+                    "value must not contain NUL",
+                ));
             }
             env_bytes += k.len() + v.len();
         }
@@ -155,18 +173,29 @@ impl JobSpec {
         }
         if let Some(cwd) = &self.cwd {
             if !cwd.starts_with('/') || cwd.len() > MAX_CWD || cwd.contains('\0') {
-                return Err(ValidationError::new("cwd", "must be an absolute path of at most 4096 bytes"));
+                return Err(ValidationError::new(
+                    "cwd",
+                    "must be an absolute path of at most 4096 bytes",
+                ));
             }
         }
-        self.resources.validate().map_err(|e| e.within("resources"))?;
+        self.resources
+            .validate()
+            .map_err(|e| e.within("resources"))?;
         validate_word(&self.queue, "queue")?;
         if self.priority.unsigned_abs() > MAX_PRIORITY as u32 {
-            return Err(ValidationError::new("priority", format!("must be within ±{MAX_PRIORITY}")));
+            return Err(ValidationError::new(
+                "priority",
+                format!("must be within ±{MAX_PRIORITY}"),
+            ));
         }
         self.retry.validate().map_err(|e| e.within("retry"))?;
         if let Some(t) = self.timeout {
             if t.0 == 0 || t.0 > MAX_TIMEOUT_MS {
-                return Err(ValidationError::new("timeout", "must be between 1ms and 366 days"));
+                return Err(ValidationError::new(
+                    "timeout",
+                    "must be between 1ms and 366 days",
+                ));
             }
         }
         if let Some(a) = self.array {
@@ -174,14 +203,21 @@ impl JobSpec {
                 return Err(ValidationError::new("array", "end must not be below start"));
             }
             if u64::from(a.end - a.start) + 1 > MAX_ARRAY_TASKS {
-                return Err(ValidationError::new("array", format!("at most {MAX_ARRAY_TASKS} tasks")));
+                return Err(ValidationError::new(
+                    "array",
+                    format!("at most {MAX_ARRAY_TASKS} tasks"),
+                ));
             }
         }
         if self.constraints.len() > MAX_CONSTRAINTS {
-            return Err(ValidationError::new("constraints", format!("at most {MAX_CONSTRAINTS}")));
+            return Err(ValidationError::new(
+                "constraints",
+                format!("at most {MAX_CONSTRAINTS}"),
+            ));
         }
         for (i, c) in self.constraints.iter().enumerate() {
-            c.validate().map_err(|e| e.within(&format!("constraints[{i}]")))?;
+            c.validate()
+                .map_err(|e| e.within(&format!("constraints[{i}]")))?;
         }
         validate_labels(&self.labels, "labels")?;
         Ok(())
@@ -192,19 +228,29 @@ impl JobSpec {
 fn validate_word(v: &str, field: &str) -> Result<(), ValidationError> {
     let ok = !v.is_empty()
         && v.len() <= 64
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(ValidationError::new(field, "must be 1-64 characters of letters, digits, '.', '_' or '-'"))
+        Err(ValidationError::new(
+            field,
+            "must be 1-64 characters of letters, digits, '.', '_' or '-'",
+        ))
     }
 }
 
 /// Label maps on jobs and nodes.
-pub fn validate_labels(labels: &BTreeMap<String, String>, field: &str) -> Result<(), ValidationError> {
+pub fn validate_labels(
+    labels: &BTreeMap<String, String>,
+    field: &str,
+) -> Result<(), ValidationError> {
     use limits::*;
     if labels.len() > MAX_LABELS {
-        return Err(ValidationError::new(field, format!("at most {MAX_LABELS} labels")));
+        return Err(ValidationError::new(
+            field,
+            format!("at most {MAX_LABELS} labels"),
+        ));
     }
     for (k, v) in labels {
         validate_word(k, &format!("{field}.{k}"))?;
@@ -243,7 +289,12 @@ fn default_max_delay() -> DurationMs {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { limit: 0, backoff: Backoff::default(), delay: default_delay(), max_delay: default_max_delay() }
+        RetryPolicy {
+            limit: 0,
+            backoff: Backoff::default(),
+            delay: default_delay(),
+            max_delay: default_max_delay(),
+        }
     }
 }
 
@@ -253,9 +304,10 @@ impl RetryPolicy {
         let base = self.delay.0;
         let d = match self.backoff {
             Backoff::Fixed => base,
-            Backoff::Exponential => {
-                base.saturating_mul(1u64.checked_shl(n.saturating_sub(1).min(40)).unwrap_or(u64::MAX))
-            }
+            Backoff::Exponential => base.saturating_mul(
+                1u64.checked_shl(n.saturating_sub(1).min(40))
+                    .unwrap_or(u64::MAX),
+            ),
         };
         d.min(self.max_delay.0.max(base))
     }
@@ -263,7 +315,10 @@ impl RetryPolicy {
     fn validate(&self) -> Result<(), ValidationError> {
         use limits::*;
         if self.limit > MAX_RETRIES {
-            return Err(ValidationError::new("limit", format!("at most {MAX_RETRIES}")));
+            return Err(ValidationError::new(
+                "limit",
+                format!("at most {MAX_RETRIES}"),
+            ));
         }
         if self.delay.0 > MAX_RETRY_DELAY_MS {
             return Err(ValidationError::new("delay", "at most 1 day"));
@@ -353,7 +408,10 @@ impl Constraint {
     fn validate(&self) -> Result<(), ValidationError> {
         validate_word(&self.key, "key")?;
         if self.value.len() > limits::MAX_LABEL_BYTES || self.value.chars().any(char::is_control) {
-            return Err(ValidationError::new("value", "at most 256 bytes without control characters"));
+            return Err(ValidationError::new(
+                "value",
+                "at most 256 bytes without control characters",
+            ));
         }
         Ok(())
     }
@@ -373,7 +431,10 @@ impl std::str::FromStr for Constraint {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok(Constraint { key: k.to_string(), value: v.to_string() }),
+            Some((k, v)) if !k.is_empty() => Ok(Constraint {
+                key: k.to_string(),
+                value: v.to_string(),
+            }),
             _ => Err(format!("constraint must be KEY=VALUE, not {s:?}")),
         }
     }
@@ -433,10 +494,16 @@ mod tests {
         s.retry.limit = 1000;
         assert_eq!(s.validate().unwrap_err().field, "retry.limit");
         let mut s = spec();
-        s.constraints.push(Constraint { key: "a b".into(), value: "x".into() });
+        s.constraints.push(Constraint {
+            key: "a b".into(),
+            value: "x".into(),
+        });
         assert_eq!(s.validate().unwrap_err().field, "constraints[0].key");
         let mut s = spec();
-        s.array = Some(ArrayRange { start: 0, end: 2_000_000 });
+        s.array = Some(ArrayRange {
+            start: 0,
+            end: 2_000_000,
+        });
         assert_eq!(s.validate().unwrap_err().field, "array");
         let mut s = spec();
         s.resources.custom.insert("bad name".into(), 1);
@@ -456,9 +523,25 @@ mod tests {
 
     #[test]
     fn backoff_delays() {
-        let r = RetryPolicy { limit: 5, backoff: Backoff::Exponential, delay: DurationMs(100), max_delay: DurationMs(350) };
-        assert_eq!((r.delay_for(1), r.delay_for(2), r.delay_for(3), r.delay_for(60)), (100, 200, 350, 350));
-        let f = RetryPolicy { backoff: Backoff::Fixed, ..r };
+        let r = RetryPolicy {
+            limit: 5,
+            backoff: Backoff::Exponential,
+            delay: DurationMs(100),
+            max_delay: DurationMs(350),
+        };
+        assert_eq!(
+            (
+                r.delay_for(1),
+                r.delay_for(2),
+                r.delay_for(3),
+                r.delay_for(60)
+            ),
+            (100, 200, 350, 350)
+        );
+        let f = RetryPolicy {
+            backoff: Backoff::Fixed,
+            ..r
+        };
         assert_eq!(f.delay_for(7), 100);
     }
 }

@@ -1,6 +1,9 @@
 //! Durable record images: what the engine hands to the store and the store hands back at start.
 
-use crate::{AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Resources, TaskCounts, TaskState};
+use crate::{
+    AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Resources,
+    TaskCounts, TaskState,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -107,7 +110,11 @@ impl Changes {
 
     /// Number of records, for batch-size accounting.
     pub fn len(&self) -> usize {
-        self.jobs.len() + self.tasks.len() + self.attempts.len() + self.nodes.len() + self.removed_nodes.len()
+        self.jobs.len()
+            + self.tasks.len()
+            + self.attempts.len()
+            + self.nodes.len()
+            + self.removed_nodes.len()
     }
 }
 

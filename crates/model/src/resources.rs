@@ -15,7 +15,12 @@ pub const MAX_MEMORY: u64 = 1 << 50;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
-    #[serde(default, rename = "cpus", serialize_with = "ser_cpus", deserialize_with = "de_cpus")]
+    #[serde(
+        default,
+        rename = "cpus",
+        serialize_with = "ser_cpus",
+        deserialize_with = "de_cpus"
+    )]
     pub cpu_millis: u64,
     #[serde(default, serialize_with = "ser_bytes", deserialize_with = "de_bytes")]
     pub memory: u64,
@@ -31,7 +36,10 @@ fn is_zero(v: &u64) -> bool {
 
 impl Resources {
     pub fn cpus(cores: f64) -> Self {
-        Resources { cpu_millis: (cores * 1000.0).round() as u64, ..Default::default() }
+        Resources {
+            cpu_millis: (cores * 1000.0).round() as u64,
+            ..Default::default()
+        }
     }
 
     /// True when `self` (a request) fits in `free` in every dimension.
@@ -83,7 +91,10 @@ impl Resources {
 
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.cpu_millis > MAX_CPUS * 1000 {
-            return Err(ValidationError::new("cpus", format!("must be at most {MAX_CPUS}")));
+            return Err(ValidationError::new(
+                "cpus",
+                format!("must be at most {MAX_CPUS}"),
+            ));
         }
         if self.memory > MAX_MEMORY {
             return Err(ValidationError::new("memory", "must be at most 1P"));
@@ -100,7 +111,8 @@ impl Resources {
         for (k, v) in &self.custom {
             let name_ok = !k.is_empty()
                 && k.len() <= 64
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
             if !name_ok {
                 return Err(ValidationError::new(
                     format!("custom.{k}"),
@@ -118,7 +130,9 @@ impl Resources {
 /// Parses "512M", "2G", "1.5GiB", "1048576" into bytes (binary units: K = 1024).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| format!("invalid size {t:?}"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -139,7 +153,10 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// Parses a CPU count such as "2" or "0.5" into millicores.
 pub fn parse_cpus(s: &str) -> Result<u64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("invalid cpu count {s:?}"))?;
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid cpu count {s:?}"))?;
     cpus_to_millis(v)
 }
 
@@ -199,7 +216,8 @@ mod tests {
         assert_eq!(parse_cpus("0.5").unwrap(), 500);
         assert!(parse_cpus("-2").is_err());
         assert!(parse_cpus("NaN").is_err());
-        let r: Resources = serde_json::from_str(r#"{"cpus":0.25,"memory":"1G","custom":{"lic":2}}"#).unwrap();
+        let r: Resources =
+            serde_json::from_str(r#"{"cpus":0.25,"memory":"1G","custom":{"lic":2}}"#).unwrap();
         assert_eq!(r.cpu_millis, 250);
         assert_eq!(r.memory, 1 << 30);
         assert!(serde_json::from_str::<Resources>(r#"{"cpu":1}"#).is_err());
@@ -207,14 +225,33 @@ mod tests {
 
     #[test]
     fn fit_take_give() {
-        let mut free = Resources { cpu_millis: 2000, memory: 100, gpus: 0, custom: [("lic".to_string(), 1)].into() };
-        let req = Resources { cpu_millis: 1500, memory: 10, gpus: 0, custom: [("lic".to_string(), 1)].into() };
+        let mut free = Resources {
+            cpu_millis: 2000,
+            memory: 100,
+            gpus: 0,
+            custom: [("lic".to_string(), 1)].into(),
+        };
+        let req = Resources {
+            cpu_millis: 1500,
+            memory: 10,
+            gpus: 0,
+            custom: [("lic".to_string(), 1)].into(),
+        };
         assert!(req.fits_in(&free));
         free.take(&req);
-        assert_eq!(req.first_shortfall(&free).as_deref(), Some("insufficient cpus"));
+        assert_eq!(
+            req.first_shortfall(&free).as_deref(),
+            Some("insufficient cpus")
+        );
         free.give(&req);
         assert_eq!(free.cpu_millis, 2000);
-        let big = Resources { custom: [("lic".to_string(), 2)].into(), ..Default::default() };
-        assert_eq!(big.first_shortfall(&free).as_deref(), Some("insufficient lic"));
+        let big = Resources {
+            custom: [("lic".to_string(), 2)].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            big.first_shortfall(&free).as_deref(),
+            Some("insufficient lic")
+        );
     }
 }

@@ -16,7 +16,10 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -60,7 +63,10 @@ pub enum TaskState {
 
 impl TaskState {
     pub fn is_final(self) -> bool {
-        matches!(self, TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled)
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -219,7 +225,10 @@ mod tests {
 
     #[test]
     fn job_state_summarises_tasks() {
-        let mut c = TaskCounts { queued: 3, ..Default::default() };
+        let mut c = TaskCounts {
+            queued: 3,
+            ..Default::default()
+        };
         assert_eq!(c.job_state(false), JobState::Queued);
         c.shift(TaskState::Queued, TaskState::Running);
         assert_eq!(c.job_state(false), JobState::Running);
@@ -228,7 +237,14 @@ mod tests {
         c.shift(TaskState::Queued, TaskState::Succeeded);
         assert_eq!(c.job_state(false), JobState::Failed);
         assert_eq!(c.job_state(true), JobState::Cancelled);
-        assert_eq!(TaskCounts { succeeded: 2, ..Default::default() }.job_state(false), JobState::Succeeded);
+        assert_eq!(
+            TaskCounts {
+                succeeded: 2,
+                ..Default::default()
+            }
+            .job_state(false),
+            JobState::Succeeded
+        );
         assert_eq!(c.total(), 3);
     }
 }

@@ -45,7 +45,11 @@ impl std::fmt::Display for Rejection {
 }
 
 /// The filter stage for one node.
-pub fn check(c: &Candidate<'_>, req: &Resources, constraints: &[Constraint]) -> Result<(), Rejection> {
+pub fn check(
+    c: &Candidate<'_>,
+    req: &Resources,
+    constraints: &[Constraint],
+) -> Result<(), Rejection> {
     if !c.ready {
         return Err(Rejection::NotReady);
     }
@@ -119,9 +123,17 @@ impl Explanation {
         parts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
         let mut out: Vec<String> = Vec::with_capacity(parts.len() + 1);
         if self.feasible > 0 {
-            out.push(format!("{} {} can run it now", self.feasible, plural(self.feasible)));
+            out.push(format!(
+                "{} {} can run it now",
+                self.feasible,
+                plural(self.feasible)
+            ));
         }
-        out.extend(parts.into_iter().map(|(n, r)| format!("{n} {}: {r}", plural(n))));
+        out.extend(
+            parts
+                .into_iter()
+                .map(|(n, r)| format!("{n} {}: {r}", plural(n))),
+        );
         out.join("; ")
     }
 }
@@ -162,21 +174,49 @@ mod tests {
     }
 
     fn node(cpus: u64, mem: u64, free_cpus: u64, labels: &[(&str, &str)]) -> N {
-        let total = Resources { cpu_millis: cpus * 1000, memory: mem, ..Default::default() };
-        let free = Resources { cpu_millis: free_cpus * 1000, memory: mem, ..Default::default() };
-        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        N { free, total, labels, ready: true }
+        let total = Resources {
+            cpu_millis: cpus * 1000,
+            memory: mem,
+            ..Default::default()
+        };
+        let free = Resources {
+            cpu_millis: free_cpus * 1000,
+            memory: mem,
+            ..Default::default()
+        };
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        N {
+            free,
+            total,
+            labels,
+            ready: true,
+        }
     }
 
     fn view(ns: &[N]) -> impl Iterator<Item = (usize, Candidate<'_>)> {
         ns.iter().enumerate().map(|(i, n)| {
-            (i, Candidate { free: &n.free, total: &n.total, labels: &n.labels, ready: n.ready })
+            (
+                i,
+                Candidate {
+                    free: &n.free,
+                    total: &n.total,
+                    labels: &n.labels,
+                    ready: n.ready,
+                },
+            )
         })
     }
 
     #[test]
     fn binpacks_onto_fullest_node() {
-        let ns = vec![node(8, 100, 8, &[]), node(8, 100, 2, &[]), node(8, 100, 4, &[])];
+        let ns = vec![
+            node(8, 100, 8, &[]),
+            node(8, 100, 2, &[]),
+            node(8, 100, 4, &[]),
+        ];
         let req = Resources::cpus(1.0);
         assert_eq!(select(view(&ns), &req, &[]), Some(1));
         let req3 = Resources::cpus(3.0);
@@ -185,15 +225,27 @@ mod tests {
 
     #[test]
     fn explains_rejections() {
-        let mut ns = vec![node(4, 10, 4, &[("gpu", "t4")]), node(4, 10, 0, &[]), node(4, 10, 4, &[]), node(4, 10, 4, &[])];
+        let mut ns = vec![
+            node(4, 10, 4, &[("gpu", "t4")]),
+            node(4, 10, 0, &[]),
+            node(4, 10, 4, &[]),
+            node(4, 10, 4, &[]),
+        ];
         ns[3].ready = false;
-        let req = Resources { cpu_millis: 1000, memory: 20, ..Default::default() };
+        let req = Resources {
+            cpu_millis: 1000,
+            memory: 20,
+            ..Default::default()
+        };
         let gpu: Constraint = "gpu=a100".parse().unwrap();
         assert_eq!(select(view(&ns), &req, std::slice::from_ref(&gpu)), None);
         let e = explain(view(&ns).map(|(_, c)| c), &req, &[gpu.clone()]);
         assert_eq!(e.nodes, 4);
         assert_eq!(e.feasible, 0);
-        assert_eq!(e.summary(), "3 nodes: insufficient memory (exceeds node capacity); 1 node: node not ready");
+        assert_eq!(
+            e.summary(),
+            "3 nodes: insufficient memory (exceeds node capacity); 1 node: node not ready"
+        );
         let small = Resources::cpus(1.0);
         let e2 = explain(view(&ns).map(|(_, c)| c), &small, &[gpu]);
         assert_eq!(e2.rejections.get("constraint gpu=a100 not met"), Some(&2));

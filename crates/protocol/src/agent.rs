@@ -39,8 +39,12 @@ pub struct RegisterResponse {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamMessage {
-    Assign { attempts: Vec<Assignment> },
-    Kill { attempts: Vec<AttemptId> },
+    Assign {
+        attempts: Vec<Assignment>,
+    },
+    Kill {
+        attempts: Vec<AttemptId>,
+    },
     /// Keeps idle connections open through proxies.
     Ping,
 }
@@ -136,12 +140,21 @@ pub fn encode_log_frames(frames: &[(LogFrame, &[u8])]) -> Vec<u8> {
 pub fn decode_log_frames(mut body: &[u8]) -> Result<Vec<(LogFrame, &[u8])>, String> {
     let mut out = Vec::new();
     while !body.is_empty() {
-        let nl = body.iter().position(|&b| b == b'\n').ok_or(format!("frame {}: header without newline", out.len()))?;
-        let header: LogFrame = serde_json::from_slice(&body[..nl]).map_err(|e| format!("frame {}: {e}", out.len()))?;
+        let nl = body
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(format!("frame {}: header without newline", out.len()))?;
+        let header: LogFrame =
+            serde_json::from_slice(&body[..nl]).map_err(|e| format!("frame {}: {e}", out.len()))?;
         let rest = &body[nl + 1..];
         let len = header.len as usize;
         if rest.len() < len {
-            return Err(format!("frame {}: {} bytes announced, {} present", out.len(), len, rest.len()));
+            return Err(format!(
+                "frame {}: {} bytes announced, {} present",
+                out.len(),
+                len,
+                rest.len()
+            ));
         }
         out.push((header, &rest[..len]));
         body = &rest[len..];
@@ -155,18 +168,35 @@ mod tests {
 
     #[test]
     fn log_frames_roundtrip_and_reject_truncation() {
-        let h1 = LogFrame { attempt: AttemptId(1), stream: LogStream::Stdout, offset: 0, len: 3 };
-        let h2 = LogFrame { attempt: AttemptId(2), stream: LogStream::Stderr, offset: 7, len: 2 };
+        let h1 = LogFrame {
+            attempt: AttemptId(1),
+            stream: LogStream::Stdout,
+            offset: 0,
+            len: 3,
+        };
+        let h2 = LogFrame {
+            attempt: AttemptId(2),
+            stream: LogStream::Stderr,
+            offset: 7,
+            len: 2,
+        };
         let body = encode_log_frames(&[(h1.clone(), b"a\nb"), (h2.clone(), b"\n\n")]);
         let got = decode_log_frames(&body).unwrap();
         assert_eq!(got, vec![(h1, &b"a\nb"[..]), (h2, &b"\n\n"[..])]);
-        assert!(decode_log_frames(&body[..body.len() - 1]).unwrap_err().contains("frame 1"));
+        assert!(decode_log_frames(&body[..body.len() - 1])
+            .unwrap_err()
+            .contains("frame 1"));
         assert!(decode_log_frames(b"{nope}\n").is_err());
     }
 
     #[test]
     fn stream_messages_are_tagged() {
-        let m = StreamMessage::Kill { attempts: vec![AttemptId(5)] };
-        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"kill","attempts":[5]}"#);
+        let m = StreamMessage::Kill {
+            attempts: vec![AttemptId(5)],
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"type":"kill","attempts":[5]}"#
+        );
     }
 }

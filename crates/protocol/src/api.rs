@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use zenith_model::{AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, Millis, NodeId, NodeState, Resources, TaskCounts};
+use zenith_model::{
+    AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, Millis, NodeId,
+    NodeState, Resources, TaskCounts,
+};
 
 /// Every error: `{"error": {"code", "message", "field"}}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,7 +75,7 @@ pub struct AttemptView {
     pub started_at: Millis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded`, `failed`, `cancelled` or `lost` (its node was lost; requeued).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -130,7 +133,12 @@ pub struct NodeList {
 /// The conversion of a stored job to its listing form.
 pub fn job_summary(r: &JobRecord) -> JobSummary {
     let (name, queue, priority, task_count) = match &r.spec {
-        Some(s) => (s.display_name().to_string(), s.queue.clone(), s.priority, s.task_count()),
+        Some(s) => (
+            s.display_name().to_string(),
+            s.queue.clone(),
+            s.priority,
+            s.task_count(),
+        ),
         None => (String::new(), String::new(), 0, r.counts.total()),
     };
     JobSummary {
@@ -153,6 +161,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
         None => "running",
         Some(o) if o.succeeded() => "succeeded",
         Some(AttemptOutcome::Cancelled) => "cancelled",
+        Some(AttemptOutcome::NodeLost) => "lost",
         Some(_) => "failed",
     };
     AttemptView {
@@ -164,7 +173,11 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
         state: state.to_string(),
         exit_code: a.outcome.as_ref().and_then(AttemptOutcome::exit_code),
         signal: a.outcome.as_ref().and_then(AttemptOutcome::signal),
-        reason: a.outcome.as_ref().filter(|o| !o.succeeded()).map(AttemptOutcome::reason),
+        reason: a
+            .outcome
+            .as_ref()
+            .filter(|o| !o.succeeded())
+            .map(AttemptOutcome::reason),
         outcome: a.outcome.clone(),
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use zenith_model::{NodeId, ValidationError};
 use zenith_protocol::agent::{
-    decode_log_frames, LogAck, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage, MAX_BATCH,
-    PROTOCOL_VERSION,
+    decode_log_frames, LogAck, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse,
+    StreamMessage, MAX_BATCH, PROTOCOL_VERSION,
 };
 
 /// An idle stream carries a ping this often.
@@ -24,24 +24,41 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
-        ApiError::Invalid(ValidationError::new(if field == "." { String::new() } else { field }, e.into_inner().to_string()))
+        ApiError::Invalid(ValidationError::new(
+            if field == "." { String::new() } else { field },
+            e.into_inner().to_string(),
+        ))
     })
 }
 
-async fn ask<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg) -> Result<T, ApiError> {
+async fn ask<T>(
+    state: &AppState,
+    make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg,
+) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
-    state.control.send(make(tx)).await.map_err(|_| ApiError::Unavailable("server is shutting down".into()))?;
-    rx.await.map_err(|_| ApiError::Unavailable("server is shutting down".into()))
+    state
+        .control
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::Unavailable("server is shutting down".into()))?;
+    rx.await
+        .map_err(|_| ApiError::Unavailable("server is shutting down".into()))
 }
 
 fn check_known(n: usize) -> Result<(), ApiError> {
     if n > MAX_BATCH {
-        return Err(ApiError::Invalid(ValidationError::new("known", format!("at most {MAX_BATCH} attempts"))));
+        return Err(ApiError::Invalid(ValidationError::new(
+            "known",
+            format!("at most {MAX_BATCH} attempts"),
+        )));
     }
     Ok(())
 }
 
-pub async fn register(State(state): State<AppState>, body: Bytes) -> Result<Json<RegisterResponse>, ApiError> {
+pub async fn register(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<RegisterResponse>, ApiError> {
     let req: RegisterRequest = json_body(&body)?;
     if req.protocol_version != PROTOCOL_VERSION {
         return Err(ApiError::Invalid(ValidationError::new(
@@ -51,12 +68,19 @@ pub async fn register(State(state): State<AppState>, body: Bytes) -> Result<Json
     }
     NodeId::parse(req.node_id.as_str())?;
     if req.name.len() > 256 || req.name.chars().any(char::is_control) {
-        return Err(ApiError::Invalid(ValidationError::new("name", "at most 256 bytes without control characters")));
+        return Err(ApiError::Invalid(ValidationError::new(
+            "name",
+            "at most 256 bytes without control characters",
+        )));
     }
-    req.resources.validate().map_err(|e| ApiError::Invalid(e.within("resources")))?;
+    req.resources
+        .validate()
+        .map_err(|e| ApiError::Invalid(e.within("resources")))?;
     zenith_model::job::validate_labels(&req.labels, "labels").map_err(ApiError::Invalid)?;
     check_known(req.known.len())?;
-    Ok(Json(ask(&state, |reply| LoopMsg::Register { req, reply }).await??))
+    Ok(Json(
+        ask(&state, |reply| LoopMsg::Register { req, reply }).await??,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -67,12 +91,21 @@ pub struct StreamQuery {
 }
 
 /// The long-lived NDJSON stream of assignments and kills for one registered session.
-pub async fn stream(State(state): State<AppState>, Query(q): Query<StreamQuery>) -> Result<Response, ApiError> {
+pub async fn stream(
+    State(state): State<AppState>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Response, ApiError> {
     let node = NodeId::parse(&q.node_id)?;
     let session = q.session;
-    let rx = ask(&state, |reply| LoopMsg::OpenStream { node, session, reply })
-        .await?
-        .ok_or(ApiError::Conflict("session is not current (or its stream is already open); register again".into()))?;
+    let rx = ask(&state, |reply| LoopMsg::OpenStream {
+        node,
+        session,
+        reply,
+    })
+    .await?
+    .ok_or(ApiError::Conflict(
+        "session is not current (or its stream is already open); register again".into(),
+    ))?;
     let shutdown = state.shutdown.clone();
     let body = futures_util::stream::unfold((rx, shutdown), |(mut rx, mut shutdown)| async move {
         let msg = tokio::select! {
@@ -85,32 +118,50 @@ pub async fn stream(State(state): State<AppState>, Query(q): Query<StreamQuery>)
         Some((Ok::<_, std::io::Error>(Bytes::from(line)), (rx, shutdown)))
     });
     let mut resp = Body::from_stream(body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
     Ok(resp)
 }
 
-pub async fn report(State(state): State<AppState>, body: Bytes) -> Result<Json<ReportResponse>, ApiError> {
+pub async fn report(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<ReportResponse>, ApiError> {
     let req: ReportRequest = json_body(&body)?;
     NodeId::parse(req.node_id.as_str())?;
     check_known(req.known.len())?;
     if req.results.len() > MAX_BATCH {
-        return Err(ApiError::Invalid(ValidationError::new("results", format!("at most {MAX_BATCH} results"))));
+        return Err(ApiError::Invalid(ValidationError::new(
+            "results",
+            format!("at most {MAX_BATCH} results"),
+        )));
     }
     for (i, r) in req.results.iter().enumerate() {
         if let zenith_model::AttemptOutcome::StartFailed { message } = &r.outcome {
             if message.len() > 4096 {
-                return Err(ApiError::Invalid(ValidationError::new(format!("results[{i}].outcome.message"), "at most 4096 bytes")));
+                return Err(ApiError::Invalid(ValidationError::new(
+                    format!("results[{i}].outcome.message"),
+                    "at most 4096 bytes",
+                )));
             }
         }
     }
-    Ok(Json(ask(&state, |reply| LoopMsg::Report { req, reply }).await??))
+    Ok(Json(
+        ask(&state, |reply| LoopMsg::Report { req, reply }).await??,
+    ))
 }
 
-pub async fn upload_logs(State(state): State<AppState>, body: Bytes) -> Result<Json<LogAck>, ApiError> {
+pub async fn upload_logs(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<LogAck>, ApiError> {
     let logs = state.logs.clone();
     let ack = tokio::task::spawn_blocking(move || {
         let frames = decode_log_frames(&body).map_err(ApiError::BadRequest)?;
-        logs.append(&frames).map_err(|e| ApiError::Unavailable(format!("writing logs: {e}")))
+        logs.append(&frames)
+            .map_err(|e| ApiError::Unavailable(format!("writing logs: {e}")))
     })
     .await
     .map_err(|e| ApiError::Unavailable(format!("log task failed: {e}")))??;

@@ -14,19 +14,29 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use zenith_model::{AttemptId, JobId, JobSpec, JobState};
 use zenith_protocol::agent::LogStream;
-use zenith_protocol::api::{attempt_view, job_summary, ExplainView, JobList, JobView, NodeList, Submitted, SubmittedBatch};
+use zenith_protocol::api::{
+    attempt_view, job_summary, ExplainView, JobList, JobView, NodeList, Submitted, SubmittedBatch,
+};
 use zenith_store::{JobFilter, StoreReader};
 
 /// Most specs in one batch submission.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
 
-async fn ask<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg) -> Result<T, ApiError> {
+async fn ask<T>(
+    state: &AppState,
+    make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg,
+) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     state.control.try_send(make(tx)).map_err(|e| match e {
-        tokio::sync::mpsc::error::TrySendError::Full(_) => ApiError::Overloaded("server busy; retry later".into()),
-        tokio::sync::mpsc::error::TrySendError::Closed(_) => ApiError::Unavailable("server is shutting down".into()),
+        tokio::sync::mpsc::error::TrySendError::Full(_) => {
+            ApiError::Overloaded("server busy; retry later".into())
+        }
+        tokio::sync::mpsc::error::TrySendError::Closed(_) => {
+            ApiError::Unavailable("server is shutting down".into())
+        }
     })?;
-    rx.await.map_err(|_| ApiError::Unavailable("server is shutting down".into()))
+    rx.await
+        .map_err(|_| ApiError::Unavailable("server is shutting down".into()))
 }
 
 async fn read<T: Send + 'static>(
@@ -49,19 +59,30 @@ fn parse_spec(v: serde_json::Value, prefix: &str) -> Result<JobSpec, ApiError> {
             (false, ".") => prefix.to_string(),
             (false, p) => format!("{prefix}.{p}"),
         };
-        ApiError::Invalid(zenith_model::ValidationError::new(field, e.into_inner().to_string()))
+        ApiError::Invalid(zenith_model::ValidationError::new(
+            field,
+            e.into_inner().to_string(),
+        ))
     })?;
-    spec.validate().map_err(|v| ApiError::Invalid(if prefix.is_empty() { v } else { v.within(prefix) }))?;
+    spec.validate().map_err(|v| {
+        ApiError::Invalid(if prefix.is_empty() {
+            v
+        } else {
+            v.within(prefix)
+        })
+    })?;
     Ok(spec)
 }
 
 pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     let (specs, batch) = match value {
         serde_json::Value::Array(items) => {
             if items.is_empty() || items.len() > MAX_SUBMIT_BATCH {
-                return Err(ApiError::BadRequest(format!("a batch holds 1 to {MAX_SUBMIT_BATCH} jobs")));
+                return Err(ApiError::BadRequest(format!(
+                    "a batch holds 1 to {MAX_SUBMIT_BATCH} jobs"
+                )));
             }
             let mut specs = Vec::with_capacity(items.len());
             for (i, v) in items.into_iter().enumerate() {
@@ -70,14 +91,29 @@ pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Respon
             (specs, true)
         }
         v @ serde_json::Value::Object(_) => (vec![Arc::new(parse_spec(v, "")?)], false),
-        _ => return Err(ApiError::BadRequest("body must be a job spec object or a list of them".into())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "body must be a job spec object or a list of them".into(),
+            ))
+        }
     };
     let ids = ask(&state, |reply| LoopMsg::Submit { specs, reply }).await??;
     let resp = if batch {
-        (StatusCode::CREATED, Json(serde_json::to_value(SubmittedBatch { ids }).unwrap_or_default())).into_response()
+        (
+            StatusCode::CREATED,
+            Json(serde_json::to_value(SubmittedBatch { ids }).unwrap_or_default()),
+        )
+            .into_response()
     } else {
-        let id = ids.first().copied().ok_or(ApiError::Unavailable("no id allocated".into()))?;
-        (StatusCode::CREATED, Json(serde_json::to_value(Submitted { id }).unwrap_or_default())).into_response()
+        let id = ids
+            .first()
+            .copied()
+            .ok_or(ApiError::Unavailable("no id allocated".into()))?;
+        (
+            StatusCode::CREATED,
+            Json(serde_json::to_value(Submitted { id }).unwrap_or_default()),
+        )
+            .into_response()
     };
     Ok(resp)
 }
@@ -91,7 +127,10 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<JobList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
     let job_state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {
@@ -103,18 +142,36 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
     };
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
-        return Err(ApiError::Invalid(zenith_model::ValidationError::new("limit", "must be 1..=1000")));
+        return Err(ApiError::Invalid(zenith_model::ValidationError::new(
+            "limit",
+            "must be 1..=1000",
+        )));
     }
-    let filter = JobFilter { state: job_state, queue: q.queue, before: q.before.map(JobId), limit };
+    let filter = JobFilter {
+        state: job_state,
+        queue: q.queue,
+        before: q.before.map(JobId),
+        limit,
+    };
     let rows = read(&state, move |r| r.list_jobs(&filter)).await?;
-    let next_before = if rows.len() == limit { rows.last().map(|j| j.id) } else { None };
-    Ok(Json(JobList { jobs: rows.iter().map(job_summary).collect(), next_before }))
+    let next_before = if rows.len() == limit {
+        rows.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok(Json(JobList {
+        jobs: rows.iter().map(job_summary).collect(),
+        next_before,
+    }))
 }
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
-    raw.parse::<u64>()
-        .map(JobId)
-        .map_err(|_| ApiError::Invalid(zenith_model::ValidationError::new("id", "job IDs are positive integers")))
+    raw.parse::<u64>().map(JobId).map_err(|_| {
+        ApiError::Invalid(zenith_model::ValidationError::new(
+            "id",
+            "job IDs are positive integers",
+        ))
+    })
 }
 
 #[derive(Deserialize)]
@@ -123,33 +180,64 @@ pub struct ShowQuery {
     attempts_limit: Option<usize>,
 }
 
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<ShowQuery>) -> Result<Json<JobView>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
     let limit = q.attempts_limit.unwrap_or(1000).min(100_000);
-    let (job, (attempts, total)) = read(&state, move |r| Ok((r.get_job(id)?, r.attempts(id, limit)?))).await?;
+    let (job, (attempts, total)) = read(&state, move |r| {
+        Ok((r.get_job(id)?, r.attempts(id, limit)?))
+    })
+    .await?;
     let job = job.ok_or(ApiError::NotFound(format!("job {id} not found")))?;
-    let spec = job.spec.as_deref().cloned().ok_or(ApiError::Unavailable("stored job has no spec".into()))?;
-    Ok(Json(JobView { summary: job_summary(&job), spec, attempts: attempts.iter().map(attempt_view).collect(), attempts_total: total }))
+    let spec = job
+        .spec
+        .as_deref()
+        .cloned()
+        .ok_or(ApiError::Unavailable("stored job has no spec".into()))?;
+    Ok(Json(JobView {
+        summary: job_summary(&job),
+        spec,
+        attempts: attempts.iter().map(attempt_view).collect(),
+        attempts_total: total,
+    }))
 }
 
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     match ask(&state, |reply| LoopMsg::Cancel { id, reply }).await? {
-        Ok(()) => Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"id": id, "cancelled": true}))).into_response()),
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"id": id, "cancelled": true})),
+        )
+            .into_response()),
         Err(ApiError::Conflict(m)) => match read(&state, move |r| r.get_job(id)).await? {
             None => Err(ApiError::NotFound(format!("job {id} not found"))),
-            Some(j) => Err(ApiError::Conflict(format!("job {id} already {}: {m}", j.state))),
+            Some(j) => Err(ApiError::Conflict(format!(
+                "job {id} already {}: {m}",
+                j.state
+            ))),
         },
         Err(e) => Err(e),
     }
 }
 
-pub async fn explain(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ExplainView>, ApiError> {
+pub async fn explain(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ExplainView>, ApiError> {
     let id = job_id(&id)?;
     if let Some(v) = ask(&state, |reply| LoopMsg::Explain { id, reply }).await? {
         return Ok(Json(v));
     }
-    let job = read(&state, move |r| r.get_job(id)).await?.ok_or(ApiError::NotFound(format!("job {id} not found")))?;
+    let job = read(&state, move |r| r.get_job(id))
+        .await?
+        .ok_or(ApiError::NotFound(format!("job {id} not found")))?;
     Ok(Json(ExplainView {
         id,
         state: job.state,
@@ -161,7 +249,9 @@ pub async fn explain(State(state): State<AppState>, Path(id): Path<String>) -> R
 }
 
 pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
-    Ok(Json(NodeList { nodes: ask(&state, |reply| LoopMsg::Nodes { reply }).await? }))
+    Ok(Json(NodeList {
+        nodes: ask(&state, |reply| LoopMsg::Nodes { reply }).await?,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -176,34 +266,65 @@ pub struct LogQuery {
 
 /// Streams a task's output (its latest attempt unless `attempt` is given). With `follow`, waits
 /// for the task to start and streams until the attempt ends.
-pub async fn logs(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<LogQuery>) -> Result<Response, ApiError> {
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     let stream = match q.stream.as_deref() {
         None | Some("stdout") => LogStream::Stdout,
         Some("stderr") => LogStream::Stderr,
-        Some(_) => return Err(ApiError::Invalid(zenith_model::ValidationError::new("stream", "must be stdout or stderr"))),
+        Some(_) => {
+            return Err(ApiError::Invalid(zenith_model::ValidationError::new(
+                "stream",
+                "must be stdout or stderr",
+            )))
+        }
     };
-    let job = read(&state, move |r| r.get_job(id)).await?.ok_or(ApiError::NotFound(format!("job {id} not found")))?;
-    let spec = job.spec.clone().ok_or(ApiError::Unavailable("stored job has no spec".into()))?;
+    let job = read(&state, move |r| r.get_job(id))
+        .await?
+        .ok_or(ApiError::NotFound(format!("job {id} not found")))?;
+    let spec = job
+        .spec
+        .clone()
+        .ok_or(ApiError::Unavailable("stored job has no spec".into()))?;
     let task = q.task.unwrap_or(spec.first_index());
     if task < spec.first_index() || task - spec.first_index() >= spec.task_count() {
-        return Err(ApiError::Invalid(zenith_model::ValidationError::new("task", format!("job {id} has no task {task}"))));
+        return Err(ApiError::Invalid(zenith_model::ValidationError::new(
+            "task",
+            format!("job {id} has no task {task}"),
+        )));
     }
     let follow = q.follow;
     let pinned = q.attempt.map(AttemptId);
     if let Some(a) = pinned {
         let rec = read(&state, move |r| r.get_attempt(a)).await?;
         if rec.is_none_or(|r| r.job != id) {
-            return Err(ApiError::NotFound(format!("attempt {a} of job {id} not found")));
+            return Err(ApiError::NotFound(format!(
+                "attempt {a} of job {id} not found"
+            )));
         }
     }
-    let st = LogFollow { state: state.clone(), job: id, task, stream, follow, attempt: pinned, offset: 0, done: false };
+    let st = LogFollow {
+        state: state.clone(),
+        job: id,
+        task,
+        stream,
+        follow,
+        attempt: pinned,
+        offset: 0,
+        done: false,
+    };
     let body = futures_util::stream::unfold(st, |mut st| async move {
         let chunk = st.next_chunk().await;
         chunk.map(|c| (c, st))
     });
     let mut resp = Body::from_stream(body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     Ok(resp)
 }
 
@@ -262,10 +383,11 @@ impl LogFollow {
             };
             let logs = self.state.logs.clone();
             let (stream, offset) = (self.stream, self.offset);
-            let data = tokio::task::spawn_blocking(move || logs.read(attempt, stream, offset, LOG_CHUNK))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
+            let data =
+                tokio::task::spawn_blocking(move || logs.read(attempt, stream, offset, LOG_CHUNK))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r);
             match data {
                 Err(e) => return Some(Err(e)),
                 Ok(d) if !d.is_empty() => {

@@ -41,8 +41,12 @@ fn write_secret(path: &Path, token: &str) -> Result<(), ServerError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))?;
-    f.write_all(token.as_bytes()).and_then(|_| f.write_all(b"\n")).and_then(|_| f.sync_all())
+    let mut f = opts
+        .open(path)
+        .map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))?;
+    f.write_all(token.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .and_then(|_| f.sync_all())
         .map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))
 }
 
@@ -54,15 +58,24 @@ impl Tokens {
         let agent = store.get_meta("agent_token_sha256")?;
         if let (Some(a), Some(g)) = (admin, agent) {
             let dec = |s: &str| -> Result<[u8; 32], ServerError> {
-                hex::decode(s).ok().and_then(|v| v.try_into().ok()).ok_or(ServerError::Io("stored token hash is corrupt".into()))
+                hex::decode(s)
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or(ServerError::Io("stored token hash is corrupt".into()))
             };
-            return Ok(Tokens { admin: dec(&a)?, agent: dec(&g)? });
+            return Ok(Tokens {
+                admin: dec(&a)?,
+                agent: dec(&g)?,
+            });
         }
         let admin = random_token()?;
         let agent = random_token()?;
         write_secret(&data_dir.join("admin.token"), &admin)?;
         write_secret(&data_dir.join("agent.token"), &agent)?;
-        let t = Tokens { admin: hash(&admin), agent: hash(&agent) };
+        let t = Tokens {
+            admin: hash(&admin),
+            agent: hash(&agent),
+        };
         store.set_meta("admin_token_sha256", &hex::encode(t.admin))?;
         store.set_meta("agent_token_sha256", &hex::encode(t.agent))?;
         Ok(t)

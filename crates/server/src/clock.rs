@@ -16,8 +16,14 @@ pub struct Clock {
 impl Clock {
     #[allow(clippy::disallowed_methods)] // the one place that reads the system clocks
     pub fn new() -> Self {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        Clock { start_wall: wall, start: Instant::now() }
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Clock {
+            start_wall: wall,
+            start: Instant::now(),
+        }
     }
 
     /// Milliseconds since the epoch, never decreasing within this process.

@@ -15,7 +15,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use zenith_engine::{Effect, Engine, EngineError, NodeRegistration};
 use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
-use zenith_protocol::agent::{Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage};
+use zenith_protocol::agent::{
+    Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
+};
 use zenith_protocol::api::{ExplainView, NodeView};
 
 /// Most messages applied in one batch.
@@ -28,13 +30,34 @@ const TICK: Duration = Duration::from_millis(50);
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 pub enum LoopMsg {
-    Submit { specs: Vec<Arc<JobSpec>>, reply: Reply<Vec<JobId>> },
-    Cancel { id: JobId, reply: Reply<()> },
-    Register { req: RegisterRequest, reply: Reply<RegisterResponse> },
-    OpenStream { node: NodeId, session: u64, reply: oneshot::Sender<Option<mpsc::Receiver<StreamMessage>>> },
-    Report { req: ReportRequest, reply: Reply<ReportResponse> },
-    Explain { id: JobId, reply: oneshot::Sender<Option<ExplainView>> },
-    Nodes { reply: oneshot::Sender<Vec<NodeView>> },
+    Submit {
+        specs: Vec<Arc<JobSpec>>,
+        reply: Reply<Vec<JobId>>,
+    },
+    Cancel {
+        id: JobId,
+        reply: Reply<()>,
+    },
+    Register {
+        req: RegisterRequest,
+        reply: Reply<RegisterResponse>,
+    },
+    OpenStream {
+        node: NodeId,
+        session: u64,
+        reply: oneshot::Sender<Option<mpsc::Receiver<StreamMessage>>>,
+    },
+    Report {
+        req: ReportRequest,
+        reply: Reply<ReportResponse>,
+    },
+    Explain {
+        id: JobId,
+        reply: oneshot::Sender<Option<ExplainView>>,
+    },
+    Nodes {
+        reply: oneshot::Sender<Vec<NodeView>>,
+    },
 }
 
 struct Session {
@@ -82,12 +105,28 @@ fn send_after(tx: mpsc::Sender<StreamMessage>, msg: StreamMessage) -> AfterCommi
 }
 
 impl ControlLoop {
-    pub fn new(engine: Engine, clock: Clock, cfg: LoopConfig, writer: mpsc::Sender<WriterMsg>) -> Self {
-        ControlLoop { engine, clock, cfg, sessions: HashMap::new(), next_session: clock.now(), writer }
+    pub fn new(
+        engine: Engine,
+        clock: Clock,
+        cfg: LoopConfig,
+        writer: mpsc::Sender<WriterMsg>,
+    ) -> Self {
+        ControlLoop {
+            engine,
+            clock,
+            cfg,
+            sessions: HashMap::new(),
+            next_session: clock.now(),
+            writer,
+        }
     }
 
     /// Runs until `rx` closes or `shutdown` resolves.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<LoopMsg>, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<LoopMsg>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sweep = tokio::time::interval(self.cfg.sweep_every);
@@ -149,34 +188,80 @@ impl ControlLoop {
                     let session = self.next_session;
                     let node = req.node_id.clone();
                     let r = self.engine.register_node(
-                        NodeRegistration { id: node.clone(), name: req.name, resources: req.resources, labels: req.labels, known: req.known },
+                        NodeRegistration {
+                            id: node.clone(),
+                            name: req.name,
+                            resources: req.resources,
+                            labels: req.labels,
+                            known: req.known,
+                        },
                         now,
                     );
                     let (tx, rx) = mpsc::channel(SESSION_BUFFER);
-                    self.sessions.insert(node, Session { id: session, tx, rx: Some(rx) });
-                    let resp = RegisterResponse { session, heartbeat_interval_ms: self.cfg.heartbeat_interval_ms, kill: r.kill };
+                    self.sessions.insert(
+                        node,
+                        Session {
+                            id: session,
+                            tx,
+                            rx: Some(rx),
+                        },
+                    );
+                    let resp = RegisterResponse {
+                        session,
+                        heartbeat_interval_ms: self.cfg.heartbeat_interval_ms,
+                        kill: r.kill,
+                    };
                     after.push(reply_after(reply, resp));
                 }
-                LoopMsg::OpenStream { node, session, reply } => {
-                    let rx = self.sessions.get_mut(&node).filter(|s| s.id == session).and_then(|s| s.rx.take());
+                LoopMsg::OpenStream {
+                    node,
+                    session,
+                    reply,
+                } => {
+                    let rx = self
+                        .sessions
+                        .get_mut(&node)
+                        .filter(|s| s.id == session)
+                        .and_then(|s| s.rx.take());
                     let _ = reply.send(rx);
                 }
                 LoopMsg::Report { req, reply } => {
-                    if self.sessions.get(&req.node_id).is_none_or(|s| s.id != req.session) {
-                        let _ = reply.send(Ok(ReportResponse { reregister: true, ..Default::default() }));
+                    if self
+                        .sessions
+                        .get(&req.node_id)
+                        .is_none_or(|s| s.id != req.session)
+                    {
+                        let _ = reply.send(Ok(ReportResponse {
+                            reregister: true,
+                            ..Default::default()
+                        }));
                         continue;
                     }
                     let mut acked = Vec::with_capacity(req.results.len());
                     for r in req.results {
-                        if let Err(stale) = self.engine.attempt_finished(&req.node_id, r.attempt, r.outcome, now) {
+                        if let Err(stale) =
+                            self.engine
+                                .attempt_finished(&req.node_id, r.attempt, r.outcome, now)
+                        {
                             tracing::debug!(attempt = %stale.0, node = %req.node_id, "refused stale report");
                         }
                         acked.push(r.attempt);
                     }
                     let done: HashSet<AttemptId> = acked.iter().copied().collect();
-                    let known: Vec<AttemptId> = req.known.into_iter().filter(|a| !done.contains(a)).collect();
+                    let known: Vec<AttemptId> = req
+                        .known
+                        .into_iter()
+                        .filter(|a| !done.contains(a))
+                        .collect();
                     let hb = self.engine.heartbeat(&req.node_id, &known, now);
-                    after.push(reply_after(reply, ReportResponse { acked, kill: hb.kill, reregister: hb.reregister }));
+                    after.push(reply_after(
+                        reply,
+                        ReportResponse {
+                            acked,
+                            kill: hb.kill,
+                            reregister: hb.reregister,
+                        },
+                    ));
                 }
                 LoopMsg::Explain { id, reply } => {
                     let view = self.engine.explain(id).map(|(state, e)| ExplainView {
@@ -220,7 +305,10 @@ impl ControlLoop {
         let mut kill: BTreeMap<NodeId, Vec<AttemptId>> = BTreeMap::new();
         for e in self.engine.take_effects() {
             match e {
-                Effect::Dispatch { node, assignment: a } => assign.entry(node).or_default().push(Assignment {
+                Effect::Dispatch {
+                    node,
+                    assignment: a,
+                } => assign.entry(node).or_default().push(Assignment {
                     attempt: a.attempt,
                     job: a.job,
                     task: a.task,
@@ -247,14 +335,21 @@ impl ControlLoop {
         if changes.is_empty() && after.is_empty() {
             return Ok(());
         }
-        self.writer.send(WriterMsg::Commit { changes, after }).await.map_err(|_| ())
+        self.writer
+            .send(WriterMsg::Commit { changes, after })
+            .await
+            .map_err(|_| ())
     }
 }
 
 fn engine_error(e: EngineError) -> ApiError {
     match e {
-        EngineError::JobNotLive(id) => ApiError::Conflict(format!("job {id} is not queued or running")),
-        EngineError::TooManyJobs(_) | EngineError::TooManyTasks(_) => ApiError::Overloaded(e.to_string()),
+        EngineError::JobNotLive(id) => {
+            ApiError::Conflict(format!("job {id} is not queued or running"))
+        }
+        EngineError::TooManyJobs(_) | EngineError::TooManyTasks(_) => {
+            ApiError::Overloaded(e.to_string())
+        }
         EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
     }
 }

@@ -29,7 +29,11 @@ pub enum ApiError {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
         match self {
-            ApiError::Invalid(v) => (StatusCode::BAD_REQUEST, "invalid_argument", Some(v.field.clone())),
+            ApiError::Invalid(v) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                Some(v.field.clone()),
+            ),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_argument", None),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", None),
@@ -54,10 +58,17 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(v) => v.message.clone(),
             other => other.to_string(),
         };
-        let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message, field } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                field,
+            },
+        };
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         resp
     }

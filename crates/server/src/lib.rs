@@ -98,7 +98,12 @@ pub async fn serve(
     let mut store = SqliteStore::open(&cfg.data_dir)?;
     let tokens = auth::Tokens::init(&mut store, &cfg.data_dir)?;
     let loaded = store.load()?;
-    tracing::info!(live_jobs = loaded.jobs.len(), running = loaded.running.len(), nodes = loaded.nodes.len(), "store loaded");
+    tracing::info!(
+        live_jobs = loaded.jobs.len(),
+        running = loaded.running.len(),
+        nodes = loaded.nodes.len(),
+        "store loaded"
+    );
     let engine_cfg = EngineConfig {
         heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
         dispatch_grace_ms: (cfg.heartbeat_interval_ms * 10).max(5_000),
@@ -112,8 +117,13 @@ pub async fn serve(
     let (writer_tx, writer_rx) = mpsc::channel(64);
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
     let fatal_seen = fatal_rx.clone();
-    let writer = writer::spawn(Box::new(store) as Box<dyn Store>, logs.clone(), writer_rx, fatal_tx)
-        .map_err(|e| ServerError::Io(format!("starting the store writer: {e}")))?;
+    let writer = writer::spawn(
+        Box::new(store) as Box<dyn Store>,
+        logs.clone(),
+        writer_rx,
+        fatal_tx,
+    )
+    .map_err(|e| ServerError::Io(format!("starting the store writer: {e}")))?;
 
     let (control_tx, control_rx) = mpsc::channel(CONTROL_INBOX);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -128,7 +138,13 @@ pub async fn serve(
         let _ = loop_stop.changed().await;
     }));
 
-    let state = AppState { control: control_tx, reader, logs, tokens, shutdown: stop_rx.clone() };
+    let state = AppState {
+        control: control_tx,
+        reader,
+        logs,
+        tokens,
+        shutdown: stop_rx.clone(),
+    };
     let app = router(state, cfg.max_body_bytes);
 
     let mut stop_wait = stop_rx.clone();
@@ -198,7 +214,12 @@ async fn not_found() -> ApiError {
 }
 
 fn bearer(req: &Request) -> Option<&str> {
-    req.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    req.headers()
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }
 
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {

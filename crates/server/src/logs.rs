@@ -23,7 +23,9 @@ impl LogStore {
     }
 
     pub fn path(&self, attempt: AttemptId, stream: LogStream) -> PathBuf {
-        self.root.join((attempt.0 / 10_000).to_string()).join(format!("{}.{}", attempt.0, stream.as_str()))
+        self.root
+            .join((attempt.0 / 10_000).to_string())
+            .join(format!("{}.{}", attempt.0, stream.as_str()))
     }
 
     /// Applies uploaded frames: bytes already held are skipped, a gap is refused; answers
@@ -60,7 +62,13 @@ impl LogStore {
     }
 
     /// Up to `max` bytes from `offset`; empty at the end (or when nothing was uploaded).
-    pub fn read(&self, attempt: AttemptId, stream: LogStream, offset: u64, max: usize) -> std::io::Result<Vec<u8>> {
+    pub fn read(
+        &self,
+        attempt: AttemptId,
+        stream: LogStream,
+        offset: u64,
+        max: usize,
+    ) -> std::io::Result<Vec<u8>> {
         let mut f = match fs::File::open(self.path(attempt, stream)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -90,17 +98,28 @@ mod tests {
     fn append_is_idempotent_and_capped() {
         let dir = tempfile::tempdir().unwrap();
         let logs = LogStore::new(dir.path().to_path_buf(), 10);
-        let f = |offset, len| LogFrame { attempt: AttemptId(7), stream: LogStream::Stdout, offset, len };
+        let f = |offset, len| LogFrame {
+            attempt: AttemptId(7),
+            stream: LogStream::Stdout,
+            offset,
+            len,
+        };
         assert_eq!(logs.append(&[(f(0, 4), b"abcd")]).unwrap().lengths[0].2, 4);
         // A resend overlapping what is held adds only the new part.
         assert_eq!(logs.append(&[(f(2, 4), b"cdef")]).unwrap().lengths[0].2, 6);
         // A gap is refused: the answer says where to resume.
         assert_eq!(logs.append(&[(f(9, 1), b"x")]).unwrap().lengths[0].2, 6);
-        assert_eq!(logs.read(AttemptId(7), LogStream::Stdout, 0, 100).unwrap(), b"abcdef");
+        assert_eq!(
+            logs.read(AttemptId(7), LogStream::Stdout, 0, 100).unwrap(),
+            b"abcdef"
+        );
         logs.append(&[(f(6, 8), b"ghijklmn")]).unwrap();
         let all = logs.read(AttemptId(7), LogStream::Stdout, 0, 1000).unwrap();
         assert!(all.starts_with(b"abcdefghij\n[zenith: output truncated"));
         logs.remove(&[AttemptId(7)]);
-        assert!(logs.read(AttemptId(7), LogStream::Stdout, 0, 10).unwrap().is_empty());
+        assert!(logs
+            .read(AttemptId(7), LogStream::Stdout, 0, 10)
+            .unwrap()
+            .is_empty());
     }
 }

@@ -14,7 +14,10 @@ use zenith_store::Store;
 pub type AfterCommit = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
 pub enum WriterMsg {
-    Commit { changes: Changes, after: Vec<AfterCommit> },
+    Commit {
+        changes: Changes,
+        after: Vec<AfterCommit>,
+    },
     /// Deletes jobs finished before `before`, and their logs.
     Sweep { before: Millis },
 }
@@ -31,59 +34,64 @@ pub fn spawn(
     mut rx: mpsc::Receiver<WriterMsg>,
     fatal: watch::Sender<Option<String>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("zenith-store-writer".into()).spawn(move || {
-        let mut failed: Option<String> = None;
-        while let Some(first) = rx.blocking_recv() {
-            let mut changes = Changes::default();
-            let mut after: Vec<AfterCommit> = Vec::new();
-            let mut sweep = None;
-            let mut merged = 0;
-            let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    WriterMsg::Commit { changes: c, after: a } => {
-                        changes.absorb(c);
-                        after.extend(a);
+    std::thread::Builder::new()
+        .name("zenith-store-writer".into())
+        .spawn(move || {
+            let mut failed: Option<String> = None;
+            while let Some(first) = rx.blocking_recv() {
+                let mut changes = Changes::default();
+                let mut after: Vec<AfterCommit> = Vec::new();
+                let mut sweep = None;
+                let mut merged = 0;
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        WriterMsg::Commit {
+                            changes: c,
+                            after: a,
+                        } => {
+                            changes.absorb(c);
+                            after.extend(a);
+                        }
+                        WriterMsg::Sweep { before } => sweep = Some(before),
                     }
-                    WriterMsg::Sweep { before } => sweep = Some(before),
+                    merged += 1;
+                    if merged < MAX_MERGE {
+                        next = rx.try_recv().ok();
+                    }
                 }
-                merged += 1;
-                if merged < MAX_MERGE {
-                    next = rx.try_recv().ok();
+                let result = match &failed {
+                    Some(e) => Err(e.clone()),
+                    None if changes.is_empty() => Ok(()),
+                    None => store.commit(&changes).map_err(|e| e.to_string()),
+                };
+                if let Err(e) = &result {
+                    if failed.is_none() {
+                        tracing::error!(error = %e, "store commit failed; stopping the server");
+                        failed = Some(e.clone());
+                        fatal.send_replace(Some(format!("store commit failed: {e}")));
+                    }
                 }
-            }
-            let result = match &failed {
-                Some(e) => Err(e.clone()),
-                None if changes.is_empty() => Ok(()),
-                None => store.commit(&changes).map_err(|e| e.to_string()),
-            };
-            if let Err(e) = &result {
-                if failed.is_none() {
-                    tracing::error!(error = %e, "store commit failed; stopping the server");
-                    failed = Some(e.clone());
-                    fatal.send_replace(Some(format!("store commit failed: {e}")));
+                let r = result.as_ref().map(|_| ()).map_err(|e| e.as_str());
+                for a in after {
+                    a(r);
                 }
-            }
-            let r = result.as_ref().map(|_| ()).map_err(|e| e.as_str());
-            for a in after {
-                a(r);
-            }
-            if let (Some(before), None) = (sweep, &failed) {
-                loop {
-                    match store.sweep(before, SWEEP_CHUNK) {
-                        Ok((jobs, gone)) => {
-                            logs.remove(&gone);
-                            if jobs < SWEEP_CHUNK {
+                if let (Some(before), None) = (sweep, &failed) {
+                    loop {
+                        match store.sweep(before, SWEEP_CHUNK) {
+                            Ok((jobs, gone)) => {
+                                logs.remove(&gone);
+                                if jobs < SWEEP_CHUNK {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "retention sweep failed; will retry");
                                 break;
                             }
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "retention sweep failed; will retry");
-                            break;
-                        }
                     }
                 }
             }
-        }
-    })
+        })
 }

@@ -17,7 +17,10 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("stored record {what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("store schema version {found} is newer than this binary supports ({supported})")]
@@ -34,7 +37,11 @@ pub trait Store: Send {
     fn commit(&mut self, changes: &Changes) -> Result<(), StoreError>;
     /// Deletes up to `limit` jobs that finished before `before`, with their tasks and
     /// attempts; returns how many jobs went and the attempts removed (so their logs can go too).
-    fn sweep(&mut self, before: Millis, limit: usize) -> Result<(usize, Vec<AttemptId>), StoreError>;
+    fn sweep(
+        &mut self,
+        before: Millis,
+        limit: usize,
+    ) -> Result<(usize, Vec<AttemptId>), StoreError>;
     /// Reads a small named value (token hashes, settings).
     fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use zenith_model::records::{Changes, Loaded};
 use zenith_model::{
-    AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, NodeId, NodeRecord, NodeState,
-    TaskCounts, TaskRecord, TaskState,
+    AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, NodeId,
+    NodeRecord, NodeState, TaskCounts, TaskRecord, TaskState,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` holds the last applied.
@@ -87,8 +87,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating and migrating as needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let path = db_path(dir);
         let mut conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -109,7 +111,10 @@ impl SqliteStore {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
             pool.push(c);
         }
-        Ok(SqliteReader { pool: Arc::new(Mutex::new(pool)), path: self.path.clone() })
+        Ok(SqliteReader {
+            pool: Arc::new(Mutex::new(pool)),
+            path: self.path.clone(),
+        })
     }
 }
 
@@ -117,7 +122,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let supported = MIGRATIONS.len() as i64;
     if version > supported {
-        return Err(StoreError::TooNew { found: version, supported });
+        return Err(StoreError::TooNew {
+            found: version,
+            supported,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
@@ -134,14 +142,19 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt { what: what.into(), detail: detail.to_string() }
+    StoreError::Corrupt {
+        what: what.into(),
+        detail: detail.to_string(),
+    }
 }
 
 impl Store for SqliteStore {
     fn load(&mut self) -> Result<Loaded, StoreError> {
         let mut out = Loaded::default();
         {
-            let mut st = self.conn.prepare(&format!("SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"))?;
+            let mut st = self.conn.prepare(&format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"
+            ))?;
             let rows = st.query_map([], job_from_row)?;
             for row in rows {
                 out.jobs.push(row??);
@@ -153,22 +166,38 @@ impl Store for SqliteStore {
             for row in rows {
                 out.tasks.push(row??);
             }
-            let mut st = self.conn.prepare(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE finished_at IS NULL"))?;
+            let mut st = self.conn.prepare(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE finished_at IS NULL"
+            ))?;
             let rows = st.query_map([], attempt_from_row)?;
             for row in rows {
                 out.running.push(row??);
             }
-            let mut st = self.conn.prepare("SELECT id, name, resources, labels, state, registered_at, last_seen FROM nodes")?;
+            let mut st = self.conn.prepare(
+                "SELECT id, name, resources, labels, state, registered_at, last_seen FROM nodes",
+            )?;
             let rows = st.query_map([], node_from_row)?;
             for row in rows {
                 out.nodes.push(row??);
             }
         }
-        out.next_job_id = self.get_meta("next_job_id")?.and_then(|v| v.parse().ok()).unwrap_or(1);
-        out.next_attempt_id = self.get_meta("next_attempt_id")?.and_then(|v| v.parse().ok()).unwrap_or(1);
+        out.next_job_id = self
+            .get_meta("next_job_id")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        out.next_attempt_id = self
+            .get_meta("next_attempt_id")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         // Never reuse an ID even if the counters lag the rows.
-        let max_job: i64 = self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM jobs", [], |r| r.get(0))?;
-        let max_att: i64 = self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM attempts", [], |r| r.get(0))?;
+        let max_job: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM jobs", [], |r| r.get(0))?;
+        let max_att: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM attempts", [], |r| {
+                    r.get(0)
+                })?;
         out.next_job_id = out.next_job_id.max(max_job as u64 + 1);
         out.next_attempt_id = out.next_attempt_id.max(max_att as u64 + 1);
         Ok(out)
@@ -196,7 +225,10 @@ impl Store for SqliteStore {
                             spec.queue,
                             spec.priority,
                             j.state.as_str(),
-                            json(&StoredSpec { v: SPEC_FORMAT, spec: spec.as_ref() }),
+                            json(&StoredSpec {
+                                v: SPEC_FORMAT,
+                                spec: spec.as_ref()
+                            }),
                             spec.task_count(),
                             c.queued,
                             c.running,
@@ -278,7 +310,8 @@ impl Store for SqliteStore {
             for id in &ch.removed_nodes {
                 del_node.execute(params![id.as_str()])?;
             }
-            let mut meta = tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+            let mut meta =
+                tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
             if ch.next_job_id > 0 {
                 meta.execute(params!["next_job_id", ch.next_job_id.to_string()])?;
             }
@@ -290,10 +323,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn sweep(&mut self, before: zenith_model::Millis, limit: usize) -> Result<(usize, Vec<AttemptId>), StoreError> {
+    fn sweep(
+        &mut self,
+        before: zenith_model::Millis,
+        limit: usize,
+    ) -> Result<(usize, Vec<AttemptId>), StoreError> {
         let tx = self.conn.transaction()?;
         let ids: Vec<i64> = {
-            let mut st = tx.prepare_cached("SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2")?;
+            let mut st = tx.prepare_cached(
+                "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2",
+            )?;
             let rows = st.query_map(params![before as i64, limit as i64], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -318,17 +357,26 @@ impl Store for SqliteStore {
     }
 
     fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
         Ok(())
     }
 }
 
 const JOB_COLS: &str = "id, state, spec, queued, running, succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at";
-const TASK_COLS: &str = "t.job_id, t.idx, t.state, t.failures, t.attempts, t.attempt_id, t.ready_at, t.reason";
+const TASK_COLS: &str =
+    "t.job_id, t.idx, t.state, t.failures, t.attempts, t.attempt_id, t.ready_at, t.reason";
 const ATTEMPT_COLS: &str = "id, job_id, idx, node, started_at, finished_at, outcome";
 
 fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRecord, StoreError>> {
@@ -336,11 +384,19 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRecord, StoreError>> 
     let state_s: String = r.get(1)?;
     let spec_s: String = r.get(2)?;
     let Some(state) = JobState::parse(&state_s) else {
-        return Ok(Err(corrupt(format!("job {id}"), format!("state {state_s:?}"))));
+        return Ok(Err(corrupt(
+            format!("job {id}"),
+            format!("state {state_s:?}"),
+        )));
     };
     let spec = match serde_json::from_str::<StoredSpec<JobSpec>>(&spec_s) {
         Ok(s) if s.v == SPEC_FORMAT => s.spec,
-        Ok(s) => return Ok(Err(corrupt(format!("job {id}"), format!("unknown spec format {}", s.v)))),
+        Ok(s) => {
+            return Ok(Err(corrupt(
+                format!("job {id}"),
+                format!("unknown spec format {}", s.v),
+            )))
+        }
         Err(e) => return Ok(Err(corrupt(format!("job {id}"), e))),
     };
     Ok(Ok(JobRecord {
@@ -433,7 +489,10 @@ pub struct SqliteReader {
 }
 
 impl SqliteReader {
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let conn = self.pool.lock().map_err(|_| StoreError::Poisoned)?.pop();
         let conn = match conn {
             Some(c) => c,
@@ -452,7 +511,9 @@ impl SqliteReader {
     }
 }
 
-fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>) -> Result<Vec<T>, StoreError> {
+fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
     let mut v = Vec::new();
     for r in rows {
         v.push(r??);
@@ -494,15 +555,23 @@ impl StoreReader for SqliteReader {
     fn get_job(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))?;
-            let row = st.query_row(params![id.0 as i64], job_from_row).optional()?;
+            let row = st
+                .query_row(params![id.0 as i64], job_from_row)
+                .optional()?;
             row.transpose()
         })
     }
 
     fn attempts(&self, job: JobId, limit: usize) -> Result<(Vec<AttemptRecord>, u64), StoreError> {
         self.with(|c| {
-            let total: i64 = c.query_row("SELECT COUNT(*) FROM attempts WHERE job_id = ?1", params![job.0 as i64], |r| r.get(0))?;
-            let mut st = c.prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE job_id = ?1 ORDER BY id LIMIT ?2"))?;
+            let total: i64 = c.query_row(
+                "SELECT COUNT(*) FROM attempts WHERE job_id = ?1",
+                params![job.0 as i64],
+                |r| r.get(0),
+            )?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE job_id = ?1 ORDER BY id LIMIT ?2"
+            ))?;
             let rows = st.query_map(params![job.0 as i64, limit as i64], attempt_from_row)?;
             Ok((collect(rows)?, total as u64))
         })
@@ -519,14 +588,20 @@ impl StoreReader for SqliteReader {
 
     fn get_attempt(&self, id: AttemptId) -> Result<Option<AttemptRecord>, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare_cached(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ?1"))?;
-            st.query_row(params![id.0 as i64], attempt_from_row).optional()?.transpose()
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ?1"
+            ))?;
+            st.query_row(params![id.0 as i64], attempt_from_row)
+                .optional()?
+                .transpose()
         })
     }
 
     fn tasks(&self, job: JobId, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks t WHERE t.job_id = ?1 ORDER BY t.idx LIMIT ?2"))?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {TASK_COLS} FROM tasks t WHERE t.job_id = ?1 ORDER BY t.idx LIMIT ?2"
+            ))?;
             let rows = st.query_map(params![job.0 as i64, limit as i64], task_from_row)?;
             collect(rows)
         })

@@ -8,7 +8,13 @@ use zenith_store::{JobFilter, Store, StoreReader};
 use zenith_testkit::spec;
 
 fn node(id: &str) -> NodeRegistration {
-    NodeRegistration { id: NodeId(id.into()), name: id.into(), resources: Resources::cpus(2.0), labels: Default::default(), known: vec![] }
+    NodeRegistration {
+        id: NodeId(id.into()),
+        name: id.into(),
+        resources: Resources::cpus(2.0),
+        labels: Default::default(),
+        known: vec![],
+    }
 }
 
 #[test]
@@ -23,7 +29,9 @@ fn commit_load_restore_and_sweep() {
     let mut retry = spec(1.0);
     retry.retry.limit = 3;
     retry.priority = 10;
-    let ids = e.submit(vec![Arc::new(arr), Arc::new(retry)], 1000).unwrap();
+    let ids = e
+        .submit(vec![Arc::new(arr), Arc::new(retry)], 1000)
+        .unwrap();
     e.schedule(1000);
     let effects = e.take_effects();
     assert_eq!(effects.len(), 2);
@@ -33,14 +41,17 @@ fn commit_load_restore_and_sweep() {
     let running: Vec<_> = effects
         .iter()
         .map(|ef| match ef {
-            zenith_engine::Effect::Dispatch { assignment, .. } => (assignment.job, assignment.attempt),
+            zenith_engine::Effect::Dispatch { assignment, .. } => {
+                (assignment.job, assignment.attempt)
+            }
             _ => unreachable!(),
         })
         .collect();
     let n1 = NodeId("n1".into());
     for (job, aid) in &running {
         let code = if *job == ids[0] { 0 } else { 1 };
-        e.attempt_finished(&n1, *aid, AttemptOutcome::Exited { code }, 2000).unwrap();
+        e.attempt_finished(&n1, *aid, AttemptOutcome::Exited { code }, 2000)
+            .unwrap();
     }
     e.schedule(2000);
     let _ = e.take_effects();
@@ -48,11 +59,22 @@ fn commit_load_restore_and_sweep() {
 
     let loaded = store.load().unwrap();
     assert_eq!(loaded.jobs.len(), 2);
-    assert_eq!(loaded.running.len(), 2, "two array tasks run on the freed cpus");
+    assert_eq!(
+        loaded.running.len(),
+        2,
+        "two array tasks run on the freed cpus"
+    );
     let restored = Engine::restore(EngineConfig::default(), loaded, 3000);
     restored.sanity_check().unwrap();
     let arr_live = restored.live_job(ids[0]).unwrap();
-    assert_eq!((arr_live.counts.succeeded, arr_live.counts.running, arr_live.counts.queued), (1, 2, 2));
+    assert_eq!(
+        (
+            arr_live.counts.succeeded,
+            arr_live.counts.running,
+            arr_live.counts.queued
+        ),
+        (1, 2, 2)
+    );
     let retry_live = restored.live_job(ids[1]).unwrap();
     assert_eq!(retry_live.state, JobState::Queued);
     assert_eq!(restored.nodes()[0].free.cpu_millis, 0);
@@ -63,12 +85,31 @@ fn commit_load_restore_and_sweep() {
     let (atts, total) = reader.attempts(ids[1], 10).unwrap();
     assert_eq!((atts.len(), total), (1, 1));
     assert_eq!(atts[0].outcome, Some(AttemptOutcome::Exited { code: 1 }));
-    let list = reader.list_jobs(&JobFilter { limit: 10, ..Default::default() }).unwrap();
-    assert_eq!(list.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[1], ids[0]]);
-    let queued = reader.list_jobs(&JobFilter { state: Some(JobState::Queued), limit: 10, ..Default::default() }).unwrap();
+    let list = reader
+        .list_jobs(&JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        list.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[1], ids[0]]
+    );
+    let queued = reader
+        .list_jobs(&JobFilter {
+            state: Some(JobState::Queued),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(queued.len(), 1);
     let by_queue = reader
-        .list_jobs(&JobFilter { queue: Some("default".into()), limit: 10, before: Some(ids[1]), ..Default::default() })
+        .list_jobs(&JobFilter {
+            queue: Some("default".into()),
+            limit: 10,
+            before: Some(ids[1]),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(by_queue.len(), 1);
 
@@ -76,8 +117,15 @@ fn commit_load_restore_and_sweep() {
     let mut e = restored;
     e.cancel(ids[1], 4000).unwrap();
     store.commit(&e.take_changes()).unwrap();
-    assert_eq!(reader.get_job(ids[1]).unwrap().unwrap().state, JobState::Cancelled);
-    assert_eq!(store.sweep(4000, 100).unwrap().0, 0, "finished at 4000 is not before 4000");
+    assert_eq!(
+        reader.get_job(ids[1]).unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    assert_eq!(
+        store.sweep(4000, 100).unwrap().0,
+        0,
+        "finished at 4000 is not before 4000"
+    );
     let (jobs, gone) = store.sweep(4001, 100).unwrap();
     assert_eq!((jobs, gone.len()), (1, 1));
     assert!(reader.get_job(ids[1]).unwrap().is_none());

@@ -19,7 +19,13 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new(cfg: EngineConfig) -> Self {
-        TestEnv { engine: Engine::new(cfg), now: 1_000_000, running: BTreeMap::new(), dispatched_total: 0, kills: Vec::new() }
+        TestEnv {
+            engine: Engine::new(cfg),
+            now: 1_000_000,
+            running: BTreeMap::new(),
+            dispatched_total: 0,
+            kills: Vec::new(),
+        }
     }
 
     /// Registers a ready node with `cpus` cores, `mem` bytes and labels.
@@ -28,8 +34,15 @@ impl TestEnv {
         let reg = NodeRegistration {
             id: nid.clone(),
             name: id.to_string(),
-            resources: Resources { cpu_millis: cpus * 1000, memory: mem, ..Default::default() },
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            resources: Resources {
+                cpu_millis: cpus * 1000,
+                memory: mem,
+                ..Default::default()
+            },
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             known: Vec::new(),
         };
         self.engine.register_node(reg, self.now);
@@ -38,7 +51,10 @@ impl TestEnv {
     }
 
     pub fn submit(&mut self, spec: JobSpec) -> JobId {
-        let id = self.engine.submit(vec![Arc::new(spec)], self.now).expect("submit")[0];
+        let id = self
+            .engine
+            .submit(vec![Arc::new(spec)], self.now)
+            .expect("submit")[0];
         self.settle();
         id
     }
@@ -52,8 +68,13 @@ impl TestEnv {
 
     /// Reports an attempt's outcome as its node would.
     pub fn finish(&mut self, aid: AttemptId, outcome: AttemptOutcome) -> bool {
-        let Some((node, _)) = self.running.remove(&aid) else { return false };
-        let ok = self.engine.attempt_finished(&node, aid, outcome, self.now).is_ok();
+        let Some((node, _)) = self.running.remove(&aid) else {
+            return false;
+        };
+        let ok = self
+            .engine
+            .attempt_finished(&node, aid, outcome, self.now)
+            .is_ok();
         self.settle();
         ok
     }

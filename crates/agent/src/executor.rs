@@ -1,0 +1,265 @@
+//! Runs attempts as processes: no shell, own process group, stdout/stderr to files, the whole
+//! group killed on cancel/timeout (SIGTERM, a grace period, SIGKILL) and swept after the
+//! leader exits. A run goes prepare (files, pid marker) -> start -> watch (one waiter task) ->
+//! stop (kill) -> cleanup (marker removed, group swept); each step tolerates the failure of
+//! the one before.
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use zenith_model::{AttemptId, AttemptOutcome, NodeId};
+use zenith_protocol::agent::{Assignment, AttemptResult};
+
+/// Attempt IDs remembered to refuse duplicate assignments.
+const SEEN_LIMIT: usize = 100_000;
+
+struct Proc {
+    pgid: Option<i32>,
+}
+
+#[derive(Default)]
+struct Table {
+    running: HashMap<AttemptId, Proc>,
+    seen: HashSet<AttemptId>,
+    seen_order: VecDeque<AttemptId>,
+}
+
+/// Shared by the stream reader (starts, kills) and the reporter (what is running).
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: NodeId,
+    work_dir: PathBuf,
+    log_dir: PathBuf,
+    run_dir: PathBuf,
+    grace: Duration,
+    table: Mutex<Table>,
+    results: mpsc::Sender<AttemptResult>,
+}
+
+/// Where an attempt's output goes on the agent.
+pub fn log_path(log_dir: &Path, attempt: AttemptId, stream: &str) -> PathBuf {
+    log_dir.join(format!("{}.{stream}", attempt.0))
+}
+
+impl Executor {
+    pub fn new(
+        node: NodeId,
+        data_dir: &Path,
+        work_dir: PathBuf,
+        grace: Duration,
+        results: mpsc::Sender<AttemptResult>,
+    ) -> std::io::Result<Self> {
+        let log_dir = data_dir.join("logs");
+        let run_dir = data_dir.join("run");
+        std::fs::create_dir_all(&log_dir)?;
+        std::fs::create_dir_all(&run_dir)?;
+        std::fs::create_dir_all(&work_dir)?;
+        Ok(Executor {
+            inner: Arc::new(Inner {
+                node,
+                work_dir,
+                log_dir,
+                run_dir,
+                grace,
+                table: Mutex::new(Table::default()),
+                results,
+            }),
+        })
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.inner.log_dir
+    }
+
+    /// Attempts whose process is still running.
+    pub fn running(&self) -> Vec<AttemptId> {
+        self.inner
+            .table
+            .lock()
+            .map(|t| t.running.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts an attempt unless it was seen before (fencing against duplicate delivery).
+    pub fn start(&self, a: Assignment) {
+        {
+            let Ok(mut t) = self.inner.table.lock() else {
+                return;
+            };
+            if !t.seen.insert(a.attempt) {
+                tracing::debug!(attempt = %a.attempt, "duplicate assignment refused");
+                return;
+            }
+            t.seen_order.push_back(a.attempt);
+            while t.seen_order.len() > SEEN_LIMIT {
+                if let Some(old) = t.seen_order.pop_front() {
+                    t.seen.remove(&old);
+                }
+            }
+            t.running.insert(a.attempt, Proc { pgid: None });
+        }
+        let attempt = a.attempt;
+        match self.spawn(&a) {
+            Ok(child) => {
+                let pgid = child.id().map(|p| p as i32);
+                if let Ok(mut t) = self.inner.table.lock() {
+                    if let Some(p) = t.running.get_mut(&attempt) {
+                        p.pgid = pgid;
+                    }
+                }
+                let this = self.clone();
+                tokio::spawn(async move { this.watch(attempt, child, pgid).await });
+            }
+            Err(e) => {
+                let outcome = AttemptOutcome::StartFailed {
+                    message: truncate(format!("{}: {e}", a.command[0])),
+                };
+                self.finish(attempt, None, outcome);
+            }
+        }
+    }
+
+    fn spawn(&self, a: &Assignment) -> std::io::Result<tokio::process::Child> {
+        let program = a
+            .command
+            .first()
+            .ok_or_else(|| std::io::Error::other("empty command"))?;
+        let out = std::fs::File::create(log_path(&self.inner.log_dir, a.attempt, "stdout"))?;
+        let err = std::fs::File::create(log_path(&self.inner.log_dir, a.attempt, "stderr"))?;
+        let cwd = a
+            .cwd
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.inner.work_dir.clone());
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(&a.command[1..])
+            .envs(&a.env)
+            .env("ZENITH_JOB_ID", a.job.to_string())
+            .env("ZENITH_TASK_INDEX", a.task.to_string())
+            .env("ZENITH_ATTEMPT", a.attempt_number.to_string())
+            .env("ZENITH_ATTEMPT_ID", a.attempt.to_string())
+            .env("ZENITH_NODE_ID", self.inner.node.as_str())
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .process_group(0);
+        crate::proc::die_with_parent(&mut cmd);
+        let child = cmd.spawn()?;
+        if let Some(pid) = child.id() {
+            // Marker for cleanup after an agent crash: attempt -> process group.
+            let _ = std::fs::write(
+                self.inner.run_dir.join(a.attempt.0.to_string()),
+                pid.to_string(),
+            );
+        }
+        Ok(child)
+    }
+
+    async fn watch(self, attempt: AttemptId, mut child: tokio::process::Child, pgid: Option<i32>) {
+        let outcome = match child.wait().await {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                match (status.code(), status.signal()) {
+                    (Some(code), _) => AttemptOutcome::Exited { code },
+                    (None, Some(signal)) => AttemptOutcome::Signaled { signal },
+                    (None, None) => AttemptOutcome::Exited { code: -1 },
+                }
+            }
+            Err(e) => AttemptOutcome::StartFailed {
+                message: truncate(format!("wait failed: {e}")),
+            },
+        };
+        self.finish(attempt, pgid, outcome);
+    }
+
+    fn finish(&self, attempt: AttemptId, pgid: Option<i32>, outcome: AttemptOutcome) {
+        // Sweep whatever the job left behind in its process group.
+        if let Some(pg) = pgid {
+            let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(self.inner.run_dir.join(attempt.0.to_string()));
+        if let Ok(mut t) = self.inner.table.lock() {
+            t.running.remove(&attempt);
+        }
+        let results = self.inner.results.clone();
+        let r = AttemptResult { attempt, outcome };
+        if results.try_send(r.clone()).is_err() {
+            tokio::spawn(async move {
+                let _ = results.send(r).await;
+            });
+        }
+    }
+
+    /// Kills an attempt's process group: SIGTERM now, SIGKILL after the grace period.
+    pub fn kill(&self, attempt: AttemptId) {
+        let pgid = self
+            .inner
+            .table
+            .lock()
+            .ok()
+            .and_then(|t| t.running.get(&attempt).and_then(|p| p.pgid));
+        let Some(pg) = pgid else { return };
+        tracing::debug!(%attempt, pgid = pg, "killing attempt");
+        let _ = killpg(Pid::from_raw(pg), Signal::SIGTERM);
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.inner.grace).await;
+            let still = this
+                .inner
+                .table
+                .lock()
+                .map(|t| t.running.contains_key(&attempt))
+                .unwrap_or(false);
+            if still {
+                let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+            }
+        });
+    }
+
+    /// After a crash of a previous agent run: kills process groups it left behind (only those
+    /// whose environment proves they are ours) and clears the markers.
+    pub fn reap_leftovers(&self) -> usize {
+        let mut killed = 0;
+        let Ok(entries) = std::fs::read_dir(&self.inner.run_dir) else {
+            return 0;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let pid: Option<i32> = std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            if let Some(pid) = pid {
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let marker = format!("ZENITH_ATTEMPT_ID={name}");
+                if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes())
+                    && killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+                {
+                    killed += 1;
+                }
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+        killed
+    }
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > 1024 {
+        let mut cut = 1024;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}

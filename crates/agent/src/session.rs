@@ -1,0 +1,185 @@
+//! The agent's connection to the server: register, read the assignment stream, report
+//! results and heartbeats, re-register whenever the server forgets the session.
+
+use crate::executor::Executor;
+use crate::logship::LogShipper;
+use crate::outbox::Outbox;
+use crate::{AgentConfig, AgentError};
+use futures_util::StreamExt;
+use std::collections::HashSet;
+use std::time::Duration;
+use zenith_model::{AttemptId, NodeId};
+use zenith_protocol::agent::{
+    encode_log_frames, LogAck, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse,
+    StreamMessage, PROTOCOL_VERSION,
+};
+
+/// A stream silent for this long (the server pings every 10 s) is considered dead.
+const STREAM_IDLE: Duration = Duration::from_secs(35);
+/// Longest NDJSON line accepted from the server.
+const MAX_LINE: usize = 64 << 20;
+/// Most results in one report.
+const REPORT_BATCH: usize = 10_000;
+
+pub struct Conn {
+    pub http: reqwest::Client,
+    pub cfg: AgentConfig,
+    pub node: NodeId,
+}
+
+impl Conn {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.cfg.server.trim_end_matches('/'))
+    }
+
+    pub async fn register(&self, known: Vec<AttemptId>) -> Result<RegisterResponse, AgentError> {
+        let req = RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            node_id: self.node.clone(),
+            name: self.cfg.name.clone(),
+            resources: self.cfg.resources.clone(),
+            labels: self.cfg.labels.clone(),
+            known,
+        };
+        let resp = self
+            .http
+            .post(self.url("/agent/v1/register"))
+            .bearer_auth(&self.cfg.token)
+            .json(&req)
+            .send()
+            .await?;
+        decode(resp).await
+    }
+
+    /// Reads the assignment stream until it ends, starting and killing attempts as told.
+    pub async fn read_stream(&self, session: u64, exec: Executor) {
+        let url = self.url(&format!(
+            "/agent/v1/stream?node_id={}&session={session}",
+            self.node
+        ));
+        let resp = match self.http.get(url).bearer_auth(&self.cfg.token).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "assignment stream refused");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "assignment stream failed");
+                return;
+            }
+        };
+        let mut body = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(STREAM_IDLE, body.next()).await {
+                Ok(Some(Ok(c))) => c,
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "assignment stream broke");
+                    return;
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::warn!("assignment stream idle too long; reconnecting");
+                    return;
+                }
+            };
+            buf.extend_from_slice(&chunk);
+            if buf.len() > MAX_LINE {
+                tracing::warn!("oversized line on assignment stream; reconnecting");
+                return;
+            }
+            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                match serde_json::from_slice::<StreamMessage>(&line) {
+                    Ok(StreamMessage::Assign { attempts }) => {
+                        for a in attempts {
+                            exec.start(a);
+                        }
+                    }
+                    Ok(StreamMessage::Kill { attempts }) => {
+                        for a in attempts {
+                            exec.kill(a);
+                        }
+                    }
+                    Ok(StreamMessage::Ping) => {}
+                    Err(e) => tracing::warn!(error = %e, "undecodable stream message ignored"),
+                }
+            }
+        }
+    }
+
+    /// Ships new output, then reports drained results with the heartbeat. Returns whether the
+    /// server asked for a new registration.
+    pub async fn report(
+        &self,
+        session: u64,
+        exec: &Executor,
+        outbox: &mut Outbox,
+        logs: &mut LogShipper,
+    ) -> Result<bool, AgentError> {
+        let running = exec.running();
+        let mut watch: Vec<AttemptId> = running.clone();
+        watch.extend(outbox.pending().map(|r| r.attempt));
+        let batch = logs.collect(exec.log_dir(), &watch);
+        if !batch.frames.is_empty() {
+            let frames: Vec<_> = batch
+                .frames
+                .iter()
+                .map(|(h, d)| (h.clone(), d.as_slice()))
+                .collect();
+            let body = encode_log_frames(&frames);
+            let resp = self
+                .http
+                .post(self.url("/agent/v1/logs"))
+                .bearer_auth(&self.cfg.token)
+                .body(body)
+                .send()
+                .await?;
+            let ack: LogAck = decode(resp).await?;
+            logs.acknowledge(&ack);
+        }
+        let drained: HashSet<AttemptId> = batch.drained.into_iter().collect();
+        let results: Vec<_> = outbox
+            .pending()
+            .filter(|r| drained.contains(&r.attempt))
+            .take(REPORT_BATCH)
+            .cloned()
+            .collect();
+        let mut known = running;
+        known.extend(outbox.pending().map(|r| r.attempt));
+        let req = ReportRequest {
+            node_id: self.node.clone(),
+            session,
+            known,
+            results,
+        };
+        let resp = self
+            .http
+            .post(self.url("/agent/v1/report"))
+            .bearer_auth(&self.cfg.token)
+            .json(&req)
+            .send()
+            .await?;
+        let resp: ReportResponse = decode(resp).await?;
+        outbox.ack(&resp.acked)?;
+        for a in &resp.acked {
+            logs.forget(exec.log_dir(), *a);
+        }
+        for k in resp.kill {
+            exec.kill(k);
+        }
+        Ok(resp.reregister)
+    }
+}
+
+async fn decode<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, AgentError> {
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(AgentError::Server {
+            status: status.as_u16(),
+            body: text.chars().take(500).collect(),
+        });
+    }
+    Ok(resp.json().await?)
+}

@@ -1,0 +1,246 @@
+//! `zenith up`, `zenith server`, `zenith agent`: the long-running processes.
+
+use super::default_data_dir;
+use anyhow::Context;
+use clap::Args;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use zenith_model::resources::{parse_bytes, parse_cpus};
+use zenith_model::DurationMs;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerOpts {
+    /// Data directory: database, tokens, logs.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// A node silent this long is lost and its jobs requeued.
+    #[arg(long, default_value = "15s", value_parser = DurationMs::parse)]
+    heartbeat_timeout: DurationMs,
+    /// How often agents report (heartbeat and results).
+    #[arg(long, default_value = "1s", value_parser = DurationMs::parse)]
+    heartbeat_interval: DurationMs,
+    /// Finished jobs are deleted this long after they end.
+    #[arg(long, default_value = "7d", value_parser = DurationMs::parse)]
+    retention: DurationMs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NodeOpts {
+    /// Node name (default: hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// A node label, K=V (repeatable); jobs select nodes with --constraint.
+    #[arg(long = "label", value_parser = parse_kv)]
+    labels: Vec<(String, String)>,
+    /// CPU cores to offer (default: all).
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<u64>,
+    /// Memory to offer, e.g. 8G (default: all).
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// GPUs to offer.
+    #[arg(long)]
+    gpus: Option<u64>,
+    /// A custom resource to offer, NAME=COUNT (repeatable).
+    #[arg(long = "resource", value_parser = parse_kv_count)]
+    resources: Vec<(String, u64)>,
+    /// Grace period between SIGTERM and SIGKILL when a job is killed.
+    #[arg(long, default_value = "5s", value_parser = DurationMs::parse)]
+    kill_grace: DurationMs,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    server: ServerOpts,
+    #[command(flatten)]
+    node: NodeOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    server: ServerOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Server URL.
+    #[arg(long, env = "ZENITH_SERVER")]
+    server: String,
+    /// Agent join token (agent.token in the server's data directory).
+    #[arg(long, env = "ZENITH_AGENT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Data directory of this agent (its identity lives here).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeOpts,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or(format!("expected K=V, not {s:?}"))
+}
+
+fn parse_kv_count(s: &str) -> Result<(String, u64), String> {
+    let (k, v) = parse_kv(s)?;
+    Ok((
+        k,
+        v.parse()
+            .map_err(|_| format!("count in {s:?} must be a non-negative integer"))?,
+    ))
+}
+
+fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
+    let mut c =
+        zenith_server::ServerConfig::new(o.data_dir.clone().unwrap_or_else(default_data_dir));
+    c.heartbeat_timeout_ms = o.heartbeat_timeout.as_millis();
+    c.heartbeat_interval_ms = o.heartbeat_interval.as_millis().max(50);
+    c.retention_ms = o.retention.as_millis();
+    c
+}
+
+fn agent_config(
+    server: String,
+    token: String,
+    data_dir: PathBuf,
+    n: &NodeOpts,
+) -> zenith_agent::AgentConfig {
+    let mut resources = zenith_agent::detect_resources();
+    if let Some(c) = n.cpus {
+        resources.cpu_millis = c;
+    }
+    if let Some(m) = n.memory {
+        resources.memory = m;
+    }
+    resources.gpus = n.gpus.unwrap_or(0);
+    resources.custom = n.resources.iter().cloned().collect();
+    zenith_agent::AgentConfig {
+        server,
+        token,
+        data_dir,
+        name: n.name.clone().unwrap_or_else(zenith_agent::hostname),
+        labels: n.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        resources,
+        kill_grace: Duration::from_millis(n.kill_grace.as_millis()),
+        work_dir: None,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
+    let cfg = server_config(&a.server);
+    let listener = bind(a.server.listen).await?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "zenith server listening on http://{addr} (data in {})",
+        cfg.data_dir.display()
+    );
+    eprintln!(
+        "  admin token: {}",
+        cfg.data_dir.join("admin.token").display()
+    );
+    eprintln!(
+        "  agent token: {}",
+        cfg.data_dir.join("agent.token").display()
+    );
+    zenith_server::serve(cfg, listener, shutdown_signal()).await?;
+    Ok(0)
+}
+
+pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| default_data_dir().join("agent"));
+    let cfg = agent_config(a.server.clone(), a.token.clone(), data_dir, &a.node);
+    zenith_agent::run(cfg, shutdown_signal()).await?;
+    Ok(0)
+}
+
+pub async fn up(a: UpArgs) -> anyhow::Result<u8> {
+    let cfg = server_config(&a.server);
+    let data_dir = cfg.data_dir.clone();
+    let listener = bind(a.server.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(zenith_server::serve(cfg, listener, async move {
+        let _ = server_stop.changed().await;
+    }));
+    // The server writes the agent token before it accepts connections; wait for the file.
+    let token_path = data_dir.join("agent.token");
+    let mut token = None;
+    for _ in 0..200 {
+        if let Ok(t) = zenith_server::auth::read_token_file(&token_path) {
+            if !t.is_empty() {
+                token = Some(t);
+                break;
+            }
+        }
+        if server.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let Some(token) = token else {
+        let _ = stop_tx.send(true);
+        return match server.await? {
+            Err(e) => Err(e.into()),
+            Ok(()) => Err(anyhow::anyhow!(
+                "server did not create {}",
+                token_path.display()
+            )),
+        };
+    };
+    let url = format!("http://{addr}");
+    eprintln!("zenith is up at {url} (data in {})", data_dir.display());
+    eprintln!("  try: zenith submit -- echo hello");
+    let agent_cfg = agent_config(url, token, data_dir.join("agent"), &a.node);
+    let mut agent_stop = stop_rx.clone();
+    let agent = tokio::spawn(zenith_agent::run(agent_cfg, async move {
+        let _ = agent_stop.changed().await;
+    }));
+    let mut server = server;
+    let early = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut server => Some(r),
+    };
+    let _ = stop_tx.send(true);
+    let agent_result = agent.await?;
+    match early {
+        Some(r) => r??,
+        None => server.await??,
+    }
+    agent_result?;
+    Ok(0)
+}

@@ -1,0 +1,203 @@
+//! `zenith job show|logs|cancel|wait|explain ID`.
+
+use super::{parse_job_id, Conn};
+use crate::exit;
+use crate::output::{self, Format};
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use std::io::Write;
+use std::time::Duration;
+use zenith_client::Output;
+use zenith_model::{DurationMs, JobId, JobState};
+
+#[derive(Subcommand, Debug)]
+pub enum JobVerb {
+    /// Show a job with its attempts.
+    Show(ShowArgs),
+    /// Print a task's output.
+    Logs(LogsArgs),
+    /// Cancel a queued or running job.
+    Cancel(IdArgs),
+    /// Wait until jobs finish: exit 0 when all succeeded, 1 otherwise.
+    Wait(WaitArgs),
+    /// Say why a queued job is not running.
+    Explain(IdArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IdArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_job_id)]
+    id: JobId,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_job_id)]
+    id: JobId,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_job_id)]
+    id: JobId,
+    /// Task index (default: the job's first task).
+    #[arg(long)]
+    task: Option<u32>,
+    /// Keep streaming until the task's attempt ends (waits for it to start).
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Print stderr instead of stdout.
+    #[arg(long)]
+    stderr: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_job_id, required = true)]
+    ids: Vec<JobId>,
+    /// Give up after this long (exit 1).
+    #[arg(long, value_parser = DurationMs::parse)]
+    timeout: Option<DurationMs>,
+}
+
+pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
+    match verb {
+        JobVerb::Show(a) => show(a).await,
+        JobVerb::Logs(a) => logs(a).await,
+        JobVerb::Cancel(a) => {
+            a.conn.client()?.cancel(a.id).await?;
+            println!("cancelling job {}", a.id);
+            Ok(0)
+        }
+        JobVerb::Wait(a) => wait(a).await,
+        JobVerb::Explain(a) => {
+            let e = a.conn.client()?.explain(a.id).await?;
+            println!("job {} is {}: {}", e.id, e.state, e.message);
+            Ok(0)
+        }
+    }
+}
+
+async fn show(a: ShowArgs) -> anyhow::Result<u8> {
+    let j = a.conn.client()?.get(a.id).await?;
+    if a.format == Format::Json {
+        output::json(&j)?;
+        return Ok(0);
+    }
+    let s = &j.summary;
+    println!("id:        {}", s.id);
+    println!("name:      {}", s.name);
+    println!("state:     {}", s.state);
+    if let Some(r) = &s.reason {
+        println!("reason:    {r}");
+    }
+    println!("queue:     {} (priority {})", s.queue, s.priority);
+    println!("command:   {}", j.spec.command.join(" "));
+    println!(
+        "tasks:     {} total, {} queued, {} running, {} succeeded, {} failed, {} cancelled",
+        s.task_count,
+        s.tasks.queued,
+        s.tasks.running,
+        s.tasks.succeeded,
+        s.tasks.failed,
+        s.tasks.cancelled
+    );
+    println!("attempts:  {}", j.attempts_total);
+    if !j.attempts.is_empty() {
+        let now = output::now_ms();
+        let rows: Vec<Vec<String>> = j
+            .attempts
+            .iter()
+            .map(|at| {
+                let dur = at.finished_at.unwrap_or(now).saturating_sub(at.started_at);
+                vec![
+                    at.id.to_string(),
+                    at.task.to_string(),
+                    at.node.to_string(),
+                    at.state.clone(),
+                    at.exit_code
+                        .map(|c| c.to_string())
+                        .or(at.signal.map(|s| format!("signal {s}")))
+                        .unwrap_or_default(),
+                    format!("{:.3}s", dur as f64 / 1000.0),
+                    at.reason.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        println!();
+        output::table(
+            &[
+                "ATTEMPT", "TASK", "NODE", "STATE", "EXIT", "DURATION", "REASON",
+            ],
+            &rows,
+        );
+    }
+    Ok(0)
+}
+
+async fn logs(a: LogsArgs) -> anyhow::Result<u8> {
+    let client = a.conn.client()?;
+    let out = if a.stderr {
+        Output::Stderr
+    } else {
+        Output::Stdout
+    };
+    let mut stream = Box::pin(client.logs(a.id, a.task, out, a.follow).await?);
+    let mut stdout = std::io::stdout().lock();
+    while let Some(chunk) = stream.next().await {
+        stdout.write_all(&chunk?)?;
+        stdout.flush()?;
+    }
+    Ok(0)
+}
+
+async fn wait(a: WaitArgs) -> anyhow::Result<u8> {
+    let client = a.conn.client()?;
+    let deadline = a
+        .timeout
+        .map(|t| tokio::time::Instant::now() + Duration::from_millis(t.as_millis()));
+    let mut pending = a.ids.clone();
+    let mut all_ok = true;
+    let mut delay = Duration::from_millis(50);
+    while !pending.is_empty() {
+        let mut still = Vec::with_capacity(pending.len());
+        for id in pending {
+            let j = client.get_brief(id, 0).await?;
+            match j.summary.state {
+                JobState::Succeeded => {}
+                s if s.is_final() => {
+                    all_ok = false;
+                    eprintln!(
+                        "job {id} {s}{}",
+                        j.summary
+                            .reason
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    );
+                }
+                _ => still.push(id),
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            eprintln!("timed out waiting for {} job(s)", pending.len());
+            return Ok(exit::FAILED);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+    Ok(if all_ok { 0 } else { exit::FAILED })
+}

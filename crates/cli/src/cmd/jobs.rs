@@ -1,0 +1,63 @@
+//! `zenith jobs`: newest first, with filters.
+
+use super::Conn;
+use crate::output::{self, Format};
+use clap::Args;
+use zenith_model::JobState;
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Only jobs in this state: queued, running, succeeded, failed, cancelled.
+    #[arg(long, value_parser = |s: &str| JobState::parse(s).ok_or(format!("unknown state {s:?}")))]
+    state: Option<JobState>,
+    /// Only jobs of this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Most jobs to show (1-1000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+pub async fn run(a: JobsArgs) -> anyhow::Result<u8> {
+    let client = a.conn.client()?;
+    let list = client
+        .list(a.state, a.queue.as_deref(), None, a.limit as usize)
+        .await?;
+    if a.format == Format::Json {
+        output::json(&list)?;
+        return Ok(0);
+    }
+    let now = output::now_ms();
+    let rows: Vec<Vec<String>> = list
+        .jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.name.clone(),
+                j.state.to_string(),
+                format!("{}/{}", j.tasks.succeeded, j.task_count),
+                j.queue.clone(),
+                output::ago(now, j.created_at),
+                j.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "ID",
+            "NAME",
+            "STATE",
+            "DONE",
+            "QUEUE",
+            "SUBMITTED",
+            "REASON",
+        ],
+        &rows,
+    );
+    Ok(0)
+}

@@ -1,0 +1,72 @@
+//! One module per verb; shared client setup and exit-code mapping here.
+
+pub mod daemon;
+pub mod job;
+pub mod jobs;
+pub mod nodes;
+pub mod submit;
+
+use crate::exit;
+use clap::Args;
+use std::path::PathBuf;
+use zenith_client::{Client, ClientError};
+
+/// Where to find the server, for every client verb.
+#[derive(Args, Clone, Debug)]
+pub struct Conn {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "ZENITH_SERVER",
+        default_value = "http://127.0.0.1:7700",
+        global = true
+    )]
+    pub server: String,
+    /// API token (default: admin.token in the default data directory).
+    #[arg(long, env = "ZENITH_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+/// `~/.local/share/zenith` (or the platform's equivalent).
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("zenith")
+}
+
+impl Conn {
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let token = match &self.token {
+            Some(t) => Some(t.clone()),
+            None => {
+                zenith_server::auth::read_token_file(&default_data_dir().join("admin.token")).ok()
+            }
+        };
+        Ok(Client::new(&self.server, token)?)
+    }
+}
+
+/// Maps an error to the CLI's exit code.
+pub fn exit_code_for(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Unreachable { .. }) => exit::UNREACHABLE,
+        Some(ClientError::Api { status, .. }) if (400..500).contains(status) && *status != 429 => {
+            exit::USAGE
+        }
+        Some(_) => exit::FAILED,
+        None if e.downcast_ref::<UsageError>().is_some() => exit::USAGE,
+        None => exit::FAILED,
+    }
+}
+
+/// A usage or validation error found by the CLI itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parses a job ID argument.
+pub fn parse_job_id(s: &str) -> Result<zenith_model::JobId, String> {
+    s.parse::<u64>()
+        .map(zenith_model::JobId)
+        .map_err(|_| format!("job IDs are positive integers, not {s:?}"))
+}

@@ -1,0 +1,138 @@
+//! `zenith submit [OPTIONS] -- CMD ARGS...`: prints the new job's ID.
+
+use super::{Conn, UsageError};
+use clap::Args;
+use std::collections::BTreeMap;
+use zenith_model::resources::{parse_bytes, parse_cpus};
+use zenith_model::{ArrayRange, Backoff, Constraint, DurationMs, JobSpec};
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// A name for the job (default: the program name).
+    #[arg(long)]
+    name: Option<String>,
+    /// CPU cores per task; fractions allowed (default 1).
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<u64>,
+    /// Memory per task, e.g. 512M, 2G.
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// GPUs per task.
+    #[arg(long)]
+    gpus: Option<u64>,
+    /// A custom resource per task, NAME=COUNT (repeatable).
+    #[arg(long = "resource", value_parser = parse_kv_count)]
+    resources: Vec<(String, u64)>,
+    /// Queue name.
+    #[arg(long, default_value = "default")]
+    queue: String,
+    /// Higher runs first within the queue.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Retries after a failed attempt.
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// Backoff between retries: fixed or exponential.
+    #[arg(long, default_value = "exponential")]
+    backoff: Backoff,
+    /// First retry delay, e.g. 1s.
+    #[arg(long, value_parser = DurationMs::parse)]
+    retry_delay: Option<DurationMs>,
+    /// Longest retry delay.
+    #[arg(long, value_parser = DurationMs::parse)]
+    max_retry_delay: Option<DurationMs>,
+    /// Kill an attempt running longer than this, e.g. 30s, 2h.
+    #[arg(long, value_parser = DurationMs::parse)]
+    timeout: Option<DurationMs>,
+    /// A task array, START-END: one task per index, each with ZENITH_TASK_INDEX.
+    #[arg(long)]
+    array: Option<ArrayRange>,
+    /// An environment variable, K=V (repeatable).
+    #[arg(long = "env", short = 'e', value_parser = parse_kv)]
+    env: Vec<(String, String)>,
+    /// Working directory on the node (absolute; a relative path is made absolute here).
+    #[arg(long)]
+    cwd: Option<std::path::PathBuf>,
+    /// A node label the node must have, K=V (repeatable).
+    #[arg(long = "constraint", short = 'c')]
+    constraints: Vec<Constraint>,
+    /// A label on the job, K=V (repeatable).
+    #[arg(long = "label", short = 'l', value_parser = parse_kv)]
+    labels: Vec<(String, String)>,
+    /// Print the job as JSON instead of only its ID.
+    #[arg(long)]
+    json: bool,
+    /// The command and its arguments (after --).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or(format!("expected K=V, not {s:?}"))
+}
+
+fn parse_kv_count(s: &str) -> Result<(String, u64), String> {
+    let (k, v) = parse_kv(s)?;
+    Ok((
+        k,
+        v.parse()
+            .map_err(|_| format!("count in {s:?} must be a non-negative integer"))?,
+    ))
+}
+
+impl SubmitArgs {
+    fn spec(&self) -> anyhow::Result<JobSpec> {
+        let mut spec = JobSpec::new(self.command.clone());
+        spec.name = self.name.clone().unwrap_or_default();
+        if let Some(c) = self.cpus {
+            spec.resources.cpu_millis = c;
+        }
+        if let Some(m) = self.memory {
+            spec.resources.memory = m;
+        }
+        spec.resources.gpus = self.gpus.unwrap_or(0);
+        spec.resources.custom = self.resources.iter().cloned().collect();
+        spec.queue = self.queue.clone();
+        spec.priority = self.priority;
+        spec.retry.limit = self.retries;
+        spec.retry.backoff = self.backoff;
+        if let Some(d) = self.retry_delay {
+            spec.retry.delay = d;
+        }
+        if let Some(d) = self.max_retry_delay {
+            spec.retry.max_delay = d;
+        }
+        spec.timeout = self.timeout;
+        spec.array = self.array;
+        spec.env = self.env.iter().cloned().collect::<BTreeMap<_, _>>();
+        if let Some(cwd) = &self.cwd {
+            let abs = if cwd.is_absolute() {
+                cwd.clone()
+            } else {
+                std::env::current_dir()?.join(cwd)
+            };
+            spec.cwd = Some(abs.to_string_lossy().into_owned());
+        }
+        spec.constraints = self.constraints.clone();
+        spec.labels = self.labels.iter().cloned().collect();
+        spec.validate()
+            .map_err(|e| UsageError(format!("invalid job: {e}")))?;
+        Ok(spec)
+    }
+}
+
+pub async fn run(a: SubmitArgs) -> anyhow::Result<u8> {
+    let spec = a.spec()?;
+    let client = a.conn.client()?;
+    let id = client.submit(&spec).await?;
+    if a.json {
+        crate::output::json(&serde_json::json!({ "id": id }))?;
+    } else {
+        println!("{id}");
+    }
+    Ok(0)
+}

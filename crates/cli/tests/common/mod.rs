@@ -1,0 +1,280 @@
+//! Harness for end-to-end tests against the real `zenith` binary: temp data dirs, free
+//! loopback ports, processes killed on drop, and waiting on conditions with deadlines.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_zenith")
+}
+
+/// A command for the binary with no ZENITH_* settings inherited from the environment.
+pub fn zenith() -> Command {
+    let mut c = Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ZENITH_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, failing the test after `secs`.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let f = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdout(Stdio::from(f.try_clone().unwrap()))
+            .stderr(Stdio::from(f))
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub server: Option<Proc>,
+    pub agents: Vec<Proc>,
+    pub admin_token: String,
+    pub agent_token: String,
+    server_args: Vec<String>,
+    all_in_one: bool,
+}
+
+impl Cluster {
+    /// `zenith up` with a 2-core local agent.
+    pub fn up(extra: &[&str]) -> Cluster {
+        let mut c = Cluster::new(true, extra);
+        c.start_server();
+        c.wait_nodes(1);
+        c
+    }
+
+    /// `zenith server` alone; add agents with [`Cluster::add_agent`].
+    pub fn server(extra: &[&str]) -> Cluster {
+        let mut c = Cluster::new(false, extra);
+        c.start_server();
+        c
+    }
+
+    fn new(all_in_one: bool, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if all_in_one {
+            server_args.extend([
+                "--cpus".into(),
+                "2".into(),
+                "--kill-grace".into(),
+                "1s".into(),
+            ]);
+        }
+        Cluster {
+            dir,
+            port: free_port(),
+            server: None,
+            agents: Vec::new(),
+            admin_token: String::new(),
+            agent_token: String::new(),
+            server_args,
+            all_in_one,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts (or restarts) the server process and waits until it answers.
+    pub fn start_server(&mut self) {
+        let mut cmd = zenith();
+        cmd.arg(if self.all_in_one { "up" } else { "server" })
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.server_args)
+            .env("ZENITH_LOG", "info");
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        self.server = Some(Proc::spawn(
+            cmd,
+            self.dir.path().join(format!("server-{n}.log")),
+        ));
+        let data = self.data();
+        self.admin_token = wait_for("admin.token", 30, || read_token(&data.join("admin.token")));
+        self.agent_token = wait_for("agent.token", 30, || read_token(&data.join("agent.token")));
+        let url = format!("{}/healthz", self.url());
+        wait_for("healthz", 30, || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .ok()
+                .map(|_| ())
+        });
+        let _ = url;
+    }
+
+    pub fn kill_server(&mut self) {
+        if let Some(mut p) = self.server.take() {
+            p.kill9();
+        }
+    }
+
+    /// Starts an agent with its own data dir; returns its index in `agents`.
+    pub fn add_agent(&mut self, name: &str, extra: &[&str]) -> usize {
+        let mut cmd = zenith();
+        cmd.arg("agent")
+            .arg("--server")
+            .arg(self.url())
+            .arg("--token")
+            .arg(&self.agent_token)
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("agent-{name}")))
+            .arg("--name")
+            .arg(name)
+            .args(["--kill-grace", "1s"])
+            .args(extra)
+            .env("ZENITH_LOG", "info");
+        let p = Proc::spawn(cmd, self.dir.path().join(format!("agent-{name}.log")));
+        self.agents.push(p);
+        self.agents.len() - 1
+    }
+
+    /// Runs a client verb against this cluster.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        zenith()
+            .args(args)
+            .env("ZENITH_SERVER", self.url())
+            .env("ZENITH_TOKEN", &self.admin_token)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a client verb that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "zenith {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn submit(&self, args: &[&str]) -> u64 {
+        let mut a = vec!["submit"];
+        a.extend_from_slice(args);
+        self.ok(&a).trim().parse().unwrap()
+    }
+
+    pub fn job(&self, id: u64) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["job", "show", &id.to_string(), "-o", "json"])).unwrap()
+    }
+
+    pub fn nodes(&self) -> Vec<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["nodes", "-o", "json"])).unwrap();
+        v["nodes"].as_array().unwrap().clone()
+    }
+
+    pub fn wait_nodes(&self, n: usize) {
+        wait_for(&format!("{n} ready nodes"), 30, || {
+            let out = self.cli(&["nodes", "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let ready = v["nodes"]
+                .as_array()?
+                .iter()
+                .filter(|n| n["state"] == "ready")
+                .count();
+            (ready >= n).then_some(())
+        });
+    }
+
+    /// Waits for a job to reach a final state and returns its JSON.
+    pub fn wait_final(&self, id: u64, secs: u64) -> serde_json::Value {
+        wait_for(&format!("job {id} to finish"), secs, || {
+            let j = self.job(id);
+            matches!(
+                j["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+            .then_some(j)
+        })
+    }
+}
+
+fn read_token(p: &Path) -> Option<String> {
+    let t = std::fs::read_to_string(p).ok()?.trim().to_string();
+    (!t.is_empty()).then_some(t)
+}
+
+/// Processes whose command line contains `marker`.
+pub fn processes_matching(marker: &str) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                let s = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if s.contains(marker) {
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}

@@ -1,0 +1,140 @@
+//! Machines dying: kill -9 of the server and of agents, with separate processes.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+
+fn successes_per_task(j: &serde_json::Value) -> HashMap<u64, usize> {
+    let mut m = HashMap::new();
+    for a in j["attempts"].as_array().unwrap() {
+        if a["state"] == "succeeded" {
+            *m.entry(a["task"].as_u64().unwrap()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn server_kill9_loses_no_acknowledged_job() {
+    let mut c = Cluster::server(&["--heartbeat-timeout", "5s"]);
+    c.add_agent("a", &["--cpus", "2"]);
+    c.wait_nodes(1);
+    let running = c.submit(&[
+        "--array",
+        "1-6",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1; echo ran $ZENITH_TASK_INDEX",
+    ]);
+    let queued: Vec<u64> = (0..20)
+        .map(|_| c.submit(&["--cpus", "0.5", "--", "true"]))
+        .collect();
+    wait_for("tasks running", 30, || {
+        (c.job(running)["tasks"]["running"].as_u64()? > 0).then_some(())
+    });
+    c.kill_server();
+    c.start_server();
+    let j = c.wait_final(running, 60);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let per_task = successes_per_task(&j);
+    assert_eq!(per_task.len(), 6);
+    assert!(
+        per_task.values().all(|n| *n == 1),
+        "each task succeeded exactly once: {per_task:?}"
+    );
+    for id in queued {
+        assert_eq!(c.wait_final(id, 60)["state"], "succeeded");
+    }
+    assert_eq!(
+        c.ok(&["job", "logs", &running.to_string(), "--task", "6"]),
+        "ran 6\n"
+    );
+}
+
+#[test]
+fn agent_kill9_requeues_on_another_node_once() {
+    let mut c = Cluster::server(&["--heartbeat-timeout", "2s"]);
+    let doomed = c.add_agent("doomed", &["--cpus", "2", "--label", "pool=x"]);
+    c.wait_nodes(1);
+    let id = c.submit(&[
+        "--array",
+        "1-2",
+        "--constraint",
+        "pool=x",
+        "--",
+        "sh",
+        "-c",
+        "sleep 2; echo ok",
+    ]);
+    wait_for("both tasks running on the doomed node", 30, || {
+        (c.job(id)["tasks"]["running"] == 2).then_some(())
+    });
+    c.agents[doomed].kill9();
+    c.add_agent("rescue", &["--cpus", "2", "--label", "pool=x"]);
+    let j = c.wait_final(id, 60);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let attempts = j["attempts"].as_array().unwrap();
+    let lost: Vec<_> = attempts.iter().filter(|a| a["state"] == "lost").collect();
+    assert_eq!(lost.len(), 2, "{j}");
+    assert!(lost.iter().all(|a| a["outcome"]["kind"] == "node_lost"));
+    assert_eq!(attempts.len(), 4, "exactly one requeue per task");
+    let per_task = successes_per_task(&j);
+    assert!(per_task.values().all(|n| *n == 1));
+    let nodes = c.nodes();
+    let doomed_node = nodes.iter().find(|n| n["name"] == "doomed").unwrap();
+    assert_eq!(doomed_node["state"], "lost");
+}
+
+#[test]
+fn second_agent_shares_the_work() {
+    let mut c = Cluster::server(&[]);
+    c.add_agent("one", &["--cpus", "1"]);
+    c.add_agent("two", &["--cpus", "1"]);
+    c.wait_nodes(2);
+    let id = c.submit(&["--array", "1-8", "--", "sleep", "0.2"]);
+    let j = c.wait_final(id, 60);
+    assert_eq!(j["state"], "succeeded");
+    let mut nodes: Vec<String> = j["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["node"].as_str().unwrap().to_string())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 2, "both agents ran tasks");
+}
+
+#[test]
+fn results_survive_a_server_outage() {
+    let mut c = Cluster::server(&["--heartbeat-timeout", "30s"]);
+    c.add_agent("a", &["--cpus", "1"]);
+    c.wait_nodes(1);
+    let id = c.submit(&[
+        "--",
+        "sh",
+        "-c",
+        "sleep 2; echo finished while the server was down",
+    ]);
+    wait_for("job running", 30, || {
+        (c.job(id)["state"] == "running").then_some(())
+    });
+    c.kill_server();
+    // The job finishes while the server is away; the agent keeps its result in the outbox.
+    let outbox = c.dir.path().join("agent-a").join("outbox.jsonl");
+    wait_for("the result in the agent's outbox", 30, || {
+        (std::fs::metadata(&outbox).map(|m| m.len()).unwrap_or(0) > 0).then_some(())
+    });
+    c.start_server();
+    let j = c.wait_final(id, 60);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(
+        j["attempts_total"], 1,
+        "not rerun: the result came from the outbox"
+    );
+    assert_eq!(
+        c.ok(&["job", "logs", &id.to_string()]),
+        "finished while the server was down\n"
+    );
+}

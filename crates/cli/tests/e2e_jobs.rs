@@ -1,0 +1,160 @@
+//! End to end on `zenith up`: the job lifecycle as a user drives it through the CLI.
+
+mod common;
+use common::*;
+
+#[test]
+fn array_tasks_echo_their_index_with_logs() {
+    let c = Cluster::up(&[]);
+    let id = c.submit(&[
+        "--cpus",
+        "0.25",
+        "--array",
+        "1-100",
+        "--",
+        "sh",
+        "-c",
+        "echo task $ZENITH_TASK_INDEX of job $ZENITH_JOB_ID attempt $ZENITH_ATTEMPT",
+    ]);
+    let out = c.cli(&["job", "wait", &id.to_string(), "--timeout", "60s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = c.job(id);
+    assert_eq!(j["state"], "succeeded");
+    assert_eq!(j["tasks"]["succeeded"], 100);
+    assert_eq!(j["attempts_total"], 100);
+    for task in [1, 42, 100] {
+        let logs = c.ok(&["job", "logs", &id.to_string(), "--task", &task.to_string()]);
+        assert_eq!(logs, format!("task {task} of job {id} attempt 1\n"));
+    }
+    // A task outside the array is a usage error.
+    let bad = c.cli(&["job", "logs", &id.to_string(), "--task", "101"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let listed = c.ok(&["jobs", "-o", "json"]);
+    assert!(listed.contains(&format!("\"id\": {id}")));
+}
+
+#[test]
+fn retries_timeout_stderr_and_start_failure() {
+    let c = Cluster::up(&[]);
+    let r = c.submit(&[
+        "--retries",
+        "2",
+        "--retry-delay",
+        "100ms",
+        "--",
+        "sh",
+        "-c",
+        "echo oops >&2; exit 3",
+    ]);
+    let t = c.submit(&["--timeout", "1s", "--", "sleep", "60"]);
+    let missing = c.submit(&["--", "/nonexistent/program"]);
+    let out = c.cli(&[
+        "job",
+        "wait",
+        &r.to_string(),
+        &t.to_string(),
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a failed job makes wait exit 1");
+
+    let j = c.job(r);
+    assert_eq!(j["state"], "failed");
+    let attempts = j["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "--retries 2 gives 3 attempts");
+    assert!(attempts.iter().all(|a| a["exit_code"] == 3));
+    assert_eq!(c.ok(&["job", "logs", &r.to_string(), "--stderr"]), "oops\n");
+
+    let j = c.job(t);
+    assert_eq!(j["state"], "failed");
+    assert_eq!(j["reason"], "task 0: timed_out");
+    assert_eq!(j["attempts"][0]["outcome"]["kind"], "timed_out");
+
+    let j = c.wait_final(missing, 30);
+    assert_eq!(j["state"], "failed");
+    assert!(
+        j["reason"].as_str().unwrap().contains("start failed"),
+        "{j}"
+    );
+}
+
+#[test]
+fn cancel_kills_the_whole_process_tree() {
+    let c = Cluster::up(&[]);
+    let marker = "1000123";
+    let id = c.submit(&[
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {marker} & sleep {marker}"),
+    ]);
+    wait_for("both sleeps to run", 30, || {
+        (processes_matching(&format!("sleep {marker}")) >= 2).then_some(())
+    });
+    c.ok(&["job", "cancel", &id.to_string()]);
+    let j = c.wait_final(id, 30);
+    assert_eq!(j["state"], "cancelled");
+    wait_for("no process left", 10, || {
+        (processes_matching(&format!("sleep {marker}")) == 0).then_some(())
+    });
+    // Cancelling again is a conflict (usage error), a queued job cancels at once.
+    assert_eq!(
+        c.cli(&["job", "cancel", &id.to_string()]).status.code(),
+        Some(2)
+    );
+    let q = c.submit(&["--constraint", "gpu=a100", "--", "true"]);
+    let explain = c.ok(&["job", "explain", &q.to_string()]);
+    assert!(
+        explain.contains("1 node: constraint gpu=a100 not met"),
+        "{explain}"
+    );
+    c.ok(&["job", "cancel", &q.to_string()]);
+    assert_eq!(c.wait_final(q, 10)["state"], "cancelled");
+}
+
+#[test]
+fn cli_exit_codes_and_validation() {
+    let c = Cluster::up(&[]);
+    let bad = c.cli(&["submit", "--cpus", "abc", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = c.cli(&["submit", "--env", "1X=y", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("env.1X"));
+    let missing = c.cli(&["job", "show", "999999"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let unreachable = zenith()
+        .args([
+            "jobs",
+            "--server",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "--token",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+    let wrong_token = zenith()
+        .args(["jobs", "--server", &c.url(), "--token", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong_token.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong_token.stderr).contains("token"));
+}
+
+#[test]
+fn token_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::up(&[]);
+    for f in ["admin.token", "agent.token"] {
+        let mode = std::fs::metadata(c.data().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+}
