@@ -1,4 +1,5 @@
 //! Machines dying: kill -9 of the server and of agents, with separate processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;

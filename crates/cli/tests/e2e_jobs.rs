@@ -1,4 +1,5 @@
 //! End to end on `zenith up`: the job lifecycle as a user drives it through the CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;

@@ -244,7 +244,7 @@ impl Engine {
     }
 
     /// Removes a job from its queue's index, and the queue when it empties.
-    pub(crate) fn unqueue(&mut self, queue: &str, key: (std::cmp::Reverse<i32>, JobId)) {
+    pub(crate) fn unqueue(&mut self, queue: &str, key: crate::state::QueueKey) {
         if let Some(q) = self.queues.get_mut(queue) {
             q.remove(&key);
             if q.is_empty() {

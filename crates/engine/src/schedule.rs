@@ -1,9 +1,8 @@
 //! The batched scheduling pass: queued tasks in priority order per queue, placed through
 //! `zenith_placement`, with the reservation made in the same step as the decision.
 
-use crate::state::{Engine, Running};
+use crate::state::{Engine, QueueKey, Running};
 use crate::{Assignment, Effect};
-use std::cmp::Reverse;
 use zenith_model::{AttemptId, JobId, Millis, NodeState, TaskState};
 use zenith_placement as placement;
 
@@ -19,9 +18,9 @@ impl Engine {
         }
         self.sched_dirty = false;
         let mut budget = self.cfg.max_dispatch_per_pass;
-        let mut cursors: Vec<(String, Option<(Reverse<i32>, JobId)>)> =
+        let mut cursors: Vec<(String, Option<QueueKey>)> =
             self.queues.keys().map(|q| (q.clone(), None)).collect();
-        let mut drained: Vec<(String, (Reverse<i32>, JobId))> = Vec::new();
+        let mut drained: Vec<(String, QueueKey)> = Vec::new();
         while budget > 0 && !cursors.is_empty() {
             let mut i = 0;
             while i < cursors.len() && budget > 0 {

@@ -14,6 +14,9 @@ use zenith_model::{
     TaskCounts, TaskState,
 };
 
+/// A job's place in its queue: higher priority first, then older jobs.
+pub(crate) type QueueKey = (Reverse<i32>, JobId);
+
 pub(crate) struct Task {
     pub state: TaskState,
     /// Failed attempts, counted against the retry limit.
@@ -63,7 +66,7 @@ impl Job {
         self.counts.job_state(self.cancel_requested)
     }
 
-    pub fn queue_key(&self, id: JobId) -> (Reverse<i32>, JobId) {
+    pub fn queue_key(&self, id: JobId) -> QueueKey {
         (Reverse(self.spec.priority), id)
     }
 }
@@ -108,7 +111,7 @@ pub struct Engine {
     pub(crate) cfg: EngineConfig,
     pub(crate) jobs: HashMap<JobId, Job>,
     pub(crate) live_tasks: u64,
-    pub(crate) queues: BTreeMap<String, BTreeSet<(Reverse<i32>, JobId)>>,
+    pub(crate) queues: BTreeMap<String, BTreeSet<QueueKey>>,
     pub(crate) nodes: BTreeMap<NodeId, Node>,
     pub(crate) attempts: HashMap<AttemptId, Running>,
     pub(crate) deadlines: BTreeSet<(Millis, AttemptId)>,

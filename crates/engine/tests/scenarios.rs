@@ -1,4 +1,5 @@
 //! Engine scenarios on a fake clock; `TestEnv` runs `sanity_check()` after every step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use zenith_engine::{EngineConfig, NodeRegistration};
 use zenith_model::{AttemptOutcome, Backoff, DurationMs, JobState, NodeId, NodeState, Resources};

@@ -1,4 +1,5 @@
 //! Property tests: random interleavings of submissions, completions, cancellations, node
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! deaths and clock movement. After every step `sanity_check()` runs (inside `TestEnv`); at the
 //! end every job must finish once the cluster is healthy: nothing over-committed, nothing
 //! lost, never two attempts of one task at once.

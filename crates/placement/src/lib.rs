@@ -239,7 +239,7 @@ mod tests {
         };
         let gpu: Constraint = "gpu=a100".parse().unwrap();
         assert_eq!(select(view(&ns), &req, std::slice::from_ref(&gpu)), None);
-        let e = explain(view(&ns).map(|(_, c)| c), &req, &[gpu.clone()]);
+        let e = explain(view(&ns).map(|(_, c)| c), &req, std::slice::from_ref(&gpu));
         assert_eq!(e.nodes, 4);
         assert_eq!(e.feasible, 0);
         assert_eq!(

@@ -21,21 +21,13 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-/// `POST /api/v1/jobs` takes one spec or a list of specs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum SubmitBody {
-    One(JobSpec),
-    Many(Vec<JobSpec>),
-}
-
-/// Answer to a single submission.
+/// Answer to a single submission (`POST /api/v1/jobs` with one spec object).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Submitted {
     pub id: JobId,
 }
 
-/// Answer to a batch submission, IDs in the order of the specs.
+/// Answer to a batch submission (a list of specs), IDs in the order of the specs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SubmittedBatch {
     pub ids: Vec<JobId>,

@@ -336,7 +336,7 @@ impl ControlLoop {
             return Ok(());
         }
         self.writer
-            .send(WriterMsg::Commit { changes, after })
+            .send(WriterMsg::Commit { changes: Box::new(changes), after })
             .await
             .map_err(|_| ())
     }

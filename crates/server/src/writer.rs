@@ -15,7 +15,7 @@ pub type AfterCommit = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
 pub enum WriterMsg {
     Commit {
-        changes: Changes,
+        changes: Box<Changes>,
         after: Vec<AfterCommit>,
     },
     /// Deletes jobs finished before `before`, and their logs.
@@ -50,7 +50,7 @@ pub fn spawn(
                             changes: c,
                             after: a,
                         } => {
-                            changes.absorb(c);
+                            changes.absorb(*c);
                             after.extend(a);
                         }
                         WriterMsg::Sweep { before } => sweep = Some(before),

@@ -1,4 +1,5 @@
 //! The SQLite store against a real database file: what the engine commits comes back at load.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use zenith_engine::{Engine, EngineConfig, NodeRegistration};
