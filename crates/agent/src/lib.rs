@@ -80,11 +80,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .build()?;
-    let conn = session::Conn {
+    let conn = std::sync::Arc::new(session::Conn {
         http,
         cfg,
         node: node.clone(),
-    };
+    });
     tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
     tokio::pin!(shutdown);
     let mut retry = Duration::from_millis(100);
@@ -118,8 +118,14 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         for k in &reg.kill {
             exec.kill(*k);
         }
-        let stream = conn.read_stream(reg.session, exec.clone());
-        tokio::pin!(stream);
+        // The stream runs in its own task so that assignments start while a report is in
+        // flight; it is aborted whenever this session ends.
+        let stream_conn = conn.clone();
+        let stream_exec = exec.clone();
+        let session = reg.session;
+        let mut stream = AbortOnDrop(tokio::spawn(async move {
+            stream_conn.read_stream(session, stream_exec).await
+        }));
         let mut tick = tokio::time::interval(Duration::from_millis(
             reg.heartbeat_interval_ms.clamp(50, 60_000),
         ));
@@ -127,7 +133,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         loop {
             tokio::select! {
                 _ = &mut shutdown => break 'connect,
-                _ = &mut stream => continue 'connect,
+                _ = &mut stream.0 => continue 'connect,
                 r = results_rx.recv() => stash(&mut outbox, r, &mut results_rx)?,
                 _ = tick.tick() => {}
             }
@@ -153,6 +159,15 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     }
     tracing::info!(killed = running.len(), "agent stopped");
     Ok(())
+}
+
+/// Aborts a task when dropped, so no stream reader outlives its session.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Moves a finished result, and any others waiting, into the outbox (one fsync).

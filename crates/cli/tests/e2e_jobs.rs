@@ -159,3 +159,26 @@ fn token_files_are_private() {
         assert_eq!(mode, 0o600, "{f}");
     }
 }
+
+#[test]
+fn logs_follow_streams_until_the_task_ends() {
+    let c = Cluster::up(&[]);
+    // Queued behind a blocker, so --follow must also wait for the start.
+    let blocker = c.submit(&["--cpus", "2", "--", "sleep", "1"]);
+    let id = c.submit(&["--", "sh", "-c", "echo first; sleep 1; echo second"]);
+    let out = c.ok(&["job", "logs", &id.to_string(), "--follow"]);
+    assert_eq!(out, "first\nsecond\n");
+    assert_eq!(c.job(id)["state"], "succeeded");
+    assert_eq!(c.job(blocker)["state"], "succeeded");
+}
+
+#[test]
+fn finished_jobs_are_swept_after_retention() {
+    let c = Cluster::up(&["--retention", "2s"]);
+    let id = c.submit(&["--", "echo", "short-lived"]);
+    c.wait_final(id, 30);
+    wait_for("the job to be swept", 30, || {
+        (c.cli(&["job", "show", &id.to_string()]).status.code() == Some(2)).then_some(())
+    });
+    assert!(c.ok(&["jobs", "-o", "json"]).contains("\"jobs\": []"));
+}

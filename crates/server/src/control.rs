@@ -336,7 +336,10 @@ impl ControlLoop {
             return Ok(());
         }
         self.writer
-            .send(WriterMsg::Commit { changes: Box::new(changes), after })
+            .send(WriterMsg::Commit {
+                changes: Box::new(changes),
+                after,
+            })
             .await
             .map_err(|_| ())
     }

@@ -19,6 +19,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use std::future::Future;
 use std::path::PathBuf;
@@ -155,6 +156,12 @@ pub async fn serve(
         }
         let _ = stop_tx.send(true);
     };
+    // Small request/response exchanges with agents: never wait on Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app).with_graceful_shutdown(stop_signal);
     tokio::select! {
         r = served => r.map_err(|e| ServerError::Io(format!("http server: {e}")))?,

@@ -104,6 +104,8 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.heartbeat_timeout_ms = o.heartbeat_timeout.as_millis();
     c.heartbeat_interval_ms = o.heartbeat_interval.as_millis().max(50);
     c.retention_ms = o.retention.as_millis();
+    // Sweep often enough that nothing outlives its retention by more than a quarter of it.
+    c.sweep_every_ms = (c.retention_ms / 4).clamp(500, 60_000);
     c
 }
 

@@ -1,6 +1,11 @@
 //! Harness for end-to-end tests against the real `zenith` binary: temp data dirs, free
 //! loopback ports, processes killed on drop, and waiting on conditions with deadlines.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
