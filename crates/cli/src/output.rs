@@ -28,7 +28,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{:<w$}  ", c, w = width[i]));
             }
         }
-        println!("{}", s.trim_end());
+        out!("{}", s.trim_end());
     };
     line(header.iter().map(|s| s.to_string()).collect());
     for r in rows {
@@ -37,7 +37,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 

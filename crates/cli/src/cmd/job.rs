@@ -76,13 +76,13 @@ pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
         JobVerb::Logs(a) => logs(a).await,
         JobVerb::Cancel(a) => {
             a.conn.client()?.cancel(a.id).await?;
-            println!("cancelling job {}", a.id);
+            out!("cancelling job {}", a.id);
             Ok(0)
         }
         JobVerb::Wait(a) => wait(a).await,
         JobVerb::Explain(a) => {
             let e = a.conn.client()?.explain(a.id).await?;
-            println!("job {} is {}: {}", e.id, e.state, e.message);
+            out!("job {} is {}: {}", e.id, e.state, e.message);
             Ok(0)
         }
     }
@@ -95,15 +95,15 @@ async fn show(a: ShowArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let s = &j.summary;
-    println!("id:        {}", s.id);
-    println!("name:      {}", s.name);
-    println!("state:     {}", s.state);
+    out!("id:        {}", s.id);
+    out!("name:      {}", s.name);
+    out!("state:     {}", s.state);
     if let Some(r) = &s.reason {
-        println!("reason:    {r}");
+        out!("reason:    {r}");
     }
-    println!("queue:     {} (priority {})", s.queue, s.priority);
-    println!("command:   {}", j.spec.command.join(" "));
-    println!(
+    out!("queue:     {} (priority {})", s.queue, s.priority);
+    out!("command:   {}", j.spec.command.join(" "));
+    out!(
         "tasks:     {} total, {} queued, {} running, {} succeeded, {} failed, {} cancelled",
         s.task_count,
         s.tasks.queued,
@@ -112,7 +112,7 @@ async fn show(a: ShowArgs) -> anyhow::Result<u8> {
         s.tasks.failed,
         s.tasks.cancelled
     );
-    println!("attempts:  {}", j.attempts_total);
+    out!("attempts:  {}", j.attempts_total);
     if !j.attempts.is_empty() {
         let now = output::now_ms();
         let rows: Vec<Vec<String>> = j
@@ -134,7 +134,7 @@ async fn show(a: ShowArgs) -> anyhow::Result<u8> {
                 ]
             })
             .collect();
-        println!();
+        out!();
         output::table(
             &[
                 "ATTEMPT", "TASK", "NODE", "STATE", "EXIT", "DURATION", "REASON",

@@ -132,7 +132,7 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<u8> {
     if a.json {
         crate::output::json(&serde_json::json!({ "id": id }))?;
     } else {
-        println!("{id}");
+        out!("{id}");
     }
     Ok(0)
 }
