@@ -1,7 +1,7 @@
 //! Runs attempts as processes: no shell, own process group, stdout/stderr to files, the whole
 //! group killed on cancel/timeout (SIGTERM, a grace period, SIGKILL) and swept after the
-//! leader exits. A run goes prepare (files, pid marker) -> start -> watch (one waiter task) ->
-//! stop (kill) -> cleanup (marker removed, group swept); each step tolerates the failure of
+//! leader exits. A run goes prepare (output files) -> start -> watch (one waiter task) ->
+//! stop (kill) -> cleanup (group swept); each step tolerates the failure of
 //! the one before.
 
 use nix::sys::signal::{killpg, Signal};
@@ -39,7 +39,6 @@ struct Inner {
     node: NodeId,
     work_dir: PathBuf,
     log_dir: PathBuf,
-    run_dir: PathBuf,
     grace: Duration,
     table: Mutex<Table>,
     results: mpsc::Sender<AttemptResult>,
@@ -59,16 +58,13 @@ impl Executor {
         results: mpsc::Sender<AttemptResult>,
     ) -> std::io::Result<Self> {
         let log_dir = data_dir.join("logs");
-        let run_dir = data_dir.join("run");
         std::fs::create_dir_all(&log_dir)?;
-        std::fs::create_dir_all(&run_dir)?;
         std::fs::create_dir_all(&work_dir)?;
         Ok(Executor {
             inner: Arc::new(Inner {
                 node,
                 work_dir,
                 log_dir,
-                run_dir,
                 grace,
                 table: Mutex::new(Table::default()),
                 results,
@@ -154,15 +150,7 @@ impl Executor {
             .stderr(Stdio::from(err))
             .process_group(0);
         crate::proc::die_with_parent(&mut cmd);
-        let child = cmd.spawn()?;
-        if let Some(pid) = child.id() {
-            // Marker for cleanup after an agent crash: attempt -> process group.
-            let _ = std::fs::write(
-                self.inner.run_dir.join(a.attempt.0.to_string()),
-                pid.to_string(),
-            );
-        }
-        Ok(child)
+        cmd.spawn()
     }
 
     async fn watch(self, attempt: AttemptId, mut child: tokio::process::Child, pgid: Option<i32>) {
@@ -187,7 +175,6 @@ impl Executor {
         if let Some(pg) = pgid {
             let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
         }
-        let _ = std::fs::remove_file(self.inner.run_dir.join(attempt.0.to_string()));
         if let Ok(mut t) = self.inner.table.lock() {
             t.running.remove(&attempt);
         }
@@ -226,30 +213,39 @@ impl Executor {
         });
     }
 
-    /// After a crash of a previous agent run: kills process groups it left behind (only those
-    /// whose environment proves they are ours) and clears the markers.
+    /// After a crash of a previous agent run on this node: kills the process groups of jobs it
+    /// left behind. They are found by the `ZENITH_NODE_ID` every job carries in its environment,
+    /// so nothing is written to disk per job and no unrelated process is ever hit.
     pub fn reap_leftovers(&self) -> usize {
-        let mut killed = 0;
-        let Ok(entries) = std::fs::read_dir(&self.inner.run_dir) else {
+        let marker = format!("ZENITH_NODE_ID={}", self.inner.node);
+        let me = std::process::id() as i32;
+        let my_group = nix::unistd::getpgrp().as_raw();
+        let mut groups = std::collections::BTreeSet::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
             return 0;
         };
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let pid: Option<i32> = std::fs::read_to_string(e.path())
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
-            if let Some(pid) = pid {
-                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-                let marker = format!("ZENITH_ATTEMPT_ID={name}");
-                if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes())
-                    && killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
-                {
-                    killed += 1;
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(env) = std::fs::read(e.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+                if let Ok(pg) = nix::unistd::getpgid(Some(Pid::from_raw(pid))) {
+                    if pg.as_raw() != my_group && pg.as_raw() > 1 {
+                        groups.insert(pg.as_raw());
+                    }
                 }
             }
-            let _ = std::fs::remove_file(e.path());
         }
-        killed
+        groups
+            .into_iter()
+            .filter(|pg| killpg(Pid::from_raw(*pg), Signal::SIGKILL).is_ok())
+            .count()
     }
 }
 

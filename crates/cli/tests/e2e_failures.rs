@@ -139,3 +139,40 @@ fn results_survive_a_server_outage() {
         "finished while the server was down\n"
     );
 }
+
+#[test]
+fn restarted_agent_kills_what_its_crashed_predecessor_left() {
+    let mut c = Cluster::server(&["--heartbeat-timeout", "30s"]);
+    let a = c.add_agent("a", &["--cpus", "1"]);
+    c.wait_nodes(1);
+    let marker = "1000777";
+    let id = c.submit(&[
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {marker} & sleep {marker}"),
+    ]);
+    wait_for("the job's processes", 30, || {
+        (processes_matching(&format!("sleep {marker}")) >= 2).then_some(())
+    });
+    let first = c.job(id)["attempts"][0]["id"].as_u64().unwrap();
+    let env = format!("ZENITH_ATTEMPT_ID={first}");
+    assert_eq!(processes_with_env(&env), 3, "sh and two sleeps");
+    // kill -9 of the agent: the shell dies with it, its children are orphaned.
+    c.agents[a].kill9();
+    wait_for("the shell to die with the agent", 10, || {
+        (processes_with_env(&env) == 2).then_some(())
+    });
+    c.restart_agent(a, "a", &["--cpus", "1"]);
+    wait_for("leftovers killed", 30, || {
+        (processes_with_env(&env) == 0).then_some(())
+    });
+    // The restarted agent no longer knows the attempt: the server requeues it.
+    wait_for("a second attempt", 30, || {
+        (c.job(id)["attempts_total"].as_u64()? >= 2).then_some(())
+    });
+    c.ok(&["job", "cancel", &id.to_string()]);
+    assert_eq!(c.wait_final(id, 30)["state"], "cancelled");
+    let j = c.job(id);
+    assert_eq!(j["attempts"][0]["state"], "lost", "{j}");
+}

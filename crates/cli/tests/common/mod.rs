@@ -177,6 +177,18 @@ impl Cluster {
 
     /// Starts an agent with its own data dir; returns its index in `agents`.
     pub fn add_agent(&mut self, name: &str, extra: &[&str]) -> usize {
+        let p = self.agent_proc(name, extra);
+        self.agents.push(p);
+        self.agents.len() - 1
+    }
+
+    /// Starts the agent `name` again over its existing data dir (same node identity).
+    pub fn restart_agent(&mut self, idx: usize, name: &str, extra: &[&str]) {
+        self.agents[idx].kill9();
+        self.agents[idx] = self.agent_proc(name, extra);
+    }
+
+    fn agent_proc(&self, name: &str, extra: &[&str]) -> Proc {
         let mut cmd = zenith();
         cmd.arg("agent")
             .arg("--server")
@@ -190,9 +202,10 @@ impl Cluster {
             .args(["--kill-grace", "1s"])
             .args(extra)
             .env("ZENITH_LOG", "info");
-        let p = Proc::spawn(cmd, self.dir.path().join(format!("agent-{name}.log")));
-        self.agents.push(p);
-        self.agents.len() - 1
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        Proc::spawn(cmd, self.dir.path().join(format!("agent-{name}-{n}.log")))
     }
 
     /// Runs a client verb against this cluster.
@@ -276,6 +289,25 @@ pub fn processes_matching(marker: &str) -> usize {
             if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
                 let s = String::from_utf8_lossy(&cmd).replace('\0', " ");
                 if s.contains(marker) {
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}
+
+/// Processes whose environment holds `key=value` exactly.
+pub fn processes_with_env(kv: &str) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
+            if let Ok(env) = std::fs::read(e.path().join("environ")) {
+                if env.split(|b| *b == 0).any(|x| x == kv.as_bytes()) {
                     n += 1;
                 }
             }
