@@ -147,6 +147,8 @@ fn restarted_agent_kills_what_its_crashed_predecessor_left() {
     c.wait_nodes(1);
     let marker = "1000777";
     let id = c.submit(&[
+        "--env",
+        "E2E_MARK=restarted-agent",
         "--",
         "sh",
         "-c",
@@ -156,7 +158,8 @@ fn restarted_agent_kills_what_its_crashed_predecessor_left() {
         (processes_matching(&format!("sleep {marker}")) >= 2).then_some(())
     });
     let first = c.job(id)["attempts"][0]["id"].as_u64().unwrap();
-    let env = format!("ZENITH_ATTEMPT_ID={first}");
+    let attempt = format!("ZENITH_ATTEMPT_ID={first}");
+    let env = [attempt.as_str(), "E2E_MARK=restarted-agent"];
     assert_eq!(processes_with_env(&env), 3, "sh and two sleeps");
     // kill -9 of the agent: the shell dies with it, its children are orphaned.
     c.agents[a].kill9();

@@ -297,8 +297,8 @@ pub fn processes_matching(marker: &str) -> usize {
     n
 }
 
-/// Processes whose environment holds `key=value` exactly.
-pub fn processes_with_env(kv: &str) -> usize {
+/// Processes whose environment holds every `key=value` of `kvs` exactly.
+pub fn processes_with_env(kvs: &[&str]) -> usize {
     let mut n = 0;
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if e.file_name()
@@ -307,7 +307,8 @@ pub fn processes_with_env(kv: &str) -> usize {
             .all(|c| c.is_ascii_digit())
         {
             if let Ok(env) = std::fs::read(e.path().join("environ")) {
-                if env.split(|b| *b == 0).any(|x| x == kv.as_bytes()) {
+                let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+                if kvs.iter().all(|kv| vars.contains(&kv.as_bytes())) {
                     n += 1;
                 }
             }
