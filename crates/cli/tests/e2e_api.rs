@@ -137,3 +137,92 @@ async fn errors_name_the_field_and_batches_are_atomic() {
         .unwrap();
     assert_eq!(resp.status(), 413);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_report_totals_levels_and_latencies() {
+    let c = tokio::task::spawn_blocking(|| {
+        let c = Cluster::up(&[]);
+        let ok = c.submit(&["--", "true"]);
+        let bad = c.submit(&["--retries", "1", "--retry-delay", "10ms", "--", "false"]);
+        c.wait_final(ok, 30);
+        c.wait_final(bad, 30);
+        c.submit(&[
+            "--constraint",
+            "never=true",
+            "--queue",
+            "batch",
+            "--",
+            "true",
+        ]);
+        c
+    })
+    .await
+    .unwrap();
+    let resp = reqwest::get(format!("{}/metrics", c.url())).await.unwrap();
+    assert_eq!(resp.status(), 200, "scrapes need no token");
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = resp.text().await.unwrap();
+    let types: std::collections::HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    for (name, kind) in [
+        ("zenith_jobs_submitted", "counter"),
+        ("zenith_jobs_finished", "counter"),
+        ("zenith_attempts_started", "counter"),
+        ("zenith_attempts_ended", "counter"),
+        ("zenith_retries", "counter"),
+        ("zenith_node_loss_requeues", "counter"),
+        ("zenith_stale_reports", "counter"),
+        ("zenith_jobs", "gauge"),
+        ("zenith_nodes", "gauge"),
+        ("zenith_running_attempts", "gauge"),
+        ("zenith_cpus_total", "gauge"),
+        ("zenith_cpus_free", "gauge"),
+        ("zenith_memory_total_bytes", "gauge"),
+        ("zenith_memory_free_bytes", "gauge"),
+        ("zenith_submit_to_dispatch_seconds", "histogram"),
+        ("zenith_attempt_run_seconds", "histogram"),
+        ("zenith_control_pass_seconds", "histogram"),
+        ("zenith_store_commit_seconds", "histogram"),
+        ("zenith_store_batch_records", "histogram"),
+        ("zenith_api_requests", "counter"),
+        ("zenith_api_request_seconds", "histogram"),
+    ] {
+        assert_eq!(types.get(name), Some(&kind), "{name} in\n{text}");
+    }
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("zenith_jobs_submitted_total"), 3.0);
+    assert_eq!(
+        value("zenith_jobs_finished_total{state=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(value("zenith_jobs_finished_total{state=\"failed\"}"), 1.0);
+    assert_eq!(value("zenith_retries_total"), 1.0);
+    assert_eq!(
+        value("zenith_attempts_ended_total{outcome=\"exited_error\"}"),
+        2.0
+    );
+    assert_eq!(value("zenith_jobs{queue=\"batch\",state=\"queued\"}"), 1.0);
+    assert_eq!(value("zenith_nodes{state=\"ready\"}"), 1.0);
+    assert_eq!(value("zenith_cpus_total"), 2.0);
+    assert!(value("zenith_store_commit_seconds_count") >= 3.0);
+    assert!(value("zenith_submit_to_dispatch_seconds_count") >= 2.0);
+    assert_eq!(
+        value("zenith_api_requests_total{route=\"/api/v1/jobs\",method=\"POST\",code=\"201\"}"),
+        3.0
+    );
+}

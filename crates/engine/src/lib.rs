@@ -16,11 +16,13 @@ mod restore;
 mod sanity;
 mod schedule;
 mod state;
+mod stats;
 
 pub use changes::Changes;
 pub use nodes::{NodeRegistration, NodeReply};
 pub use restore::Loaded;
 pub use state::{Engine, JobLive, NodeInfo};
+pub use stats::{Counters, Levels, Observation, MAX_OBSERVATIONS};
 
 use std::sync::Arc;
 use zenith_model::{AttemptId, JobId, JobSpec, NodeId};

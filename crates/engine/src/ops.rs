@@ -49,6 +49,7 @@ impl Engine {
                 .insert(job.queue_key(id));
             self.jobs.insert(id, job);
             self.live_tasks += u64::from(n);
+            self.counters.jobs_submitted += 1;
             self.note_job(id);
             ids.push(id);
         }
@@ -117,7 +118,10 @@ impl Engine {
         let now = self.clamp(now);
         match self.attempts.get(&aid) {
             Some(r) if &r.node == node => {}
-            _ => return Err(StaleReport(aid)),
+            _ => {
+                self.counters.stale_reports += 1;
+                return Err(StaleReport(aid));
+            }
         }
         let Some(r) = self.release_attempt(aid) else {
             return Err(StaleReport(aid));
@@ -155,6 +159,14 @@ impl Engine {
         outcome: AttemptOutcome,
         now: Millis,
     ) {
+        *self
+            .counters
+            .attempts_ended
+            .entry(crate::stats::outcome_kind(&outcome))
+            .or_insert(0) += 1;
+        self.observe(crate::Observation::RunTime(
+            now.saturating_sub(r.started_at),
+        ));
         let Some(job) = self.jobs.get_mut(&r.job) else {
             return;
         };
@@ -176,6 +188,7 @@ impl Engine {
                 t.reason = Some(format!("node lost {} times", t.node_losses));
                 TaskState::Failed
             } else {
+                self.counters.node_loss_requeues += 1;
                 TaskState::Queued
             }
         } else {
@@ -184,6 +197,7 @@ impl Engine {
                 let at = now.saturating_add(retry.delay_for(t.failures));
                 t.ready_at = Some(at);
                 self.retry_timers.insert((at, r.job, r.slot));
+                self.counters.retries_scheduled += 1;
                 TaskState::Queued
             } else {
                 t.reason = Some(outcome.reason());
@@ -234,6 +248,11 @@ impl Engine {
         self.live_tasks = self
             .live_tasks
             .saturating_sub(u64::from(job.counts.total()));
+        match job.state() {
+            zenith_model::JobState::Succeeded => self.counters.jobs_succeeded += 1,
+            zenith_model::JobState::Failed => self.counters.jobs_failed += 1,
+            _ => self.counters.jobs_cancelled += 1,
+        }
         let mut rec = job_record(id, &mut job, Some(now));
         if let Some(old) = self.changes.jobs.get(&id) {
             if rec.spec.is_none() {

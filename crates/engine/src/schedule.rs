@@ -95,12 +95,14 @@ impl Engine {
             let Some(t) = job.tasks.get_mut(slot as usize) else {
                 continue;
             };
+            let first_start = t.attempts == 0;
             t.state = TaskState::Running;
             t.current = Some(aid);
             t.last_attempt = Some(aid);
             t.attempts += 1;
             let attempt_number = t.attempts;
             job.counts.shift(TaskState::Queued, TaskState::Running);
+            let queued_for = now.saturating_sub(job.created_at);
             if let Some(n) = self.nodes.get_mut(&node_id) {
                 n.free.take(&spec.resources);
                 n.running.insert(aid);
@@ -131,6 +133,10 @@ impl Engine {
                     spec,
                 },
             });
+            self.counters.attempts_started += 1;
+            if first_start {
+                self.observe(crate::Observation::QueueWait(queued_for));
+            }
             placed += 1;
         }
     }

@@ -123,6 +123,9 @@ pub struct Engine {
     pub(crate) sched_dirty: bool,
     pub(crate) changes: Changes,
     pub(crate) effects: Vec<Effect>,
+    pub(crate) counters: crate::Counters,
+    /// Drained by the server after every step; capped at `MAX_OBSERVATIONS`.
+    pub(crate) observations: std::collections::VecDeque<crate::Observation>,
 }
 
 /// A live job as the API shows it.
@@ -164,6 +167,8 @@ impl Engine {
             sched_dirty: false,
             changes: Changes::default(),
             effects: Vec::new(),
+            counters: crate::Counters::default(),
+            observations: std::collections::VecDeque::new(),
         }
     }
 

@@ -283,3 +283,42 @@ fn lost_nodes_are_forgotten_after_ttl() {
         "taken by settle already"
     );
 }
+
+#[test]
+fn counters_levels_and_observations() {
+    let mut env = TestEnv::new(cfg());
+    env.add_node("n1", 2, 1 << 30, &[]);
+    let mut s = spec(1.0);
+    s.retry.limit = 1;
+    s.retry.delay = DurationMs(10);
+    env.submit(s);
+    let q = env.submit(spec(1.0));
+    env.submit(spec(2.0));
+    let levels = env.engine.levels();
+    assert_eq!(levels.running_attempts, 2);
+    assert_eq!(
+        levels.jobs.get(&("default".to_string(), JobState::Queued)),
+        Some(&1)
+    );
+    assert_eq!((levels.cpu_millis_total, levels.cpu_millis_free), (2000, 0));
+    let first = *env.running.keys().next().unwrap();
+    env.advance(5);
+    env.finish(first, AttemptOutcome::Exited { code: 1 });
+    env.advance(10);
+    env.engine.cancel(q, env.now).unwrap();
+    env.settle();
+    let (_, killed) = env.kills.pop().unwrap();
+    env.finish(killed, AttemptOutcome::Signaled { signal: 15 });
+    let c = env.engine.counters().clone();
+    assert_eq!(c.jobs_submitted, 3);
+    assert_eq!(c.retries_scheduled, 1);
+    assert_eq!(c.jobs_cancelled, 1);
+    assert_eq!(c.attempts_ended.get("exited_error"), Some(&1));
+    assert!(c.attempts_started >= 3);
+    let obs = env.engine.take_observations();
+    assert!(obs.contains(&zenith_engine::Observation::RunTime(5)));
+    assert!(obs
+        .iter()
+        .any(|o| matches!(o, zenith_engine::Observation::QueueWait(_))));
+    assert!(env.engine.take_observations().is_empty(), "drained");
+}

@@ -37,3 +37,18 @@ impl Default for Clock {
         Clock::new()
     }
 }
+
+/// Measures a duration on the monotonic clock (for metrics).
+#[derive(Clone, Copy, Debug)]
+pub struct Stopwatch(Instant);
+
+impl Stopwatch {
+    #[allow(clippy::disallowed_methods)] // the clock module owns time reads
+    pub fn start() -> Self {
+        Stopwatch(Instant::now())
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
+}

@@ -6,7 +6,9 @@
 //! them only after the commit. Reads that need live state (explain, nodes) are answered at
 //! once from memory; everything else is read from the store.
 
+use crate::clock::Stopwatch;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::writer::{AfterCommit, WriterMsg};
 use crate::Clock;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -58,6 +60,9 @@ pub enum LoopMsg {
     Nodes {
         reply: oneshot::Sender<Vec<NodeView>>,
     },
+    Levels {
+        reply: oneshot::Sender<zenith_engine::Levels>,
+    },
 }
 
 struct Session {
@@ -83,6 +88,7 @@ pub struct ControlLoop {
     sessions: HashMap<NodeId, Session>,
     next_session: u64,
     writer: mpsc::Sender<WriterMsg>,
+    metrics: Arc<Metrics>,
 }
 
 fn reply_after<T: Send + 'static>(reply: Reply<T>, value: T) -> AfterCommit {
@@ -110,6 +116,7 @@ impl ControlLoop {
         clock: Clock,
         cfg: LoopConfig,
         writer: mpsc::Sender<WriterMsg>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         ControlLoop {
             engine,
@@ -118,6 +125,7 @@ impl ControlLoop {
             sessions: HashMap::new(),
             next_session: clock.now(),
             writer,
+            metrics,
         }
     }
 
@@ -144,15 +152,19 @@ impl ControlLoop {
                             Err(_) => break,
                         }
                     }
+                    let watch = Stopwatch::start();
                     let after = {
                         let _span = tracing::debug_span!("control_batch", messages = batch.len()).entered();
                         self.apply(batch)
                     };
+                    self.metrics.pass_time.observe(watch.seconds());
                     if self.flush(after).await.is_err() { break; }
                 }
                 _ = tick.tick() => {
                     let now = self.clock.now();
+                    let watch = Stopwatch::start();
                     self.engine.tick(now);
+                    self.metrics.pass_time.observe(watch.seconds());
                     let engine = &self.engine;
                     self.sessions.retain(|id, _| engine.has_node(id));
                     if self.flush(Vec::new()).await.is_err() { break; }
@@ -274,6 +286,9 @@ impl ControlLoop {
                     });
                     let _ = reply.send(view);
                 }
+                LoopMsg::Levels { reply } => {
+                    let _ = reply.send(self.engine.levels());
+                }
                 LoopMsg::Nodes { reply } => {
                     let nodes = self
                         .engine
@@ -301,6 +316,9 @@ impl ControlLoop {
 
     /// Hands the engine's changes, effects and the batch's replies to the writer.
     async fn flush(&mut self, mut after: Vec<AfterCommit>) -> Result<(), ()> {
+        let observations = self.engine.take_observations();
+        self.metrics
+            .absorb_engine(self.engine.counters(), observations);
         let mut assign: BTreeMap<NodeId, Vec<Assignment>> = BTreeMap::new();
         let mut kill: BTreeMap<NodeId, Vec<AttemptId>> = BTreeMap::new();
         for e in self.engine.take_effects() {

@@ -10,6 +10,7 @@ mod clock;
 mod control;
 mod error;
 pub mod logs;
+mod metrics;
 mod writer;
 
 pub use clock::Clock;
@@ -84,6 +85,7 @@ pub(crate) struct AppState {
     logs: logs::LogStore,
     tokens: auth::Tokens,
     shutdown: watch::Receiver<bool>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// Capacity of the control loop's inbox; a full inbox answers 429.
@@ -115,6 +117,7 @@ pub async fn serve(
     let reader: Arc<dyn StoreReader> = Arc::new(store.reader(4)?);
     let logs = logs::LogStore::new(cfg.data_dir.join("logs"), cfg.max_log_bytes);
 
+    let metrics = Arc::new(metrics::Metrics::new());
     let (writer_tx, writer_rx) = mpsc::channel(64);
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
     let fatal_seen = fatal_rx.clone();
@@ -123,6 +126,7 @@ pub async fn serve(
         logs.clone(),
         writer_rx,
         fatal_tx,
+        metrics.clone(),
     )
     .map_err(|e| ServerError::Io(format!("starting the store writer: {e}")))?;
 
@@ -133,7 +137,7 @@ pub async fn serve(
         retention_ms: cfg.retention_ms,
         sweep_every: Duration::from_millis(cfg.sweep_every_ms.max(10)),
     };
-    let control = control::ControlLoop::new(engine, clock, loop_cfg, writer_tx);
+    let control = control::ControlLoop::new(engine, clock, loop_cfg, writer_tx, metrics.clone());
     let mut loop_stop = stop_rx.clone();
     let control_task = tokio::spawn(control.run(control_rx, async move {
         let _ = loop_stop.changed().await;
@@ -145,6 +149,7 @@ pub async fn serve(
         logs,
         tokens,
         shutdown: stop_rx.clone(),
+        metrics,
     };
     let app = router(state, cfg.max_body_bytes);
 
@@ -201,10 +206,12 @@ fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics_page))
         .nest("/api/v1", api)
         .nest("/agent/v1", agent)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), track_request))
         .with_state(state)
 }
 
@@ -214,6 +221,41 @@ async fn ready(State(state): State<AppState>) -> Response {
     } else {
         "ready\n".into_response()
     }
+}
+
+/// Prometheus scrape: engine levels are read from the control loop at scrape time.
+async fn metrics_page(State(state): State<AppState>) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if state
+        .control
+        .try_send(control::LoopMsg::Levels { reply: tx })
+        .is_ok()
+    {
+        if let Ok(levels) = rx.await {
+            state.metrics.set_levels(&levels);
+        }
+    }
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    resp
+}
+
+/// Counts every request by route template, method and status, and times it.
+async fn track_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = metrics::route_of(req.uri().path());
+    let method = req.method().as_str().to_owned();
+    let watch = clock::Stopwatch::start();
+    let resp = next.run(req).await;
+    // Streams (logs, agent stream) are timed to their first byte, not their end.
+    state
+        .metrics
+        .observe_request(route, &method, resp.status().as_u16(), watch.seconds());
+    resp
 }
 
 async fn not_found() -> ApiError {

@@ -4,7 +4,10 @@
 //! engine's memory is ahead of the store, so the server stops and a restart rebuilds from
 //! what is durable.
 
+use crate::clock::Stopwatch;
 use crate::logs::LogStore;
+use crate::metrics::Metrics;
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use zenith_model::records::Changes;
 use zenith_model::Millis;
@@ -33,6 +36,7 @@ pub fn spawn(
     logs: LogStore,
     mut rx: mpsc::Receiver<WriterMsg>,
     fatal: watch::Sender<Option<String>>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("zenith-store-writer".into())
@@ -63,7 +67,13 @@ pub fn spawn(
                 let result = match &failed {
                     Some(e) => Err(e.clone()),
                     None if changes.is_empty() => Ok(()),
-                    None => store.commit(&changes).map_err(|e| e.to_string()),
+                    None => {
+                        let watch = Stopwatch::start();
+                        let r = store.commit(&changes).map_err(|e| e.to_string());
+                        metrics.commit_time.observe(watch.seconds());
+                        metrics.batch_size.observe(changes.len() as f64);
+                        r
+                    }
                 };
                 if let Err(e) = &result {
                     if failed.is_none() {

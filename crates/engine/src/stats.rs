@@ -1,0 +1,98 @@
+//! Counters and measurements the engine keeps for the server's metrics. Plain numbers: the
+//! engine stays free of I/O; the server reads them and exports them.
+
+use crate::state::Engine;
+use std::collections::BTreeMap;
+use zenith_model::{AttemptOutcome, JobState, NodeState};
+
+/// Monotonic totals since this engine was created (or restored).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub jobs_submitted: u64,
+    pub jobs_succeeded: u64,
+    pub jobs_failed: u64,
+    pub jobs_cancelled: u64,
+    pub attempts_started: u64,
+    /// Ended attempts by outcome kind (`exited_ok`, `exited_error`, `signaled`, `timed_out`,
+    /// `cancelled`, `node_lost`, `start_failed`).
+    pub attempts_ended: BTreeMap<&'static str, u64>,
+    pub retries_scheduled: u64,
+    pub node_loss_requeues: u64,
+    pub stale_reports: u64,
+}
+
+/// Durations measured inside the engine, drained by the server after every step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// From submission (or becoming ready again) to dispatch, in milliseconds.
+    QueueWait(u64),
+    /// From dispatch to the end of an attempt, in milliseconds.
+    RunTime(u64),
+}
+
+/// Levels at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Levels {
+    /// Live jobs by (queue, state).
+    pub jobs: BTreeMap<(String, JobState), u64>,
+    pub nodes: BTreeMap<NodeState, u64>,
+    pub running_attempts: u64,
+    pub cpu_millis_total: u64,
+    pub cpu_millis_free: u64,
+    pub memory_total: u64,
+    pub memory_free: u64,
+}
+
+/// Most observations kept between two drains (older ones are dropped first).
+pub const MAX_OBSERVATIONS: usize = 100_000;
+
+pub(crate) fn outcome_kind(o: &AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Exited { code: 0 } => "exited_ok",
+        AttemptOutcome::Exited { .. } => "exited_error",
+        AttemptOutcome::Signaled { .. } => "signaled",
+        AttemptOutcome::TimedOut => "timed_out",
+        AttemptOutcome::Cancelled => "cancelled",
+        AttemptOutcome::NodeLost => "node_lost",
+        AttemptOutcome::StartFailed { .. } => "start_failed",
+    }
+}
+
+impl Engine {
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Observations since the last call.
+    pub fn take_observations(&mut self) -> Vec<Observation> {
+        self.observations.drain(..).collect()
+    }
+
+    pub(crate) fn observe(&mut self, o: Observation) {
+        if self.observations.len() >= MAX_OBSERVATIONS {
+            self.observations.pop_front();
+        }
+        self.observations.push_back(o);
+    }
+
+    /// Current levels; O(live jobs + nodes), meant for a metrics scrape.
+    pub fn levels(&self) -> Levels {
+        let mut l = Levels::default();
+        for job in self.jobs.values() {
+            *l.jobs
+                .entry((job.spec.queue.clone(), job.state()))
+                .or_insert(0) += 1;
+        }
+        for n in self.nodes.values() {
+            *l.nodes.entry(n.state).or_insert(0) += 1;
+            if n.state == NodeState::Ready {
+                l.cpu_millis_total += n.total.cpu_millis;
+                l.cpu_millis_free += n.free.cpu_millis;
+                l.memory_total += n.total.memory;
+                l.memory_free += n.free.memory;
+            }
+        }
+        l.running_attempts = self.attempts.len() as u64;
+        l
+    }
+}

@@ -1,0 +1,387 @@
+//! Prometheus metrics of the server at `/metrics` (OpenMetrics text): counters for totals,
+//! gauges for levels, histograms for latencies. Label sets are bounded: routes come from the
+//! route table (anything else is `other`), states and outcomes from closed enums, queues from
+//! live jobs only.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use zenith_engine::{Counters, Levels, Observation};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueStateLabels {
+    pub queue: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    jobs_submitted: Counter,
+    jobs_finished: Family<StateLabel, Counter>,
+    attempts_started: Counter,
+    attempts_ended: Family<OutcomeLabel, Counter>,
+    retries: Counter,
+    requeues: Counter,
+    stale_reports: Counter,
+    jobs: Family<QueueStateLabels, Gauge>,
+    nodes: Family<StateLabel, Gauge>,
+    running_attempts: Gauge,
+    cpus_total: Gauge<f64, AtomicU64>,
+    cpus_free: Gauge<f64, AtomicU64>,
+    memory_total: Gauge,
+    memory_free: Gauge,
+    queue_wait: Histogram,
+    run_time: Histogram,
+    pub pass_time: Histogram,
+    pub commit_time: Histogram,
+    pub batch_size: Histogram,
+    api_requests: Family<RouteLabels, Counter>,
+    api_latency: HistFamily<RouteLabel>,
+    /// Engine counters already exported, to turn totals into increments.
+    exported: Mutex<Counters>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("zenith");
+        let m = Metrics {
+            jobs_submitted: Counter::default(),
+            jobs_finished: Family::default(),
+            attempts_started: Counter::default(),
+            attempts_ended: Family::default(),
+            retries: Counter::default(),
+            requeues: Counter::default(),
+            stale_reports: Counter::default(),
+            jobs: Family::default(),
+            nodes: Family::default(),
+            running_attempts: Gauge::default(),
+            cpus_total: Gauge::default(),
+            cpus_free: Gauge::default(),
+            memory_total: Gauge::default(),
+            memory_free: Gauge::default(),
+            queue_wait: Histogram::new(exponential_buckets(0.0005, 2.0, 20)),
+            run_time: Histogram::new(exponential_buckets(0.001, 4.0, 14)),
+            pass_time: latency_histogram(),
+            commit_time: latency_histogram(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            api_requests: Family::default(),
+            api_latency: Family::new_with_constructor(latency_histogram),
+            exported: Mutex::new(Counters::default()),
+            registry: Registry::default(),
+        };
+        r.register("jobs_submitted", "Jobs accepted", m.jobs_submitted.clone());
+        r.register(
+            "jobs_finished",
+            "Jobs that reached a final state, by state",
+            m.jobs_finished.clone(),
+        );
+        r.register(
+            "attempts_started",
+            "Attempts dispatched to nodes",
+            m.attempts_started.clone(),
+        );
+        r.register(
+            "attempts_ended",
+            "Attempts that ended, by outcome",
+            m.attempts_ended.clone(),
+        );
+        r.register(
+            "retries",
+            "Retries scheduled after a failed attempt",
+            m.retries.clone(),
+        );
+        r.register(
+            "node_loss_requeues",
+            "Tasks requeued because their node was lost",
+            m.requeues.clone(),
+        );
+        r.register(
+            "stale_reports",
+            "Agent reports refused by fencing",
+            m.stale_reports.clone(),
+        );
+        r.register("jobs", "Live jobs by queue and state", m.jobs.clone());
+        r.register("nodes", "Nodes by state", m.nodes.clone());
+        r.register(
+            "running_attempts",
+            "Attempts running now",
+            m.running_attempts.clone(),
+        );
+        r.register(
+            "cpus_total",
+            "CPU cores of ready nodes",
+            m.cpus_total.clone(),
+        );
+        r.register(
+            "cpus_free",
+            "Unreserved CPU cores of ready nodes",
+            m.cpus_free.clone(),
+        );
+        r.register(
+            "memory_total_bytes",
+            "Memory of ready nodes",
+            m.memory_total.clone(),
+        );
+        r.register(
+            "memory_free_bytes",
+            "Unreserved memory of ready nodes",
+            m.memory_free.clone(),
+        );
+        r.register(
+            "submit_to_dispatch_seconds",
+            "From submission to the first dispatch of a task",
+            m.queue_wait.clone(),
+        );
+        r.register(
+            "attempt_run_seconds",
+            "From dispatch to the end of an attempt",
+            m.run_time.clone(),
+        );
+        r.register(
+            "control_pass_seconds",
+            "One control-loop batch: apply and scheduling pass",
+            m.pass_time.clone(),
+        );
+        r.register(
+            "store_commit_seconds",
+            "One group commit of the store",
+            m.commit_time.clone(),
+        );
+        r.register(
+            "store_batch_records",
+            "Records written per group commit",
+            m.batch_size.clone(),
+        );
+        r.register(
+            "api_requests",
+            "HTTP requests by route, method and status",
+            m.api_requests.clone(),
+        );
+        r.register(
+            "api_request_seconds",
+            "HTTP request latency by route",
+            m.api_latency.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// Exports the engine's totals (as increments since the last call) and observations.
+    pub fn absorb_engine(&self, now: &Counters, observations: Vec<Observation>) {
+        for o in observations {
+            match o {
+                Observation::QueueWait(ms) => self.queue_wait.observe(ms as f64 / 1000.0),
+                Observation::RunTime(ms) => self.run_time.observe(ms as f64 / 1000.0),
+            }
+        }
+        let Ok(mut last) = self.exported.lock() else {
+            return;
+        };
+        if *last == *now {
+            return;
+        }
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        self.jobs_submitted
+            .inc_by(d(now.jobs_submitted, last.jobs_submitted));
+        for (state, a, b) in [
+            ("succeeded", now.jobs_succeeded, last.jobs_succeeded),
+            ("failed", now.jobs_failed, last.jobs_failed),
+            ("cancelled", now.jobs_cancelled, last.jobs_cancelled),
+        ] {
+            if a > b {
+                self.jobs_finished
+                    .get_or_create(&StateLabel {
+                        state: state.into(),
+                    })
+                    .inc_by(a - b);
+            }
+        }
+        self.attempts_started
+            .inc_by(d(now.attempts_started, last.attempts_started));
+        for (kind, n) in &now.attempts_ended {
+            let before = last.attempts_ended.get(kind).copied().unwrap_or(0);
+            if *n > before {
+                self.attempts_ended
+                    .get_or_create(&OutcomeLabel {
+                        outcome: (*kind).into(),
+                    })
+                    .inc_by(n - before);
+            }
+        }
+        self.retries
+            .inc_by(d(now.retries_scheduled, last.retries_scheduled));
+        self.requeues
+            .inc_by(d(now.node_loss_requeues, last.node_loss_requeues));
+        self.stale_reports
+            .inc_by(d(now.stale_reports, last.stale_reports));
+        *last = now.clone();
+    }
+
+    /// Sets the level gauges from a snapshot; queues no longer live drop out.
+    pub fn set_levels(&self, l: &Levels) {
+        self.jobs.clear();
+        for ((queue, state), n) in &l.jobs {
+            self.jobs
+                .get_or_create(&QueueStateLabels {
+                    queue: queue.clone(),
+                    state: state.as_str().into(),
+                })
+                .set(*n as i64);
+        }
+        for s in [
+            zenith_model::NodeState::Ready,
+            zenith_model::NodeState::Lost,
+        ] {
+            let n = l.nodes.get(&s).copied().unwrap_or(0);
+            self.nodes
+                .get_or_create(&StateLabel {
+                    state: s.as_str().into(),
+                })
+                .set(n as i64);
+        }
+        self.running_attempts.set(l.running_attempts as i64);
+        self.cpus_total.set(l.cpu_millis_total as f64 / 1000.0);
+        self.cpus_free.set(l.cpu_millis_free as f64 / 1000.0);
+        self.memory_total.set(l.memory_total as i64);
+        self.memory_free.set(l.memory_free as i64);
+    }
+
+    pub fn observe_request(&self, route: &str, method: &str, code: u16, seconds: f64) {
+        self.api_requests
+            .get_or_create(&RouteLabels {
+                route: route.into(),
+                method: method.into(),
+                code: code.to_string(),
+            })
+            .inc();
+        self.api_latency
+            .get_or_create(&RouteLabel {
+                route: route.into(),
+            })
+            .observe(seconds);
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The route template a request path belongs to, from the route table; IDs become `{id}`
+/// and anything unknown is `other`, so the label set stays bounded.
+pub fn route_of(path: &str) -> &'static str {
+    const ROUTES: &[&str] = &[
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}",
+        "/api/v1/jobs/{id}/cancel",
+        "/api/v1/jobs/{id}/logs",
+        "/api/v1/jobs/{id}/explain",
+        "/api/v1/nodes",
+        "/agent/v1/register",
+        "/agent/v1/stream",
+        "/agent/v1/report",
+        "/agent/v1/logs",
+    ];
+    let mut norm = String::with_capacity(path.len());
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        norm.push('/');
+        if seg.bytes().all(|b| b.is_ascii_digit()) {
+            norm.push_str("{id}");
+        } else {
+            norm.push_str(seg);
+        }
+    }
+    ROUTES
+        .iter()
+        .find(|r| **r == norm)
+        .copied()
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_bounded() {
+        assert_eq!(route_of("/api/v1/jobs/123/logs"), "/api/v1/jobs/{id}/logs");
+        assert_eq!(route_of("/api/v1/jobs"), "/api/v1/jobs");
+        assert_eq!(route_of("/api/v1/jobs/abc"), "other");
+        assert_eq!(route_of("/../../etc/passwd"), "other");
+    }
+
+    #[test]
+    fn engine_totals_become_increments() {
+        let m = Metrics::new();
+        let mut c = Counters {
+            jobs_submitted: 3,
+            jobs_failed: 1,
+            ..Default::default()
+        };
+        c.attempts_ended.insert("timed_out", 2);
+        m.absorb_engine(&c, vec![Observation::QueueWait(5)]);
+        c.jobs_submitted = 5;
+        m.absorb_engine(&c, vec![]);
+        let text = m.render();
+        assert!(text.contains("zenith_jobs_submitted_total 5"), "{text}");
+        assert!(
+            text.contains("zenith_jobs_finished_total{state=\"failed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zenith_attempts_ended_total{outcome=\"timed_out\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zenith_submit_to_dispatch_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
