@@ -226,3 +226,63 @@ async fn metrics_report_totals_levels_and_latencies() {
         3.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_survive_restarts_and_refuse_other_requests() {
+    let mut c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let submit = |body: &'static str, key: &'static str| {
+        http.post(format!("{}/api/v1/jobs", c.url()))
+            .bearer_auth(&c.admin_token)
+            .header("Idempotency-Key", key)
+            .body(body)
+            .send()
+    };
+    let body = r#"{"command":["echo","once"]}"#;
+    let first = submit(body, "abc-123").await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let id = first.json::<serde_json::Value>().await.unwrap()["id"].clone();
+    let again = submit(body, "abc-123").await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap()["id"], id);
+    let other = submit(r#"{"command":["echo","twice"]}"#, "abc-123")
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 409);
+    let bad = submit(body, "has space").await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<serde_json::Value>().await.unwrap()["error"]["field"],
+        "Idempotency-Key"
+    );
+    // The key outlives a crash of the server.
+    let c2 = tokio::task::spawn_blocking(move || {
+        c.kill_server();
+        c.start_server();
+        c
+    })
+    .await
+    .unwrap();
+    let after = http
+        .post(format!("{}/api/v1/jobs", c2.url()))
+        .bearer_auth(&c2.admin_token)
+        .header("Idempotency-Key", "abc-123")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.json::<serde_json::Value>().await.unwrap()["id"], id);
+    // The CLI takes a key too; the same key twice is one job.
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        let a = c2.submit(&["--idempotency-key", "cli-key-1", "--", "true"]);
+        let b = c2.submit(&["--idempotency-key", "cli-key-1", "--", "true"]);
+        (a, b)
+    })
+    .await
+    .unwrap();
+    assert_eq!(a, b);
+}

@@ -40,6 +40,16 @@ pub enum Output {
     Stderr,
 }
 
+/// Tries of one idempotent submission before giving up.
+const SUBMIT_TRIES: u32 = 6;
+
+/// A fresh random idempotency key (128 bits, hex); `None` if the OS has no randomness.
+pub fn new_idempotency_key() -> Option<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).ok()?;
+    Some(hex::encode(b))
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -77,10 +87,19 @@ impl Client {
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = rb.send().await.map_err(|e| ClientError::Unreachable {
+        let resp = rb.send().await.map_err(|e| self.unreachable(&e))?;
+        self.check(resp).await
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
             url: self.base.clone(),
-            reason: root_cause(&e),
-        })?;
+            reason: root_cause(e),
+        }
+    }
+
+    /// Turns an error status into a [`ClientError::Api`].
+    async fn check(&self, resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -119,6 +138,41 @@ impl Client {
             .json(self.req(reqwest::Method::POST, "/api/v1/jobs").json(spec))
             .await?;
         Ok(s.id)
+    }
+
+    /// Submits with an idempotency key, retrying (same key) when the outcome is unknown: a
+    /// timeout or broken connection after the request may have been sent, or a 503. A
+    /// refused connection fails at once: nothing was sent.
+    pub async fn submit_idempotent(&self, spec: &JobSpec, key: &str) -> Result<JobId, ClientError> {
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let rb = self
+                .req(reqwest::Method::POST, "/api/v1/jobs")
+                .header("idempotency-key", key)
+                .timeout(std::time::Duration::from_secs(30))
+                .json(spec);
+            let outcome = match rb.send().await {
+                Err(e) if e.is_connect() || tries >= SUBMIT_TRIES => {
+                    return Err(self.unreachable(&e))
+                }
+                Err(_) => None,
+                Ok(resp) if resp.status().as_u16() == 503 && tries < SUBMIT_TRIES => None,
+                Ok(resp) => Some(self.check(resp).await?),
+            };
+            if let Some(resp) = outcome {
+                let bytes = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| ClientError::Decode(e.to_string()))?;
+                let s: Submitted = serde_json::from_slice(&bytes)
+                    .map_err(|e| ClientError::Decode(e.to_string()))?;
+                return Ok(s.id);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
+        }
     }
 
     pub async fn submit_batch(&self, specs: &[JobSpec]) -> Result<Vec<JobId>, ClientError> {

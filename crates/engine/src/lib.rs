@@ -10,6 +10,7 @@
 //! No tokio, no clock, no I/O; tested by simulation with `sanity_check()` after every step.
 
 mod changes;
+mod idempotency;
 mod nodes;
 mod ops;
 mod restore;
@@ -19,6 +20,7 @@ mod state;
 mod stats;
 
 pub use changes::Changes;
+pub use idempotency::{IdempotencyKey, Submitted};
 pub use nodes::{NodeRegistration, NodeReply};
 pub use restore::Loaded;
 pub use state::{Engine, JobLive, NodeInfo};
@@ -45,6 +47,10 @@ pub struct EngineConfig {
     pub max_live_jobs: usize,
     /// Most tasks kept live at once, over all jobs.
     pub max_live_tasks: u64,
+    /// An idempotency key is remembered this long after its first use.
+    pub idempotency_ttl_ms: u64,
+    /// Most idempotency keys remembered at once.
+    pub max_idempotency_keys: usize,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +63,8 @@ impl Default for EngineConfig {
             max_node_loss_requeues: 10,
             max_live_jobs: 1_000_000,
             max_live_tasks: 10_000_000,
+            idempotency_ttl_ms: 24 * 3600 * 1000,
+            max_idempotency_keys: 100_000,
         }
     }
 }
@@ -97,6 +105,10 @@ pub enum EngineError {
     TooManyTasks(u64),
     #[error("node {0} is not registered")]
     UnknownNode(NodeId),
+    #[error("idempotency key {0:?} was used for a different request")]
+    KeyReused(String),
+    #[error("too many idempotency keys in use (limit {0}); retry later")]
+    TooManyKeys(usize),
 }
 
 /// A report the engine ignored because the attempt is no longer current (fencing).

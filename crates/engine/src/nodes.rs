@@ -170,6 +170,7 @@ impl Engine {
         }
         self.fire_retry_timers(now);
         self.fire_deadlines(now);
+        self.expire_keys(now);
         self.schedule(now);
     }
 

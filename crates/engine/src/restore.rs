@@ -16,6 +16,7 @@ impl Engine {
         e.last_now = now;
         e.next_job_id = loaded.next_job_id.max(1);
         e.next_attempt_id = loaded.next_attempt_id.max(1);
+        e.restore_keys(loaded.idempotency, now);
         for n in loaded.nodes {
             e.nodes.insert(
                 n.id.clone(),

@@ -135,6 +135,14 @@ impl Engine {
                 }
             }
         }
+        if self.key_expiry.len() != self.idempotency.len()
+            || self
+                .key_expiry
+                .iter()
+                .any(|(at, k)| self.idempotency.get(k).is_none_or(|r| r.expires_at != *at))
+        {
+            return Err("idempotency index out of step with its expiry index".into());
+        }
         for (_, id, _) in &self.retry_timers {
             if !self.jobs.contains_key(id) {
                 return Err(format!("retry timer for retired job {id}"));

@@ -124,6 +124,9 @@ pub struct Engine {
     pub(crate) changes: Changes,
     pub(crate) effects: Vec<Effect>,
     pub(crate) counters: crate::Counters,
+    /// Bounded by `max_idempotency_keys`; entries leave at `expires_at` (see `idempotency.rs`).
+    pub(crate) idempotency: HashMap<String, zenith_model::IdempotencyRecord>,
+    pub(crate) key_expiry: BTreeSet<(Millis, String)>,
     /// Drained by the server after every step; capped at `MAX_OBSERVATIONS`.
     pub(crate) observations: std::collections::VecDeque<crate::Observation>,
 }
@@ -168,6 +171,8 @@ impl Engine {
             changes: Changes::default(),
             effects: Vec::new(),
             counters: crate::Counters::default(),
+            idempotency: HashMap::new(),
+            key_expiry: BTreeSet::new(),
             observations: std::collections::VecDeque::new(),
         }
     }

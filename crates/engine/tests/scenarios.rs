@@ -322,3 +322,59 @@ fn counters_levels_and_observations() {
         .any(|o| matches!(o, zenith_engine::Observation::QueueWait(_))));
     assert!(env.engine.take_observations().is_empty(), "drained");
 }
+
+#[test]
+fn idempotent_submission_replays_refuses_mismatch_and_expires() {
+    use std::sync::Arc;
+    use zenith_engine::IdempotencyKey;
+    let mut env = TestEnv::new(EngineConfig {
+        idempotency_ttl_ms: 1000,
+        max_idempotency_keys: 2,
+        ..cfg()
+    });
+    let key = |k: &str, fp| {
+        Some(IdempotencyKey {
+            key: k.into(),
+            fingerprint: fp,
+        })
+    };
+    let a = env
+        .engine
+        .submit_idempotent(key("k1", 7), vec![Arc::new(spec(1.0))], env.now)
+        .unwrap();
+    env.settle();
+    assert!(!a.replayed);
+    let again = env
+        .engine
+        .submit_idempotent(key("k1", 7), vec![Arc::new(spec(1.0))], env.now)
+        .unwrap();
+    assert_eq!((again.ids.clone(), again.replayed), (a.ids.clone(), true));
+    let err = env
+        .engine
+        .submit_idempotent(key("k1", 8), vec![Arc::new(spec(1.0))], env.now)
+        .unwrap_err();
+    assert!(err.to_string().contains("different request"));
+    env.engine
+        .submit_idempotent(key("k2", 1), vec![Arc::new(spec(1.0))], env.now)
+        .unwrap();
+    let full = env
+        .engine
+        .submit_idempotent(key("k3", 1), vec![Arc::new(spec(1.0))], env.now)
+        .unwrap_err();
+    assert!(full.to_string().contains("too many idempotency keys"));
+    env.settle();
+    assert_eq!(
+        env.engine.live_jobs(),
+        2,
+        "replays and refusals created nothing"
+    );
+    env.advance(1000);
+    assert_eq!(env.engine.idempotency_keys(), 0, "expired after the TTL");
+    let fresh = env
+        .engine
+        .submit_idempotent(key("k1", 8), vec![Arc::new(spec(1.0))], env.now)
+        .unwrap();
+    assert!(!fresh.replayed);
+    assert_ne!(fresh.ids, a.ids);
+    env.settle();
+}

@@ -13,7 +13,7 @@ pub mod validate;
 pub use duration::DurationMs;
 pub use ids::{AttemptId, JobId, NodeId};
 pub use job::{ArrayRange, Backoff, Constraint, JobSpec, RetryPolicy};
-pub use records::{AttemptRecord, JobRecord, NodeRecord, TaskRecord};
+pub use records::{AttemptRecord, IdempotencyRecord, JobRecord, NodeRecord, TaskRecord};
 pub use resources::Resources;
 pub use state::{AttemptOutcome, JobState, NodeState, TaskCounts, TaskState};
 pub use validate::ValidationError;

@@ -63,6 +63,16 @@ pub struct NodeRecord {
     pub last_seen: Millis,
 }
 
+/// A submission's idempotency key and what it created, kept until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub job_ids: Vec<JobId>,
+    /// Hash of the request that used the key; a different request with the same key is refused.
+    pub fingerprint: u64,
+    pub expires_at: Millis,
+}
+
 /// The write-set of one engine step, persisted in one group commit. Keyed so that repeated
 /// changes to one record within a batch cost one write.
 #[derive(Debug, Default)]
@@ -72,6 +82,8 @@ pub struct Changes {
     pub attempts: HashMap<AttemptId, AttemptRecord>,
     pub nodes: HashMap<NodeId, NodeRecord>,
     pub removed_nodes: Vec<NodeId>,
+    pub idempotency: Vec<IdempotencyRecord>,
+    pub expired_keys: Vec<String>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
 }
@@ -83,6 +95,8 @@ impl Changes {
             && self.attempts.is_empty()
             && self.nodes.is_empty()
             && self.removed_nodes.is_empty()
+            && self.idempotency.is_empty()
+            && self.expired_keys.is_empty()
     }
 
     /// Folds a later batch into this one (the later image of a record wins; a job's spec,
@@ -104,6 +118,15 @@ impl Changes {
             self.nodes.insert(id, n);
         }
         self.removed_nodes.extend(later.removed_nodes);
+        // A key that expires and is used again later: the later fact wins.
+        for k in &later.expired_keys {
+            self.idempotency.retain(|r| &r.key != k);
+        }
+        for r in &later.idempotency {
+            self.expired_keys.retain(|k| k != &r.key);
+        }
+        self.expired_keys.extend(later.expired_keys);
+        self.idempotency.extend(later.idempotency);
         self.next_job_id = self.next_job_id.max(later.next_job_id);
         self.next_attempt_id = self.next_attempt_id.max(later.next_attempt_id);
     }
@@ -115,6 +138,8 @@ impl Changes {
             + self.attempts.len()
             + self.nodes.len()
             + self.removed_nodes.len()
+            + self.idempotency.len()
+            + self.expired_keys.len()
     }
 }
 
@@ -128,6 +153,8 @@ pub struct Loaded {
     /// Attempts without an end.
     pub running: Vec<AttemptRecord>,
     pub nodes: Vec<NodeRecord>,
+    /// Idempotency keys (possibly expired: the engine drops those at restore).
+    pub idempotency: Vec<IdempotencyRecord>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
 }

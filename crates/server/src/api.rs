@@ -5,13 +5,15 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use zenith_engine::IdempotencyKey;
 use zenith_model::{AttemptId, JobId, JobSpec, JobState};
 use zenith_protocol::agent::LogStream;
 use zenith_protocol::api::{
@@ -74,7 +76,43 @@ fn parse_spec(v: serde_json::Value, prefix: &str) -> Result<JobSpec, ApiError> {
     Ok(spec)
 }
 
-pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Reads the optional `Idempotency-Key` header; the request body's hash is its fingerprint,
+/// so the same key with a different request is refused.
+fn idempotency_key(headers: &HeaderMap, body: &[u8]) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::Invalid(zenith_model::ValidationError::new(
+            "Idempotency-Key",
+            format!("must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        ))
+    };
+    let key = v.to_str().map_err(|_| bad())?;
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    let digest = Sha256::digest(body);
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&digest[..8]);
+    Ok(Some(IdempotencyKey {
+        key: key.to_string(),
+        fingerprint: u64::from_le_bytes(fp),
+    }))
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers, &body)?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
     let (specs, batch) = match value {
@@ -97,7 +135,8 @@ pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Respon
             ))
         }
     };
-    let ids = ask(&state, |reply| LoopMsg::Submit { specs, reply }).await??;
+    let done = ask(&state, |reply| LoopMsg::Submit { specs, key, reply }).await??;
+    let ids = done.ids;
     let resp = if batch {
         (
             StatusCode::CREATED,
@@ -115,6 +154,11 @@ pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Respon
         )
             .into_response()
     };
+    let mut resp = resp;
+    if done.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
     Ok(resp)
 }
 

@@ -34,7 +34,8 @@ type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 pub enum LoopMsg {
     Submit {
         specs: Vec<Arc<JobSpec>>,
-        reply: Reply<Vec<JobId>>,
+        key: Option<zenith_engine::IdempotencyKey>,
+        reply: Reply<zenith_engine::Submitted>,
     },
     Cancel {
         id: JobId,
@@ -183,12 +184,14 @@ impl ControlLoop {
         let mut after: Vec<AfterCommit> = Vec::new();
         for msg in batch {
             match msg {
-                LoopMsg::Submit { specs, reply } => match self.engine.submit(specs, now) {
-                    Ok(ids) => after.push(reply_after(reply, ids)),
-                    Err(e) => {
-                        let _ = reply.send(Err(engine_error(e)));
+                LoopMsg::Submit { specs, key, reply } => {
+                    match self.engine.submit_idempotent(key, specs, now) {
+                        Ok(done) => after.push(reply_after(reply, done)),
+                        Err(e) => {
+                            let _ = reply.send(Err(engine_error(e)));
+                        }
                     }
-                },
+                }
                 LoopMsg::Cancel { id, reply } => match self.engine.cancel(id, now) {
                     Ok(()) => after.push(reply_after(reply, ())),
                     Err(e) => {
@@ -368,9 +371,10 @@ fn engine_error(e: EngineError) -> ApiError {
         EngineError::JobNotLive(id) => {
             ApiError::Conflict(format!("job {id} is not queued or running"))
         }
-        EngineError::TooManyJobs(_) | EngineError::TooManyTasks(_) => {
-            ApiError::Overloaded(e.to_string())
-        }
+        EngineError::KeyReused(_) => ApiError::Conflict(e.to_string()),
+        EngineError::TooManyJobs(_)
+        | EngineError::TooManyTasks(_)
+        | EngineError::TooManyKeys(_) => ApiError::Overloaded(e.to_string()),
         EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
     }
 }

@@ -7,63 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use zenith_model::records::{Changes, Loaded};
 use zenith_model::{
-    AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, NodeId,
-    NodeRecord, NodeState, TaskCounts, TaskRecord, TaskState,
+    AttemptId, AttemptOutcome, AttemptRecord, IdempotencyRecord, JobId, JobRecord, JobSpec,
+    JobState, NodeId, NodeRecord, NodeState, TaskCounts, TaskRecord, TaskState,
 };
 
-/// Schema versions, applied in order; `PRAGMA user_version` holds the last applied.
-const MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE jobs (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    queue TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    task_count INTEGER NOT NULL,
-    queued INTEGER NOT NULL, running INTEGER NOT NULL, succeeded INTEGER NOT NULL,
-    failed INTEGER NOT NULL, cancelled INTEGER NOT NULL,
-    cancel_requested INTEGER NOT NULL,
-    reason TEXT,
-    created_at INTEGER NOT NULL,
-    finished_at INTEGER
-);
-CREATE INDEX jobs_state ON jobs (state, id);
-CREATE INDEX jobs_live ON jobs (id) WHERE finished_at IS NULL;
-CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
-CREATE TABLE tasks (
-    job_id INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    failures INTEGER NOT NULL,
-    attempts INTEGER NOT NULL,
-    attempt_id INTEGER,
-    ready_at INTEGER,
-    reason TEXT,
-    PRIMARY KEY (job_id, idx)
-) WITHOUT ROWID;
-CREATE TABLE attempts (
-    id INTEGER PRIMARY KEY,
-    job_id INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    node TEXT NOT NULL,
-    started_at INTEGER NOT NULL,
-    finished_at INTEGER,
-    outcome TEXT
-);
-CREATE INDEX attempts_task ON attempts (job_id, idx, id);
-CREATE INDEX attempts_open ON attempts (id) WHERE finished_at IS NULL;
-CREATE TABLE nodes (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    resources TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    state TEXT NOT NULL,
-    registered_at INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL
-);
-"#];
+/// Schema migrations, one file each, applied in order; `PRAGMA user_version` holds the last
+/// applied. A released migration is never edited.
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 /// Version tag of the JSON stored in `jobs.spec`.
 const SPEC_FORMAT: u32 = 1;
@@ -179,6 +129,27 @@ impl Store for SqliteStore {
             let rows = st.query_map([], node_from_row)?;
             for row in rows {
                 out.nodes.push(row??);
+            }
+        }
+        {
+            let mut st = self
+                .conn
+                .prepare("SELECT key, job_ids, fingerprint, expires_at FROM idempotency")?;
+            let rows = st.query_map([], |r| {
+                let key: String = r.get(0)?;
+                let ids: String = r.get(1)?;
+                Ok((key, ids, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })?;
+            for row in rows {
+                let (key, ids, fp, exp) = row?;
+                let job_ids: Vec<JobId> = serde_json::from_str(&ids)
+                    .map_err(|e| corrupt(format!("idempotency key {key:?}"), e))?;
+                out.idempotency.push(IdempotencyRecord {
+                    key,
+                    job_ids,
+                    fingerprint: fp as u64,
+                    expires_at: exp as u64,
+                });
             }
         }
         out.next_job_id = self
@@ -309,6 +280,21 @@ impl Store for SqliteStore {
             let mut del_node = tx.prepare_cached("DELETE FROM nodes WHERE id = ?1")?;
             for id in &ch.removed_nodes {
                 del_node.execute(params![id.as_str()])?;
+            }
+            let mut del_key = tx.prepare_cached("DELETE FROM idempotency WHERE key = ?1")?;
+            for k in &ch.expired_keys {
+                del_key.execute(params![k])?;
+            }
+            let mut put_key = tx.prepare_cached(
+                "INSERT OR REPLACE INTO idempotency (key, job_ids, fingerprint, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in &ch.idempotency {
+                put_key.execute(params![
+                    r.key,
+                    json(&r.job_ids),
+                    r.fingerprint as i64,
+                    r.expires_at as i64
+                ])?;
             }
             let mut meta =
                 tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;

@@ -159,3 +159,53 @@ fn group_commit_of_ten_thousand_jobs() {
     store.commit(&e.take_changes()).unwrap();
     assert_eq!(store.load().unwrap().jobs.len(), 10_000);
 }
+
+#[test]
+fn idempotency_keys_persist_and_expire() {
+    use zenith_engine::IdempotencyKey;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let cfg = EngineConfig {
+        idempotency_ttl_ms: 1000,
+        ..Default::default()
+    };
+    let mut e = Engine::new(cfg.clone());
+    let key = Some(IdempotencyKey {
+        key: "retry-me".into(),
+        fingerprint: 42,
+    });
+    let first = e
+        .submit_idempotent(key.clone(), vec![Arc::new(spec(1.0))], 10)
+        .unwrap();
+    store.commit(&e.take_changes()).unwrap();
+    // After a restart the key still maps to the same job.
+    let mut e = Engine::restore(cfg.clone(), store.load().unwrap(), 20);
+    let again = e
+        .submit_idempotent(key.clone(), vec![Arc::new(spec(1.0))], 20)
+        .unwrap();
+    assert_eq!((again.ids, again.replayed), (first.ids.clone(), true));
+    // Past the TTL the key is gone from memory and from the store.
+    e.tick(2000);
+    assert_eq!(e.idempotency_keys(), 0);
+    store.commit(&e.take_changes()).unwrap();
+    assert!(store.load().unwrap().idempotency.is_empty());
+}
+
+#[test]
+fn a_version_one_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A database as the first release left it: schema version 1, no idempotency table.
+        let conn = rusqlite::Connection::open(dir.path().join("zenith.db")).unwrap();
+        let v1 = include_str!("../src/schema_v1.sql");
+        conn.execute_batch(v1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    assert!(store.load().unwrap().idempotency.is_empty());
+    let conn = rusqlite::Connection::open(dir.path().join("zenith.db")).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+}

@@ -61,6 +61,10 @@ pub struct SubmitArgs {
     /// A label on the job, K=V (repeatable).
     #[arg(long = "label", short = 'l', value_parser = parse_kv)]
     labels: Vec<(String, String)>,
+    /// Idempotency key: a retried submission with the same key returns the same job
+    /// (default: a fresh random key, used for the automatic retries of this command).
+    #[arg(long)]
+    idempotency_key: Option<String>,
     /// Print the job as JSON instead of only its ID.
     #[arg(long)]
     json: bool,
@@ -128,7 +132,14 @@ impl SubmitArgs {
 pub async fn run(a: SubmitArgs) -> anyhow::Result<u8> {
     let spec = a.spec()?;
     let client = a.conn.client()?;
-    let id = client.submit(&spec).await?;
+    let id = match a
+        .idempotency_key
+        .clone()
+        .or_else(zenith_client::new_idempotency_key)
+    {
+        Some(key) => client.submit_idempotent(&spec, &key).await?,
+        None => client.submit(&spec).await?,
+    };
     if a.json {
         crate::output::json(&serde_json::json!({ "id": id }))?;
     } else {
