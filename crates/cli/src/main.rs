@@ -57,6 +57,8 @@ enum Command {
     },
     /// List nodes.
     Nodes(cmd::nodes::NodesArgs),
+    /// Follow job, attempt and node transitions as they happen.
+    Events(cmd::events::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
             Command::Jobs(a) => cmd::jobs::run(a).await,
             Command::Job { verb } => cmd::job::run(verb).await,
             Command::Nodes(a) => cmd::nodes::run(a).await,
+            Command::Events(a) => cmd::events::run(a).await,
         }
     });
     match result {

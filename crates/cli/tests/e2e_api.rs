@@ -18,6 +18,7 @@ async fn every_api_route_needs_the_admin_token() {
         ("GET", "/api/v1/jobs/1/logs"),
         ("GET", "/api/v1/jobs/1/explain"),
         ("GET", "/api/v1/nodes"),
+        ("GET", "/api/v1/events"),
         ("GET", "/api/v1/no/such/route"),
         ("POST", "/agent/v1/register"),
         ("GET", "/agent/v1/stream"),

@@ -182,3 +182,65 @@ fn finished_jobs_are_swept_after_retention() {
     });
     assert!(c.ok(&["jobs", "-o", "json"]).contains("\"jobs\": []"));
 }
+
+#[test]
+fn events_stream_committed_transitions() {
+    let c = Cluster::up(&[]);
+    let mut cmd = zenith();
+    cmd.args(["events", "-o", "json", "--kind", "job", "--kind", "attempt"])
+        .env("ZENITH_SERVER", c.url())
+        .env("ZENITH_TOKEN", &c.admin_token);
+    let log = c.dir.path().join("events.log");
+    let _events = Proc::spawn(cmd, log.clone());
+    let events = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    // Until the subscription is live, events of earlier jobs may be missed: probe until one shows.
+    wait_for("the event stream to be live", 30, || {
+        let probe = c.submit(&["--", "true"]);
+        c.wait_final(probe, 30);
+        events()
+            .iter()
+            .any(|e| e["kind"] == "job" && e["job"] == probe && e["state"] == "succeeded")
+            .then_some(())
+    });
+    let id = c.submit(&["--", "sh", "-c", "exit 4"]);
+    c.wait_final(id, 30);
+    let mine = wait_for("the job's final event", 30, || {
+        let mine: Vec<_> = events().into_iter().filter(|e| e["job"] == id).collect();
+        mine.iter()
+            .any(|e| e["kind"] == "job" && e["state"] == "failed")
+            .then_some(mine)
+    });
+    let seq: Vec<String> = mine
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap(),
+                e["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            "attempt running",
+            "job running",
+            "attempt failed",
+            "job failed"
+        ],
+        "{mine:?}"
+    );
+    assert_eq!(mine[2]["exit_code"], 4);
+    assert!(
+        events().iter().all(|e| e["kind"] != "node"),
+        "kind filter applies"
+    );
+    // A bad filter is a usage error.
+    assert_eq!(c.cli(&["events", "--job", "x"]).status.code(), Some(2));
+}

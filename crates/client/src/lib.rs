@@ -5,7 +5,7 @@ use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use zenith_model::{JobId, JobSpec, JobState};
 use zenith_protocol::api::{
-    ErrorBody, ExplainView, JobList, JobView, NodeList, Submitted, SubmittedBatch,
+    ErrorBody, Event, ExplainView, JobList, JobView, NodeList, Submitted, SubmittedBatch,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +230,57 @@ impl Client {
     pub async fn nodes(&self) -> Result<NodeList, ClientError> {
         self.json(self.req(reqwest::Method::GET, "/api/v1/nodes"))
             .await
+    }
+
+    /// Committed transitions as they happen (optionally of one job, of some kinds). The stream
+    /// ends when the server closes it.
+    pub async fn events(
+        &self,
+        job: Option<JobId>,
+        kinds: &[&str],
+    ) -> Result<impl Stream<Item = Result<Event, ClientError>>, ClientError> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(j) = job {
+            q.push(("job", j.to_string()));
+        }
+        if !kinds.is_empty() {
+            q.push(("kind", kinds.join(",")));
+        }
+        let resp = self
+            .send(self.req(reqwest::Method::GET, "/api/v1/events").query(&q))
+            .await?;
+        let bytes = resp.bytes_stream();
+        Ok(futures_util::stream::unfold(
+            (bytes, Vec::<u8>::new()),
+            |(mut bytes, mut buf)| async move {
+                loop {
+                    if let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                        let block: Vec<u8> = buf.drain(..end + 2).collect();
+                        let text = String::from_utf8_lossy(&block);
+                        let data: String = text
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("data: "))
+                            .collect();
+                        if data.is_empty() {
+                            continue; // a keepalive comment
+                        }
+                        let ev = serde_json::from_str::<Event>(&data)
+                            .map_err(|e| ClientError::Decode(e.to_string()));
+                        return Some((ev, (bytes, buf)));
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            return Some((
+                                Err(ClientError::Decode(e.to_string())),
+                                (bytes, Vec::new()),
+                            ))
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        ))
     }
 
     /// A task's output as a byte stream (with `follow`, until its attempt ends).

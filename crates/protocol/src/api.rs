@@ -173,3 +173,93 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
         outcome: a.outcome.clone(),
     }
 }
+
+/// One line of `GET /api/v1/events` (server-sent events, `data: <json>`): a committed
+/// transition of a job, an attempt or a node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    Job {
+        job: JobId,
+        state: JobState,
+        tasks: TaskCounts,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Attempt {
+        job: JobId,
+        task: u32,
+        attempt: AttemptId,
+        node: NodeId,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Node {
+        node: NodeId,
+        state: NodeState,
+    },
+    /// This subscriber fell behind and missed `missed` events; re-read state to resync.
+    Lagged {
+        missed: u64,
+    },
+}
+
+impl Event {
+    /// The job an event is about, if any.
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            Event::Job { job, .. } | Event::Attempt { job, .. } => Some(*job),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Job { .. } => "job",
+            Event::Attempt { .. } => "attempt",
+            Event::Node { .. } => "node",
+            Event::Lagged { .. } => "lagged",
+        }
+    }
+}
+
+/// Events describing one batch of committed record images.
+pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut jobs: Vec<&JobRecord> = changes.jobs.values().collect();
+    jobs.sort_by_key(|j| j.id);
+    let mut attempts: Vec<&AttemptRecord> = changes.attempts.values().collect();
+    attempts.sort_by_key(|a| a.id);
+    for a in attempts {
+        let v = attempt_view(a);
+        out.push(Event::Attempt {
+            job: a.job,
+            task: a.task,
+            attempt: a.id,
+            node: a.node.clone(),
+            state: v.state,
+            exit_code: v.exit_code,
+            reason: v.reason,
+        });
+    }
+    for j in jobs {
+        out.push(Event::Job {
+            job: j.id,
+            state: j.state,
+            tasks: j.counts,
+            reason: j.reason.clone(),
+        });
+    }
+    let mut nodes: Vec<_> = changes.nodes.values().collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    for n in nodes {
+        out.push(Event::Node {
+            node: n.id.clone(),
+            state: n.state,
+        });
+    }
+    out
+}

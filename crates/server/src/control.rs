@@ -90,6 +90,8 @@ pub struct ControlLoop {
     next_session: u64,
     writer: mpsc::Sender<WriterMsg>,
     metrics: Arc<Metrics>,
+    /// Committed transitions for `/api/v1/events` subscribers.
+    events: tokio::sync::broadcast::Sender<crate::events::EventBatch>,
 }
 
 fn reply_after<T: Send + 'static>(reply: Reply<T>, value: T) -> AfterCommit {
@@ -118,6 +120,7 @@ impl ControlLoop {
         cfg: LoopConfig,
         writer: mpsc::Sender<WriterMsg>,
         metrics: Arc<Metrics>,
+        events: tokio::sync::broadcast::Sender<crate::events::EventBatch>,
     ) -> Self {
         ControlLoop {
             engine,
@@ -127,6 +130,7 @@ impl ControlLoop {
             next_session: clock.now(),
             writer,
             metrics,
+            events,
         }
     }
 
@@ -353,6 +357,15 @@ impl ControlLoop {
             }
         }
         let changes = self.engine.take_changes();
+        if self.events.receiver_count() > 0 && !changes.is_empty() {
+            let batch = Arc::new(zenith_protocol::api::events_of(&changes));
+            let tx = self.events.clone();
+            after.push(Box::new(move |r: Result<(), &str>| {
+                if r.is_ok() {
+                    let _ = tx.send(batch);
+                }
+            }));
+        }
         if changes.is_empty() && after.is_empty() {
             return Ok(());
         }

@@ -9,6 +9,7 @@ pub mod auth;
 mod clock;
 mod control;
 mod error;
+mod events;
 pub mod logs;
 mod metrics;
 mod writer;
@@ -86,6 +87,7 @@ pub(crate) struct AppState {
     tokens: auth::Tokens,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<metrics::Metrics>,
+    events: tokio::sync::broadcast::Sender<events::EventBatch>,
 }
 
 /// Capacity of the control loop's inbox; a full inbox answers 429.
@@ -118,6 +120,7 @@ pub async fn serve(
     let logs = logs::LogStore::new(cfg.data_dir.join("logs"), cfg.max_log_bytes);
 
     let metrics = Arc::new(metrics::Metrics::new());
+    let (events_tx, _) = tokio::sync::broadcast::channel(events::EVENT_BUFFER);
     let (writer_tx, writer_rx) = mpsc::channel(64);
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
     let fatal_seen = fatal_rx.clone();
@@ -137,7 +140,14 @@ pub async fn serve(
         retention_ms: cfg.retention_ms,
         sweep_every: Duration::from_millis(cfg.sweep_every_ms.max(10)),
     };
-    let control = control::ControlLoop::new(engine, clock, loop_cfg, writer_tx, metrics.clone());
+    let control = control::ControlLoop::new(
+        engine,
+        clock,
+        loop_cfg,
+        writer_tx,
+        metrics.clone(),
+        events_tx.clone(),
+    );
     let mut loop_stop = stop_rx.clone();
     let control_task = tokio::spawn(control.run(control_rx, async move {
         let _ = loop_stop.changed().await;
@@ -150,6 +160,7 @@ pub async fn serve(
         tokens,
         shutdown: stop_rx.clone(),
         metrics,
+        events: events_tx,
     };
     let app = router(state, cfg.max_body_bytes);
 
@@ -194,6 +205,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/jobs/{id}/logs", get(api::logs))
         .route("/jobs/{id}/explain", get(api::explain))
         .route("/nodes", get(api::nodes))
+        .route("/events", get(events::events))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin));
     let agent = Router::new()

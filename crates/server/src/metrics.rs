@@ -323,6 +323,7 @@ pub fn route_of(path: &str) -> &'static str {
         "/api/v1/jobs/{id}/logs",
         "/api/v1/jobs/{id}/explain",
         "/api/v1/nodes",
+        "/api/v1/events",
         "/agent/v1/register",
         "/agent/v1/stream",
         "/agent/v1/report",

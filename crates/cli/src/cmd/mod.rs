@@ -1,6 +1,7 @@
 //! One module per verb; shared client setup and exit-code mapping here.
 
 pub mod daemon;
+pub mod events;
 pub mod job;
 pub mod jobs;
 pub mod nodes;

@@ -1,0 +1,116 @@
+//! `GET /api/v1/events`: committed transitions as server-sent events.
+//!
+//! The control loop publishes one message per committed batch (only while someone listens)
+//! on a bounded broadcast channel ([`EVENT_BUFFER`] batches); a subscriber that falls behind
+//! gets a `lagged` event telling how many batches it missed, and should re-read state.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use zenith_model::{JobId, ValidationError};
+use zenith_protocol::api::Event;
+
+/// Committed batches buffered for slow subscribers.
+pub const EVENT_BUFFER: usize = 1024;
+/// An idle stream carries a comment this often, to keep proxies from closing it.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub type EventBatch = Arc<Vec<Event>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    job: Option<u64>,
+    /// Comma-separated kinds: job, attempt, node.
+    kind: Option<String>,
+}
+
+struct Filter {
+    job: Option<JobId>,
+    kinds: Option<Vec<String>>,
+}
+
+impl Filter {
+    fn accepts(&self, e: &Event) -> bool {
+        if matches!(e, Event::Lagged { .. }) {
+            return true;
+        }
+        if let Some(j) = self.job {
+            if e.job() != Some(j) {
+                return false;
+            }
+        }
+        self.kinds
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|k| k == e.kind()))
+    }
+}
+
+fn sse(e: &Event) -> String {
+    format!("data: {}\n\n", serde_json::to_string(e).unwrap_or_default())
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    Query(q): Query<EventQuery>,
+) -> Result<Response, ApiError> {
+    let kinds = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some(list) => {
+            let kinds: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+            if let Some(bad) = kinds
+                .iter()
+                .find(|k| !matches!(k.as_str(), "job" | "attempt" | "node"))
+            {
+                return Err(ApiError::Invalid(ValidationError::new(
+                    "kind",
+                    format!("unknown kind {bad:?}; use job, attempt or node"),
+                )));
+            }
+            Some(kinds)
+        }
+    };
+    let filter = Filter {
+        job: q.job.map(JobId),
+        kinds,
+    };
+    let rx = state.events.subscribe();
+    let shutdown = state.shutdown.clone();
+    let body = futures_util::stream::unfold(
+        (rx, shutdown, filter),
+        |(mut rx, mut shutdown, filter)| async move {
+            loop {
+                let text = tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(batch) => batch.iter().filter(|e| filter.accepts(e)).map(sse).collect::<String>(),
+                        Err(broadcast::error::RecvError::Lagged(n)) => sse(&Event::Lagged { missed: n }),
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = tokio::time::sleep(KEEPALIVE) => ": keepalive\n\n".to_string(),
+                    _ = shutdown.changed() => return None,
+                };
+                if !text.is_empty() {
+                    return Some((
+                        Ok::<_, std::io::Error>(Bytes::from(text)),
+                        (rx, shutdown, filter),
+                    ));
+                }
+            }
+        },
+    );
+    let mut resp = Body::from_stream(body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
