@@ -63,7 +63,7 @@ impl Engine {
         let now = self.clamp(now);
         let job = self.jobs.get_mut(&id).ok_or(EngineError::JobNotLive(id))?;
         job.cancel_requested = true;
-        let pending: Vec<u32> = job.pending.drain(..).collect();
+        job.pending.clear();
         let mut kills = Vec::new();
         let mut touched = Vec::new();
         for (slot, t) in job.tasks.iter_mut().enumerate() {
@@ -85,7 +85,6 @@ impl Engine {
                 _ => {}
             }
         }
-        drop(pending);
         let (queue, key) = (job.spec.queue.clone(), job.queue_key(id));
         self.unqueue(&queue, key);
         for slot in touched {

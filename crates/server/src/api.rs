@@ -138,21 +138,13 @@ pub async fn submit(
     let done = ask(&state, |reply| LoopMsg::Submit { specs, key, reply }).await??;
     let ids = done.ids;
     let resp = if batch {
-        (
-            StatusCode::CREATED,
-            Json(serde_json::to_value(SubmittedBatch { ids }).unwrap_or_default()),
-        )
-            .into_response()
+        (StatusCode::CREATED, Json(SubmittedBatch { ids })).into_response()
     } else {
         let id = ids
             .first()
             .copied()
             .ok_or(ApiError::Unavailable("no id allocated".into()))?;
-        (
-            StatusCode::CREATED,
-            Json(serde_json::to_value(Submitted { id }).unwrap_or_default()),
-        )
-            .into_response()
+        (StatusCode::CREATED, Json(Submitted { id })).into_response()
     };
     let mut resp = resp;
     if done.replayed {
