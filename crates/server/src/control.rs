@@ -9,13 +9,14 @@
 use crate::clock::Stopwatch;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::writer::{AfterCommit, WriterMsg};
+use crate::writer::{AfterCommit, CommitFailed, WriterMsg};
 use crate::Clock;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use zenith_engine::{Effect, Engine, EngineError, NodeRegistration};
+use zenith_engine::{Effect, Engine, EngineConfig, EngineError, NodeRegistration};
 use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
 use zenith_protocol::agent::{
     Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
@@ -26,6 +27,8 @@ use zenith_protocol::api::{ExplainView, NodeView};
 pub const MAX_BATCH: usize = 4096;
 /// Capacity of each agent's outgoing stream (in messages; each holds a batch).
 const SESSION_BUFFER: usize = 1024;
+/// How often a degraded server tries whether the store accepts writes again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How often timers, liveness and retention are checked.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -79,6 +82,8 @@ pub struct LoopConfig {
     pub heartbeat_interval_ms: u64,
     pub retention_ms: u64,
     pub sweep_every: Duration,
+    /// For rebuilding the engine after a failed commit.
+    pub engine: EngineConfig,
 }
 
 pub struct ControlLoop {
@@ -92,13 +97,30 @@ pub struct ControlLoop {
     metrics: Arc<Metrics>,
     /// Committed transitions for `/api/v1/events` subscribers.
     events: tokio::sync::broadcast::Sender<crate::events::EventBatch>,
+    shared: Shared,
+    /// Generation of the engine's memory; bumped when it is rebuilt after a failed commit.
+    gen: u64,
+    /// Why the store refuses writes, while it does (new work is refused meanwhile).
+    degraded: Option<String>,
+}
+
+/// What the loop shares with the rest of the server besides its inbox.
+pub struct Shared {
+    /// Failed commits, from the writer.
+    pub failures: mpsc::Receiver<CommitFailed>,
+    /// Set when the server must stop (the store cannot even be read).
+    pub fatal: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    /// Mirrors `degraded` for `/readyz` and metrics.
+    pub degraded: Arc<AtomicBool>,
 }
 
 fn reply_after<T: Send + 'static>(reply: Reply<T>, value: T) -> AfterCommit {
     Box::new(move |r: Result<(), &str>| {
         let _ = reply.send(match r {
             Ok(()) => Ok(value),
-            Err(e) => Err(ApiError::Unavailable(format!("not committed: {e}"))),
+            Err(e) => Err(ApiError::Unavailable(format!(
+                "the store could not commit this request ({e}); nothing changed, retry later"
+            ))),
         });
     })
 }
@@ -121,6 +143,7 @@ impl ControlLoop {
         writer: mpsc::Sender<WriterMsg>,
         metrics: Arc<Metrics>,
         events: tokio::sync::broadcast::Sender<crate::events::EventBatch>,
+        shared: Shared,
     ) -> Self {
         ControlLoop {
             engine,
@@ -131,6 +154,9 @@ impl ControlLoop {
             writer,
             metrics,
             events,
+            shared,
+            gen: 0,
+            degraded: None,
         }
     }
 
@@ -142,6 +168,8 @@ impl ControlLoop {
     ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(PROBE_EVERY);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sweep = tokio::time::interval(self.cfg.sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -178,6 +206,12 @@ impl ControlLoop {
                     let before = self.clock.now().saturating_sub(self.cfg.retention_ms);
                     if self.writer.send(WriterMsg::Sweep { before }).await.is_err() { break; }
                 }
+                Some(f) = self.shared.failures.recv() => {
+                    if self.on_commit_failed(f).await.is_err() { break; }
+                }
+                _ = probe.tick(), if self.degraded.is_some() => {
+                    if self.probe().await.is_err() { break; }
+                }
                 _ = &mut shutdown => break,
             }
         }
@@ -188,6 +222,12 @@ impl ControlLoop {
         let mut after: Vec<AfterCommit> = Vec::new();
         for msg in batch {
             match msg {
+                LoopMsg::Submit { reply, .. } if self.degraded.is_some() => {
+                    let _ = reply.send(Err(self.refusal()));
+                }
+                LoopMsg::Cancel { reply, .. } if self.degraded.is_some() => {
+                    let _ = reply.send(Err(self.refusal()));
+                }
                 LoopMsg::Submit { specs, key, reply } => {
                     match self.engine.submit_idempotent(key, specs, now) {
                         Ok(done) => after.push(reply_after(reply, done)),
@@ -230,7 +270,12 @@ impl ControlLoop {
                         heartbeat_interval_ms: self.cfg.heartbeat_interval_ms,
                         kill: r.kill,
                     };
-                    after.push(reply_after(reply, resp));
+                    if self.degraded.is_some() {
+                        // The node record waits in the engine for the store to recover.
+                        let _ = reply.send(Ok(resp));
+                    } else {
+                        after.push(reply_after(reply, resp));
+                    }
                 }
                 LoopMsg::OpenStream {
                     node,
@@ -257,7 +302,13 @@ impl ControlLoop {
                         continue;
                     }
                     let mut acked = Vec::with_capacity(req.results.len());
-                    for r in req.results {
+                    // While the store refuses writes, results stay in the agent's outbox.
+                    let results = if self.degraded.is_some() {
+                        Vec::new()
+                    } else {
+                        req.results
+                    };
+                    for r in results {
                         if let Err(stale) =
                             self.engine
                                 .attempt_finished(&req.node_id, r.attempt, r.outcome, now)
@@ -273,14 +324,16 @@ impl ControlLoop {
                         .filter(|a| !done.contains(a))
                         .collect();
                     let hb = self.engine.heartbeat(&req.node_id, &known, now);
-                    after.push(reply_after(
-                        reply,
-                        ReportResponse {
-                            acked,
-                            kill: hb.kill,
-                            reregister: hb.reregister,
-                        },
-                    ));
+                    let resp = ReportResponse {
+                        acked,
+                        kill: hb.kill,
+                        reregister: hb.reregister,
+                    };
+                    if self.degraded.is_some() {
+                        let _ = reply.send(Ok(resp));
+                    } else {
+                        after.push(reply_after(reply, resp));
+                    }
                 }
                 LoopMsg::Explain { id, reply } => {
                     let view = self.engine.explain(id).map(|(state, e)| ExplainView {
@@ -326,6 +379,13 @@ impl ControlLoop {
         let observations = self.engine.take_observations();
         self.metrics
             .absorb_engine(self.engine.counters(), observations);
+        if self.degraded.is_some() {
+            // Changes and effects wait in the engine until the store accepts writes again.
+            for a in after {
+                a(Err("the store refuses writes"));
+            }
+            return Ok(());
+        }
         let mut assign: BTreeMap<NodeId, Vec<Assignment>> = BTreeMap::new();
         let mut kill: BTreeMap<NodeId, Vec<AttemptId>> = BTreeMap::new();
         for e in self.engine.take_effects() {
@@ -371,11 +431,78 @@ impl ControlLoop {
         }
         self.writer
             .send(WriterMsg::Commit {
+                gen: self.gen,
                 changes: Box::new(changes),
                 after,
             })
             .await
             .map_err(|_| ())
+    }
+}
+
+impl ControlLoop {
+    fn refusal(&self) -> ApiError {
+        let why = self.degraded.as_deref().unwrap_or("unknown error");
+        ApiError::Unavailable(format!(
+            "the store cannot write ({why}); new work is refused until it can, retry later"
+        ))
+    }
+
+    /// A commit failed: the engine's memory is ahead of the store. Rebuild it from what is
+    /// durable and refuse new work until a probe write succeeds.
+    async fn on_commit_failed(&mut self, f: CommitFailed) -> Result<(), ()> {
+        if f.gen < self.gen {
+            return Ok(()); // this generation was already rebuilt
+        }
+        self.gen = f.gen + 1;
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(WriterMsg::Reload { reply: tx })
+            .await
+            .map_err(|_| ())?;
+        let loaded = match rx.await {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                self.stop(format!(
+                    "cannot reload the store after a failed commit: {e}"
+                ));
+                return Err(());
+            }
+            Err(_) => return Err(()),
+        };
+        self.engine = Engine::restore(self.cfg.engine.clone(), loaded, self.clock.now());
+        // The restored engine's restored state is already durable: drop its restore-time
+        // bookkeeping so that only new changes are written later.
+        self.metrics.reset_engine_baseline();
+        self.set_degraded(Some(f.error));
+        tracing::warn!("engine rebuilt from the store; new work refused until writes succeed");
+        Ok(())
+    }
+
+    /// While degraded: does the store accept writes again? Then commit what waited.
+    async fn probe(&mut self) -> Result<(), ()> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(WriterMsg::Probe { reply: tx })
+            .await
+            .map_err(|_| ())?;
+        if let Ok(Ok(())) = rx.await {
+            tracing::info!("the store accepts writes again; accepting new work");
+            self.set_degraded(None);
+            self.flush(Vec::new()).await?;
+        }
+        Ok(())
+    }
+
+    fn set_degraded(&mut self, why: Option<String>) {
+        self.shared.degraded.store(why.is_some(), Ordering::Relaxed);
+        self.metrics.set_degraded(why.is_some());
+        self.degraded = why;
+    }
+
+    fn stop(&self, why: String) {
+        tracing::error!(error = %why, "stopping the server");
+        self.shared.fatal.send_replace(Some(why));
     }
 }
 

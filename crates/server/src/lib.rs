@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most queued or running jobs at once (admission control).
     pub max_live_jobs: usize,
+    /// Cap on the database size; at the cap new work is refused (503) until retention frees
+    /// space.
+    pub max_store_bytes: Option<u64>,
 }
 
 impl ServerConfig {
@@ -64,6 +67,7 @@ impl ServerConfig {
             max_log_bytes: 64 << 20,
             max_body_bytes: 16 << 20,
             max_live_jobs: 1_000_000,
+            max_store_bytes: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub(crate) struct AppState {
     shutdown: watch::Receiver<bool>,
     metrics: Arc<metrics::Metrics>,
     events: tokio::sync::broadcast::Sender<events::EventBatch>,
+    /// True while the store refuses writes.
+    degraded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Capacity of the control loop's inbox; a full inbox answers 429.
@@ -101,6 +107,9 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let clock = Clock::new();
     let mut store = SqliteStore::open(&cfg.data_dir)?;
+    if let Some(limit) = cfg.max_store_bytes {
+        store.set_size_limit(limit)?;
+    }
     let tokens = auth::Tokens::init(&mut store, &cfg.data_dir)?;
     let loaded = store.load()?;
     tracing::info!(
@@ -115,7 +124,7 @@ pub async fn serve(
         max_live_jobs: cfg.max_live_jobs,
         ..EngineConfig::default()
     };
-    let engine = Engine::restore(engine_cfg, loaded, clock.now());
+    let engine = Engine::restore(engine_cfg.clone(), loaded, clock.now());
     let reader: Arc<dyn StoreReader> = Arc::new(store.reader(4)?);
     let logs = logs::LogStore::new(cfg.data_dir.join("logs"), cfg.max_log_bytes);
 
@@ -124,21 +133,24 @@ pub async fn serve(
     let (writer_tx, writer_rx) = mpsc::channel(64);
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
     let fatal_seen = fatal_rx.clone();
+    let (failures_tx, failures_rx) = mpsc::channel(16);
     let writer = writer::spawn(
         Box::new(store) as Box<dyn Store>,
         logs.clone(),
         writer_rx,
-        fatal_tx,
+        failures_tx,
         metrics.clone(),
     )
     .map_err(|e| ServerError::Io(format!("starting the store writer: {e}")))?;
 
     let (control_tx, control_rx) = mpsc::channel(CONTROL_INBOX);
+    let degraded = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let loop_cfg = control::LoopConfig {
         heartbeat_interval_ms: cfg.heartbeat_interval_ms,
         retention_ms: cfg.retention_ms,
         sweep_every: Duration::from_millis(cfg.sweep_every_ms.max(10)),
+        engine: engine_cfg,
     };
     let control = control::ControlLoop::new(
         engine,
@@ -147,6 +159,11 @@ pub async fn serve(
         writer_tx,
         metrics.clone(),
         events_tx.clone(),
+        control::Shared {
+            failures: failures_rx,
+            fatal: Arc::new(fatal_tx),
+            degraded: degraded.clone(),
+        },
     );
     let mut loop_stop = stop_rx.clone();
     let control_task = tokio::spawn(control.run(control_rx, async move {
@@ -161,6 +178,7 @@ pub async fn serve(
         shutdown: stop_rx.clone(),
         metrics,
         events: events_tx,
+        degraded,
     };
     let app = router(state, cfg.max_body_bytes);
 
@@ -230,6 +248,9 @@ fn router(state: AppState, max_body: usize) -> Router {
 async fn ready(State(state): State<AppState>) -> Response {
     if state.control.is_closed() || *state.shutdown.borrow() {
         ApiError::Unavailable("control loop stopped".into()).into_response()
+    } else if state.degraded.load(std::sync::atomic::Ordering::Relaxed) {
+        ApiError::Unavailable("the store refuses writes; new work is refused".into())
+            .into_response()
     } else {
         "ready\n".into_response()
     }

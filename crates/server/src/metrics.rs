@@ -69,6 +69,7 @@ pub struct Metrics {
     pub pass_time: Histogram,
     pub commit_time: Histogram,
     pub batch_size: Histogram,
+    store_degraded: Gauge,
     api_requests: Family<RouteLabels, Counter>,
     api_latency: HistFamily<RouteLabel>,
     /// Engine counters already exported, to turn totals into increments.
@@ -98,6 +99,7 @@ impl Metrics {
             pass_time: latency_histogram(),
             commit_time: latency_histogram(),
             batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            store_degraded: Gauge::default(),
             api_requests: Family::default(),
             api_latency: Family::new_with_constructor(latency_histogram),
             exported: Mutex::new(Counters::default()),
@@ -187,6 +189,11 @@ impl Metrics {
             m.batch_size.clone(),
         );
         r.register(
+            "store_degraded",
+            "1 while the store refuses writes (new work is refused)",
+            m.store_degraded.clone(),
+        );
+        r.register(
             "api_requests",
             "HTTP requests by route, method and status",
             m.api_requests.clone(),
@@ -248,6 +255,17 @@ impl Metrics {
         self.stale_reports
             .inc_by(d(now.stale_reports, last.stale_reports));
         *last = now.clone();
+    }
+
+    /// After the engine was rebuilt its totals restart from zero: export from there on.
+    pub fn reset_engine_baseline(&self) {
+        if let Ok(mut last) = self.exported.lock() {
+            *last = Counters::default();
+        }
+    }
+
+    pub fn set_degraded(&self, degraded: bool) {
+        self.store_degraded.set(i64::from(degraded));
     }
 
     /// Sets the level gauges from a snapshot; queues no longer live drop out.

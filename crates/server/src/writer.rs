@@ -1,15 +1,19 @@
 //! The store writer: one thread that owns the write connection. It merges whatever batches
 //! are waiting into one transaction (group commit), commits, and only then runs the batch's
-//! after-commit actions (API replies, messages to agents). A failed commit is fatal: the
-//! engine's memory is ahead of the store, so the server stops and a restart rebuilds from
-//! what is durable.
+//! after-commit actions (API replies, messages to agents).
+//!
+//! A failed commit (disk full, I/O error) leaves the engine's memory ahead of the store. The
+//! writer then refuses every batch built on that memory (each batch carries the loop's
+//! generation; older generations are refused) and tells the loop, which reloads the engine
+//! from the store (`Reload`), refuses new work while writes fail, and probes (`Probe`) until
+//! the store accepts writes again.
 
 use crate::clock::Stopwatch;
 use crate::logs::LogStore;
 use crate::metrics::Metrics;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
-use zenith_model::records::Changes;
+use tokio::sync::{mpsc, oneshot};
+use zenith_model::records::{Changes, Loaded};
 use zenith_model::Millis;
 use zenith_store::Store;
 
@@ -17,12 +21,29 @@ use zenith_store::Store;
 pub type AfterCommit = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
 pub enum WriterMsg {
+    /// One batch of engine changes built on generation `gen` of the engine's memory.
     Commit {
+        gen: u64,
         changes: Box<Changes>,
         after: Vec<AfterCommit>,
     },
     /// Deletes jobs finished before `before`, and their logs.
     Sweep { before: Millis },
+    /// Reads every live record back, to rebuild the engine after a failed commit.
+    Reload {
+        reply: oneshot::Sender<Result<Loaded, String>>,
+    },
+    /// Tries a small write: does the store accept writes again?
+    Probe {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Sent to the loop when a commit of generation `gen` failed.
+#[derive(Debug)]
+pub struct CommitFailed {
+    pub gen: u64,
+    pub error: String,
 }
 
 /// Most batches merged into one transaction.
@@ -30,78 +51,127 @@ const MAX_MERGE: usize = 64;
 /// Jobs deleted per sweep transaction (sweeps repeat until done).
 const SWEEP_CHUNK: usize = 1000;
 
-/// Starts the writer thread. `fatal` receives the error that stopped it.
+struct Writer {
+    store: Box<dyn Store>,
+    logs: LogStore,
+    metrics: Arc<Metrics>,
+    failures: mpsc::Sender<CommitFailed>,
+    /// Batches of an older generation are refused: their base state was never committed.
+    accept_gen: u64,
+}
+
+/// Starts the writer thread.
 pub fn spawn(
-    mut store: Box<dyn Store>,
+    store: Box<dyn Store>,
     logs: LogStore,
     mut rx: mpsc::Receiver<WriterMsg>,
-    fatal: watch::Sender<Option<String>>,
+    failures: mpsc::Sender<CommitFailed>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let mut w = Writer {
+        store,
+        logs,
+        metrics,
+        failures,
+        accept_gen: 0,
+    };
     std::thread::Builder::new()
         .name("zenith-store-writer".into())
         .spawn(move || {
-            let mut failed: Option<String> = None;
-            while let Some(first) = rx.blocking_recv() {
-                let mut changes = Changes::default();
-                let mut after: Vec<AfterCommit> = Vec::new();
-                let mut sweep = None;
-                let mut merged = 0;
-                let mut next = Some(first);
-                while let Some(msg) = next.take() {
-                    match msg {
-                        WriterMsg::Commit {
-                            changes: c,
-                            after: a,
-                        } => {
-                            changes.absorb(*c);
-                            after.extend(a);
-                        }
-                        WriterMsg::Sweep { before } => sweep = Some(before),
-                    }
-                    merged += 1;
-                    if merged < MAX_MERGE {
-                        next = rx.try_recv().ok();
-                    }
-                }
-                let result = match &failed {
-                    Some(e) => Err(e.clone()),
-                    None if changes.is_empty() => Ok(()),
-                    None => {
-                        let watch = Stopwatch::start();
-                        let r = store.commit(&changes).map_err(|e| e.to_string());
-                        metrics.commit_time.observe(watch.seconds());
-                        metrics.batch_size.observe(changes.len() as f64);
-                        r
-                    }
+            let mut stash: Option<WriterMsg> = None;
+            loop {
+                let msg = match stash.take() {
+                    Some(m) => m,
+                    None => match rx.blocking_recv() {
+                        Some(m) => m,
+                        None => break,
+                    },
                 };
-                if let Err(e) = &result {
-                    if failed.is_none() {
-                        tracing::error!(error = %e, "store commit failed; stopping the server");
-                        failed = Some(e.clone());
-                        fatal.send_replace(Some(format!("store commit failed: {e}")));
-                    }
-                }
-                let r = result.as_ref().map(|_| ()).map_err(|e| e.as_str());
-                for a in after {
-                    a(r);
-                }
-                if let (Some(before), None) = (sweep, &failed) {
-                    loop {
-                        match store.sweep(before, SWEEP_CHUNK) {
-                            Ok((jobs, gone)) => {
-                                logs.remove(&gone);
-                                if jobs < SWEEP_CHUNK {
+                match msg {
+                    WriterMsg::Commit {
+                        gen,
+                        changes,
+                        after,
+                    } => {
+                        // Group commit: merge the batches of the same generation that are waiting.
+                        let mut changes = *changes;
+                        let mut after = after;
+                        for _ in 1..MAX_MERGE {
+                            match rx.try_recv() {
+                                Ok(WriterMsg::Commit {
+                                    gen: g,
+                                    changes: c,
+                                    after: a,
+                                }) if g == gen => {
+                                    changes.absorb(*c);
+                                    after.extend(a);
+                                }
+                                Ok(other) => {
+                                    stash = Some(other);
                                     break;
                                 }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "retention sweep failed; will retry");
-                                break;
+                                Err(_) => break,
                             }
                         }
+                        w.commit(gen, changes, after);
+                    }
+                    WriterMsg::Sweep { before } => w.sweep(before),
+                    WriterMsg::Reload { reply } => {
+                        let _ = reply.send(w.store.load().map_err(|e| e.to_string()));
+                    }
+                    WriterMsg::Probe { reply } => {
+                        let _ = reply.send(
+                            w.store
+                                .set_meta("write_probe", &w.accept_gen.to_string())
+                                .map_err(|e| e.to_string()),
+                        );
                     }
                 }
             }
         })
+}
+
+impl Writer {
+    fn commit(&mut self, gen: u64, changes: Changes, after: Vec<AfterCommit>) {
+        let result = if gen < self.accept_gen {
+            Err("the store refused an earlier write; retry".to_string())
+        } else if changes.is_empty() {
+            Ok(())
+        } else {
+            let watch = Stopwatch::start();
+            let r = self.store.commit(&changes).map_err(|e| e.to_string());
+            self.metrics.commit_time.observe(watch.seconds());
+            self.metrics.batch_size.observe(changes.len() as f64);
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "store commit failed; refusing new work until writes succeed");
+                self.accept_gen = gen + 1;
+                let _ = self.failures.try_send(CommitFailed {
+                    gen,
+                    error: e.clone(),
+                });
+            }
+            r
+        };
+        let r = result.as_ref().map(|_| ()).map_err(|e| e.as_str());
+        for a in after {
+            a(r);
+        }
+    }
+
+    fn sweep(&mut self, before: Millis) {
+        loop {
+            match self.store.sweep(before, SWEEP_CHUNK) {
+                Ok((jobs, gone)) => {
+                    self.logs.remove(&gone);
+                    if jobs < SWEEP_CHUNK {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention sweep failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -50,6 +50,19 @@ impl SqliteStore {
         Ok(SqliteStore { conn, path })
     }
 
+    /// Caps the database at about `bytes` (whole pages); writes beyond fail as a full disk
+    /// would. A cap below the current size holds it at the current size.
+    pub fn set_size_limit(&mut self, bytes: u64) -> Result<(), StoreError> {
+        let page: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (bytes / page.max(512) as u64).max(1) as i64;
+        let _: i64 = self
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })?;
+        Ok(())
+    }
+
     /// A read side sharing this database, with `connections` read-only connections.
     pub fn reader(&self, connections: usize) -> Result<SqliteReader, StoreError> {
         let mut pool = Vec::with_capacity(connections);

@@ -27,6 +27,10 @@ pub struct ServerOpts {
     /// Finished jobs are deleted this long after they end.
     #[arg(long, default_value = "7d", value_parser = DurationMs::parse)]
     retention: DurationMs,
+    /// Cap the database size, e.g. 10G: at the cap new work is refused (503) until
+    /// retention frees space (default: no cap; a full disk behaves the same way).
+    #[arg(long, value_parser = parse_bytes)]
+    store_max_size: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -104,6 +108,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.heartbeat_timeout_ms = o.heartbeat_timeout.as_millis();
     c.heartbeat_interval_ms = o.heartbeat_interval.as_millis().max(50);
     c.retention_ms = o.retention.as_millis();
+    c.max_store_bytes = o.store_max_size;
     // Sweep often enough that nothing outlives its retention by more than a quarter of it.
     c.sweep_every_ms = (c.retention_ms / 4).clamp(500, 60_000);
     c
