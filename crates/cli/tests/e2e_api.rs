@@ -287,3 +287,51 @@ async fn idempotency_keys_survive_restarts_and_refuse_other_requests() {
     .unwrap();
     assert_eq!(a, b);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_over_its_rate_gets_429_with_retry_after() {
+    let c = tokio::task::spawn_blocking(|| Cluster::up(&["--rate-limit", "5"]))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut limited = None;
+    for _ in 0..50 {
+        let resp = http
+            .get(format!("{}/api/v1/nodes", c.url()))
+            .bearer_auth(&c.admin_token)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("a burst of 50 requests at 5/s is limited");
+    assert!(resp.headers().contains_key("retry-after"));
+    let e: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "resource_exhausted");
+    // Health and metrics are not limited.
+    for _ in 0..20 {
+        assert_eq!(
+            http.get(format!("{}/healthz", c.url()))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let metrics = http
+        .get(format!("{}/metrics", c.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("zenith_api_clients_tracked 1"),
+        "{metrics}"
+    );
+}

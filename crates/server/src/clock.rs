@@ -52,3 +52,24 @@ impl Stopwatch {
         self.0.elapsed().as_secs_f64()
     }
 }
+
+/// A point on the monotonic clock, for rate limiting and other local measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Monotonic(Instant);
+
+impl Monotonic {
+    #[allow(clippy::disallowed_methods)] // the clock module owns time reads
+    pub fn now() -> Self {
+        Monotonic(Instant::now())
+    }
+
+    /// Time since `earlier` (zero if `earlier` is later).
+    pub fn since(&self, earlier: Monotonic) -> std::time::Duration {
+        self.0.saturating_duration_since(earlier.0)
+    }
+
+    #[cfg(test)]
+    pub fn plus(&self, d: std::time::Duration) -> Self {
+        Monotonic(self.0 + d)
+    }
+}

@@ -10,6 +10,7 @@ mod clock;
 mod control;
 mod error;
 mod events;
+mod limiter;
 pub mod logs;
 mod metrics;
 mod writer;
@@ -17,7 +18,7 @@ mod writer;
 pub use clock::Clock;
 pub use error::ApiError;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -54,6 +55,9 @@ pub struct ServerConfig {
     /// Cap on the database size; at the cap new work is refused (503) until retention frees
     /// space.
     pub max_store_bytes: Option<u64>,
+    /// Requests per second each client address may make to `/api/v1` (bursts of twice
+    /// that); beyond it: 429 with `Retry-After`.
+    pub rate_limit_per_client: u32,
 }
 
 impl ServerConfig {
@@ -68,6 +72,7 @@ impl ServerConfig {
             max_body_bytes: 16 << 20,
             max_live_jobs: 1_000_000,
             max_store_bytes: None,
+            rate_limit_per_client: 1000,
         }
     }
 }
@@ -94,6 +99,7 @@ pub(crate) struct AppState {
     events: tokio::sync::broadcast::Sender<events::EventBatch>,
     /// True while the store refuses writes.
     degraded: Arc<std::sync::atomic::AtomicBool>,
+    limiter: Arc<limiter::RateLimiter>,
 }
 
 /// Capacity of the control loop's inbox; a full inbox answers 429.
@@ -179,6 +185,7 @@ pub async fn serve(
         metrics,
         events: events_tx,
         degraded,
+        limiter: Arc::new(limiter::RateLimiter::new(cfg.rate_limit_per_client)),
     };
     let app = router(state, cfg.max_body_bytes);
 
@@ -196,7 +203,11 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app).with_graceful_shutdown(stop_signal);
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_signal);
     tokio::select! {
         r = served => r.map_err(|e| ServerError::Io(format!("http server: {e}")))?,
         _ = async {
@@ -225,7 +236,8 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/nodes", get(api::nodes))
         .route("/events", get(events::events))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin));
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit));
     let agent = Router::new()
         .route("/register", post(agent_api::register))
         .route("/stream", get(agent_api::stream))
@@ -268,6 +280,7 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
             state.metrics.set_levels(&levels);
         }
     }
+    state.metrics.set_clients(state.limiter.clients());
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
@@ -309,6 +322,21 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
         Some(auth::Role::Admin) => next.run(req).await,
         Some(auth::Role::Agent) => ApiError::Forbidden.into_response(),
         None => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// Per-client token bucket on the public API (before authentication, so floods of bad
+/// tokens are limited too).
+async fn rate_limit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match state.limiter.check(peer.ip(), clock::Monotonic::now()) {
+        Ok(()) => next.run(req).await,
+        Err(_) => ApiError::Overloaded(format!("too many requests from {}; slow down", peer.ip()))
+            .into_response(),
     }
 }
 

@@ -70,6 +70,7 @@ pub struct Metrics {
     pub commit_time: Histogram,
     pub batch_size: Histogram,
     store_degraded: Gauge,
+    api_clients: Gauge,
     api_requests: Family<RouteLabels, Counter>,
     api_latency: HistFamily<RouteLabel>,
     /// Engine counters already exported, to turn totals into increments.
@@ -100,6 +101,7 @@ impl Metrics {
             commit_time: latency_histogram(),
             batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             store_degraded: Gauge::default(),
+            api_clients: Gauge::default(),
             api_requests: Family::default(),
             api_latency: Family::new_with_constructor(latency_histogram),
             exported: Mutex::new(Counters::default()),
@@ -189,6 +191,11 @@ impl Metrics {
             m.batch_size.clone(),
         );
         r.register(
+            "api_clients_tracked",
+            "Client addresses with a rate-limit bucket",
+            m.api_clients.clone(),
+        );
+        r.register(
             "store_degraded",
             "1 while the store refuses writes (new work is refused)",
             m.store_degraded.clone(),
@@ -262,6 +269,10 @@ impl Metrics {
         if let Ok(mut last) = self.exported.lock() {
             *last = Counters::default();
         }
+    }
+
+    pub fn set_clients(&self, n: usize) {
+        self.api_clients.set(n as i64);
     }
 
     pub fn set_degraded(&self, degraded: bool) {

@@ -31,6 +31,9 @@ pub struct ServerOpts {
     /// retention frees space (default: no cap; a full disk behaves the same way).
     #[arg(long, value_parser = parse_bytes)]
     store_max_size: Option<u64>,
+    /// Requests per second each client address may make to the API (bursts of twice that).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    rate_limit: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -109,6 +112,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.heartbeat_interval_ms = o.heartbeat_interval.as_millis().max(50);
     c.retention_ms = o.retention.as_millis();
     c.max_store_bytes = o.store_max_size;
+    c.rate_limit_per_client = o.rate_limit;
     // Sweep often enough that nothing outlives its retention by more than a quarter of it.
     c.sweep_every_ms = (c.retention_ms / 4).clamp(500, 60_000);
     c
