@@ -20,6 +20,8 @@ const SEEN_LIMIT: usize = 100_000;
 
 struct Proc {
     pgid: Option<i32>,
+    /// A kill was requested: processes that escaped the group are hunted down at the end.
+    killing: bool,
 }
 
 #[derive(Default)]
@@ -101,7 +103,13 @@ impl Executor {
                     t.seen.remove(&old);
                 }
             }
-            t.running.insert(a.attempt, Proc { pgid: None });
+            t.running.insert(
+                a.attempt,
+                Proc {
+                    pgid: None,
+                    killing: false,
+                },
+            );
         }
         let attempt = a.attempt;
         match self.spawn(&a) {
@@ -175,8 +183,17 @@ impl Executor {
         if let Some(pg) = pgid {
             let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
         }
-        if let Ok(mut t) = self.inner.table.lock() {
-            t.running.remove(&attempt);
+        let killed = self
+            .inner
+            .table
+            .lock()
+            .ok()
+            .and_then(|mut t| t.running.remove(&attempt))
+            .is_some_and(|p| p.killing);
+        if killed {
+            // A killed job leaves nothing: also processes that left its group (setsid,
+            // double fork), found by the attempt ID in their environment.
+            self.signal_escapees(attempt, Signal::SIGKILL);
         }
         let results = self.inner.results.clone();
         let r = AttemptResult { attempt, outcome };
@@ -187,17 +204,23 @@ impl Executor {
         }
     }
 
-    /// Kills an attempt's process group: SIGTERM now, SIGKILL after the grace period.
+    /// Kills an attempt: SIGTERM to its process group and to processes that left the group,
+    /// SIGKILL to all of them after the grace period (or as soon as the leader exits).
     pub fn kill(&self, attempt: AttemptId) {
-        let pgid = self
-            .inner
-            .table
-            .lock()
-            .ok()
-            .and_then(|t| t.running.get(&attempt).and_then(|p| p.pgid));
+        let pgid = {
+            let Ok(mut t) = self.inner.table.lock() else {
+                return;
+            };
+            let Some(p) = t.running.get_mut(&attempt) else {
+                return;
+            };
+            p.killing = true;
+            p.pgid
+        };
         let Some(pg) = pgid else { return };
         tracing::debug!(%attempt, pgid = pg, "killing attempt");
         let _ = killpg(Pid::from_raw(pg), Signal::SIGTERM);
+        self.signal_escapees(attempt, Signal::SIGTERM);
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(this.inner.grace).await;
@@ -209,8 +232,41 @@ impl Executor {
                 .unwrap_or(false);
             if still {
                 let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+                this.signal_escapees(attempt, Signal::SIGKILL);
             }
         });
+    }
+
+    /// Signals every process carrying this node's ID and this attempt's ID in its environment
+    /// (what a job starts inherits them, whatever group or session it moves to).
+    fn signal_escapees(&self, attempt: AttemptId, sig: Signal) {
+        let marks = [
+            format!("ZENITH_NODE_ID={}", self.inner.node),
+            format!("ZENITH_ATTEMPT_ID={attempt}"),
+        ];
+        let me = std::process::id() as i32;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let mut hit = 0;
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(env) = std::fs::read(e.path().join("environ")) else {
+                continue;
+            };
+            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+            if marks.iter().all(|m| vars.contains(&m.as_bytes()))
+                && nix::sys::signal::kill(Pid::from_raw(pid), sig).is_ok()
+            {
+                hit += 1;
+            }
+        }
+        tracing::debug!(%attempt, signal = %sig, processes = hit, "signalled the attempt's processes");
     }
 
     /// After a crash of a previous agent run on this node: kills the process groups of jobs it

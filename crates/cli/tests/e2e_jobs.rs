@@ -244,3 +244,24 @@ fn events_stream_committed_transitions() {
     // A bad filter is a usage error.
     assert_eq!(c.cli(&["events", "--job", "x"]).status.code(), Some(2));
 }
+
+#[test]
+fn cancel_and_timeout_leave_no_escaped_process() {
+    let c = Cluster::up(&[]);
+    // One sleep in a new session, one double-forked (orphaned to init), one in the group.
+    let script = |m: &str| format!("setsid sleep {m} & (sleep {m} &); sleep {m}");
+    let cancelled = c.submit(&["--", "sh", "-c", &script("1000444")]);
+    let timed = c.submit(&["--timeout", "2s", "--", "sh", "-c", &script("1000555")]);
+    wait_for("all six sleeps", 30, || {
+        (processes_matching("sleep 1000444") >= 3 && processes_matching("sleep 1000555") >= 3)
+            .then_some(())
+    });
+    c.ok(&["job", "cancel", &cancelled.to_string()]);
+    assert_eq!(c.wait_final(cancelled, 30)["state"], "cancelled");
+    let j = c.wait_final(timed, 30);
+    assert_eq!(j["reason"], "task 0: timed_out");
+    wait_for("no process left", 15, || {
+        (processes_matching("sleep 1000444") + processes_matching("sleep 1000555") == 0)
+            .then_some(())
+    });
+}
