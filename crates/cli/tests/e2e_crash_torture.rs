@@ -1,0 +1,159 @@
+//! Crash torture: the server is killed with SIGKILL again and again while a client submits
+//! jobs (retrying with idempotency keys) and an agent runs them. Afterwards: every acknowledged
+//! job exists once, finishes, and no task succeeded twice.
+//!
+//! `ZENITH_TORTURE_KILLS` (default 5) and `ZENITH_TORTURE_JOBS` (default 300) scale it up.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod common;
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small deterministic generator for kill timings (seed printed for replay).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (self.0 >> 33) % (hi - lo)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_server_kill9_loses_and_duplicates_nothing() {
+    let kills = env_num("ZENITH_TORTURE_KILLS", 5);
+    let jobs = env_num("ZENITH_TORTURE_JOBS", 300);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("torture seed {seed}: {kills} kills, {jobs} jobs");
+    let mut c = tokio::task::spawn_blocking(|| {
+        let mut c = Cluster::server(&["--heartbeat-timeout", "30s", "--rate-limit", "100000"]);
+        c.add_agent("worker", &["--cpus", "4"]);
+        c.wait_nodes(1);
+        c
+    })
+    .await
+    .unwrap();
+    let url = c.url();
+    let token = c.admin_token.clone();
+    let done = Arc::new(AtomicBool::new(false));
+
+    // The client: submits `jobs` jobs one by one, retrying each (same key) until acknowledged.
+    let client = {
+        let (url, token) = (url.clone(), token.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+            let mut retries = 0u64;
+            for i in 0..jobs {
+                let key = format!("torture-{seed}-{i}");
+                loop {
+                    let resp = http
+                        .post(format!("{url}/api/v1/jobs"))
+                        .bearer_auth(&token)
+                        .header("Idempotency-Key", &key)
+                        .json(&serde_json::json!({"command": ["sh", "-c", "echo $ZENITH_JOB_ID"], "resources": {"cpus": 0.25}}))
+                        .send()
+                        .await;
+                    match resp {
+                        Ok(r) if r.status() == 201 => {
+                            let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+                                .as_u64()
+                                .unwrap();
+                            acked.insert(key, id);
+                            break;
+                        }
+                        _ => {
+                            retries += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            }
+            (acked, retries)
+        })
+    };
+
+    // The killer: SIGKILL and restart the server at pseudo-random moments.
+    let killer_done = done.clone();
+    let c_back = tokio::task::spawn_blocking(move || {
+        let mut rng = Lcg(seed);
+        for _ in 0..kills {
+            std::thread::sleep(Duration::from_millis(rng.next_ms(100, 600)));
+            c.kill_server();
+            std::thread::sleep(Duration::from_millis(rng.next_ms(0, 200)));
+            c.start_server();
+        }
+        killer_done.store(true, Ordering::SeqCst);
+        c
+    });
+    let (acked, retries) = client.await.unwrap();
+    c = c_back.await.unwrap();
+    assert!(done.load(Ordering::SeqCst));
+    eprintln!(
+        "{} jobs acknowledged, {retries} retried requests",
+        acked.len()
+    );
+    let ids: BTreeSet<u64> = acked.values().copied().collect();
+    assert_eq!(ids.len(), jobs, "one job per key, no duplicates");
+
+    // Nothing but the acknowledged jobs exists (paging through the listing).
+    let http = reqwest::Client::new();
+    let mut listed = 0;
+    let mut before: Option<u64> = None;
+    loop {
+        let mut q = format!("{url}/api/v1/jobs?limit=1000");
+        if let Some(b) = before {
+            q.push_str(&format!("&before={b}"));
+        }
+        let page: serde_json::Value = http
+            .get(q)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        listed += page["jobs"].as_array().unwrap().len();
+        match page["next_before"].as_u64() {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ids.len());
+    tokio::task::spawn_blocking(move || {
+        for id in &ids {
+            let j = c.wait_final(*id, 120);
+            assert_eq!(j["state"], "succeeded", "job {id}: {j}");
+            let wins = j["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["state"] == "succeeded")
+                .count();
+            assert_eq!(wins, 1, "job {id} succeeded once: {j}");
+            assert_eq!(c.ok(&["job", "logs", &id.to_string()]), format!("{id}\n"));
+        }
+    })
+    .await
+    .unwrap();
+}
