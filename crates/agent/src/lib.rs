@@ -80,11 +80,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .build()?;
-    let conn = std::sync::Arc::new(session::Conn {
-        http,
-        cfg,
-        node: node.clone(),
-    });
+    let conn = std::sync::Arc::new(session::Conn::new(http, cfg, node.clone()));
     tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
     tokio::pin!(shutdown);
     let mut retry = Duration::from_millis(100);
@@ -115,6 +111,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         };
         retry = Duration::from_millis(100);
         tracing::info!(session = reg.session, "registered");
+        conn.adopt_heartbeat_timeout(reg.heartbeat_timeout_ms);
         for k in &reg.kill {
             exec.kill(*k);
         }
@@ -133,7 +130,15 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         loop {
             tokio::select! {
                 _ = &mut shutdown => break 'connect,
-                _ = &mut stream.0 => continue 'connect,
+                _ = &mut stream.0 => {
+                    // The stream ended (server restart, partition): reconnect after a pause,
+                    // so that a server that keeps dropping streams is not hammered.
+                    tokio::select! {
+                        _ = &mut shutdown => break 'connect,
+                        _ = tokio::time::sleep(jitter(Duration::from_millis(300))) => {}
+                    }
+                    continue 'connect;
+                }
                 r = results_rx.recv() => stash(&mut outbox, r, &mut results_rx)?,
                 _ = tick.tick() => {}
             }

@@ -7,6 +7,7 @@ use crate::outbox::Outbox;
 use crate::{AgentConfig, AgentError};
 use futures_util::StreamExt;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use zenith_model::{AttemptId, NodeId};
 use zenith_protocol::agent::{
@@ -18,6 +19,12 @@ use zenith_protocol::agent::{
 const STREAM_IDLE: Duration = Duration::from_secs(35);
 /// Longest NDJSON line accepted from the server.
 const MAX_LINE: usize = 64 << 20;
+/// A request unanswered for this long is abandoned and retried (a partition can swallow
+/// packets without closing the connection), until the server says how long it waits for
+/// heartbeats; then a quarter of that, within these bounds.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most results in one report.
 const REPORT_BATCH: usize = 10_000;
 
@@ -25,6 +32,31 @@ pub struct Conn {
     pub http: reqwest::Client,
     pub cfg: AgentConfig,
     pub node: NodeId,
+    /// Per-request timeout in milliseconds (see `DEFAULT_REQUEST_TIMEOUT`).
+    pub request_timeout_ms: AtomicU64,
+}
+
+impl Conn {
+    pub fn new(http: reqwest::Client, cfg: AgentConfig, node: NodeId) -> Self {
+        let ms = DEFAULT_REQUEST_TIMEOUT.as_millis() as u64;
+        Conn {
+            http,
+            cfg,
+            node,
+            request_timeout_ms: AtomicU64::new(ms),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Keeps requests well inside the server's heartbeat timeout.
+    pub fn adopt_heartbeat_timeout(&self, ms: u64) {
+        let t = Duration::from_millis(ms / 4).clamp(MIN_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT);
+        self.request_timeout_ms
+            .store(t.as_millis() as u64, Ordering::Relaxed);
+    }
 }
 
 impl Conn {
@@ -45,6 +77,7 @@ impl Conn {
             .http
             .post(self.url("/agent/v1/register"))
             .bearer_auth(&self.cfg.token)
+            .timeout(self.timeout())
             .json(&req)
             .send()
             .await?;
@@ -57,14 +90,23 @@ impl Conn {
             "/agent/v1/stream?node_id={}&session={session}",
             self.node
         ));
-        let resp = match self.http.get(url).bearer_auth(&self.cfg.token).send().await {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
+        // Only the response head is bounded here; the body is a long-lived stream.
+        let head = tokio::time::timeout(
+            self.timeout(),
+            self.http.get(url).bearer_auth(&self.cfg.token).send(),
+        );
+        let resp = match head.await {
+            Ok(Ok(r)) if r.status().is_success() => r,
+            Ok(Ok(r)) => {
                 tracing::warn!(status = %r.status(), "assignment stream refused");
                 return;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "assignment stream failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("assignment stream did not answer in time");
                 return;
             }
         };
@@ -132,6 +174,7 @@ impl Conn {
                 .http
                 .post(self.url("/agent/v1/logs"))
                 .bearer_auth(&self.cfg.token)
+                .timeout(self.timeout())
                 .body(body)
                 .send()
                 .await?;
@@ -157,6 +200,7 @@ impl Conn {
             .http
             .post(self.url("/agent/v1/report"))
             .bearer_auth(&self.cfg.token)
+            .timeout(self.timeout())
             .json(&req)
             .send()
             .await?;

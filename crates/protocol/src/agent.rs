@@ -31,6 +31,9 @@ pub struct RegisterResponse {
     /// Identifies this registration; the stream and reports carry it.
     pub session: u64,
     pub heartbeat_interval_ms: u64,
+    /// Silence after which the server declares the node lost; the agent keeps its requests
+    /// well inside it.
+    pub heartbeat_timeout_ms: u64,
     /// Attempts to kill at once: the server does not own them (any more).
     pub kill: Vec<AttemptId>,
 }

@@ -268,6 +268,7 @@ impl ControlLoop {
                     let resp = RegisterResponse {
                         session,
                         heartbeat_interval_ms: self.cfg.heartbeat_interval_ms,
+                        heartbeat_timeout_ms: self.cfg.engine.heartbeat_timeout_ms,
                         kill: r.kill,
                     };
                     if self.degraded.is_some() {

@@ -7,6 +7,8 @@
     clippy::disallowed_methods
 )]
 
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -177,7 +179,13 @@ impl Cluster {
 
     /// Starts an agent with its own data dir; returns its index in `agents`.
     pub fn add_agent(&mut self, name: &str, extra: &[&str]) -> usize {
-        let p = self.agent_proc(name, extra);
+        let url = self.url();
+        self.add_agent_via(name, &url, extra)
+    }
+
+    /// Starts an agent that reaches the server at `server_url` (e.g. through a proxy).
+    pub fn add_agent_via(&mut self, name: &str, server_url: &str, extra: &[&str]) -> usize {
+        let p = self.agent_proc_via(name, server_url, extra);
         self.agents.push(p);
         self.agents.len() - 1
     }
@@ -189,10 +197,14 @@ impl Cluster {
     }
 
     fn agent_proc(&self, name: &str, extra: &[&str]) -> Proc {
+        self.agent_proc_via(name, &self.url(), extra)
+    }
+
+    fn agent_proc_via(&self, name: &str, server_url: &str, extra: &[&str]) -> Proc {
         let mut cmd = zenith();
         cmd.arg("agent")
             .arg("--server")
-            .arg(self.url())
+            .arg(server_url)
             .arg("--token")
             .arg(&self.agent_token)
             .arg("--data-dir")
@@ -201,7 +213,7 @@ impl Cluster {
             .arg(name)
             .args(["--kill-grace", "1s"])
             .args(extra)
-            .env("ZENITH_LOG", "info");
+            .env("ZENITH_LOG", std::env::var("E2E_AGENT_LOG").unwrap_or("info".into()));
         let n = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
