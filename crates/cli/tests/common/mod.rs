@@ -213,7 +213,10 @@ impl Cluster {
             .arg(name)
             .args(["--kill-grace", "1s"])
             .args(extra)
-            .env("ZENITH_LOG", std::env::var("E2E_AGENT_LOG").unwrap_or("info".into()));
+            .env(
+                "ZENITH_LOG",
+                std::env::var("E2E_AGENT_LOG").unwrap_or("info".into()),
+            );
         let n = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
