@@ -44,6 +44,7 @@ struct Inner {
     grace: Duration,
     table: Mutex<Table>,
     results: mpsc::Sender<AttemptResult>,
+    metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 /// Where an attempt's output goes on the agent.
@@ -58,6 +59,7 @@ impl Executor {
         work_dir: PathBuf,
         grace: Duration,
         results: mpsc::Sender<AttemptResult>,
+        metrics: Arc<crate::metrics::AgentMetrics>,
     ) -> std::io::Result<Self> {
         let log_dir = data_dir.join("logs");
         std::fs::create_dir_all(&log_dir)?;
@@ -70,6 +72,7 @@ impl Executor {
                 grace,
                 table: Mutex::new(Table::default()),
                 results,
+                metrics,
             }),
         })
     }
@@ -120,6 +123,7 @@ impl Executor {
                         p.pgid = pgid;
                     }
                 }
+                self.inner.metrics.attempts_started.inc();
                 let this = self.clone();
                 tokio::spawn(async move { this.watch(attempt, child, pgid).await });
             }
@@ -195,6 +199,14 @@ impl Executor {
             // double fork), found by the attempt ID in their environment.
             self.signal_escapees(attempt, Signal::SIGKILL);
         }
+        self.inner.metrics.ended(&outcome);
+        let running = self
+            .inner
+            .table
+            .lock()
+            .map(|t| t.running.len())
+            .unwrap_or(0);
+        self.inner.metrics.running.set(running as i64);
         let results = self.inner.results.clone();
         let r = AttemptResult { attempt, outcome };
         if results.try_send(r.clone()).is_err() {

@@ -4,6 +4,7 @@
 mod executor;
 mod identity;
 mod logship;
+mod metrics;
 mod outbox;
 mod proc;
 mod session;
@@ -35,6 +36,8 @@ pub struct AgentConfig {
     pub kill_grace: Duration,
     /// Where attempts without `cwd` run (default `<data_dir>/work`).
     pub work_dir: Option<PathBuf>,
+    /// Serve the agent's Prometheus metrics at `/metrics` on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,18 @@ const RESULT_CHANNEL: usize = 65_536;
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     std::fs::create_dir_all(&cfg.data_dir)?;
     let node = identity::node_id(&cfg.data_dir)?;
+    let metrics = metrics::AgentMetrics::new();
+    let _metrics_server = match cfg.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "agent metrics at /metrics");
+            Some(AbortOnDrop(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+            ))))
+        }
+        None => None,
+    };
     let (results_tx, mut results_rx) = mpsc::channel(RESULT_CHANNEL);
     let work_dir = cfg
         .work_dir
@@ -66,6 +81,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         work_dir,
         cfg.kill_grace,
         results_tx,
+        metrics.clone(),
     )?;
     let leftovers = exec.reap_leftovers();
     if leftovers > 0 {
@@ -80,7 +96,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .build()?;
-    let conn = std::sync::Arc::new(session::Conn::new(http, cfg, node.clone()));
+    let conn = std::sync::Arc::new(session::Conn::new(http, cfg, node.clone(), metrics.clone()));
     tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
     tokio::pin!(shutdown);
     let mut retry = Duration::from_millis(100);
@@ -111,6 +127,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         };
         retry = Duration::from_millis(100);
         tracing::info!(session = reg.session, "registered");
+        metrics.registrations.inc();
         conn.adopt_heartbeat_timeout(reg.heartbeat_timeout_ms);
         for k in &reg.kill {
             exec.kill(*k);

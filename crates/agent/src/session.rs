@@ -34,16 +34,23 @@ pub struct Conn {
     pub node: NodeId,
     /// Per-request timeout in milliseconds (see `DEFAULT_REQUEST_TIMEOUT`).
     pub request_timeout_ms: AtomicU64,
+    pub metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
 }
 
 impl Conn {
-    pub fn new(http: reqwest::Client, cfg: AgentConfig, node: NodeId) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        cfg: AgentConfig,
+        node: NodeId,
+        metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
+    ) -> Self {
         let ms = DEFAULT_REQUEST_TIMEOUT.as_millis() as u64;
         Conn {
             http,
             cfg,
             node,
             request_timeout_ms: AtomicU64::new(ms),
+            metrics,
         }
     }
 
@@ -152,7 +159,7 @@ impl Conn {
 
     /// Ships new output, then reports drained results with the heartbeat. Returns whether the
     /// server asked for a new registration.
-    pub async fn report(
+    async fn report_inner(
         &self,
         session: u64,
         exec: &Executor,
@@ -170,6 +177,7 @@ impl Conn {
                 .map(|(h, d)| (h.clone(), d.as_slice()))
                 .collect();
             let body = encode_log_frames(&frames);
+            let bytes: u64 = batch.frames.iter().map(|(h, _)| u64::from(h.len)).sum();
             let resp = self
                 .http
                 .post(self.url("/agent/v1/logs"))
@@ -180,6 +188,7 @@ impl Conn {
                 .await?;
             let ack: LogAck = decode(resp).await?;
             logs.acknowledge(&ack);
+            self.metrics.log_bytes_shipped.inc_by(bytes);
         }
         let drained: HashSet<AttemptId> = batch.drained.into_iter().collect();
         let results: Vec<_> = outbox
@@ -213,6 +222,24 @@ impl Conn {
             exec.kill(k);
         }
         Ok(resp.reregister)
+    }
+}
+
+impl Conn {
+    /// Ships new output, then reports drained results with the heartbeat (timed, counted).
+    /// Returns whether the server asked for a new registration.
+    pub async fn report(
+        &self,
+        session: u64,
+        exec: &Executor,
+        outbox: &mut Outbox,
+        logs: &mut LogShipper,
+    ) -> Result<bool, AgentError> {
+        let start = tokio::time::Instant::now();
+        let r = self.report_inner(session, exec, outbox, logs).await;
+        self.metrics
+            .report(r.is_ok(), start.elapsed().as_secs_f64());
+        r
     }
 }
 

@@ -179,3 +179,62 @@ fn restarted_agent_kills_what_its_crashed_predecessor_left() {
     let j = c.job(id);
     assert_eq!(j["attempts"][0]["state"], "lost", "{j}");
 }
+
+#[test]
+fn agents_expose_their_own_metrics() {
+    let mut c = Cluster::server(&[]);
+    let port = free_port();
+    c.add_agent(
+        "measured",
+        &[
+            "--cpus",
+            "2",
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    c.wait_nodes(1);
+    let ok = c.submit(&["--", "echo", "hello"]);
+    let bad = c.submit(&["--", "false"]);
+    c.wait_final(ok, 30);
+    c.wait_final(bad, 30);
+    let scrape = || -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let text = wait_for("the agent to count both attempts", 30, || {
+        let t = scrape();
+        t.contains("zenith_agent_attempts_ended_total{outcome=\"exited_error\"} 1")
+            .then_some(t)
+    });
+    assert!(
+        text.contains("zenith_agent_attempts_started_total 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("zenith_agent_attempts_ended_total{outcome=\"exited_ok\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("zenith_agent_running_attempts 0"), "{text}");
+    assert!(
+        text.contains("zenith_agent_registrations_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE zenith_agent_outbox_results gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE zenith_agent_report_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("zenith_agent_log_bytes_shipped_total 6"),
+        "{text}"
+    );
+}

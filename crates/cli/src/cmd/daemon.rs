@@ -59,6 +59,9 @@ pub struct NodeOpts {
     /// Grace period between SIGTERM and SIGKILL when a job is killed.
     #[arg(long, default_value = "5s", value_parser = DurationMs::parse)]
     kill_grace: DurationMs,
+    /// Serve the agent's own Prometheus metrics at /metrics on this address.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -142,6 +145,7 @@ fn agent_config(
         resources,
         kill_grace: Duration::from_millis(n.kill_grace.as_millis()),
         work_dir: None,
+        metrics_listen: n.metrics_listen,
     }
 }
 

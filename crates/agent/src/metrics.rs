@@ -1,0 +1,151 @@
+//! The agent's own Prometheus metrics, served at `/metrics` on `--metrics-listen` when set.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use zenith_model::AttemptOutcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+pub struct AgentMetrics {
+    registry: Registry,
+    pub attempts_started: Counter,
+    attempts_ended: Family<OutcomeLabel, Counter>,
+    pub running: Gauge,
+    pub outbox: Gauge,
+    reports: Family<ResultLabel, Counter>,
+    pub report_seconds: Histogram,
+    pub log_bytes_shipped: Counter,
+    pub registrations: Counter,
+}
+
+fn outcome_kind(o: &AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Exited { code: 0 } => "exited_ok",
+        AttemptOutcome::Exited { .. } => "exited_error",
+        AttemptOutcome::Signaled { .. } => "signaled",
+        AttemptOutcome::TimedOut => "timed_out",
+        AttemptOutcome::Cancelled => "cancelled",
+        AttemptOutcome::NodeLost => "node_lost",
+        AttemptOutcome::StartFailed { .. } => "start_failed",
+    }
+}
+
+impl AgentMetrics {
+    pub fn new() -> Arc<Self> {
+        let mut r = Registry::with_prefix("zenith_agent");
+        let m = AgentMetrics {
+            registry: Registry::default(),
+            attempts_started: Counter::default(),
+            attempts_ended: Family::default(),
+            running: Gauge::default(),
+            outbox: Gauge::default(),
+            reports: Family::default(),
+            report_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            log_bytes_shipped: Counter::default(),
+            registrations: Counter::default(),
+        };
+        r.register(
+            "attempts_started",
+            "Attempts started on this node",
+            m.attempts_started.clone(),
+        );
+        r.register(
+            "attempts_ended",
+            "Attempts that ended, by outcome",
+            m.attempts_ended.clone(),
+        );
+        r.register(
+            "running_attempts",
+            "Attempts running now",
+            m.running.clone(),
+        );
+        r.register(
+            "outbox_results",
+            "Results waiting for the server's acknowledgement",
+            m.outbox.clone(),
+        );
+        r.register(
+            "reports",
+            "Reports (heartbeat + results) by result",
+            m.reports.clone(),
+        );
+        r.register(
+            "report_seconds",
+            "Round trip of one report",
+            m.report_seconds.clone(),
+        );
+        r.register(
+            "log_bytes_shipped",
+            "Bytes of job output uploaded",
+            m.log_bytes_shipped.clone(),
+        );
+        r.register(
+            "registrations",
+            "Registrations with the server",
+            m.registrations.clone(),
+        );
+        Arc::new(AgentMetrics { registry: r, ..m })
+    }
+
+    pub fn ended(&self, o: &AttemptOutcome) {
+        self.attempts_ended
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome_kind(o).into(),
+            })
+            .inc();
+    }
+
+    pub fn report(&self, ok: bool, seconds: f64) {
+        let result = if ok { "ok" } else { "error" };
+        self.reports
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+        self.report_seconds.observe(seconds);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<AgentMetrics>) {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.render(),
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "agent metrics server stopped");
+    }
+}
