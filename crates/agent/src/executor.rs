@@ -115,6 +115,10 @@ impl Executor {
             );
         }
         let attempt = a.attempt;
+        let _span =
+            tracing::debug_span!("attempt", job = %a.job, task = a.task, attempt = %a.attempt)
+                .entered();
+        tracing::debug!("starting");
         match self.spawn(&a) {
             Ok(child) => {
                 let pgid = child.id().map(|p| p as i32);
@@ -199,6 +203,7 @@ impl Executor {
             // double fork), found by the attempt ID in their environment.
             self.signal_escapees(attempt, Signal::SIGKILL);
         }
+        tracing::debug!(%attempt, ?outcome, "attempt ended");
         self.inner.metrics.ended(&outcome);
         let running = self
             .inner

@@ -34,8 +34,17 @@ pub mod exit {
     about = "A cluster job scheduler in one binary"
 )]
 struct Cli {
+    /// Diagnostics on stderr as plain text or one JSON object per line.
+    #[arg(long, global = true, env = "ZENITH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -67,7 +76,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Up(_) | Command::Server(_) | Command::Agent(_)
     );
-    init_tracing(daemon);
+    init_tracing(daemon, cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,14 +109,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(daemon: bool) {
+/// Log level from `ZENITH_LOG` (an env-filter, e.g. `info,zenith_agent=debug`).
+fn init_tracing(daemon: bool, format: LogFormat) {
     let default = if daemon { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZENITH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -265,3 +265,25 @@ fn cancel_and_timeout_leave_no_escaped_process() {
             .then_some(())
     });
 }
+
+#[test]
+fn structured_json_logs() {
+    let c = Cluster::up(&["--log-format", "json"]);
+    let id = c.submit(&["--", "true"]);
+    c.wait_final(id, 30);
+    let log = std::fs::read_to_string(&c.server.as_ref().unwrap().log).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "store loaded"),
+        "{log}"
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+}

@@ -136,6 +136,7 @@ pub async fn submit(
         }
     };
     let done = ask(&state, |reply| LoopMsg::Submit { specs, key, reply }).await??;
+    tracing::debug!(jobs = ?done.ids, replayed = done.replayed, "submission committed");
     let ids = done.ids;
     let resp = if batch {
         (StatusCode::CREATED, Json(SubmittedBatch { ids })).into_response()

@@ -310,6 +310,7 @@ impl ControlLoop {
                         req.results
                     };
                     for r in results {
+                        tracing::debug!(attempt = %r.attempt, node = %req.node_id, outcome = ?r.outcome, "attempt ended");
                         if let Err(stale) =
                             self.engine
                                 .attempt_finished(&req.node_id, r.attempt, r.outcome, now)
@@ -394,16 +395,19 @@ impl ControlLoop {
                 Effect::Dispatch {
                     node,
                     assignment: a,
-                } => assign.entry(node).or_default().push(Assignment {
-                    attempt: a.attempt,
-                    job: a.job,
-                    task: a.task,
-                    attempt_number: a.attempt_number,
-                    command: a.spec.command.clone(),
-                    env: a.spec.env.clone(),
-                    cwd: a.spec.cwd.clone(),
-                    resources: a.spec.resources.clone(),
-                }),
+                } => {
+                    tracing::debug!(job = %a.job, task = a.task, attempt = %a.attempt, node = %node, "dispatch");
+                    assign.entry(node).or_default().push(Assignment {
+                        attempt: a.attempt,
+                        job: a.job,
+                        task: a.task,
+                        attempt_number: a.attempt_number,
+                        command: a.spec.command.clone(),
+                        env: a.spec.env.clone(),
+                        cwd: a.spec.cwd.clone(),
+                        resources: a.spec.resources.clone(),
+                    });
+                }
                 Effect::Kill { node, attempt } => kill.entry(node).or_default().push(attempt),
             }
         }
