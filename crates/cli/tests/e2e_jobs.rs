@@ -287,3 +287,50 @@ fn structured_json_logs() {
         .iter()
         .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
 }
+
+#[test]
+fn wait_reports_progress_as_lines_or_bars() {
+    let c = Cluster::up(&[]);
+    let ok = c.submit(&["--cpus", "0.5", "--array", "1-6", "--", "true"]);
+    let bad = c.submit(&["--", "sh", "-c", "exit 3"]);
+    let out = c.cli(&["job", "wait", &ok.to_string(), &bad.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("job {ok} succeeded (6/6 tasks done)")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "job {bad} failed (1/1 tasks done): task 0: exit code 3"
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "progress goes to stderr");
+    // On a terminal, bars instead of lines (`script` provides the terminal).
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let again = c.submit(&["--array", "1-3", "--", "true"]);
+        let cmd = format!(
+            "{} job wait {again} --server {} --token {}",
+            bin(),
+            c.url(),
+            c.admin_token
+        );
+        let tty = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        let screen = String::from_utf8_lossy(&tty.stdout);
+        assert!(tty.status.success(), "{screen}");
+        assert!(
+            screen.contains(&format!("job {again}"))
+                && screen.contains("3/3")
+                && screen.contains("succeeded"),
+            "{screen}"
+        );
+    }
+}

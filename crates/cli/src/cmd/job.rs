@@ -1,16 +1,12 @@
 //! `zenith job show|logs|cancel|wait|explain ID`.
 
 use super::{parse_job_id, Conn};
-use crate::exit;
 use crate::output::{self, Format};
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
-use std::collections::BTreeSet;
 use std::io::Write;
-use std::time::Duration;
 use zenith_client::Output;
-use zenith_model::{DurationMs, JobId, JobState};
-use zenith_protocol::api::Event;
+use zenith_model::{DurationMs, JobId};
 
 #[derive(Subcommand, Debug)]
 pub enum JobVerb {
@@ -164,75 +160,5 @@ async fn logs(a: LogsArgs) -> anyhow::Result<u8> {
 }
 
 async fn wait(a: WaitArgs) -> anyhow::Result<u8> {
-    let client = a.conn.client()?;
-    let deadline = a
-        .timeout
-        .map(|t| tokio::time::Instant::now() + Duration::from_millis(t.as_millis()));
-    // Subscribe before reading state, so that no transition falls between the two; without
-    // the event stream, poll.
-    let mut events = client.events(None, &["job"]).await.ok().map(Box::pin);
-    let mut pending: BTreeSet<JobId> = a.ids.iter().copied().collect();
-    let mut all_ok = true;
-    check(&client, &mut pending, &mut all_ok).await?;
-    let mut delay = Duration::from_millis(50);
-    while !pending.is_empty() {
-        let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
-        if left.is_some_and(|l| l.is_zero()) {
-            eprintln!("timed out waiting for {} job(s)", pending.len());
-            return Ok(exit::FAILED);
-        }
-        let Some(stream) = events.as_mut() else {
-            tokio::time::sleep(left.map_or(delay, |l| l.min(delay))).await;
-            delay = (delay * 2).min(Duration::from_millis(500));
-            check(&client, &mut pending, &mut all_ok).await?;
-            continue;
-        };
-        let next = match left {
-            Some(l) => match tokio::time::timeout(l, stream.next()).await {
-                Ok(n) => n,
-                Err(_) => continue,
-            },
-            None => stream.next().await,
-        };
-        match next {
-            Some(Ok(Event::Job {
-                job, state, reason, ..
-            })) if state.is_final() && pending.remove(&job) => {
-                finished(job, state, reason, &mut all_ok);
-            }
-            Some(Ok(Event::Lagged { .. })) => check(&client, &mut pending, &mut all_ok).await?,
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => {
-                events = None;
-                check(&client, &mut pending, &mut all_ok).await?;
-            }
-        }
-    }
-    Ok(if all_ok { 0 } else { exit::FAILED })
-}
-
-/// Reads the state of every pending job and takes the finished ones off the list.
-async fn check(
-    client: &zenith_client::Client,
-    pending: &mut BTreeSet<JobId>,
-    all_ok: &mut bool,
-) -> anyhow::Result<()> {
-    for id in pending.clone() {
-        let j = client.get_brief(id, 0).await?;
-        if j.summary.state.is_final() {
-            pending.remove(&id);
-            finished(id, j.summary.state, j.summary.reason, all_ok);
-        }
-    }
-    Ok(())
-}
-
-fn finished(id: JobId, state: JobState, reason: Option<String>, all_ok: &mut bool) {
-    if state != JobState::Succeeded {
-        *all_ok = false;
-        eprintln!(
-            "job {id} {state}{}",
-            reason.map(|r| format!(": {r}")).unwrap_or_default()
-        );
-    }
+    super::wait::run(a.conn.client()?, a.ids, a.timeout).await
 }

@@ -6,6 +6,7 @@ pub mod job;
 pub mod jobs;
 pub mod nodes;
 pub mod submit;
+pub mod wait;
 
 use crate::exit;
 use clap::Args;
