@@ -88,3 +88,47 @@ async fn a_full_store_refuses_new_work_keeps_reads_and_recovers() {
     assert!(log.contains("engine rebuilt from the store"), "{log}");
     assert!(log.contains("the store accepts writes again"), "{log}");
 }
+
+#[test]
+fn a_corrupt_record_or_torn_wal_tail_does_not_stop_the_server() {
+    let mut c = Cluster::server(&[]);
+    let keep = c.submit(&["--constraint", "nowhere=1", "--", "true"]);
+    let broken = c.submit(&["--constraint", "nowhere=1", "--", "true"]);
+    c.kill_server();
+    let db = c.data().join("zenith.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute(
+            "UPDATE jobs SET spec = '{not json' WHERE id = ?1",
+            [broken as i64],
+        )
+        .unwrap();
+    }
+    // A torn write at the end of the write-ahead log: garbage after the last frame.
+    use std::io::Write;
+    let mut wal = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(c.data().join("zenith.db-wal"))
+        .unwrap();
+    wal.write_all(&[0xA5; 4096]).unwrap();
+    drop(wal);
+    c.start_server();
+    // The server is up, the healthy job is intact and still queued, listings skip the bad row.
+    let j = c.job(keep);
+    assert_eq!(j["state"], "queued");
+    let listed = c.ok(&["jobs", "-o", "json"]);
+    assert!(listed.contains(&format!("\"id\": {keep}")));
+    assert!(!listed.contains(&format!("\"id\": {broken}")));
+    // Asking for the corrupt job directly says what is wrong.
+    let out = c.cli(&["job", "show", &broken.to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("corrupt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // New work is accepted.
+    let fresh = c.submit(&["--constraint", "nowhere=1", "--", "true"]);
+    assert!(fresh > broken);
+}

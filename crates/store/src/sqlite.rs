@@ -118,31 +118,19 @@ impl Store for SqliteStore {
             let mut st = self.conn.prepare(&format!(
                 "SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"
             ))?;
-            let rows = st.query_map([], job_from_row)?;
-            for row in rows {
-                out.jobs.push(row??);
-            }
+            out.jobs = keep_good(st.query_map([], job_from_row)?)?;
             let mut st = self.conn.prepare(&format!(
                 "SELECT {TASK_COLS} FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.finished_at IS NULL"
             ))?;
-            let rows = st.query_map([], task_from_row)?;
-            for row in rows {
-                out.tasks.push(row??);
-            }
+            out.tasks = keep_good(st.query_map([], task_from_row)?)?;
             let mut st = self.conn.prepare(&format!(
                 "SELECT {ATTEMPT_COLS} FROM attempts WHERE finished_at IS NULL"
             ))?;
-            let rows = st.query_map([], attempt_from_row)?;
-            for row in rows {
-                out.running.push(row??);
-            }
+            out.running = keep_good(st.query_map([], attempt_from_row)?)?;
             let mut st = self.conn.prepare(
                 "SELECT id, name, resources, labels, state, registered_at, last_seen FROM nodes",
             )?;
-            let rows = st.query_map([], node_from_row)?;
-            for row in rows {
-                out.nodes.push(row??);
-            }
+            out.nodes = keep_good(st.query_map([], node_from_row)?)?;
         }
         {
             let mut st = self
@@ -510,12 +498,21 @@ impl SqliteReader {
     }
 }
 
-fn collect<T>(
+/// Like [`collect`], but a corrupt record is skipped with an error in the log instead of
+/// failing the whole read: one bad row must not keep the server from starting (or a listing
+/// from answering). Database errors still fail.
+fn keep_good<T>(
     rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
 ) -> Result<Vec<T>, StoreError> {
     let mut v = Vec::new();
     for r in rows {
-        v.push(r??);
+        match r? {
+            Ok(x) => v.push(x),
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::error!(error = %e, "skipping a corrupt record")
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(v)
 }
@@ -547,7 +544,7 @@ impl StoreReader for SqliteReader {
                 p.push(&queue);
             }
             let rows = st.query_map(p.as_slice(), job_from_row)?;
-            collect(rows)
+            keep_good(rows)
         })
     }
 
@@ -572,7 +569,7 @@ impl StoreReader for SqliteReader {
                 "SELECT {ATTEMPT_COLS} FROM attempts WHERE job_id = ?1 ORDER BY id LIMIT ?2"
             ))?;
             let rows = st.query_map(params![job.0 as i64, limit as i64], attempt_from_row)?;
-            Ok((collect(rows)?, total as u64))
+            Ok((keep_good(rows)?, total as u64))
         })
     }
 
@@ -602,7 +599,7 @@ impl StoreReader for SqliteReader {
                 "SELECT {TASK_COLS} FROM tasks t WHERE t.job_id = ?1 ORDER BY t.idx LIMIT ?2"
             ))?;
             let rows = st.query_map(params![job.0 as i64, limit as i64], task_from_row)?;
-            collect(rows)
+            keep_good(rows)
         })
     }
 }
