@@ -261,28 +261,10 @@ impl Executor {
             format!("ZENITH_NODE_ID={}", self.inner.node),
             format!("ZENITH_ATTEMPT_ID={attempt}"),
         ];
-        let me = std::process::id() as i32;
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        let mut hit = 0;
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(env) = std::fs::read(e.path().join("environ")) else {
-                continue;
-            };
-            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            if marks.iter().all(|m| vars.contains(&m.as_bytes()))
-                && nix::sys::signal::kill(Pid::from_raw(pid), sig).is_ok()
-            {
-                hit += 1;
-            }
-        }
+        let hit = processes_with_env(&marks)
+            .into_iter()
+            .filter(|p| nix::sys::signal::kill(Pid::from_raw(*p), sig).is_ok())
+            .count();
         tracing::debug!(%attempt, signal = %sig, processes = hit, "signalled the attempt's processes");
     }
 
@@ -290,36 +272,39 @@ impl Executor {
     /// left behind. They are found by the `ZENITH_NODE_ID` every job carries in its environment,
     /// so nothing is written to disk per job and no unrelated process is ever hit.
     pub fn reap_leftovers(&self) -> usize {
-        let marker = format!("ZENITH_NODE_ID={}", self.inner.node);
-        let me = std::process::id() as i32;
         let my_group = nix::unistd::getpgrp().as_raw();
-        let mut groups = std::collections::BTreeSet::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return 0;
-        };
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(env) = std::fs::read(e.path().join("environ")) else {
-                continue;
-            };
-            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                if let Ok(pg) = nix::unistd::getpgid(Some(Pid::from_raw(pid))) {
-                    if pg.as_raw() != my_group && pg.as_raw() > 1 {
-                        groups.insert(pg.as_raw());
-                    }
-                }
-            }
-        }
+        let groups: std::collections::BTreeSet<i32> =
+            processes_with_env(&[format!("ZENITH_NODE_ID={}", self.inner.node)])
+                .into_iter()
+                .filter_map(|p| nix::unistd::getpgid(Some(Pid::from_raw(p))).ok())
+                .map(|pg| pg.as_raw())
+                .filter(|pg| *pg != my_group && *pg > 1)
+                .collect();
         groups
             .into_iter()
             .filter(|pg| killpg(Pid::from_raw(*pg), Signal::SIGKILL).is_ok())
             .count()
     }
+}
+
+/// Processes (other than this one) whose environment holds every `KEY=VALUE` of `marks`.
+fn processes_with_env(marks: &[String]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<i32>().ok()?, e.path())))
+        .filter(|(pid, _)| *pid != me)
+        .filter(|(_, path)| {
+            std::fs::read(path.join("environ")).is_ok_and(|env| {
+                let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+                marks.iter().all(|m| vars.contains(&m.as_bytes()))
+            })
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 fn truncate(mut s: String) -> String {

@@ -31,18 +31,6 @@ pub struct AgentMetrics {
     pub registrations: Counter,
 }
 
-fn outcome_kind(o: &AttemptOutcome) -> &'static str {
-    match o {
-        AttemptOutcome::Exited { code: 0 } => "exited_ok",
-        AttemptOutcome::Exited { .. } => "exited_error",
-        AttemptOutcome::Signaled { .. } => "signaled",
-        AttemptOutcome::TimedOut => "timed_out",
-        AttemptOutcome::Cancelled => "cancelled",
-        AttemptOutcome::NodeLost => "node_lost",
-        AttemptOutcome::StartFailed { .. } => "start_failed",
-    }
-}
-
 impl AgentMetrics {
     pub fn new() -> Arc<Self> {
         let mut r = Registry::with_prefix("zenith_agent");
@@ -103,7 +91,7 @@ impl AgentMetrics {
     pub fn ended(&self, o: &AttemptOutcome) {
         self.attempts_ended
             .get_or_create(&OutcomeLabel {
-                outcome: outcome_kind(o).into(),
+                outcome: o.kind().into(),
             })
             .inc();
     }

@@ -80,12 +80,21 @@ impl Conn {
             labels: self.cfg.labels.clone(),
             known,
         };
+        self.post_json("/agent/v1/register", &req).await
+    }
+
+    /// POSTs a JSON body with the agent token and the request timeout; decodes the answer.
+    async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, AgentError> {
         let resp = self
             .http
-            .post(self.url("/agent/v1/register"))
+            .post(self.url(path))
             .bearer_auth(&self.cfg.token)
             .timeout(self.timeout())
-            .json(&req)
+            .json(body)
             .send()
             .await?;
         decode(resp).await
@@ -205,15 +214,7 @@ impl Conn {
             known,
             results,
         };
-        let resp = self
-            .http
-            .post(self.url("/agent/v1/report"))
-            .bearer_auth(&self.cfg.token)
-            .timeout(self.timeout())
-            .json(&req)
-            .send()
-            .await?;
-        let resp: ReportResponse = decode(resp).await?;
+        let resp: ReportResponse = self.post_json("/agent/v1/report", &req).await?;
         outbox.ack(&resp.acked)?;
         for a in &resp.acked {
             logs.forget(exec.log_dir(), *a);

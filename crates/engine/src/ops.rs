@@ -161,7 +161,7 @@ impl Engine {
         *self
             .counters
             .attempts_ended
-            .entry(crate::stats::outcome_kind(&outcome))
+            .entry(outcome.kind())
             .or_insert(0) += 1;
         self.observe(crate::Observation::RunTime(
             now.saturating_sub(r.started_at),

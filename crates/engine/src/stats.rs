@@ -3,7 +3,7 @@
 
 use crate::state::Engine;
 use std::collections::BTreeMap;
-use zenith_model::{AttemptOutcome, JobState, NodeState};
+use zenith_model::{JobState, NodeState};
 
 /// Monotonic totals since this engine was created (or restored).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,18 +45,6 @@ pub struct Levels {
 
 /// Most observations kept between two drains (older ones are dropped first).
 pub const MAX_OBSERVATIONS: usize = 100_000;
-
-pub(crate) fn outcome_kind(o: &AttemptOutcome) -> &'static str {
-    match o {
-        AttemptOutcome::Exited { code: 0 } => "exited_ok",
-        AttemptOutcome::Exited { .. } => "exited_error",
-        AttemptOutcome::Signaled { .. } => "signaled",
-        AttemptOutcome::TimedOut => "timed_out",
-        AttemptOutcome::Cancelled => "cancelled",
-        AttemptOutcome::NodeLost => "node_lost",
-        AttemptOutcome::StartFailed { .. } => "start_failed",
-    }
-}
 
 impl Engine {
     pub fn counters(&self) -> &Counters {

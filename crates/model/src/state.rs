@@ -181,6 +181,20 @@ impl AttemptOutcome {
         }
     }
 
+    /// The outcome's kind as a metric label: `exited_ok`, `exited_error`, `signaled`,
+    /// `timed_out`, `cancelled`, `node_lost`, `start_failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Exited { code: 0 } => "exited_ok",
+            AttemptOutcome::Exited { .. } => "exited_error",
+            AttemptOutcome::Signaled { .. } => "signaled",
+            AttemptOutcome::TimedOut => "timed_out",
+            AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::NodeLost => "node_lost",
+            AttemptOutcome::StartFailed { .. } => "start_failed",
+        }
+    }
+
     /// A short reason for a failure, e.g. "exit code 1", "timed_out".
     pub fn reason(&self) -> String {
         match self {

@@ -1,6 +1,7 @@
 //! `zenith up`, `zenith server`, `zenith agent`: the long-running processes.
 
 use super::default_data_dir;
+use super::{parse_kv, parse_kv_count};
 use anyhow::Context;
 use clap::Args;
 use std::collections::BTreeMap;
@@ -91,21 +92,6 @@ pub struct AgentArgs {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     node: NodeOpts,
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or(format!("expected K=V, not {s:?}"))
-}
-
-fn parse_kv_count(s: &str) -> Result<(String, u64), String> {
-    let (k, v) = parse_kv(s)?;
-    Ok((
-        k,
-        v.parse()
-            .map_err(|_| format!("count in {s:?} must be a non-negative integer"))?,
-    ))
 }
 
 fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {

@@ -72,3 +72,20 @@ pub fn parse_job_id(s: &str) -> Result<zenith_model::JobId, String> {
         .map(zenith_model::JobId)
         .map_err(|_| format!("job IDs are positive integers, not {s:?}"))
 }
+
+/// Parses `K=V` arguments.
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or(format!("expected K=V, not {s:?}"))
+}
+
+/// Parses `NAME=COUNT` arguments.
+pub fn parse_kv_count(s: &str) -> Result<(String, u64), String> {
+    let (k, v) = parse_kv(s)?;
+    Ok((
+        k,
+        v.parse()
+            .map_err(|_| format!("count in {s:?} must be a non-negative integer"))?,
+    ))
+}

@@ -1,5 +1,6 @@
 //! `zenith submit [OPTIONS] -- CMD ARGS...`: prints the new job's ID.
 
+use super::{parse_kv, parse_kv_count};
 use super::{Conn, UsageError};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -71,21 +72,6 @@ pub struct SubmitArgs {
     /// The command and its arguments (after --).
     #[arg(last = true, required = true)]
     command: Vec<String>,
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or(format!("expected K=V, not {s:?}"))
-}
-
-fn parse_kv_count(s: &str) -> Result<(String, u64), String> {
-    let (k, v) = parse_kv(s)?;
-    Ok((
-        k,
-        v.parse()
-            .map_err(|_| format!("count in {s:?} must be a non-negative integer"))?,
-    ))
 }
 
 impl SubmitArgs {
