@@ -48,6 +48,8 @@ pub enum AgentError {
     Http(#[from] reqwest::Error),
     #[error("server answered {status}: {body}")]
     Server { status: u16, body: String },
+    #[error("data directory {0} is in use by another zenith agent")]
+    InUse(String),
 }
 
 /// Capacity of the executor -> reporter result channel.
@@ -57,6 +59,14 @@ const RESULT_CHANNEL: usize = 65_536;
 /// the outbox and the agent keeps re-registering with backoff.
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     std::fs::create_dir_all(&cfg.data_dir)?;
+    // Two agents on one data directory would share a node identity: refuse the second.
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cfg.data_dir.join("agent.lock"))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| AgentError::InUse(cfg.data_dir.display().to_string()))?;
     let node = identity::node_id(&cfg.data_dir)?;
     let metrics = metrics::AgentMetrics::new();
     let _metrics_server = match cfg.metrics_listen {

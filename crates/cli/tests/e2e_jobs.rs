@@ -334,3 +334,38 @@ fn wait_reports_progress_as_lines_or_bars() {
         );
     }
 }
+
+#[test]
+fn a_data_directory_serves_one_process_at_a_time() {
+    let c = Cluster::up(&[]);
+    let second = zenith()
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
+        .arg(c.data())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("is in use by another zenith server"), "{err}");
+    let agent = zenith()
+        .args([
+            "agent",
+            "--server",
+            &c.url(),
+            "--token",
+            &c.agent_token,
+            "--data-dir",
+        ])
+        .arg(c.data().join("agent"))
+        .output()
+        .unwrap();
+    assert!(!agent.status.success());
+    assert!(String::from_utf8_lossy(&agent.stderr).contains("in use by another zenith agent"));
+    // The running cluster is unharmed.
+    let id = c.submit(&["--", "true"]);
+    assert_eq!(c.wait_final(id, 30)["state"], "succeeded");
+}

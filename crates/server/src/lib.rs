@@ -112,6 +112,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let clock = Clock::new();
+    let _lock = lock_data_dir(&cfg.data_dir, "server.lock", "server")?;
     let mut store = SqliteStore::open(&cfg.data_dir)?;
     if let Some(limit) = cfg.max_store_bytes {
         store.set_size_limit(limit)?;
@@ -224,6 +225,31 @@ pub async fn serve(
         Some(e) => Err(ServerError::Fatal(e)),
         None => Ok(()),
     }
+}
+
+/// Holds an exclusive lock on `<dir>/<file>` for as long as the returned guard lives, so that
+/// two processes never share one data directory.
+fn lock_data_dir(
+    dir: &std::path::Path,
+    file: &str,
+    what: &str,
+) -> Result<nix::fcntl::Flock<std::fs::File>, ServerError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ServerError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(file);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ServerError::Io(format!("cannot open {}: {e}", path.display())))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        ServerError::Io(format!(
+            "data directory {} is in use by another zenith {what} (cannot lock {}: {errno})",
+            dir.display(),
+            path.display()
+        ))
+    })
 }
 
 fn router(state: AppState, max_body: usize) -> Router {
