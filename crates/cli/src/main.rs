@@ -104,6 +104,9 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = cmd::hint_for(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(cmd::exit_code_for(&e))
         }
     }

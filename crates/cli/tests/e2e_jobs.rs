@@ -138,12 +138,14 @@ fn cli_exit_codes_and_validation() {
         .output()
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("hint: is a server running"));
     let wrong_token = zenith()
         .args(["jobs", "--server", &c.url(), "--token", "nope"])
         .output()
         .unwrap();
     assert_eq!(wrong_token.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong_token.stderr).contains("token"));
+    assert!(String::from_utf8_lossy(&wrong_token.stderr).contains("hint: pass the admin token"));
 }
 
 #[test]

@@ -61,6 +61,20 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// A next step for errors that new users meet first.
+pub fn hint_for(e: &anyhow::Error) -> Option<String> {
+    match e.downcast_ref::<ClientError>()? {
+        ClientError::Api { status: 401, .. } => Some(format!(
+            "pass the admin token with --token or ZENITH_TOKEN (the server writes it to admin.token in its data directory, {} by default)",
+            default_data_dir().display()
+        )),
+        ClientError::Unreachable { url, .. } => {
+            Some(format!("is a server running at {url}? start one with `zenith up`, or point --server/ZENITH_SERVER at yours"))
+        }
+        _ => None,
+    }
+}
+
 /// A usage or validation error found by the CLI itself.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
