@@ -20,6 +20,8 @@ const SEEN_LIMIT: usize = 100_000;
 
 struct Proc {
     pgid: Option<i32>,
+    /// GPU indices bound to this attempt (`CUDA_VISIBLE_DEVICES`), returned when it ends.
+    gpus: Vec<u32>,
     /// A kill was requested: processes that escaped the group are hunted down at the end.
     killing: bool,
 }
@@ -29,6 +31,8 @@ struct Table {
     running: HashMap<AttemptId, Proc>,
     seen: HashSet<AttemptId>,
     seen_order: VecDeque<AttemptId>,
+    /// GPU indices of this node not bound to a running attempt.
+    free_gpus: std::collections::BTreeSet<u32>,
 }
 
 /// Shared by the stream reader (starts, kills) and the reporter (what is running).
@@ -42,6 +46,8 @@ struct Inner {
     work_dir: PathBuf,
     log_dir: PathBuf,
     grace: Duration,
+    /// The node offers GPUs: every job gets `CUDA_VISIBLE_DEVICES` (empty when it asked for none).
+    has_gpus: bool,
     table: Mutex<Table>,
     results: mpsc::Sender<AttemptResult>,
     metrics: Arc<crate::metrics::AgentMetrics>,
@@ -60,6 +66,7 @@ impl Executor {
         grace: Duration,
         results: mpsc::Sender<AttemptResult>,
         metrics: Arc<crate::metrics::AgentMetrics>,
+        gpus: u64,
     ) -> std::io::Result<Self> {
         let log_dir = data_dir.join("logs");
         std::fs::create_dir_all(&log_dir)?;
@@ -70,7 +77,11 @@ impl Executor {
                 work_dir,
                 log_dir,
                 grace,
-                table: Mutex::new(Table::default()),
+                has_gpus: gpus > 0,
+                table: Mutex::new(Table {
+                    free_gpus: (0..gpus.min(1024) as u32).collect(),
+                    ..Table::default()
+                }),
                 results,
                 metrics,
             }),
@@ -106,20 +117,52 @@ impl Executor {
                     t.seen.remove(&old);
                 }
             }
+            // Bind concrete GPUs: placement guarantees enough are free on this node.
+            let wanted = a.resources.gpus as usize;
+            if t.free_gpus.len() < wanted {
+                let message = format!(
+                    "{wanted} GPUs wanted, {} free on this node",
+                    t.free_gpus.len()
+                );
+                t.running.insert(
+                    a.attempt,
+                    Proc {
+                        pgid: None,
+                        gpus: Vec::new(),
+                        killing: false,
+                    },
+                );
+                drop(t);
+                self.finish(a.attempt, None, AttemptOutcome::StartFailed { message });
+                return;
+            }
+            let gpus: Vec<u32> = t.free_gpus.iter().copied().take(wanted).collect();
+            for g in &gpus {
+                t.free_gpus.remove(g);
+            }
             t.running.insert(
                 a.attempt,
                 Proc {
                     pgid: None,
+                    gpus,
                     killing: false,
                 },
             );
+            self.inner.metrics.running.set(t.running.len() as i64);
         }
         let attempt = a.attempt;
         let _span =
             tracing::debug_span!("attempt", job = %a.job, task = a.task, attempt = %a.attempt)
                 .entered();
         tracing::debug!("starting");
-        match self.spawn(&a) {
+        let gpus = self
+            .inner
+            .table
+            .lock()
+            .ok()
+            .and_then(|t| t.running.get(&attempt).map(|p| p.gpus.clone()))
+            .unwrap_or_default();
+        match self.spawn(&a, &gpus) {
             Ok(child) => {
                 let pgid = child.id().map(|p| p as i32);
                 if let Ok(mut t) = self.inner.table.lock() {
@@ -140,7 +183,7 @@ impl Executor {
         }
     }
 
-    fn spawn(&self, a: &Assignment) -> std::io::Result<tokio::process::Child> {
+    fn spawn(&self, a: &Assignment, gpus: &[u32]) -> std::io::Result<tokio::process::Child> {
         let program = a
             .command
             .first()
@@ -165,6 +208,10 @@ impl Executor {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .process_group(0);
+        if self.inner.has_gpus {
+            let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+            cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
+        }
         crate::proc::die_with_parent(&mut cmd);
         cmd.spawn()
     }
@@ -191,13 +238,16 @@ impl Executor {
         if let Some(pg) = pgid {
             let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
         }
-        let killed = self
-            .inner
-            .table
-            .lock()
-            .ok()
-            .and_then(|mut t| t.running.remove(&attempt))
-            .is_some_and(|p| p.killing);
+        let killed = match self.inner.table.lock() {
+            Ok(mut t) => match t.running.remove(&attempt) {
+                Some(p) => {
+                    t.free_gpus.extend(p.gpus);
+                    p.killing
+                }
+                None => false,
+            },
+            Err(_) => false,
+        };
         if killed {
             // A killed job leaves nothing: also processes that left its group (setsid,
             // double fork), found by the attempt ID in their environment.

@@ -92,6 +92,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         cfg.kill_grace,
         results_tx,
         metrics.clone(),
+        cfg.resources.gpus,
     )?;
     let leftovers = exec.reap_leftovers();
     if leftovers > 0 {

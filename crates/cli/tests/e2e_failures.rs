@@ -238,3 +238,36 @@ fn agents_expose_their_own_metrics() {
         "{text}"
     );
 }
+
+#[test]
+fn gpus_are_bound_through_cuda_visible_devices() {
+    let mut c = Cluster::server(&[]);
+    c.add_agent("gpu-node", &["--cpus", "4", "--gpus", "2"]);
+    c.wait_nodes(1);
+    // Two one-GPU tasks at once get different devices; a job without GPUs sees none.
+    let pair = c.submit(&[
+        "--gpus",
+        "1",
+        "--array",
+        "1-2",
+        "--",
+        "sh",
+        "-c",
+        "echo $CUDA_VISIBLE_DEVICES; sleep 1",
+    ]);
+    let none = c.submit(&["--", "sh", "-c", "echo \"[$CUDA_VISIBLE_DEVICES]\""]);
+    let too_many = c.submit(&["--gpus", "3", "--", "true"]);
+    assert_eq!(c.wait_final(pair, 30)["state"], "succeeded");
+    let mut seen: Vec<String> = (1..=2)
+        .map(|t| c.ok(&["job", "logs", &pair.to_string(), "--task", &t.to_string()]))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["0\n", "1\n"]);
+    c.wait_final(none, 30);
+    assert_eq!(c.ok(&["job", "logs", &none.to_string()]), "[]\n");
+    let explain = c.ok(&["job", "explain", &too_many.to_string()]);
+    assert!(
+        explain.contains("insufficient gpus (exceeds node capacity)"),
+        "{explain}"
+    );
+}
