@@ -292,42 +292,34 @@ fn read_token(p: &Path) -> Option<String> {
     (!t.is_empty()).then_some(t)
 }
 
+/// Counts processes whose `/proc/PID/<file>` satisfies `pred`.
+fn count_procs(file: &str, pred: impl Fn(&[u8]) -> bool) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| std::fs::read(e.path().join(file)).is_ok_and(|b| pred(&b)))
+        .count()
+}
+
 /// Processes whose command line contains `marker`.
 pub fn processes_matching(marker: &str) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name()
-            .to_string_lossy()
-            .chars()
-            .all(|c| c.is_ascii_digit())
-        {
-            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-                let s = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                if s.contains(marker) {
-                    n += 1;
-                }
-            }
-        }
-    }
-    n
+    count_procs("cmdline", |b| {
+        String::from_utf8_lossy(b)
+            .replace('\0', " ")
+            .contains(marker)
+    })
 }
 
 /// Processes whose environment holds every `key=value` of `kvs` exactly.
 pub fn processes_with_env(kvs: &[&str]) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name()
-            .to_string_lossy()
-            .chars()
-            .all(|c| c.is_ascii_digit())
-        {
-            if let Ok(env) = std::fs::read(e.path().join("environ")) {
-                let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-                if kvs.iter().all(|kv| vars.contains(&kv.as_bytes())) {
-                    n += 1;
-                }
-            }
-        }
-    }
-    n
+    count_procs("environ", |b| {
+        let vars: Vec<&[u8]> = b.split(|c| *c == 0).collect();
+        kvs.iter().all(|kv| vars.contains(&kv.as_bytes()))
+    })
 }
