@@ -25,6 +25,7 @@ pub(crate) fn job_record(id: JobId, job: &mut Job, finished_at: Option<Millis>) 
         reason: job.reason.clone(),
         created_at: job.created_at,
         finished_at,
+        owner: job.owner,
     }
 }
 

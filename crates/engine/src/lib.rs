@@ -10,6 +10,7 @@
 //! No tokio, no clock, no I/O; tested by simulation with `sanity_check()` after every step.
 
 mod changes;
+mod flows;
 mod idempotency;
 mod nodes;
 mod ops;
@@ -20,6 +21,7 @@ mod state;
 mod stats;
 
 pub use changes::Changes;
+pub use flows::{RunLive, Trigger};
 pub use idempotency::{IdempotencyKey, Submitted};
 pub use nodes::{NodeRegistration, NodeReply};
 pub use restore::Loaded;
@@ -51,6 +53,10 @@ pub struct EngineConfig {
     pub idempotency_ttl_ms: u64,
     /// Most idempotency keys remembered at once.
     pub max_idempotency_keys: usize,
+    /// Most flow runs live at once; new runs beyond are refused.
+    pub max_live_runs: usize,
+    /// Most applied flow definitions.
+    pub max_flow_defs: usize,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +71,8 @@ impl Default for EngineConfig {
             max_live_tasks: 10_000_000,
             idempotency_ttl_ms: 24 * 3600 * 1000,
             max_idempotency_keys: 100_000,
+            max_live_runs: 10_000,
+            max_flow_defs: 10_000,
         }
     }
 }
@@ -109,6 +117,22 @@ pub enum EngineError {
     KeyReused(String),
     #[error("too many idempotency keys in use (limit {0}); retry later")]
     TooManyKeys(usize),
+    #[error("run {0} is not live (unknown or already finished)")]
+    RunNotLive(zenith_model::flow::RunId),
+    #[error("too many live flow runs (limit {0}); retry later")]
+    TooManyRuns(usize),
+    #[error("flow {0:?} forbids concurrent runs and run {1} is active")]
+    FlowBusy(String, zenith_model::flow::RunId),
+    #[error("no step named {0:?} in this run")]
+    UnknownStep(String),
+    #[error("step {0:?} is {1}, not waiting for approval")]
+    NotWaitingApproval(String, zenith_model::flow::StepState),
+    #[error("too many applied flows (limit {0})")]
+    TooManyFlows(usize),
+    #[error("no applied flow named {0:?}")]
+    UnknownFlow(String),
+    #[error("{0}")]
+    BadSchedule(String),
 }
 
 /// A report the engine ignored because the attempt is no longer current (fencing).

@@ -171,6 +171,7 @@ impl Engine {
         self.fire_retry_timers(now);
         self.fire_deadlines(now);
         self.expire_keys(now);
+        self.fire_flow_timers(now);
         self.schedule(now);
     }
 

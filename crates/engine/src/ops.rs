@@ -6,7 +6,7 @@ use crate::{EngineError, StaleReport};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use zenith_model::{
-    AttemptId, AttemptOutcome, JobId, JobSpec, Millis, NodeId, TaskCounts, TaskState,
+    AttemptId, AttemptOutcome, ExitAction, JobId, JobSpec, Millis, NodeId, TaskCounts, TaskState,
 };
 
 impl Engine {
@@ -41,6 +41,8 @@ impl Engine {
                 reason: None,
                 created_at: now,
                 unsaved: true,
+                owner: None,
+                outputs: Default::default(),
                 spec,
             };
             self.queues
@@ -114,6 +116,19 @@ impl Engine {
         outcome: AttemptOutcome,
         now: Millis,
     ) -> Result<(), StaleReport> {
+        self.attempt_finished_with(node, aid, outcome, Default::default(), now)
+    }
+
+    /// [`Engine::attempt_finished`] with the output parameters the attempt wrote (kept when
+    /// it succeeded, for the flow step it runs).
+    pub fn attempt_finished_with(
+        &mut self,
+        node: &NodeId,
+        aid: AttemptId,
+        outcome: AttemptOutcome,
+        outputs: std::collections::BTreeMap<String, String>,
+        now: Millis,
+    ) -> Result<(), StaleReport> {
         let now = self.clamp(now);
         match self.attempts.get(&aid) {
             Some(r) if &r.node == node => {}
@@ -130,6 +145,9 @@ impl Engine {
             Some(reason) => reason.outcome(),
             None => outcome,
         };
+        if let Some(job) = self.jobs.get_mut(&r.job) {
+            job.outputs = outputs;
+        }
         self.end_attempt(aid, r, outcome, now);
         Ok(())
     }
@@ -166,6 +184,29 @@ impl Engine {
         self.observe(crate::Observation::RunTime(
             now.saturating_sub(r.started_at),
         ));
+        let Some(job) = self.jobs.get(&r.job) else {
+            return;
+        };
+        let action = outcome.exit_code().and_then(|c| job.spec.exit_action(c));
+        let owner = job.owner;
+        let wants_retry = !outcome.succeeded()
+            && action != Some(ExitAction::Ignore)
+            && action != Some(ExitAction::Fail)
+            && !job.cancel_requested
+            && outcome != AttemptOutcome::Cancelled
+            && outcome != AttemptOutcome::NodeLost
+            && job
+                .tasks
+                .get(r.slot as usize)
+                .is_some_and(|t| t.failures < job.spec.retry.limit);
+        let budget = if wants_retry {
+            self.spend_retry(owner)
+        } else {
+            Ok(())
+        };
+        if budget.is_err() {
+            self.counters.retry_budget_exhausted += 1;
+        }
         let Some(job) = self.jobs.get_mut(&r.job) else {
             return;
         };
@@ -177,7 +218,7 @@ impl Engine {
             return;
         };
         t.current = None;
-        let next = if outcome.succeeded() {
+        let next = if outcome.succeeded() || action == Some(ExitAction::Ignore) {
             TaskState::Succeeded
         } else if cancel || outcome == AttemptOutcome::Cancelled {
             TaskState::Cancelled
@@ -190,6 +231,14 @@ impl Engine {
                 self.counters.node_loss_requeues += 1;
                 TaskState::Queued
             }
+        } else if action == Some(ExitAction::Fail) {
+            t.failures += 1;
+            t.reason = Some(format!("{} (failurePolicy: fail)", outcome.reason()));
+            TaskState::Failed
+        } else if let Err(why) = budget {
+            t.failures += 1;
+            t.reason = Some(format!("{}; {why}", outcome.reason()));
+            TaskState::Failed
         } else {
             t.failures += 1;
             if t.failures <= retry.limit {
@@ -258,7 +307,17 @@ impl Engine {
                 rec.spec = old.spec.clone();
             }
         }
+        let state = rec.state;
         self.changes.jobs.insert(id, rec);
+        if let Some(owner) = job.owner {
+            let attempts = job.tasks.iter().map(|t| t.attempts).sum();
+            let task_reason = job.tasks.iter().find_map(|t| t.reason.clone());
+            let reason = task_reason.or_else(|| job.reason.take()).or_else(|| {
+                (state == zenith_model::JobState::Cancelled).then(|| "cancelled".to_string())
+            });
+            let outputs = std::mem::take(&mut job.outputs);
+            self.instance_job_ended(owner, state, outputs, attempts, reason, now);
+        }
     }
 
     /// Removes a job from its queue's index, and the queue when it empties.

@@ -16,7 +16,15 @@ impl Engine {
         e.last_now = now;
         e.next_job_id = loaded.next_job_id.max(1);
         e.next_attempt_id = loaded.next_attempt_id.max(1);
+        e.next_run_id = loaded.next_run_id.max(1);
         e.restore_keys(loaded.idempotency, now);
+        e.restore_flows(
+            loaded.defs,
+            loaded.runs,
+            loaded.steps,
+            loaded.instances,
+            now,
+        );
         for n in loaded.nodes {
             e.nodes.insert(
                 n.id.clone(),
@@ -62,6 +70,8 @@ impl Engine {
                     reason: rec.reason,
                     created_at: rec.created_at,
                     unsaved: false,
+                    owner: rec.owner,
+                    outputs: Default::default(),
                     spec,
                 },
             );
@@ -158,6 +168,7 @@ impl Engine {
         for id in done {
             e.after_task_change(id, now);
         }
+        e.reconcile_runs(now);
         e.sched_dirty = true;
         e
     }

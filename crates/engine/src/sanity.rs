@@ -148,6 +148,63 @@ impl Engine {
                 return Err(format!("retry timer for retired job {id}"));
             }
         }
+        self.sanity_check_flows()
+    }
+
+    /// Runs and their jobs point at each other; every index holds live runs only.
+    fn sanity_check_flows(&self) -> Result<(), String> {
+        for (id, job) in &self.jobs {
+            let Some(o) = job.owner else { continue };
+            let inst = self
+                .runs
+                .get(&o.run)
+                .and_then(|r| r.steps.get(o.step as usize))
+                .and_then(|s| s.instances.get(o.instance as usize))
+                .ok_or(format!("job {id} owned by a missing run instance {o:?}"))?;
+            if inst.job != Some(*id) || inst.state.is_final() {
+                return Err(format!("run instance {o:?} does not own live job {id}"));
+            }
+        }
+        let mut active = 0;
+        for (rid, run) in &self.runs {
+            let open = run.steps.iter().filter(|s| !s.state.is_final()).count();
+            if open != run.open {
+                return Err(format!("run {rid}: open count {} != {open}", run.open));
+            }
+            if open == 0 {
+                return Err(format!("run {rid} has no open step but is live"));
+            }
+            for s in &run.steps {
+                for i in &s.instances {
+                    if !i.state.is_final() && i.job.is_none_or(|j| !self.jobs.contains_key(&j)) {
+                        return Err(format!("run {rid}: open instance without a live job"));
+                    }
+                }
+            }
+            if !self
+                .active_by_name
+                .get(&run.spec.name)
+                .is_some_and(|s| s.contains(rid))
+            {
+                return Err(format!("run {rid} missing from the active index"));
+            }
+        }
+        for set in self.active_by_name.values() {
+            active += set.len();
+        }
+        if active != self.runs.len() {
+            return Err("active-run index holds finished runs".into());
+        }
+        for (_, rid) in &self.run_deadlines {
+            if !self.runs.contains_key(rid) {
+                return Err(format!("deadline of finished run {rid}"));
+            }
+        }
+        for (at, name) in &self.cron_timers {
+            if self.defs.get(name).is_none_or(|d| d.next_fire != Some(*at)) {
+                return Err(format!("cron timer of {name} out of step"));
+            }
+        }
         Ok(())
     }
 }

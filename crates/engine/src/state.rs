@@ -9,6 +9,7 @@ use crate::{Changes, Effect, EngineConfig};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use zenith_model::flow::{RunId, Templates};
 use zenith_model::{
     AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Resources,
     TaskCounts, TaskState,
@@ -59,6 +60,10 @@ pub(crate) struct Job {
     pub created_at: Millis,
     /// The job row has not been written yet (carry the spec in the next record).
     pub unsaved: bool,
+    /// The flow step instance this job runs.
+    pub owner: Option<zenith_model::flow::StepRef>,
+    /// Output parameters of the attempt that succeeded.
+    pub outputs: BTreeMap<String, String>,
 }
 
 impl Job {
@@ -129,6 +134,14 @@ pub struct Engine {
     pub(crate) key_expiry: BTreeSet<(Millis, String)>,
     /// Drained by the server after every step; capped at `MAX_OBSERVATIONS`.
     pub(crate) observations: std::collections::VecDeque<crate::Observation>,
+    pub(crate) runs: HashMap<RunId, crate::flows::FlowRun>,
+    pub(crate) next_run_id: u64,
+    /// Live runs by flow name, for the concurrency policy.
+    pub(crate) active_by_name: HashMap<String, BTreeSet<RunId>>,
+    pub(crate) run_deadlines: BTreeSet<(Millis, RunId)>,
+    pub(crate) defs: BTreeMap<String, crate::flows::FlowDef>,
+    pub(crate) cron_timers: BTreeSet<(Millis, String)>,
+    pub(crate) templates: Templates,
 }
 
 /// A live job as the API shows it.
@@ -174,6 +187,13 @@ impl Engine {
             idempotency: HashMap::new(),
             key_expiry: BTreeSet::new(),
             observations: std::collections::VecDeque::new(),
+            runs: HashMap::new(),
+            next_run_id: 1,
+            active_by_name: HashMap::new(),
+            run_deadlines: BTreeSet::new(),
+            defs: BTreeMap::new(),
+            cron_timers: BTreeSet::new(),
+            templates: Templates::new(),
         }
     }
 
@@ -187,6 +207,7 @@ impl Engine {
     pub fn take_changes(&mut self) -> Changes {
         self.changes.next_job_id = self.next_job_id;
         self.changes.next_attempt_id = self.next_attempt_id;
+        self.changes.next_run_id = self.next_run_id;
         std::mem::take(&mut self.changes)
     }
 

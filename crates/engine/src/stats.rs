@@ -19,6 +19,19 @@ pub struct Counters {
     pub retries_scheduled: u64,
     pub node_loss_requeues: u64,
     pub stale_reports: u64,
+    pub runs_started: u64,
+    pub runs_succeeded: u64,
+    pub runs_failed: u64,
+    pub runs_cancelled: u64,
+    /// Runs refused by `concurrency: forbid`.
+    pub runs_refused: u64,
+    pub run_deadlines_exceeded: u64,
+    /// Retries refused because the run's `retryBudget` was spent.
+    pub retry_budget_exhausted: u64,
+    pub schedules_fired: u64,
+    /// Scheduled runs skipped because a run was active and the flow forbids overlap.
+    pub schedules_skipped: u64,
+    pub schedules_failed: u64,
 }
 
 /// Durations measured inside the engine, drained by the server after every step.
@@ -41,6 +54,8 @@ pub struct Levels {
     pub cpu_millis_free: u64,
     pub memory_total: u64,
     pub memory_free: u64,
+    pub live_runs: u64,
+    pub flow_defs: u64,
 }
 
 /// Most observations kept between two drains (older ones are dropped first).
@@ -81,6 +96,8 @@ impl Engine {
             }
         }
         l.running_attempts = self.attempts.len() as u64;
+        l.live_runs = self.runs.len() as u64;
+        l.flow_defs = self.defs.len() as u64;
         l
     }
 }

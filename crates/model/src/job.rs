@@ -56,6 +56,40 @@ pub struct JobSpec {
     pub constraints: Vec<Constraint>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// What exit codes mean: the first rule listing an attempt's code decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failure_policy: Vec<ExitRule>,
+}
+
+/// `{exitCodes: [..], action: fail|ignore|retry}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitRule {
+    #[serde(rename = "exitCodes", alias = "exit_codes")]
+    pub exit_codes: Vec<i32>,
+    pub action: ExitAction,
+}
+
+/// What an exit code listed in a rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitAction {
+    /// Fail now, without retries.
+    Fail,
+    /// Count the attempt as a success.
+    Ignore,
+    /// Retry as usual (the default for a non-zero code).
+    Retry,
+}
+
+impl JobSpec {
+    /// The action of the first rule listing `code`, if any.
+    pub fn exit_action(&self, code: i32) -> Option<ExitAction> {
+        self.failure_policy
+            .iter()
+            .find(|r| r.exit_codes.contains(&code))
+            .map(|r| r.action)
+    }
 }
 
 fn default_queue() -> String {
@@ -86,6 +120,7 @@ impl JobSpec {
             array: None,
             constraints: Vec::new(),
             labels: BTreeMap::new(),
+            failure_policy: Vec::new(),
         }
     }
 
@@ -220,8 +255,31 @@ impl JobSpec {
                 .map_err(|e| e.within(&format!("constraints[{i}]")))?;
         }
         validate_labels(&self.labels, "labels")?;
+        validate_failure_policy(&self.failure_policy, "failure_policy")?;
         Ok(())
     }
+}
+
+/// Most rules, and exit codes per rule, in a failure policy.
+pub fn validate_failure_policy(rules: &[ExitRule], field: &str) -> Result<(), ValidationError> {
+    if rules.len() > 64 {
+        return Err(ValidationError::new(field, "at most 64 rules"));
+    }
+    for (i, r) in rules.iter().enumerate() {
+        if r.exit_codes.is_empty() || r.exit_codes.len() > 256 {
+            return Err(ValidationError::new(
+                format!("{field}[{i}].exitCodes"),
+                "must list 1-256 exit codes",
+            ));
+        }
+        if let Some(c) = r.exit_codes.iter().find(|c| !(0..=255).contains(*c)) {
+            return Err(ValidationError::new(
+                format!("{field}[{i}].exitCodes"),
+                format!("exit code {c} is outside 0-255"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Queue names and similar identifiers: 1-64 of `[A-Za-z0-9._-]`.
@@ -304,6 +362,7 @@ impl RetryPolicy {
         let base = self.delay.0;
         let d = match self.backoff {
             Backoff::Fixed => base,
+            Backoff::Linear => base.saturating_mul(u64::from(n.max(1))),
             Backoff::Exponential => base.saturating_mul(
                 1u64.checked_shl(n.saturating_sub(1).min(40))
                     .unwrap_or(u64::MAX),
@@ -335,6 +394,7 @@ impl RetryPolicy {
 #[serde(rename_all = "lowercase")]
 pub enum Backoff {
     Fixed,
+    Linear,
     #[default]
     Exponential,
 }
@@ -344,8 +404,11 @@ impl std::str::FromStr for Backoff {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "fixed" => Ok(Backoff::Fixed),
+            "linear" => Ok(Backoff::Linear),
             "exponential" => Ok(Backoff::Exponential),
-            _ => Err(format!("backoff must be fixed or exponential, not {s:?}")),
+            _ => Err(format!(
+                "backoff must be fixed, linear or exponential, not {s:?}"
+            )),
         }
     }
 }
@@ -543,5 +606,13 @@ mod tests {
             ..r
         };
         assert_eq!(f.delay_for(7), 100);
+        let l = RetryPolicy {
+            backoff: Backoff::Linear,
+            ..r
+        };
+        assert_eq!(
+            (l.delay_for(1), l.delay_for(3), l.delay_for(9)),
+            (100, 300, 350)
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! Pure data: no I/O, no clock, no async. Every other crate speaks in these types.
 
 pub mod duration;
+pub mod flow;
 pub mod ids;
 pub mod job;
 pub mod records;
@@ -12,7 +13,7 @@ pub mod validate;
 
 pub use duration::DurationMs;
 pub use ids::{AttemptId, JobId, NodeId};
-pub use job::{ArrayRange, Backoff, Constraint, JobSpec, RetryPolicy};
+pub use job::{ArrayRange, Backoff, Constraint, ExitAction, ExitRule, JobSpec, RetryPolicy};
 pub use records::{AttemptRecord, IdempotencyRecord, JobRecord, NodeRecord, TaskRecord};
 pub use resources::Resources;
 pub use state::{AttemptOutcome, JobState, NodeState, TaskCounts, TaskState};

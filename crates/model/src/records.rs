@@ -1,5 +1,6 @@
 //! Durable record images: what the engine hands to the store and the store hands back at start.
 
+use crate::flow::{FlowDefRecord, InstanceRecord, RunId, RunRecord, StepRecord, StepRef};
 use crate::{
     AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Resources,
     TaskCounts, TaskState,
@@ -20,6 +21,8 @@ pub struct JobRecord {
     pub reason: Option<String>,
     pub created_at: Millis,
     pub finished_at: Option<Millis>,
+    /// The flow step instance this job runs, if any.
+    pub owner: Option<StepRef>,
 }
 
 /// A task row; tasks that never left `queued` have none (a 1,000,000-task array is one job row).
@@ -84,8 +87,14 @@ pub struct Changes {
     pub removed_nodes: Vec<NodeId>,
     pub idempotency: Vec<IdempotencyRecord>,
     pub expired_keys: Vec<String>,
+    pub runs: HashMap<RunId, RunRecord>,
+    pub steps: HashMap<(RunId, u32), StepRecord>,
+    pub instances: HashMap<(RunId, u32, u32), InstanceRecord>,
+    /// Applied definitions written (`Some`) or deleted (`None`).
+    pub defs: HashMap<String, Option<FlowDefRecord>>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
+    pub next_run_id: u64,
 }
 
 impl Changes {
@@ -97,6 +106,10 @@ impl Changes {
             && self.removed_nodes.is_empty()
             && self.idempotency.is_empty()
             && self.expired_keys.is_empty()
+            && self.runs.is_empty()
+            && self.steps.is_empty()
+            && self.instances.is_empty()
+            && self.defs.is_empty()
     }
 
     /// Folds a later batch into this one (the later image of a record wins; a job's spec,
@@ -127,8 +140,18 @@ impl Changes {
         }
         self.expired_keys.extend(later.expired_keys);
         self.idempotency.extend(later.idempotency);
+        for (id, mut rec) in later.runs {
+            if rec.spec.is_none() {
+                rec.spec = self.runs.get(&id).and_then(|old| old.spec.clone());
+            }
+            self.runs.insert(id, rec);
+        }
+        self.steps.extend(later.steps);
+        self.instances.extend(later.instances);
+        self.defs.extend(later.defs);
         self.next_job_id = self.next_job_id.max(later.next_job_id);
         self.next_attempt_id = self.next_attempt_id.max(later.next_attempt_id);
+        self.next_run_id = self.next_run_id.max(later.next_run_id);
     }
 
     /// Number of records, for batch-size accounting.
@@ -140,6 +163,10 @@ impl Changes {
             + self.removed_nodes.len()
             + self.idempotency.len()
             + self.expired_keys.len()
+            + self.runs.len()
+            + self.steps.len()
+            + self.instances.len()
+            + self.defs.len()
     }
 }
 
@@ -155,6 +182,12 @@ pub struct Loaded {
     pub nodes: Vec<NodeRecord>,
     /// Idempotency keys (possibly expired: the engine drops those at restore).
     pub idempotency: Vec<IdempotencyRecord>,
+    /// Runs not yet final, each with its spec, and their step and instance rows.
+    pub runs: Vec<RunRecord>,
+    pub steps: Vec<StepRecord>,
+    pub instances: Vec<InstanceRecord>,
+    pub defs: Vec<FlowDefRecord>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
+    pub next_run_id: u64,
 }

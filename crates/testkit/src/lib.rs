@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use zenith_engine::{Assignment, Effect, Engine, EngineConfig, NodeRegistration};
+use zenith_model::flow::{InstanceRecord, RunId, RunRecord, StepRecord, StepState, Templates};
 use zenith_model::{AttemptId, AttemptOutcome, JobId, JobSpec, Millis, NodeId, Resources};
 
 /// An engine driven by hand: a fake clock and the effects it produced so far.
@@ -15,6 +16,10 @@ pub struct TestEnv {
     pub running: BTreeMap<AttemptId, (NodeId, Assignment)>,
     pub dispatched_total: usize,
     pub kills: Vec<(NodeId, AttemptId)>,
+    /// The latest image of every flow run, step and instance record written so far.
+    pub runs: BTreeMap<RunId, RunRecord>,
+    pub steps: BTreeMap<(RunId, u32), StepRecord>,
+    pub instances: BTreeMap<(RunId, u32, u32), InstanceRecord>,
 }
 
 impl TestEnv {
@@ -25,6 +30,9 @@ impl TestEnv {
             running: BTreeMap::new(),
             dispatched_total: 0,
             kills: Vec::new(),
+            runs: BTreeMap::new(),
+            steps: BTreeMap::new(),
+            instances: BTreeMap::new(),
         }
     }
 
@@ -68,15 +76,66 @@ impl TestEnv {
 
     /// Reports an attempt's outcome as its node would.
     pub fn finish(&mut self, aid: AttemptId, outcome: AttemptOutcome) -> bool {
+        self.finish_with(aid, outcome, &[])
+    }
+
+    /// Reports an attempt's outcome with the output parameters it wrote.
+    pub fn finish_with(
+        &mut self,
+        aid: AttemptId,
+        outcome: AttemptOutcome,
+        outputs: &[(&str, &str)],
+    ) -> bool {
         let Some((node, _)) = self.running.remove(&aid) else {
             return false;
         };
+        let outputs = outputs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let ok = self
             .engine
-            .attempt_finished(&node, aid, outcome, self.now)
+            .attempt_finished_with(&node, aid, outcome, outputs, self.now)
             .is_ok();
         self.settle();
         ok
+    }
+
+    /// Starts a run of a YAML flow with parameter overrides.
+    pub fn run_flow(&mut self, yaml: &str, params: &[(&str, &str)]) -> RunId {
+        let spec = zenith_model::flow::parse_yaml(yaml).expect("parse");
+        let plan = zenith_model::flow::check(&spec, &Templates::new()).expect("check");
+        let given = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let params = zenith_model::flow::merge_params(&spec, &given).expect("params");
+        let id = self
+            .engine
+            .submit_run(
+                Arc::new(spec),
+                Arc::new(plan),
+                params,
+                zenith_engine::Trigger::Manual,
+                self.now,
+            )
+            .expect("submit_run");
+        self.settle();
+        id
+    }
+
+    /// The latest state written for step `name` of a run (instance 0's record for details).
+    pub fn step_state(&self, run: RunId, step: u32) -> Option<StepState> {
+        self.steps.get(&(run, step)).map(|s| s.state)
+    }
+
+    /// Running attempts whose job name is `name` (flow jobs are named `flow/step[i]`).
+    pub fn running_named(&self, name: &str) -> Vec<AttemptId> {
+        self.running
+            .iter()
+            .filter(|(_, (_, a))| a.spec.name == name)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Finishes every running attempt with exit code 0.
@@ -101,7 +160,15 @@ impl TestEnv {
                 Effect::Kill { node, attempt } => self.kills.push((node, attempt)),
             }
         }
-        let _ = self.engine.take_changes();
+        let c = self.engine.take_changes();
+        for (id, mut r) in c.runs {
+            if r.spec.is_none() {
+                r.spec = self.runs.get(&id).and_then(|o| o.spec.clone());
+            }
+            self.runs.insert(id, r);
+        }
+        self.steps.extend(c.steps);
+        self.instances.extend(c.instances);
         if let Err(e) = self.engine.sanity_check() {
             panic!("sanity check failed: {e}");
         }

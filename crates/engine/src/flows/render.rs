@@ -1,0 +1,120 @@
+//! Turning a step into a job spec: templates rendered against the run's context.
+
+use crate::Engine;
+use minijinja::value::Value;
+use serde_json::{json, Map};
+use zenith_model::flow::{template::to_value, RunId, StepState};
+use zenith_model::JobSpec;
+
+impl Engine {
+    /// The template context of step `si`: `params`, `run`, `item`, and `steps.<name>` for the
+    /// steps its templates read (state, and outputs: a fan-out step's outputs are lists).
+    pub(crate) fn template_context(
+        &self,
+        id: RunId,
+        si: u32,
+        item: Option<&serde_json::Value>,
+    ) -> Value {
+        let Some(run) = self.runs.get(&id) else {
+            return Value::UNDEFINED;
+        };
+        let mut steps = Map::new();
+        for &r in &run.plan.reads[si as usize] {
+            let s = &run.steps[r as usize];
+            let spec = &run.spec.steps[r as usize];
+            let mut outputs = Map::new();
+            let fan_out = spec.for_each.is_some();
+            for p in &spec.outputs.params {
+                let v = if fan_out {
+                    serde_json::Value::Array(
+                        s.instances
+                            .iter()
+                            .map(|i| {
+                                i.outputs
+                                    .get(p)
+                                    .map(|v| json!(v))
+                                    .unwrap_or(serde_json::Value::Null)
+                            })
+                            .collect(),
+                    )
+                } else if s.state == StepState::Succeeded {
+                    match s.instances.first().and_then(|i| i.outputs.get(p)) {
+                        Some(v) => json!(v),
+                        None => continue,
+                    }
+                } else {
+                    continue;
+                };
+                outputs.insert(p.clone(), v);
+            }
+            steps.insert(
+                spec.name.clone(),
+                json!({"state": s.state.as_str(), "outputs": outputs}),
+            );
+        }
+        let mut ctx = json!({
+            "params": run.params,
+            "run": {"id": id.to_string(), "name": run.spec.name},
+            "steps": steps,
+        });
+        if let (Some(item), Some(obj)) = (item, ctx.as_object_mut()) {
+            obj.insert("item".into(), item.clone());
+        }
+        to_value(&ctx)
+    }
+
+    /// Renders instance `ii` of step `si` into a validated job spec.
+    pub(crate) fn step_job_spec(
+        &self,
+        id: RunId,
+        si: u32,
+        ii: u32,
+        item: Option<&serde_json::Value>,
+    ) -> Result<JobSpec, String> {
+        let run = self.runs.get(&id).ok_or("run is gone")?;
+        let step = &run.spec.steps[si as usize];
+        let ctx = self.template_context(id, si, item);
+        let t = &self.templates;
+        let command = match (&step.run, &step.script) {
+            (Some(argv), _) => argv
+                .iter()
+                .enumerate()
+                .map(|(j, a)| t.render(a, &ctx).map_err(|e| format!("run[{j}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+            (None, Some(script)) => vec![
+                "sh".to_string(),
+                "-eu".to_string(),
+                "-c".to_string(),
+                t.render_script(script, &ctx)
+                    .map_err(|e| format!("script: {e}"))?,
+            ],
+            (None, None) => return Err("step has nothing to run".into()),
+        };
+        let mut spec = JobSpec::new(command);
+        spec.name = if item.is_some() {
+            format!("{}/{}[{ii}]", run.spec.name, step.name)
+        } else {
+            format!("{}/{}", run.spec.name, step.name)
+        };
+        for (k, v) in &step.env {
+            let v = t.render(v, &ctx).map_err(|e| format!("env.{k}: {e}"))?;
+            spec.env.insert(k.clone(), v);
+        }
+        spec.env.insert("ZENITH_RUN_ID".into(), id.to_string());
+        spec.env.insert("ZENITH_FLOW".into(), run.spec.name.clone());
+        spec.env.insert("ZENITH_STEP".into(), step.name.clone());
+        if let Some(cwd) = &step.cwd {
+            spec.cwd = Some(t.render(cwd, &ctx).map_err(|e| format!("cwd: {e}"))?);
+        }
+        if let Some(r) = &step.resources {
+            spec.resources = r.clone();
+        }
+        if let Some(r) = &step.retry {
+            spec.retry = r.policy();
+        }
+        spec.timeout = step.timeout;
+        spec.failure_policy = step.failure_policy.clone();
+        spec.validate().map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
+}

@@ -1,0 +1,69 @@
+//! Flows: YAML DAGs of steps. `parse_yaml` reads a spec with errors that give the field path
+//! and, for YAML errors, line and column; `check` validates it completely (graph, templates,
+//! cron) and returns the [`FlowPlan`] the engine runs it by.
+
+mod check;
+pub mod cron;
+mod run;
+mod spec;
+pub mod template;
+
+pub use check::{check, merge_params, FlowPlan};
+pub use run::*;
+pub use spec::*;
+pub use template::Templates;
+
+use crate::ValidationError;
+
+/// Limits on a flow spec.
+pub mod limits {
+    /// Largest spec text (YAML or JSON).
+    pub const MAX_SPEC_BYTES: usize = 4 << 20;
+    pub const MAX_STEPS: usize = 10_000;
+    /// Most instances of one `forEach` step.
+    pub const MAX_FOREACH_ITEMS: usize = 10_000;
+    pub const MAX_PARAMS: usize = 256;
+    pub const MAX_PARAM_BYTES: usize = 64 << 10;
+    pub const MAX_OUTPUT_PARAMS: usize = 64;
+    /// Largest value of one output parameter.
+    pub const MAX_OUTPUT_BYTES: usize = 64 << 10;
+    pub const MAX_ARTIFACTS: usize = 32;
+    pub const MAX_RETRY_BUDGET: u32 = 100_000;
+    pub const MAX_NAME: usize = 63;
+}
+
+/// Reads a flow spec from YAML (JSON is YAML too). Syntax and type errors carry line and
+/// column and, where it can be found, the field path (`steps[2].depends[0]`).
+pub fn parse_yaml(text: &str) -> Result<FlowSpec, ValidationError> {
+    if text.len() > limits::MAX_SPEC_BYTES {
+        return Err(ValidationError::new(
+            "",
+            format!("spec larger than {} bytes", limits::MAX_SPEC_BYTES),
+        ));
+    }
+    let options = || {
+        let mut o = serde_saphyr::Options::default();
+        o.strict_booleans = true;
+        o
+    };
+    match serde_saphyr::from_str_with_options::<FlowSpec>(text, options()) {
+        Ok(spec) => Ok(spec),
+        Err(e) => {
+            let message = e.without_snippet().to_string();
+            // Find the field path: read the document untyped, then type it with path tracking.
+            let field = serde_saphyr::from_str_with_options::<serde_json::Value>(text, options())
+                .ok()
+                .and_then(|v| {
+                    serde_path_to_error::deserialize::<_, FlowSpec>(v)
+                        .err()
+                        .map(|pe| pe.path().to_string())
+                })
+                .filter(|p| p != ".")
+                .unwrap_or_default();
+            Err(ValidationError::new(field, message))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

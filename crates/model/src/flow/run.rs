@@ -1,0 +1,155 @@
+//! Flow runs: states, the link from a job to its step, and the durable records of runs,
+//! steps, step instances and applied definitions.
+
+use super::FlowSpec;
+use crate::{JobId, Millis};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+crate::ids::numeric_id!(
+    /// One run of a flow.
+    RunId
+);
+
+/// A run's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// A step's (or one fan-out instance's) state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+    WaitingApproval,
+}
+
+macro_rules! str_enum {
+    ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(<$t>::$v),)* _ => None }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+str_enum!(RunState {
+    Pending = "pending",
+    Running = "running",
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Cancelled = "cancelled",
+});
+
+str_enum!(StepState {
+    Pending = "pending",
+    Running = "running",
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Skipped = "skipped",
+    Cancelled = "cancelled",
+    WaitingApproval = "waiting_approval",
+});
+
+impl RunState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunState::Succeeded | RunState::Failed | RunState::Cancelled
+        )
+    }
+}
+
+impl StepState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StepState::Succeeded | StepState::Failed | StepState::Skipped | StepState::Cancelled
+        )
+    }
+}
+
+/// The step instance a job runs for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StepRef {
+    pub run: RunId,
+    pub step: u32,
+    pub instance: u32,
+}
+
+/// A run row. `spec` is carried only when the row is new.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub name: String,
+    pub spec: Option<Arc<FlowSpec>>,
+    pub params: BTreeMap<String, String>,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub retries_used: u32,
+    /// `manual` or `schedule`.
+    pub trigger: String,
+    pub cancel_requested: bool,
+    pub deadline_at: Option<Millis>,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+    /// When the finished run is deleted (its `ttl`).
+    pub expires_at: Option<Millis>,
+}
+
+/// A step row of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepRecord {
+    pub run: RunId,
+    pub step: u32,
+    pub state: StepState,
+    pub reason: Option<String>,
+    /// Skipped because a dependency failed (dependents are skipped too).
+    pub blocked: bool,
+    /// Fan-out instances created (1 for a plain step once started).
+    pub instances: u32,
+}
+
+/// One instance of a step (the only one, or one `forEach` item).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceRecord {
+    pub run: RunId,
+    pub step: u32,
+    pub instance: u32,
+    pub state: StepState,
+    pub job: Option<JobId>,
+    pub item: Option<serde_json::Value>,
+    pub outputs: BTreeMap<String, String>,
+    pub attempts: u32,
+    pub reason: Option<String>,
+}
+
+/// An applied (stored) flow definition and its schedule's next fire time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowDefRecord {
+    pub name: String,
+    pub spec: Arc<FlowSpec>,
+    pub updated_at: Millis,
+    pub next_fire: Option<Millis>,
+}

@@ -1,0 +1,201 @@
+//! The flow spec (version 1) as users write it in YAML. Field names are camelCase as in the
+//! docs (`continueOnFailure`, `retryBudget`); every field here is implemented and tested.
+
+use crate::job::ExitRule;
+use crate::{Backoff, DurationMs, Resources, RetryPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A whole flow definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FlowSpec {
+    /// `[a-z0-9-]`, at most 63 characters.
+    pub name: String,
+    /// Parameter defaults, overridden per run (`zenith run FILE -p key=value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub concurrency: Concurrency,
+    /// The whole run must finish within this; then running steps are killed and the run
+    /// fails with reason `deadline_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DurationMs>,
+    /// Most retries over all steps of one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<u32>,
+    /// A finished run, its logs and artifacts are deleted this long after it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<DurationMs>,
+    /// Cron (5 fields, or 6 with seconds first); active once the flow is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone of `schedule` (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    pub steps: Vec<StepSpec>,
+}
+
+/// What happens when a run of the same flow is already active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    #[default]
+    Allow,
+    /// The new run is refused (a scheduled one is skipped).
+    Forbid,
+    /// The active runs are cancelled and the new one starts.
+    Replace,
+}
+
+/// What a step is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    /// Runs `run` or `script` as a job.
+    #[default]
+    Job,
+    /// Waits until `zenith flow approve RUN STEP`.
+    Approval,
+}
+
+/// One step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StepSpec {
+    /// Unique in the flow; letters, digits and `_` so that templates can say `steps.<name>`.
+    pub name: String,
+    #[serde(rename = "type", default, skip_serializing_if = "is_job")]
+    pub kind: StepKind,
+    /// argv, each element a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Vec<String>>,
+    /// Text run by `sh -eu`; template values are inserted shell-quoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends: Vec<String>,
+    /// An expression; the step is `skipped` when it is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<StepRetry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationMs>,
+    /// Dependents run even if this step failed, and the run's result ignores it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub continue_on_failure: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failure_policy: Vec<ExitRule>,
+    #[serde(default, skip_serializing_if = "StepOutputs::is_empty")]
+    pub outputs: StepOutputs,
+    #[serde(default, skip_serializing_if = "StepInputs::is_empty")]
+    pub inputs: StepInputs,
+    /// Fan-out: one instance per item; `item` is visible to templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<ForEach>,
+}
+
+fn is_job(k: &StepKind) -> bool {
+    *k == StepKind::Job
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `retry:` of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StepRetry {
+    #[serde(default)]
+    pub limit: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<DurationMs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<DurationMs>,
+}
+
+impl StepRetry {
+    pub fn policy(&self) -> RetryPolicy {
+        let d = RetryPolicy::default();
+        RetryPolicy {
+            limit: self.limit,
+            backoff: self.backoff,
+            delay: self.delay.unwrap_or(d.delay),
+            max_delay: self.max_delay.unwrap_or(d.max_delay),
+        }
+    }
+}
+
+/// `outputs:` of a step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepOutputs {
+    /// Read after success from `$ZENITH_OUTPUTS/<name>` (one trailing newline trimmed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
+    /// Files or directories collected after success.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactDecl>,
+}
+
+impl StepOutputs {
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty() && self.artifacts.is_empty()
+    }
+}
+
+/// An artifact a step produces: `path` is relative to its working directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactDecl {
+    pub name: String,
+    pub path: String,
+}
+
+/// `inputs:` of a step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepInputs {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactInput>,
+}
+
+impl StepInputs {
+    pub fn is_empty(&self) -> bool {
+        self.artifacts.is_empty()
+    }
+}
+
+/// An artifact placed in the working directory before the step starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactInput {
+    /// `<step>.<artifact>`.
+    pub from: String,
+    pub path: String,
+}
+
+impl ArtifactInput {
+    /// `(step, artifact)` of `from`.
+    pub fn source(&self) -> Option<(&str, &str)> {
+        self.from.split_once('.')
+    }
+}
+
+/// `forEach:` a literal list, or an expression giving one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ForEach {
+    Items(Vec<serde_json::Value>),
+    Expr(String),
+}

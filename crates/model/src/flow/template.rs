@@ -1,0 +1,235 @@
+//! `{{ ... }}` templates and `when`/`forEach` expressions of flows, on minijinja: strict about
+//! undefined names, bounded by fuel, no file or network access. Values substitute into whole
+//! argv elements or env values; in `script` text they are inserted shell-quoted.
+
+use minijinja::value::Value;
+use minijinja::{Environment, UndefinedBehavior};
+use std::collections::HashSet;
+
+/// Instructions one evaluation may spend before it is stopped.
+const FUEL: u64 = 100_000;
+/// Longest rendered string.
+pub const MAX_RENDERED: usize = 1 << 20;
+
+/// The template environments; build once and share.
+pub struct Templates {
+    plain: Environment<'static>,
+    shell: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn base() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.add_filter("fromjson", |s: String| -> Result<Value, minijinja::Error> {
+        serde_json::from_str::<serde_json::Value>(&s)
+            .map(|v| to_value(&v))
+            .map_err(|e| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("fromjson: {e}"),
+                )
+            })
+    });
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(64);
+    env
+}
+
+/// A template context or value from anything serde can serialize.
+pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    Value::from(minijinja::value::Serde(v))
+}
+
+/// Quotes a value for `sh`: `'...'` with embedded quotes closed and escaped.
+pub fn shell_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        let plain = base();
+        let mut shell = base();
+        shell.set_formatter(|out, _state, value| {
+            let text = if value.is_none() || value.is_undefined() {
+                String::new()
+            } else {
+                value.to_string()
+            };
+            out.write_str(&shell_quote(&text))
+                .map_err(|_| minijinja::Error::from(minijinja::ErrorKind::WriteFailure))
+        });
+        Templates { plain, shell }
+    }
+
+    /// Compiles a template and returns the dotted names it reads (`params.x`, `steps.a.outputs.p`).
+    pub fn names_in_template(&self, source: &str) -> Result<HashSet<String>, String> {
+        let t = self.plain.template_from_str(source).map_err(describe)?;
+        Ok(t.undeclared_variables(true))
+    }
+
+    /// Compiles an expression (`{{ }}` around it optional) and returns the names it reads.
+    pub fn names_in_expression(&self, source: &str) -> Result<HashSet<String>, String> {
+        let e = self
+            .plain
+            .compile_expression(strip_braces(source))
+            .map_err(describe)?;
+        Ok(e.undeclared_variables(true))
+    }
+
+    /// Renders a template for an argv element, env value or cwd.
+    pub fn render(&self, source: &str, ctx: &Value) -> Result<String, String> {
+        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+            return Ok(source.to_string());
+        }
+        let out = self.plain.render_str(source, ctx).map_err(describe)?;
+        bounded(out)
+    }
+
+    /// Renders `script` text: every `{{ value }}` is inserted shell-quoted.
+    pub fn render_script(&self, source: &str, ctx: &Value) -> Result<String, String> {
+        let out = self.shell.render_str(source, ctx).map_err(describe)?;
+        bounded(out)
+    }
+
+    /// Evaluates an expression.
+    pub fn eval(&self, source: &str, ctx: &Value) -> Result<Value, String> {
+        let e = self
+            .plain
+            .compile_expression(strip_braces(source))
+            .map_err(describe)?;
+        e.eval(ctx).map_err(describe)
+    }
+}
+
+fn bounded(out: String) -> Result<String, String> {
+    if out.len() > MAX_RENDERED {
+        Err(format!("rendered text is larger than {MAX_RENDERED} bytes"))
+    } else {
+        Ok(out)
+    }
+}
+
+/// `{{ x }}` -> `x`; anything else unchanged.
+pub fn strip_braces(s: &str) -> &str {
+    let t = s.trim();
+    match t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
+        Some(inner) if !inner.contains("{{") => inner.trim(),
+        _ => t,
+    }
+}
+
+/// One line: minijinja's message with its detail, without the debug dump.
+fn describe(e: minijinja::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(d) = e.detail() {
+        if !s.contains(d) {
+            s.push_str(": ");
+            s.push_str(d);
+        }
+    }
+    s
+}
+
+/// Turns a `forEach` expression's value into items: a list as is, a string holding a JSON
+/// array parsed, any other string split into non-empty lines.
+pub fn items_of(v: &Value) -> Result<Vec<serde_json::Value>, String> {
+    if let Some(s) = v.as_str() {
+        let t = s.trim();
+        if t.starts_with('[') {
+            return serde_json::from_str::<Vec<serde_json::Value>>(t)
+                .map_err(|e| format!("forEach: not a JSON list: {e}"));
+        }
+        return Ok(t
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::Value::String(l.to_string()))
+            .collect());
+    }
+    let json = serde_json::to_value(v).map_err(|e| format!("forEach: {e}"))?;
+    match json {
+        serde_json::Value::Array(items) => Ok(items),
+        other => Err(format!("forEach must give a list, not {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_quotes() {
+        let t = Templates::new();
+        let ctx = to_value(&serde_json::json!({"params": {"x": "a b; rm -rf /'"}}));
+        assert_eq!(t.render("{{ params.x }}", &ctx).unwrap(), "a b; rm -rf /'");
+        assert_eq!(
+            t.render_script("echo {{ params.x }}", &ctx).unwrap(),
+            "echo 'a b; rm -rf /'\\'''"
+        );
+        assert!(t.render("{{ params.y }}", &ctx).is_err());
+        assert!(t.eval("params.x == 'a'", &ctx).unwrap().is_true() == false);
+    }
+
+    #[test]
+    fn fuel_stops_runaway_templates() {
+        let t = Templates::new();
+        let ctx = to_value(&serde_json::json!({}));
+        let e = t
+            .render(
+                "{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}",
+                &ctx,
+            )
+            .unwrap_err();
+        assert!(e.contains("fuel"), "{e}");
+    }
+
+    #[test]
+    fn names_are_nested() {
+        let t = Templates::new();
+        let n = t
+            .names_in_template("{{ steps.a.outputs.p }} {{ params.q | upper }}")
+            .unwrap();
+        assert!(
+            n.contains("steps.a.outputs.p") && n.contains("params.q"),
+            "{n:?}"
+        );
+    }
+
+    #[test]
+    fn items_from_values() {
+        let t = Templates::new();
+        let ctx = to_value(&serde_json::json!({"s": "[1, 2]", "l": "a\nb\n\n"}));
+        assert_eq!(items_of(&t.eval("s", &ctx).unwrap()).unwrap().len(), 2);
+        assert_eq!(
+            items_of(&t.eval("{{ l }}", &ctx).unwrap()).unwrap().len(),
+            2
+        );
+        assert_eq!(
+            items_of(&t.eval("[1,2,3]", &ctx).unwrap()).unwrap().len(),
+            3
+        );
+        assert!(items_of(&t.eval("3", &ctx).unwrap()).is_err());
+    }
+}
