@@ -6,7 +6,7 @@
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,8 @@ struct Proc {
     gpus: Vec<u32>,
     /// A kill was requested: processes that escaped the group are hunted down at the end.
     killing: bool,
+    /// Output parameters to read when it ends (flow steps).
+    outputs: Vec<String>,
 }
 
 #[derive(Default)]
@@ -45,6 +47,8 @@ struct Inner {
     node: NodeId,
     work_dir: PathBuf,
     log_dir: PathBuf,
+    /// `$ZENITH_OUTPUTS` of each attempt that declares outputs: `<data>/outputs/<attempt>/`.
+    outputs_dir: PathBuf,
     grace: Duration,
     /// The node offers GPUs: every job gets `CUDA_VISIBLE_DEVICES` (empty when it asked for none).
     has_gpus: bool,
@@ -70,12 +74,17 @@ impl Executor {
     ) -> std::io::Result<Self> {
         let log_dir = data_dir.join("logs");
         std::fs::create_dir_all(&log_dir)?;
+        let outputs_dir = data_dir.join("outputs");
+        // Left over from a previous run of the agent: those attempts are gone.
+        let _ = std::fs::remove_dir_all(&outputs_dir);
+        std::fs::create_dir_all(&outputs_dir)?;
         std::fs::create_dir_all(&work_dir)?;
         Ok(Executor {
             inner: Arc::new(Inner {
                 node,
                 work_dir,
                 log_dir,
+                outputs_dir,
                 grace,
                 has_gpus: gpus > 0,
                 table: Mutex::new(Table {
@@ -130,6 +139,7 @@ impl Executor {
                         pgid: None,
                         gpus: Vec::new(),
                         killing: false,
+                        outputs: Vec::new(),
                     },
                 );
                 drop(t);
@@ -146,6 +156,7 @@ impl Executor {
                     pgid: None,
                     gpus,
                     killing: false,
+                    outputs: a.outputs.clone(),
                 },
             );
             self.inner.metrics.running.set(t.running.len() as i64);
@@ -212,6 +223,11 @@ impl Executor {
             let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
             cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
         }
+        if !a.outputs.is_empty() {
+            let dir = self.inner.outputs_dir.join(a.attempt.to_string());
+            std::fs::create_dir_all(&dir)?;
+            cmd.env("ZENITH_OUTPUTS", dir);
+        }
         crate::proc::die_with_parent(&mut cmd);
         cmd.spawn()
     }
@@ -238,16 +254,17 @@ impl Executor {
         if let Some(pg) = pgid {
             let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
         }
-        let killed = match self.inner.table.lock() {
+        let (killed, wanted) = match self.inner.table.lock() {
             Ok(mut t) => match t.running.remove(&attempt) {
                 Some(p) => {
                     t.free_gpus.extend(p.gpus);
-                    p.killing
+                    (p.killing, p.outputs)
                 }
-                None => false,
+                None => (false, Vec::new()),
             },
-            Err(_) => false,
+            Err(_) => (false, Vec::new()),
         };
+        let (outcome, outputs) = self.collect_outputs(attempt, &wanted, outcome);
         if killed {
             // A killed job leaves nothing: also processes that left its group (setsid,
             // double fork), found by the attempt ID in their environment.
@@ -263,11 +280,51 @@ impl Executor {
             .unwrap_or(0);
         self.inner.metrics.running.set(running as i64);
         let results = self.inner.results.clone();
-        let r = AttemptResult { attempt, outcome };
+        let r = AttemptResult {
+            attempt,
+            outcome,
+            outputs,
+        };
         if results.try_send(r.clone()).is_err() {
             tokio::spawn(async move {
                 let _ = results.send(r).await;
             });
+        }
+    }
+
+    /// Reads the declared output parameters of an attempt that exited (one trailing newline
+    /// trimmed) and removes its outputs directory. A missing or oversized output turns an exit
+    /// code of 0 into `OutputsFailed`.
+    fn collect_outputs(
+        &self,
+        attempt: AttemptId,
+        wanted: &[String],
+        outcome: AttemptOutcome,
+    ) -> (AttemptOutcome, BTreeMap<String, String>) {
+        let mut out = BTreeMap::new();
+        if wanted.is_empty() {
+            return (outcome, out);
+        }
+        let dir = self.inner.outputs_dir.join(attempt.to_string());
+        let mut problem = None;
+        if outcome.exit_code().is_some() {
+            for name in wanted {
+                match read_output(&dir.join(name)) {
+                    Ok(v) => {
+                        out.insert(name.clone(), v);
+                    }
+                    Err(e) => {
+                        problem.get_or_insert(format!("{name}: {e}"));
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        match (outcome, problem) {
+            (AttemptOutcome::Exited { code: 0 }, Some(message)) => {
+                (AttemptOutcome::OutputsFailed { message }, BTreeMap::new())
+            }
+            (o, _) => (o, out),
         }
     }
 
@@ -355,6 +412,24 @@ fn processes_with_env(marks: &[String]) -> Vec<i32> {
         })
         .map(|(pid, _)| pid)
         .collect()
+}
+
+/// One output value: at most 64 KiB of UTF-8, one trailing newline trimmed.
+fn read_output(path: &Path) -> Result<String, String> {
+    let limit = zenith_model::flow::limits::MAX_OUTPUT_BYTES as u64;
+    let meta = std::fs::metadata(path).map_err(|_| "not written".to_string())?;
+    if meta.len() > limit {
+        return Err(format!("larger than {limit} bytes"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut s = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    Ok(s)
 }
 
 fn truncate(mut s: String) -> String {

@@ -124,6 +124,7 @@ mod tests {
 
     fn r(id: u64) -> AttemptResult {
         AttemptResult {
+            outputs: Default::default(),
             attempt: AttemptId(id),
             outcome: AttemptOutcome::Exited { code: 0 },
         }

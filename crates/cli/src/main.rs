@@ -68,6 +68,15 @@ enum Command {
     Nodes(cmd::nodes::NodesArgs),
     /// Follow job, attempt and node transitions as they happen.
     Events(cmd::events::EventsArgs),
+    /// Run a flow: zenith run FILE|NAME [-p K=V]... [--wait]
+    Run(cmd::flow::StartArgs),
+    /// List applied flows and recent runs.
+    Flows(cmd::flow::ListArgs),
+    /// Validate, apply or act on flows and runs.
+    Flow {
+        #[command(subcommand)]
+        verb: cmd::flow::FlowVerb,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +106,9 @@ fn main() -> ExitCode {
             Command::Job { verb } => cmd::job::run(verb).await,
             Command::Nodes(a) => cmd::nodes::run(a).await,
             Command::Events(a) => cmd::events::run(a).await,
+            Command::Run(a) => cmd::flow::start(a).await,
+            Command::Flows(a) => cmd::flow::list(a).await,
+            Command::Flow { verb } => cmd::flow::run(verb).await,
         }
     });
     match result {

@@ -1,5 +1,7 @@
 //! Typed async client of the public API v1, used by the CLI and the tests.
 
+mod flows;
+
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;

@@ -69,6 +69,13 @@ impl Engine {
                 return (placed, false);
             }
             let spec = job.spec.clone();
+            let outputs = job
+                .owner
+                .and_then(|o| {
+                    let run = self.runs.get(&o.run)?;
+                    Some(run.spec.steps.get(o.step as usize)?.outputs.params.clone())
+                })
+                .unwrap_or_default();
             let candidates = self.nodes.iter().map(|(nid, n)| {
                 (
                     nid,
@@ -131,6 +138,7 @@ impl Engine {
                     task: index,
                     attempt_number,
                     spec,
+                    outputs,
                 },
             });
             self.counters.attempts_started += 1;

@@ -160,6 +160,8 @@ pub enum AttemptOutcome {
     NodeLost,
     /// The process could not be started (program not found, bad cwd, ...).
     StartFailed { message: String },
+    /// The process exited 0 but its declared output parameters could not be read.
+    OutputsFailed { message: String },
 }
 
 impl AttemptOutcome {
@@ -192,6 +194,7 @@ impl AttemptOutcome {
             AttemptOutcome::Cancelled => "cancelled",
             AttemptOutcome::NodeLost => "node_lost",
             AttemptOutcome::StartFailed { .. } => "start_failed",
+            AttemptOutcome::OutputsFailed { .. } => "outputs_failed",
         }
     }
 
@@ -204,6 +207,7 @@ impl AttemptOutcome {
             AttemptOutcome::Cancelled => "cancelled".into(),
             AttemptOutcome::NodeLost => "node_lost".into(),
             AttemptOutcome::StartFailed { message } => format!("start failed: {message}"),
+            AttemptOutcome::OutputsFailed { message } => format!("outputs: {message}"),
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct Assignment {
     #[serde(default)]
     pub cwd: Option<String>,
     pub resources: Resources,
+    /// Output parameters to read after success from `$ZENITH_OUTPUTS/<name>` (flow steps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
 }
 
 /// `POST /agent/v1/report`: results and the heartbeat in one message.
@@ -83,6 +86,9 @@ pub struct ReportRequest {
 pub struct AttemptResult {
     pub attempt: AttemptId,
     pub outcome: AttemptOutcome,
+    /// Output parameters the attempt wrote (only when it asked for some and exited 0).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]

@@ -139,6 +139,7 @@ pub async fn report(
         )));
     }
     for (i, r) in req.results.iter().enumerate() {
+        check_outputs(&r.outputs).map_err(|e| e.within(&format!("results[{i}].outputs")))?;
         if let zenith_model::AttemptOutcome::StartFailed { message } = &r.outcome {
             if message.len() > 4096 {
                 return Err(ApiError::Invalid(ValidationError::new(
@@ -172,4 +173,26 @@ impl From<ValidationError> for ApiError {
     fn from(v: ValidationError) -> Self {
         ApiError::Invalid(v)
     }
+}
+
+/// Output parameters an agent reports: bounded in count, name and size.
+fn check_outputs(
+    outputs: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ValidationError> {
+    use zenith_model::flow::limits::{MAX_NAME, MAX_OUTPUT_BYTES, MAX_OUTPUT_PARAMS};
+    if outputs.len() > MAX_OUTPUT_PARAMS {
+        return Err(ValidationError::new(
+            "",
+            format!("at most {MAX_OUTPUT_PARAMS} outputs"),
+        ));
+    }
+    for (k, v) in outputs {
+        if k.is_empty() || k.len() > MAX_NAME || v.len() > MAX_OUTPUT_BYTES {
+            return Err(ValidationError::new(
+                k.as_str(),
+                format!("names of 1-{MAX_NAME} bytes, values of at most {MAX_OUTPUT_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
 }

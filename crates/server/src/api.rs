@@ -24,7 +24,7 @@ use zenith_store::{JobFilter, StoreReader};
 /// Most specs in one batch submission.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
 
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     state: &AppState,
     make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg,
 ) -> Result<T, ApiError> {
@@ -41,7 +41,7 @@ async fn ask<T>(
         .map_err(|_| ApiError::Unavailable("server is shutting down".into()))
 }
 
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn StoreReader) -> Result<T, zenith_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -50,6 +50,21 @@ async fn read<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::Unavailable(format!("read task failed: {e}")))?
         .map_err(ApiError::from)
+}
+
+/// Decodes a JSON body into `T`; errors name the field path.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest(format!("body is not valid JSON: {inner}"))
+        } else {
+            ApiError::Invalid(zenith_model::ValidationError::new(field, inner.to_string()))
+        }
+    })
 }
 
 fn parse_spec(v: serde_json::Value, prefix: &str) -> Result<JobSpec, ApiError> {

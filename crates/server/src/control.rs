@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use zenith_engine::{Effect, Engine, EngineConfig, EngineError, NodeRegistration};
+use zenith_model::flow::{merge_params, FlowPlan, FlowSpec, RunId};
 use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
 use zenith_protocol::agent::{
     Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
@@ -67,6 +68,36 @@ pub enum LoopMsg {
     Levels {
         reply: oneshot::Sender<zenith_engine::Levels>,
     },
+    /// Start a run: of a validated spec, or of the applied flow `name`.
+    SubmitRun {
+        flow: FlowSource,
+        params: BTreeMap<String, String>,
+        reply: Reply<RunId>,
+    },
+    ApplyFlow {
+        spec: Arc<FlowSpec>,
+        plan: Arc<FlowPlan>,
+        reply: Reply<()>,
+    },
+    DeleteFlow {
+        name: String,
+        reply: Reply<()>,
+    },
+    CancelRun {
+        id: RunId,
+        reply: Reply<()>,
+    },
+    Approve {
+        id: RunId,
+        step: String,
+        reply: Reply<()>,
+    },
+}
+
+/// Which flow a run request means.
+pub enum FlowSource {
+    Spec(Arc<FlowSpec>, Arc<FlowPlan>),
+    Applied(String),
 }
 
 struct Session {
@@ -203,8 +234,9 @@ impl ControlLoop {
                     if self.flush(Vec::new()).await.is_err() { break; }
                 }
                 _ = sweep.tick() => {
-                    let before = self.clock.now().saturating_sub(self.cfg.retention_ms);
-                    if self.writer.send(WriterMsg::Sweep { before }).await.is_err() { break; }
+                    let now = self.clock.now();
+                    let before = now.saturating_sub(self.cfg.retention_ms);
+                    if self.writer.send(WriterMsg::Sweep { now, before }).await.is_err() { break; }
                 }
                 Some(f) = self.shared.failures.recv() => {
                     if self.on_commit_failed(f).await.is_err() { break; }
@@ -228,6 +260,56 @@ impl ControlLoop {
                 LoopMsg::Cancel { reply, .. } if self.degraded.is_some() => {
                     let _ = reply.send(Err(self.refusal()));
                 }
+                LoopMsg::SubmitRun { reply, .. } if self.degraded.is_some() => {
+                    let _ = reply.send(Err(self.refusal()));
+                }
+                LoopMsg::ApplyFlow { reply, .. }
+                | LoopMsg::DeleteFlow { reply, .. }
+                | LoopMsg::CancelRun { reply, .. }
+                | LoopMsg::Approve { reply, .. }
+                    if self.degraded.is_some() =>
+                {
+                    let _ = reply.send(Err(self.refusal()));
+                }
+                LoopMsg::SubmitRun {
+                    flow,
+                    params,
+                    reply,
+                } => {
+                    let r = self.submit_run(flow, params, now);
+                    match r {
+                        Ok(id) => after.push(reply_after(reply, id)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                LoopMsg::ApplyFlow { spec, plan, reply } => {
+                    match self.engine.apply_flow(spec, plan, now) {
+                        Ok(()) => after.push(reply_after(reply, ())),
+                        Err(e) => {
+                            let _ = reply.send(Err(engine_error(e)));
+                        }
+                    }
+                }
+                LoopMsg::DeleteFlow { name, reply } => match self.engine.delete_flow(&name) {
+                    Ok(()) => after.push(reply_after(reply, ())),
+                    Err(e) => {
+                        let _ = reply.send(Err(engine_error(e)));
+                    }
+                },
+                LoopMsg::CancelRun { id, reply } => match self.engine.cancel_run(id, now) {
+                    Ok(()) => after.push(reply_after(reply, ())),
+                    Err(e) => {
+                        let _ = reply.send(Err(engine_error(e)));
+                    }
+                },
+                LoopMsg::Approve { id, step, reply } => match self.engine.approve(id, &step, now) {
+                    Ok(()) => after.push(reply_after(reply, ())),
+                    Err(e) => {
+                        let _ = reply.send(Err(engine_error(e)));
+                    }
+                },
                 LoopMsg::Submit { specs, key, reply } => {
                     match self.engine.submit_idempotent(key, specs, now) {
                         Ok(done) => after.push(reply_after(reply, done)),
@@ -311,10 +393,13 @@ impl ControlLoop {
                     };
                     for r in results {
                         tracing::debug!(attempt = %r.attempt, node = %req.node_id, outcome = ?r.outcome, "attempt ended");
-                        if let Err(stale) =
-                            self.engine
-                                .attempt_finished(&req.node_id, r.attempt, r.outcome, now)
-                        {
+                        if let Err(stale) = self.engine.attempt_finished_with(
+                            &req.node_id,
+                            r.attempt,
+                            r.outcome,
+                            r.outputs,
+                            now,
+                        ) {
                             tracing::debug!(attempt = %stale.0, node = %req.node_id, "refused stale report");
                         }
                         acked.push(r.attempt);
@@ -406,6 +491,7 @@ impl ControlLoop {
                         env: a.spec.env.clone(),
                         cwd: a.spec.cwd.clone(),
                         resources: a.spec.resources.clone(),
+                        outputs: a.outputs,
                     });
                 }
                 Effect::Kill { node, attempt } => kill.entry(node).or_default().push(attempt),
@@ -446,6 +532,25 @@ impl ControlLoop {
 }
 
 impl ControlLoop {
+    fn submit_run(
+        &mut self,
+        flow: FlowSource,
+        params: BTreeMap<String, String>,
+        now: u64,
+    ) -> Result<RunId, ApiError> {
+        let (spec, plan) = match flow {
+            FlowSource::Spec(s, p) => (s, p),
+            FlowSource::Applied(name) => self
+                .engine
+                .flow_def(&name)
+                .ok_or_else(|| ApiError::NotFound(format!("no applied flow named {name:?}")))?,
+        };
+        let params = merge_params(&spec, &params).map_err(ApiError::Invalid)?;
+        self.engine
+            .submit_run(spec, plan, params, zenith_engine::Trigger::Manual, now)
+            .map_err(engine_error)
+    }
+
     fn refusal(&self) -> ApiError {
         let why = self.degraded.as_deref().unwrap_or("unknown error");
         ApiError::Unavailable(format!(
@@ -521,5 +626,17 @@ fn engine_error(e: EngineError) -> ApiError {
         | EngineError::TooManyTasks(_)
         | EngineError::TooManyKeys(_) => ApiError::Overloaded(e.to_string()),
         EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+        EngineError::RunNotLive(_)
+        | EngineError::FlowBusy(..)
+        | EngineError::NotWaitingApproval(..) => ApiError::Conflict(e.to_string()),
+        EngineError::TooManyRuns(_) | EngineError::TooManyFlows(_) => {
+            ApiError::Overloaded(e.to_string())
+        }
+        EngineError::UnknownStep(_) | EngineError::UnknownFlow(_) => {
+            ApiError::NotFound(e.to_string())
+        }
+        EngineError::BadSchedule(m) => {
+            ApiError::Invalid(zenith_model::ValidationError::new("schedule", m))
+        }
     }
 }

@@ -10,6 +10,7 @@ mod clock;
 mod control;
 mod error;
 mod events;
+mod flows_api;
 mod limiter;
 pub mod logs;
 mod metrics;
@@ -261,6 +262,22 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/jobs/{id}/explain", get(api::explain))
         .route("/nodes", get(api::nodes))
         .route("/events", get(events::events))
+        .route("/flows", get(flows_api::list))
+        .route("/flows/validate", post(flows_api::validate))
+        .route(
+            "/flows/runs",
+            post(flows_api::submit_run).get(flows_api::list_runs),
+        )
+        .route("/flows/runs/{id}", get(flows_api::show_run))
+        .route("/flows/runs/{id}/cancel", post(flows_api::cancel_run))
+        .route(
+            "/flows/runs/{id}/steps/{step}/approve",
+            post(flows_api::approve),
+        )
+        .route(
+            "/flows/{name}",
+            axum::routing::put(flows_api::apply).delete(flows_api::delete),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit));

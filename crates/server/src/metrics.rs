@@ -57,6 +57,14 @@ pub struct Metrics {
     retries: Counter,
     requeues: Counter,
     stale_reports: Counter,
+    runs_started: Counter,
+    runs_finished: Family<StateLabel, Counter>,
+    /// Scheduled fires by result: `started`, `skipped` (concurrency forbid), `failed`.
+    schedule_fires: Family<StateLabel, Counter>,
+    run_deadlines: Counter,
+    retry_budget_exhausted: Counter,
+    runs_live: Gauge,
+    flows_applied: Gauge,
     jobs: Family<QueueStateLabels, Gauge>,
     nodes: Family<StateLabel, Gauge>,
     running_attempts: Gauge,
@@ -88,6 +96,13 @@ impl Metrics {
             retries: Counter::default(),
             requeues: Counter::default(),
             stale_reports: Counter::default(),
+            runs_started: Counter::default(),
+            runs_finished: Family::default(),
+            schedule_fires: Family::default(),
+            run_deadlines: Counter::default(),
+            retry_budget_exhausted: Counter::default(),
+            runs_live: Gauge::default(),
+            flows_applied: Gauge::default(),
             jobs: Family::default(),
             nodes: Family::default(),
             running_attempts: Gauge::default(),
@@ -137,6 +152,41 @@ impl Metrics {
             "stale_reports",
             "Agent reports refused by fencing",
             m.stale_reports.clone(),
+        );
+        r.register(
+            "flow_runs_started",
+            "Flow runs started",
+            m.runs_started.clone(),
+        );
+        r.register(
+            "flow_runs_finished",
+            "Flow runs that reached a final state, by state",
+            m.runs_finished.clone(),
+        );
+        r.register(
+            "flow_schedule_fires",
+            "Cron fires of applied flows, by result (started, skipped, failed)",
+            m.schedule_fires.clone(),
+        );
+        r.register(
+            "flow_deadlines_exceeded",
+            "Flow runs failed by their deadline",
+            m.run_deadlines.clone(),
+        );
+        r.register(
+            "flow_retry_budget_exhausted",
+            "Retries refused because the run's retryBudget was spent",
+            m.retry_budget_exhausted.clone(),
+        );
+        r.register(
+            "flow_runs_live",
+            "Flow runs not yet finished",
+            m.runs_live.clone(),
+        );
+        r.register(
+            "flows_applied",
+            "Applied flow definitions",
+            m.flows_applied.clone(),
         );
         r.register("jobs", "Live jobs by queue and state", m.jobs.clone());
         r.register("nodes", "Nodes by state", m.nodes.clone());
@@ -261,6 +311,58 @@ impl Metrics {
             .inc_by(d(now.node_loss_requeues, last.node_loss_requeues));
         self.stale_reports
             .inc_by(d(now.stale_reports, last.stale_reports));
+        self.runs_started
+            .inc_by(d(now.runs_started, last.runs_started));
+        for (family, label, a, b) in [
+            (
+                &self.runs_finished,
+                "succeeded",
+                now.runs_succeeded,
+                last.runs_succeeded,
+            ),
+            (
+                &self.runs_finished,
+                "failed",
+                now.runs_failed,
+                last.runs_failed,
+            ),
+            (
+                &self.runs_finished,
+                "cancelled",
+                now.runs_cancelled,
+                last.runs_cancelled,
+            ),
+            (
+                &self.schedule_fires,
+                "started",
+                now.schedules_fired,
+                last.schedules_fired,
+            ),
+            (
+                &self.schedule_fires,
+                "skipped",
+                now.schedules_skipped,
+                last.schedules_skipped,
+            ),
+            (
+                &self.schedule_fires,
+                "failed",
+                now.schedules_failed,
+                last.schedules_failed,
+            ),
+        ] {
+            if a > b {
+                family
+                    .get_or_create(&StateLabel {
+                        state: label.into(),
+                    })
+                    .inc_by(a - b);
+            }
+        }
+        self.run_deadlines
+            .inc_by(d(now.run_deadlines_exceeded, last.run_deadlines_exceeded));
+        self.retry_budget_exhausted
+            .inc_by(d(now.retry_budget_exhausted, last.retry_budget_exhausted));
         *last = now.clone();
     }
 
@@ -306,6 +408,8 @@ impl Metrics {
         self.cpus_free.set(l.cpu_millis_free as f64 / 1000.0);
         self.memory_total.set(l.memory_total as i64);
         self.memory_free.set(l.memory_free as i64);
+        self.runs_live.set(l.live_runs as i64);
+        self.flows_applied.set(l.flow_defs as i64);
     }
 
     pub fn observe_request(&self, route: &str, method: &str, code: u16, seconds: f64) {

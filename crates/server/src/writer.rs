@@ -28,7 +28,7 @@ pub enum WriterMsg {
         after: Vec<AfterCommit>,
     },
     /// Deletes jobs finished before `before`, and their logs.
-    Sweep { before: Millis },
+    Sweep { now: Millis, before: Millis },
     /// Reads every live record back, to rebuild the engine after a failed commit.
     Reload {
         reply: oneshot::Sender<Result<Loaded, String>>,
@@ -115,7 +115,7 @@ pub fn spawn(
                         }
                         w.commit(gen, changes, after);
                     }
-                    WriterMsg::Sweep { before } => w.sweep(before),
+                    WriterMsg::Sweep { now, before } => w.sweep(now, before),
                     WriterMsg::Reload { reply } => {
                         let _ = reply.send(w.store.load().map_err(|e| e.to_string()));
                     }
@@ -158,7 +158,27 @@ impl Writer {
         }
     }
 
-    fn sweep(&mut self, before: Millis) {
+    fn sweep(&mut self, now: Millis, before: Millis) {
+        loop {
+            match self.store.sweep_runs(now, before, SWEEP_CHUNK) {
+                Ok((runs, gone)) => {
+                    self.logs.remove(&gone);
+                    if !runs.is_empty() {
+                        tracing::info!(
+                            runs = runs.len(),
+                            "deleted finished flow runs (ttl or retention)"
+                        );
+                    }
+                    if runs.len() < SWEEP_CHUNK {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "flow run sweep failed; will retry");
+                    break;
+                }
+            }
+        }
         loop {
             match self.store.sweep(before, SWEEP_CHUNK) {
                 Ok((jobs, gone)) => {

@@ -7,7 +7,9 @@
 //! a leader-lease epoch checked inside each commit.
 
 pub mod sqlite;
+mod sqlite_flows;
 
+use zenith_model::flow::{FlowDefRecord, InstanceRecord, RunId, RunRecord, StepRecord};
 use zenith_model::records::{Changes, Loaded};
 use zenith_model::{AttemptId, AttemptRecord, JobId, JobRecord, JobState, Millis, TaskRecord};
 
@@ -42,6 +44,14 @@ pub trait Store: Send {
         before: Millis,
         limit: usize,
     ) -> Result<(usize, Vec<AttemptId>), StoreError>;
+    /// Deletes up to `limit` finished flow runs whose `ttl` expired by `now` or that finished
+    /// before `before`, with their jobs; returns the runs and attempts removed.
+    fn sweep_runs(
+        &mut self,
+        now: Millis,
+        before: Millis,
+        limit: usize,
+    ) -> Result<(Vec<RunId>, Vec<AttemptId>), StoreError>;
     /// Reads a small named value (token hashes, settings).
     fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
@@ -53,6 +63,14 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     pub queue: Option<String>,
     pub before: Option<JobId>,
+    pub limit: usize,
+}
+
+/// Paging of a run listing: newest first, `before` is an ID cursor.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub name: Option<String>,
+    pub before: Option<RunId>,
     pub limit: usize,
 }
 
@@ -68,4 +86,11 @@ pub trait StoreReader: Send + Sync {
     fn get_attempt(&self, id: AttemptId) -> Result<Option<AttemptRecord>, StoreError>;
     /// Task rows of a job (tasks that never started have none), at most `limit`.
     fn tasks(&self, job: JobId, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+    /// A run with its spec.
+    fn get_run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
+    fn run_steps(&self, id: RunId) -> Result<Vec<StepRecord>, StoreError>;
+    /// Instance rows of a run in (step, instance) order, at most `limit`.
+    fn run_instances(&self, id: RunId, limit: usize) -> Result<Vec<InstanceRecord>, StoreError>;
+    fn list_flow_defs(&self) -> Result<Vec<FlowDefRecord>, StoreError>;
 }

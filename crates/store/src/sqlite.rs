@@ -13,15 +13,19 @@ use zenith_model::{
 
 /// Schema migrations, one file each, applied in order; `PRAGMA user_version` holds the last
 /// applied. A released migration is never edited.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// Version tag of the JSON stored in `jobs.spec`.
-const SPEC_FORMAT: u32 = 1;
+pub(crate) const SPEC_FORMAT: u32 = 1;
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct StoredSpec<T> {
-    v: u32,
-    spec: T,
+pub(crate) struct StoredSpec<T> {
+    pub v: u32,
+    pub spec: T,
 }
 
 fn db_path(dir: &Path) -> PathBuf {
@@ -99,12 +103,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn json<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> String {
     // Serialising plain data structs (no maps with non-string keys) cannot fail.
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         what: what.into(),
         detail: detail.to_string(),
@@ -132,6 +136,7 @@ impl Store for SqliteStore {
             )?;
             out.nodes = keep_good(st.query_map([], node_from_row)?)?;
         }
+        crate::sqlite_flows::load(&self.conn, &mut out)?;
         {
             let mut st = self
                 .conn
@@ -180,8 +185,9 @@ impl Store for SqliteStore {
         {
             let mut ins_job = tx.prepare_cached(
                 "INSERT OR REPLACE INTO jobs (id, name, queue, priority, state, spec, task_count, queued, running, \
-                 succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at, \
+                 run_id, run_step, run_instance) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             let mut upd_job = tx.prepare_cached(
                 "UPDATE jobs SET state = ?2, queued = ?3, running = ?4, succeeded = ?5, failed = ?6, cancelled = ?7, \
@@ -211,6 +217,9 @@ impl Store for SqliteStore {
                             j.reason,
                             j.created_at as i64,
                             j.finished_at.map(|v| v as i64),
+                            j.owner.map(|o| o.run.0 as i64),
+                            j.owner.map(|o| o.step),
+                            j.owner.map(|o| o.instance),
                         ])?;
                     }
                     None => {
@@ -305,6 +314,10 @@ impl Store for SqliteStore {
             if ch.next_attempt_id > 0 {
                 meta.execute(params!["next_attempt_id", ch.next_attempt_id.to_string()])?;
             }
+            if ch.next_run_id > 0 {
+                meta.execute(params!["next_run_id", ch.next_run_id.to_string()])?;
+            }
+            crate::sqlite_flows::commit(&tx, ch)?;
         }
         tx.commit()?;
         Ok(())
@@ -343,6 +356,15 @@ impl Store for SqliteStore {
         Ok((ids.len(), attempts))
     }
 
+    fn sweep_runs(
+        &mut self,
+        now: zenith_model::Millis,
+        before: zenith_model::Millis,
+        limit: usize,
+    ) -> Result<(Vec<zenith_model::flow::RunId>, Vec<AttemptId>), StoreError> {
+        crate::sqlite_flows::sweep(&mut self.conn, now, before, limit)
+    }
+
     fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
@@ -361,7 +383,7 @@ impl Store for SqliteStore {
     }
 }
 
-const JOB_COLS: &str = "id, state, spec, queued, running, succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at";
+const JOB_COLS: &str = "id, state, spec, queued, running, succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at, run_id, run_step, run_instance";
 const TASK_COLS: &str =
     "t.job_id, t.idx, t.state, t.failures, t.attempts, t.attempt_id, t.ready_at, t.reason";
 const ATTEMPT_COLS: &str = "id, job_id, idx, node, started_at, finished_at, outcome";
@@ -401,6 +423,18 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRecord, StoreError>> 
         reason: r.get(9)?,
         created_at: r.get::<_, i64>(10)? as u64,
         finished_at: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+        owner: match (
+            r.get::<_, Option<i64>>(12)?,
+            r.get::<_, Option<u32>>(13)?,
+            r.get::<_, Option<u32>>(14)?,
+        ) {
+            (Some(run), Some(step), Some(instance)) => Some(zenith_model::flow::StepRef {
+                run: zenith_model::flow::RunId(run as u64),
+                step,
+                instance,
+            }),
+            _ => None,
+        },
     }))
 }
 
@@ -476,7 +510,7 @@ pub struct SqliteReader {
 }
 
 impl SqliteReader {
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -501,7 +535,7 @@ impl SqliteReader {
 /// Like [`collect`], but a corrupt record is skipped with an error in the log instead of
 /// failing the whole read: one bad row must not keep the server from starting (or a listing
 /// from answering). Database errors still fail.
-fn keep_good<T>(
+pub(crate) fn keep_good<T>(
     rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
 ) -> Result<Vec<T>, StoreError> {
     let mut v = Vec::new();
@@ -601,5 +635,38 @@ impl StoreReader for SqliteReader {
             let rows = st.query_map(params![job.0 as i64, limit as i64], task_from_row)?;
             keep_good(rows)
         })
+    }
+
+    fn list_runs(
+        &self,
+        f: &crate::RunFilter,
+    ) -> Result<Vec<zenith_model::flow::RunRecord>, StoreError> {
+        self.list_runs_impl(f)
+    }
+
+    fn get_run(
+        &self,
+        id: zenith_model::flow::RunId,
+    ) -> Result<Option<zenith_model::flow::RunRecord>, StoreError> {
+        self.get_run_impl(id)
+    }
+
+    fn run_steps(
+        &self,
+        id: zenith_model::flow::RunId,
+    ) -> Result<Vec<zenith_model::flow::StepRecord>, StoreError> {
+        self.run_steps_impl(id)
+    }
+
+    fn run_instances(
+        &self,
+        id: zenith_model::flow::RunId,
+        limit: usize,
+    ) -> Result<Vec<zenith_model::flow::InstanceRecord>, StoreError> {
+        self.run_instances_impl(id, limit)
+    }
+
+    fn list_flow_defs(&self) -> Result<Vec<zenith_model::flow::FlowDefRecord>, StoreError> {
+        self.list_defs_impl()
     }
 }

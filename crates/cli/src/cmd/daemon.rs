@@ -28,6 +28,10 @@ pub struct ServerOpts {
     /// Finished jobs are deleted this long after they end.
     #[arg(long, default_value = "7d", value_parser = DurationMs::parse)]
     retention: DurationMs,
+    /// How often jobs past retention and flow runs past their ttl are deleted
+    /// (default: a quarter of the retention, at most 1m).
+    #[arg(long, value_parser = DurationMs::parse)]
+    sweep_interval: Option<DurationMs>,
     /// Cap the database size, e.g. 10G: at the cap new work is refused (503) until
     /// retention frees space (default: no cap; a full disk behaves the same way).
     #[arg(long, value_parser = parse_bytes)]
@@ -103,7 +107,10 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.max_store_bytes = o.store_max_size;
     c.rate_limit_per_client = o.rate_limit;
     // Sweep often enough that nothing outlives its retention by more than a quarter of it.
-    c.sweep_every_ms = (c.retention_ms / 4).clamp(500, 60_000);
+    c.sweep_every_ms = match o.sweep_interval {
+        Some(d) => d.as_millis().clamp(100, 24 * 3600 * 1000),
+        None => (c.retention_ms / 4).clamp(500, 60_000),
+    };
     c
 }
 

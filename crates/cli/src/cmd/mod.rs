@@ -2,6 +2,7 @@
 
 pub mod daemon;
 pub mod events;
+pub mod flow;
 pub mod job;
 pub mod jobs;
 pub mod nodes;

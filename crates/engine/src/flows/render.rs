@@ -3,7 +3,7 @@
 use crate::Engine;
 use minijinja::value::Value;
 use serde_json::{json, Map};
-use zenith_model::flow::{template::to_value, RunId, StepState};
+use zenith_model::flow::{template, template::to_value, RunId, StepState};
 use zenith_model::JobSpec;
 
 impl Engine {
@@ -75,19 +75,20 @@ impl Engine {
         let step = &run.spec.steps[si as usize];
         let ctx = self.template_context(id, si, item);
         let t = &self.templates;
+        let mut script_values = Vec::new();
         let command = match (&step.run, &step.script) {
             (Some(argv), _) => argv
                 .iter()
                 .enumerate()
                 .map(|(j, a)| t.render(a, &ctx).map_err(|e| format!("run[{j}]: {e}")))
                 .collect::<Result<Vec<_>, _>>()?,
-            (None, Some(script)) => vec![
-                "sh".to_string(),
-                "-eu".to_string(),
-                "-c".to_string(),
-                t.render_script(script, &ctx)
-                    .map_err(|e| format!("script: {e}"))?,
-            ],
+            (None, Some(script)) => {
+                let (text, values) = t
+                    .render_script(script, &ctx)
+                    .map_err(|e| format!("script: {e}"))?;
+                script_values = values;
+                vec!["sh".to_string(), "-eu".to_string(), "-c".to_string(), text]
+            }
             (None, None) => return Err("step has nothing to run".into()),
         };
         let mut spec = JobSpec::new(command);
@@ -99,6 +100,10 @@ impl Engine {
         for (k, v) in &step.env {
             let v = t.render(v, &ctx).map_err(|e| format!("env.{k}: {e}"))?;
             spec.env.insert(k.clone(), v);
+        }
+        for (n, v) in script_values.into_iter().enumerate() {
+            spec.env
+                .insert(format!("{}{n}", template::SCRIPT_VALUE_PREFIX), v);
         }
         spec.env.insert("ZENITH_RUN_ID".into(), id.to_string());
         spec.env.insert("ZENITH_FLOW".into(), run.spec.name.clone());

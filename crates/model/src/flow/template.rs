@@ -1,6 +1,8 @@
 //! `{{ ... }}` templates and `when`/`forEach` expressions of flows, on minijinja: strict about
 //! undefined names, bounded by fuel, no file or network access. Values substitute into whole
-//! argv elements or env values; in `script` text they are inserted shell-quoted.
+//! argv elements or env values. In `script` text a value never becomes shell code: each
+//! `{{ ... }}` turns into a reference `${ZENITH_VALUE_<n>}` and the value travels in that
+//! environment variable (quote it as you would any shell variable: `"{{ x }}"`).
 
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
@@ -52,19 +54,12 @@ pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
     Value::from(minijinja::value::Serde(v))
 }
 
-/// Quotes a value for `sh`: `'...'` with embedded quotes closed and escaped.
-pub fn shell_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
+/// Environment variables carrying the values of a rendered script: `ZENITH_VALUE_0`, ...
+pub const SCRIPT_VALUE_PREFIX: &str = "ZENITH_VALUE_";
+
+thread_local! {
+    /// Values collected while one script renders on this thread.
+    static SCRIPT_VALUES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Templates {
@@ -77,7 +72,12 @@ impl Templates {
             } else {
                 value.to_string()
             };
-            out.write_str(&shell_quote(&text))
+            let n = SCRIPT_VALUES.with(|v| {
+                let mut v = v.borrow_mut();
+                v.push(text);
+                v.len() - 1
+            });
+            write!(out, "${{{SCRIPT_VALUE_PREFIX}{n}}}")
                 .map_err(|_| minijinja::Error::from(minijinja::ErrorKind::WriteFailure))
         });
         Templates { plain, shell }
@@ -107,10 +107,17 @@ impl Templates {
         bounded(out)
     }
 
-    /// Renders `script` text: every `{{ value }}` is inserted shell-quoted.
-    pub fn render_script(&self, source: &str, ctx: &Value) -> Result<String, String> {
-        let out = self.shell.render_str(source, ctx).map_err(describe)?;
-        bounded(out)
+    /// Renders `script` text: every `{{ value }}` becomes `${ZENITH_VALUE_<n>}`; returns the
+    /// text and the values, the n-th for `ZENITH_VALUE_<n>`.
+    pub fn render_script(
+        &self,
+        source: &str,
+        ctx: &Value,
+    ) -> Result<(String, Vec<String>), String> {
+        SCRIPT_VALUES.with(|v| v.borrow_mut().clear());
+        let out = self.shell.render_str(source, ctx).map_err(describe);
+        let values = SCRIPT_VALUES.with(|v| std::mem::take(&mut *v.borrow_mut()));
+        Ok((bounded(out?)?, values))
     }
 
     /// Evaluates an expression.
@@ -184,12 +191,13 @@ mod tests {
         let t = Templates::new();
         let ctx = to_value(&serde_json::json!({"params": {"x": "a b; rm -rf /'"}}));
         assert_eq!(t.render("{{ params.x }}", &ctx).unwrap(), "a b; rm -rf /'");
-        assert_eq!(
-            t.render_script("echo {{ params.x }}", &ctx).unwrap(),
-            "echo 'a b; rm -rf /'\\'''"
-        );
+        let (text, values) = t
+            .render_script("echo \"{{ params.x }}\" {{ 1 + 1 }}", &ctx)
+            .unwrap();
+        assert_eq!(text, "echo \"${ZENITH_VALUE_0}\" ${ZENITH_VALUE_1}");
+        assert_eq!(values, vec!["a b; rm -rf /'".to_string(), "2".to_string()]);
         assert!(t.render("{{ params.y }}", &ctx).is_err());
-        assert!(t.eval("params.x == 'a'", &ctx).unwrap().is_true() == false);
+        assert!(!t.eval("params.x == 'a'", &ctx).unwrap().is_true());
     }
 
     #[test]

@@ -1,0 +1,379 @@
+//! `zenith run`, `zenith flows` and `zenith flow validate|apply|show|logs|cancel|approve|delete`.
+
+use super::{Conn, UsageError};
+use crate::output::{self, Format};
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use zenith_client::{Client, Output};
+use zenith_model::flow::{check, limits::MAX_SPEC_BYTES, parse_yaml, RunId, StepState, Templates};
+use zenith_model::DurationMs;
+use zenith_protocol::flows::RunView;
+
+/// A progress line on stderr (stdout carries only the run ID).
+macro_rules! progress {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
+fn parse_run_id(s: &str) -> Result<RunId, String> {
+    s.parse::<u64>()
+        .map(RunId)
+        .map_err(|_| format!("run IDs are positive integers, not {s:?}"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FlowVerb {
+    /// Check a flow file without running it (exit 2 with the field at fault when invalid).
+    Validate { file: std::path::PathBuf },
+    /// Store a flow under its name (replacing one of that name) and activate its schedule.
+    Apply(ApplyArgs),
+    /// Show a run with its steps.
+    Show(ShowArgs),
+    /// Print a step's output.
+    Logs(LogsArgs),
+    /// Cancel a run: pending steps are cancelled, running ones killed.
+    Cancel(RunArgs),
+    /// Approve a step waiting for approval.
+    Approve(ApproveArgs),
+    /// Remove an applied flow (its schedule stops; runs already started go on).
+    Delete(DeleteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    conn: Conn,
+    file: std::path::PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    conn: Conn,
+    name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_run_id)]
+    run: RunId,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_run_id)]
+    run: RunId,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_run_id)]
+    run: RunId,
+    step: String,
+    /// Which fan-out instance (default 0).
+    #[arg(long, default_value_t = 0)]
+    instance: u32,
+    /// Print stderr instead of stdout.
+    #[arg(long)]
+    stderr: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_run_id)]
+    run: RunId,
+    step: String,
+}
+
+/// `zenith run FILE|NAME [-p k=v]... [--wait]`
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// A flow file, or the name of an applied flow.
+    flow: String,
+    /// Set a parameter, K=V (repeatable).
+    #[arg(short = 'p', long = "param", value_parser = super::parse_kv)]
+    params: Vec<(String, String)>,
+    /// Show progress and exit 0 when the run succeeds, 1 when it does not.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up after this long (exit 1; the run goes on).
+    #[arg(long, value_parser = DurationMs::parse, requires = "wait")]
+    timeout: Option<DurationMs>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Reads a flow file, refusing huge ones before reading them.
+fn read_flow(path: &Path) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    if meta.len() > MAX_SPEC_BYTES as u64 {
+        return Err(UsageError(format!(
+            "{} is larger than {MAX_SPEC_BYTES} bytes",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?)
+}
+
+pub async fn run(verb: FlowVerb) -> anyhow::Result<u8> {
+    match verb {
+        FlowVerb::Validate { file } => {
+            let text = read_flow(&file)?;
+            let spec = parse_yaml(&text).map_err(|e| UsageError(e.to_string()))?;
+            check(&spec, &Templates::new()).map_err(|e| UsageError(e.to_string()))?;
+            out!(
+                "{}: flow {} is valid ({} steps)",
+                file.display(),
+                spec.name,
+                spec.steps.len()
+            );
+            Ok(0)
+        }
+        FlowVerb::Apply(a) => {
+            let text = read_flow(&a.file)?;
+            let spec = parse_yaml(&text).map_err(|e| UsageError(e.to_string()))?;
+            a.conn.client()?.apply_flow(&spec.name, &text).await?;
+            match &spec.schedule {
+                Some(s) => out!(
+                    "applied flow {} (schedule {s} {})",
+                    spec.name,
+                    spec.timezone.as_deref().unwrap_or("UTC")
+                ),
+                None => out!("applied flow {}", spec.name),
+            }
+            Ok(0)
+        }
+        FlowVerb::Show(a) => {
+            let v = a.conn.client()?.run(a.run).await?;
+            if a.format == Format::Json {
+                output::json(&v)?;
+            } else {
+                print_run(&v);
+            }
+            Ok(0)
+        }
+        FlowVerb::Logs(a) => logs(a).await,
+        FlowVerb::Cancel(a) => {
+            a.conn.client()?.cancel_run(a.run).await?;
+            out!("cancelling run {}", a.run);
+            Ok(0)
+        }
+        FlowVerb::Approve(a) => {
+            a.conn.client()?.approve(a.run, &a.step).await?;
+            out!("approved step {} of run {}", a.step, a.run);
+            Ok(0)
+        }
+        FlowVerb::Delete(a) => {
+            a.conn.client()?.delete_flow(&a.name).await?;
+            out!("deleted flow {}", a.name);
+            Ok(0)
+        }
+    }
+}
+
+pub async fn start(a: StartArgs) -> anyhow::Result<u8> {
+    let client = a.conn.client()?;
+    let params: BTreeMap<String, String> = a.params.into_iter().collect();
+    let path = Path::new(&a.flow);
+    let looks_like_file = path.exists()
+        || a.flow.contains('/')
+        || a.flow.ends_with(".yaml")
+        || a.flow.ends_with(".yml");
+    let id = if looks_like_file {
+        let text = read_flow(path)?;
+        client.run_flow(&text, &params).await?
+    } else {
+        client.run_applied(&a.flow, &params).await?
+    };
+    out!("{id}");
+    if !a.wait {
+        return Ok(0);
+    }
+    wait(&client, id, a.timeout).await
+}
+
+/// Polls the run, printing each step's state change, until it is final.
+async fn wait(client: &Client, id: RunId, timeout: Option<DurationMs>) -> anyhow::Result<u8> {
+    let started = tokio::time::Instant::now();
+    let mut seen: BTreeMap<String, StepState> = BTreeMap::new();
+    let mut delay = std::time::Duration::from_millis(20);
+    loop {
+        let v = client.run(id).await?;
+        for s in &v.steps {
+            if s.state != StepState::Pending && seen.get(&s.name) != Some(&s.state) {
+                seen.insert(s.name.clone(), s.state);
+                let why = s
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                progress!("  {:<24} {}{why}", s.name, s.state);
+            }
+        }
+        if v.state.is_final() {
+            let why = v
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            progress!("run {id} {}{why}", v.state);
+            return Ok(if v.state == zenith_model::flow::RunState::Succeeded {
+                0
+            } else {
+                crate::exit::FAILED
+            });
+        }
+        if timeout.is_some_and(|t| started.elapsed().as_millis() as u64 >= t.as_millis()) {
+            progress!("run {id} still {} after the timeout", v.state);
+            return Ok(crate::exit::FAILED);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_millis(500));
+    }
+}
+
+fn print_run(v: &RunView) {
+    out!("id:        {}", v.id);
+    out!("flow:      {}", v.name);
+    out!("state:     {}", v.state);
+    if let Some(r) = &v.reason {
+        out!("reason:    {r}");
+    }
+    out!("trigger:   {}", v.trigger);
+    if !v.params.is_empty() {
+        let p: Vec<String> = v.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out!("params:    {}", p.join(" "));
+    }
+    out!("retries:   {}", v.retries_used);
+    out!();
+    let mut rows = Vec::new();
+    for s in &v.steps {
+        let outputs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rows.push(vec![
+            s.name.clone(),
+            s.state.to_string(),
+            s.attempts.to_string(),
+            if s.fan_out {
+                format!("{} items", s.instances.len())
+            } else {
+                outputs.join(" ")
+            },
+            s.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    output::table(&["STEP", "STATE", "ATTEMPTS", "OUTPUTS", "REASON"], &rows);
+}
+
+async fn logs(a: LogsArgs) -> anyhow::Result<u8> {
+    let client = a.conn.client()?;
+    let v = client.run(a.run).await?;
+    let step = v
+        .steps
+        .iter()
+        .find(|s| s.name == a.step)
+        .ok_or_else(|| UsageError(format!("run {} has no step {:?}", a.run, a.step)))?;
+    let job = step
+        .instances
+        .iter()
+        .find(|i| i.index == a.instance)
+        .and_then(|i| i.job)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "step {} (instance {}) has not run: it is {}",
+                a.step, a.instance, step.state
+            ))
+        })?;
+    let out = if a.stderr {
+        Output::Stderr
+    } else {
+        Output::Stdout
+    };
+    let mut stream = Box::pin(client.logs(job, None, out, false).await?);
+    let mut stdout = std::io::stdout().lock();
+    while let Some(chunk) = stream.next().await {
+        stdout.write_all(&chunk?)?;
+        stdout.flush()?;
+    }
+    Ok(0)
+}
+
+pub async fn list(a: ListArgs) -> anyhow::Result<u8> {
+    let l = a.conn.client()?.flows().await?;
+    if a.format == Format::Json {
+        output::json(&l)?;
+        return Ok(0);
+    }
+    let now = output::now_ms();
+    if !l.flows.is_empty() {
+        let rows: Vec<Vec<String>> = l
+            .flows
+            .iter()
+            .map(|f| {
+                vec![
+                    f.name.clone(),
+                    f.steps.to_string(),
+                    f.schedule.clone().unwrap_or_else(|| "-".into()),
+                    f.timezone.clone().unwrap_or_else(|| "-".into()),
+                    f.next_fire
+                        .map(|t| in_or_ago(now, t))
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        output::table(&["FLOW", "STEPS", "SCHEDULE", "TIMEZONE", "NEXT"], &rows);
+        out!();
+    }
+    let rows: Vec<Vec<String>> = l
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.name.clone(),
+                r.state.to_string(),
+                r.trigger.clone(),
+                output::ago(now, r.created_at),
+                r.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["RUN", "FLOW", "STATE", "TRIGGER", "CREATED", "REASON"],
+        &rows,
+    );
+    Ok(0)
+}
+
+/// "in 5s" for a time ahead, "3s ago" for one behind.
+fn in_or_ago(now: u64, t: u64) -> String {
+    if t >= now {
+        format!("in {}", DurationMs((t - now) / 1000 * 1000))
+    } else {
+        output::ago(now, t)
+    }
+}

@@ -1,0 +1,212 @@
+//! Public API v1 for flows (`/api/v1/flows...`), behind the admin token. Specs arrive as YAML
+//! text and are parsed and validated completely here, before anything is started.
+
+use crate::api::{ask, read};
+use crate::control::{FlowSource, LoopMsg};
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use zenith_model::flow::{check, parse_yaml, FlowPlan, FlowSpec, RunId, Templates};
+use zenith_model::ValidationError;
+use zenith_protocol::flows::{
+    def_view, run_summary, run_view, FlowList, FlowText, RunRequest, RunSubmitted, RunView,
+};
+use zenith_store::RunFilter;
+
+/// Most instance rows shown for one run.
+const MAX_INSTANCES_SHOWN: usize = 100_000;
+
+fn templates() -> &'static Templates {
+    static T: OnceLock<Templates> = OnceLock::new();
+    T.get_or_init(Templates::new)
+}
+
+/// Parses and validates a spec; `field` errors keep their path.
+pub fn compile(text: &str) -> Result<(Arc<FlowSpec>, Arc<FlowPlan>), ApiError> {
+    let spec = parse_yaml(text).map_err(|e| ApiError::Invalid(e.within("flow")))?;
+    let plan = check(&spec, templates()).map_err(|e| ApiError::Invalid(e.within("flow")))?;
+    Ok((Arc::new(spec), Arc::new(plan)))
+}
+
+async fn compile_off_loop(text: String) -> Result<(Arc<FlowSpec>, Arc<FlowPlan>), ApiError> {
+    tokio::task::spawn_blocking(move || compile(&text))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("validation task failed: {e}")))?
+}
+
+fn run_id(raw: &str) -> Result<RunId, ApiError> {
+    raw.parse::<u64>()
+        .map(RunId)
+        .map_err(|_| ApiError::Invalid(ValidationError::new("id", "run IDs are positive integers")))
+}
+
+/// `POST /api/v1/flows/runs`
+pub async fn submit_run(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: RunRequest = crate::api::decode(&body)?;
+    let flow = match (req.flow, req.name) {
+        (Some(text), None) => {
+            let (spec, plan) = compile_off_loop(text).await?;
+            FlowSource::Spec(spec, plan)
+        }
+        (None, Some(name)) => FlowSource::Applied(name),
+        _ => {
+            return Err(ApiError::Invalid(ValidationError::new(
+                "flow",
+                "give either flow (the YAML text) or name (an applied flow)",
+            )))
+        }
+    };
+    let params = req.params;
+    let id = ask(&state, |reply| LoopMsg::SubmitRun {
+        flow,
+        params,
+        reply,
+    })
+    .await??;
+    Ok((StatusCode::CREATED, Json(RunSubmitted { id })).into_response())
+}
+
+/// `POST /api/v1/flows/validate`
+pub async fn validate(body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: FlowText = crate::api::decode(&body)?;
+    let (spec, _) = compile_off_loop(req.flow).await?;
+    Ok(Json(
+        serde_json::json!({"valid": true, "name": spec.name, "steps": spec.steps.len()}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    name: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/flows/runs`
+pub async fn list_runs(
+    State(state): State<AppState>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Vec<zenith_protocol::flows::RunSummary>>, ApiError> {
+    let f = RunFilter {
+        name: q.name,
+        before: q.before.map(RunId),
+        limit: q.limit.unwrap_or(100).clamp(1, 10_000),
+    };
+    let rows = read(&state, move |r| r.list_runs(&f)).await?;
+    Ok(Json(rows.iter().map(run_summary).collect()))
+}
+
+/// `GET /api/v1/flows`: applied flows and the latest 50 runs.
+pub async fn list(State(state): State<AppState>) -> Result<Json<FlowList>, ApiError> {
+    let f = RunFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    let (defs, runs) = read(&state, move |r| Ok((r.list_flow_defs()?, r.list_runs(&f)?))).await?;
+    Ok(Json(FlowList {
+        flows: defs.iter().map(def_view).collect(),
+        runs: runs.iter().map(run_summary).collect(),
+    }))
+}
+
+/// `GET /api/v1/flows/runs/{id}`
+pub async fn show_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    let id = run_id(&id)?;
+    let (run, steps, instances) = read(&state, move |r| {
+        Ok((
+            r.get_run(id)?,
+            r.run_steps(id)?,
+            r.run_instances(id, MAX_INSTANCES_SHOWN)?,
+        ))
+    })
+    .await?;
+    let run = run.ok_or(ApiError::NotFound(format!("run {id} not found")))?;
+    let spec = run
+        .spec
+        .clone()
+        .ok_or(ApiError::Unavailable("stored run has no spec".into()))?;
+    Ok(Json(run_view(&run, &spec, &steps, &instances)))
+}
+
+/// `POST /api/v1/flows/runs/{id}/cancel`
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&id)?;
+    match ask(&state, |reply| LoopMsg::CancelRun { id, reply }).await? {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"id": id, "cancelled": true})),
+        )
+            .into_response()),
+        Err(ApiError::Conflict(m)) => match read(&state, move |r| r.get_run(id)).await? {
+            None => Err(ApiError::NotFound(format!("run {id} not found"))),
+            Some(r) => Err(ApiError::Conflict(format!(
+                "run {id} already {}: {m}",
+                r.state
+            ))),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /api/v1/flows/runs/{id}/steps/{step}/approve`
+pub async fn approve(
+    State(state): State<AppState>,
+    Path((id, step)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = run_id(&id)?;
+    if step.len() > 63 {
+        return Err(ApiError::Invalid(ValidationError::new(
+            "step",
+            "at most 63 characters",
+        )));
+    }
+    let s = step.clone();
+    ask(&state, |reply| LoopMsg::Approve { id, step: s, reply }).await??;
+    Ok(Json(
+        serde_json::json!({"id": id, "step": step, "approved": true}),
+    ))
+}
+
+/// `PUT /api/v1/flows/{name}`: stores the definition and arms its schedule.
+pub async fn apply(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: FlowText = crate::api::decode(&body)?;
+    let (spec, plan) = compile_off_loop(req.flow).await?;
+    if spec.name != name {
+        return Err(ApiError::Invalid(ValidationError::new(
+            "flow.name",
+            format!("is {:?} but the URL names {name:?}", spec.name),
+        )));
+    }
+    ask(&state, |reply| LoopMsg::ApplyFlow { spec, plan, reply }).await??;
+    Ok(Json(serde_json::json!({"name": name, "applied": true})))
+}
+
+/// `DELETE /api/v1/flows/{name}`
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let n = name.clone();
+    ask(&state, |reply| LoopMsg::DeleteFlow { name: n, reply }).await??;
+    Ok(Json(serde_json::json!({"name": name, "deleted": true})))
+}

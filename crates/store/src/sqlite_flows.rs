@@ -1,0 +1,377 @@
+//! Flow records in SQLite: runs, step rows, instance rows and applied definitions.
+
+use crate::sqlite::{corrupt, json, keep_good, SqliteReader, StoredSpec, SPEC_FORMAT};
+use crate::{RunFilter, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use zenith_model::flow::{
+    FlowDefRecord, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord, StepState,
+};
+use zenith_model::records::{Changes, Loaded};
+use zenith_model::{AttemptId, JobId};
+
+const RUN_COLS: &str = "id, name, spec, params, state, reason, retries_used, trigger, cancel_requested, deadline_at, created_at, finished_at, expires_at";
+const STEP_COLS: &str = "run_id, step, state, reason, blocked, instances";
+const INST_COLS: &str = "run_id, step, instance, state, job_id, item, outputs, attempts, reason";
+
+fn spec_of(what: &str, s: &str) -> Result<Arc<FlowSpec>, StoreError> {
+    match serde_json::from_str::<StoredSpec<FlowSpec>>(s) {
+        Ok(s) if s.v == SPEC_FORMAT => Ok(Arc::new(s.spec)),
+        Ok(s) => Err(corrupt(what, format!("unknown spec format {}", s.v))),
+        Err(e) => Err(corrupt(what, e)),
+    }
+}
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StoreError>> {
+    let id = RunId(r.get::<_, i64>(0)? as u64);
+    let what = format!("run {id}");
+    let spec = match spec_of(&what, &r.get::<_, String>(2)?) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let params: BTreeMap<String, String> = match serde_json::from_str(&r.get::<_, String>(3)?) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(corrupt(what, e))),
+    };
+    let state_s: String = r.get(4)?;
+    let Some(state) = RunState::parse(&state_s) else {
+        return Ok(Err(corrupt(what, format!("state {state_s:?}"))));
+    };
+    Ok(Ok(RunRecord {
+        id,
+        name: r.get(1)?,
+        spec: Some(spec),
+        params,
+        state,
+        reason: r.get(5)?,
+        retries_used: r.get(6)?,
+        trigger: r.get(7)?,
+        cancel_requested: r.get(8)?,
+        deadline_at: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        created_at: r.get::<_, i64>(10)? as u64,
+        finished_at: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+        expires_at: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+    }))
+}
+
+fn step_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StepRecord, StoreError>> {
+    let run = RunId(r.get::<_, i64>(0)? as u64);
+    let state_s: String = r.get(2)?;
+    let Some(state) = StepState::parse(&state_s) else {
+        return Ok(Err(corrupt(
+            format!("run {run} step"),
+            format!("state {state_s:?}"),
+        )));
+    };
+    Ok(Ok(StepRecord {
+        run,
+        step: r.get(1)?,
+        state,
+        reason: r.get(3)?,
+        blocked: r.get(4)?,
+        instances: r.get(5)?,
+    }))
+}
+
+fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<Result<InstanceRecord, StoreError>> {
+    let run = RunId(r.get::<_, i64>(0)? as u64);
+    let what = format!("run {run} instance");
+    let state_s: String = r.get(3)?;
+    let Some(state) = StepState::parse(&state_s) else {
+        return Ok(Err(corrupt(what, format!("state {state_s:?}"))));
+    };
+    let item = match r.get::<_, Option<String>>(5)? {
+        None => None,
+        Some(s) => match serde_json::from_str(&s) {
+            Ok(v) => Some(v),
+            Err(e) => return Ok(Err(corrupt(what, e))),
+        },
+    };
+    let outputs = match serde_json::from_str(&r.get::<_, String>(6)?) {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(corrupt(what, e))),
+    };
+    Ok(Ok(InstanceRecord {
+        run,
+        step: r.get(1)?,
+        instance: r.get(2)?,
+        state,
+        job: r.get::<_, Option<i64>>(4)?.map(|j| JobId(j as u64)),
+        item,
+        outputs,
+        attempts: r.get(7)?,
+        reason: r.get(8)?,
+    }))
+}
+
+fn def_from_row(r: &Row<'_>) -> rusqlite::Result<Result<FlowDefRecord, StoreError>> {
+    let name: String = r.get(0)?;
+    let spec = match spec_of(&format!("flow {name:?}"), &r.get::<_, String>(1)?) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(FlowDefRecord {
+        name,
+        spec,
+        updated_at: r.get::<_, i64>(2)? as u64,
+        next_fire: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+    }))
+}
+
+/// Adds live runs (with their step and instance rows) and definitions to `out`.
+pub(crate) fn load(conn: &Connection, out: &mut Loaded) -> Result<(), StoreError> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {RUN_COLS} FROM flow_runs WHERE finished_at IS NULL"
+    ))?;
+    out.runs = keep_good(st.query_map([], run_from_row)?)?;
+    let mut st = conn.prepare(&format!(
+        "SELECT {STEP_COLS} FROM flow_steps WHERE run_id IN (SELECT id FROM flow_runs WHERE finished_at IS NULL)"
+    ))?;
+    out.steps = keep_good(st.query_map([], step_from_row)?)?;
+    let mut st = conn.prepare(&format!(
+        "SELECT {INST_COLS} FROM flow_instances WHERE run_id IN (SELECT id FROM flow_runs WHERE finished_at IS NULL)"
+    ))?;
+    out.instances = keep_good(st.query_map([], instance_from_row)?)?;
+    let mut st = conn.prepare("SELECT name, spec, updated_at, next_fire FROM flow_defs")?;
+    out.defs = keep_good(st.query_map([], def_from_row)?)?;
+    let meta: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'next_run_id'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let max: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM flow_runs", [], |r| {
+        r.get(0)
+    })?;
+    out.next_run_id = meta
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(max as u64 + 1);
+    Ok(())
+}
+
+/// Writes the flow part of one batch inside its transaction.
+pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreError> {
+    let mut ins_run = tx.prepare_cached(
+        "INSERT OR REPLACE INTO flow_runs (id, name, spec, params, state, reason, retries_used, trigger, \
+         cancel_requested, deadline_at, created_at, finished_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    let mut upd_run = tx.prepare_cached(
+        "UPDATE flow_runs SET state = ?2, reason = ?3, retries_used = ?4, cancel_requested = ?5, \
+         finished_at = ?6, expires_at = ?7 WHERE id = ?1",
+    )?;
+    for r in ch.runs.values() {
+        match &r.spec {
+            Some(spec) => {
+                ins_run.execute(params![
+                    r.id.0 as i64,
+                    r.name,
+                    json(&StoredSpec {
+                        v: SPEC_FORMAT,
+                        spec: spec.as_ref()
+                    }),
+                    json(&r.params),
+                    r.state.as_str(),
+                    r.reason,
+                    r.retries_used,
+                    r.trigger,
+                    r.cancel_requested,
+                    r.deadline_at.map(|v| v as i64),
+                    r.created_at as i64,
+                    r.finished_at.map(|v| v as i64),
+                    r.expires_at.map(|v| v as i64),
+                ])?;
+            }
+            None => {
+                upd_run.execute(params![
+                    r.id.0 as i64,
+                    r.state.as_str(),
+                    r.reason,
+                    r.retries_used,
+                    r.cancel_requested,
+                    r.finished_at.map(|v| v as i64),
+                    r.expires_at.map(|v| v as i64),
+                ])?;
+            }
+        }
+    }
+    let mut up_step = tx.prepare_cached(
+        "INSERT OR REPLACE INTO flow_steps (run_id, step, state, reason, blocked, instances) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for s in ch.steps.values() {
+        up_step.execute(params![
+            s.run.0 as i64,
+            s.step,
+            s.state.as_str(),
+            s.reason,
+            s.blocked,
+            s.instances
+        ])?;
+    }
+    let mut up_inst = tx.prepare_cached(
+        "INSERT OR REPLACE INTO flow_instances (run_id, step, instance, state, job_id, item, outputs, attempts, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for i in ch.instances.values() {
+        up_inst.execute(params![
+            i.run.0 as i64,
+            i.step,
+            i.instance,
+            i.state.as_str(),
+            i.job.map(|j| j.0 as i64),
+            i.item.as_ref().map(json),
+            json(&i.outputs),
+            i.attempts,
+            i.reason,
+        ])?;
+    }
+    let mut put_def = tx.prepare_cached(
+        "INSERT OR REPLACE INTO flow_defs (name, spec, updated_at, next_fire) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut del_def = tx.prepare_cached("DELETE FROM flow_defs WHERE name = ?1")?;
+    for (name, d) in &ch.defs {
+        match d {
+            Some(d) => {
+                put_def.execute(params![
+                    name,
+                    json(&StoredSpec {
+                        v: SPEC_FORMAT,
+                        spec: d.spec.as_ref()
+                    }),
+                    d.updated_at as i64,
+                    d.next_fire.map(|v| v as i64),
+                ])?;
+            }
+            None => {
+                del_def.execute(params![name])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes up to `limit` finished runs whose `ttl` expired by `now` or that finished before
+/// `before` (retention), with their rows and their jobs' rows. Returns the runs and the
+/// attempts removed, so that their artifacts and logs can go too.
+pub(crate) fn sweep(
+    conn: &mut Connection,
+    now: u64,
+    before: u64,
+    limit: usize,
+) -> Result<(Vec<RunId>, Vec<AttemptId>), StoreError> {
+    let tx = conn.transaction()?;
+    let ids: Vec<i64> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id FROM flow_runs WHERE finished_at IS NOT NULL \
+             AND (expires_at <= ?1 OR finished_at < ?2) LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![now as i64, before as i64, limit as i64], |r| {
+            r.get(0)
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut attempts = Vec::new();
+    {
+        let mut sel = tx.prepare_cached(
+            "SELECT a.id FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ?1",
+        )?;
+        let mut del_a = tx.prepare_cached(
+            "DELETE FROM attempts WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?1)",
+        )?;
+        let mut del_t = tx.prepare_cached(
+            "DELETE FROM tasks WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?1)",
+        )?;
+        let mut del_j = tx.prepare_cached("DELETE FROM jobs WHERE run_id = ?1")?;
+        let mut del_i = tx.prepare_cached("DELETE FROM flow_instances WHERE run_id = ?1")?;
+        let mut del_s = tx.prepare_cached("DELETE FROM flow_steps WHERE run_id = ?1")?;
+        let mut del_r = tx.prepare_cached("DELETE FROM flow_runs WHERE id = ?1")?;
+        for id in &ids {
+            for a in sel.query_map(params![id], |r| r.get::<_, i64>(0))? {
+                attempts.push(AttemptId(a? as u64));
+            }
+            del_a.execute(params![id])?;
+            del_t.execute(params![id])?;
+            del_j.execute(params![id])?;
+            del_i.execute(params![id])?;
+            del_s.execute(params![id])?;
+            del_r.execute(params![id])?;
+        }
+    }
+    tx.commit()?;
+    Ok((ids.into_iter().map(|i| RunId(i as u64)).collect(), attempts))
+}
+
+impl SqliteReader {
+    pub(crate) fn list_runs_impl(&self, f: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        self.with(|c| {
+            let before = f.before.map(|b| b.0 as i64).unwrap_or(i64::MAX);
+            let limit = f.limit.clamp(1, 10_000) as i64;
+            let rows = match &f.name {
+                Some(name) => {
+                    let mut st = c.prepare_cached(&format!(
+                        "SELECT {RUN_COLS} FROM flow_runs WHERE name = ?3 AND id < ?1 ORDER BY id DESC LIMIT ?2"
+                    ))?;
+                    let rows = st.query_map(params![before, limit, name], run_from_row)?;
+                    keep_good(rows)?
+                }
+                None => {
+                    let mut st = c.prepare_cached(&format!(
+                        "SELECT {RUN_COLS} FROM flow_runs WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+                    ))?;
+                    let rows = st.query_map(params![before, limit], run_from_row)?;
+                    keep_good(rows)?
+                }
+            };
+            Ok(rows)
+        })
+    }
+
+    pub(crate) fn get_run_impl(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.with(|c| {
+            let mut st =
+                c.prepare_cached(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = ?1"))?;
+            st.query_row(params![id.0 as i64], run_from_row)
+                .optional()?
+                .transpose()
+        })
+    }
+
+    pub(crate) fn run_steps_impl(&self, id: RunId) -> Result<Vec<StepRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {STEP_COLS} FROM flow_steps WHERE run_id = ?1 ORDER BY step"
+            ))?;
+            let rows = keep_good(st.query_map(params![id.0 as i64], step_from_row)?)?;
+            Ok(rows)
+        })
+    }
+
+    pub(crate) fn run_instances_impl(
+        &self,
+        id: RunId,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {INST_COLS} FROM flow_instances WHERE run_id = ?1 ORDER BY step, instance LIMIT ?2"
+            ))?;
+            let rows =
+                keep_good(st.query_map(params![id.0 as i64, limit as i64], instance_from_row)?)?;
+            Ok(rows)
+        })
+    }
+
+    pub(crate) fn list_defs_impl(&self) -> Result<Vec<FlowDefRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT name, spec, updated_at, next_fire FROM flow_defs ORDER BY name LIMIT 10000",
+            )?;
+            let rows = keep_good(st.query_map([], def_from_row)?)?;
+            Ok(rows)
+        })
+    }
+}
