@@ -14,7 +14,7 @@ use zenith_protocol::api::{
 pub enum ClientError {
     #[error("cannot reach the server at {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("{message}")]
+    #[error("{}{message}", field.as_deref().filter(|f| !f.is_empty()).map(|f| format!("{f}: ")).unwrap_or_default())]
     Api {
         status: u16,
         code: String,

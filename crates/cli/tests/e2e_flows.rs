@@ -1,0 +1,318 @@
+//! End to end on `zenith up`: flows as a user writes and runs them through the CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn write(c: &Cluster, name: &str, text: &str) -> String {
+    let p = c.dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn run_view(c: &Cluster, id: &str) -> Value {
+    serde_json::from_str(&c.ok(&["flow", "show", id, "-o", "json"])).unwrap()
+}
+
+fn step<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {v}"))
+}
+
+fn run_wait(c: &Cluster, args: &[&str]) -> (String, Option<i32>, String) {
+    let mut a = vec!["run"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["--wait", "--timeout", "60s"]);
+    let out = c.cli(&a);
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+const PIPELINE: &str = r#"
+name: pipeline
+params:
+  greeting: hello
+  target: world
+steps:
+  - name: prepare
+    run: [sh, -c, 'printf "%s|" "$@" > $ZENITH_OUTPUTS/args; echo "[1, 2, 3, 4, 5]" > $ZENITH_OUTPUTS/shards', sh, "{{ params.greeting }}", "{{ params.target }}"]
+    outputs: {params: [args, shards]}
+  - name: shard
+    depends: [prepare]
+    forEach: "steps.prepare.outputs.shards"
+    script: |
+      echo "shard {{ item }} of {{ run.name }}"
+      expr {{ item }} \* {{ item }} > "$ZENITH_OUTPUTS/square"
+    outputs: {params: [square]}
+  - name: check
+    depends: [prepare]
+    when: "steps.prepare.outputs.args is startingwith('hello')"
+    run: [echo, "checked {{ steps.prepare.outputs.args }}"]
+    outputs: {params: []}
+  - name: never
+    depends: [prepare]
+    when: "steps.prepare.outputs.args == 'nope'"
+    run: [false]
+  - name: sum
+    depends: [shard, check, never]
+    script: |
+      total=0
+      for n in {{ steps.shard.outputs.square | join(' ') }}; do total=$((total + n)); done
+      echo "$total" > "$ZENITH_OUTPUTS/total"
+      echo "never was {{ steps.never.state }}"
+    outputs: {params: [total]}
+"#;
+
+#[test]
+fn params_flow_through_steps_with_fan_out_conditions_and_outputs() {
+    let c = Cluster::up(&[]);
+    let f = write(&c, "pipeline.yaml", PIPELINE);
+    assert!(c
+        .ok(&["flow", "validate", &f])
+        .contains("is valid (5 steps)"));
+    let hostile = "a b; echo pwned $(id) `id` *";
+    let (id, code, err) = run_wait(&c, &[&f, "-p", &format!("target={hostile}")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("run ") && err.contains("succeeded"), "{err}");
+    let v = run_view(&c, &id);
+    assert_eq!(v["state"], "succeeded");
+    assert_eq!(v["params"]["target"], hostile);
+    // The hostile parameter reached the process as one argv element, unexpanded.
+    assert_eq!(
+        step(&v, "prepare")["outputs"]["args"],
+        format!("hello|{hostile}|")
+    );
+    let shard = step(&v, "shard");
+    assert_eq!(shard["state"], "succeeded");
+    assert_eq!(shard["instances"].as_array().unwrap().len(), 5);
+    assert_eq!(shard["instances"][4]["item"], 5);
+    assert_eq!(shard["instances"][4]["outputs"]["square"], "25");
+    assert_eq!(step(&v, "never")["state"], "skipped");
+    assert_eq!(step(&v, "check")["state"], "succeeded");
+    assert_eq!(step(&v, "sum")["outputs"]["total"], "55");
+    assert_eq!(
+        c.ok(&["flow", "logs", &id, "shard", "--instance", "2"]),
+        "shard 3 of pipeline\n"
+    );
+    assert_eq!(c.ok(&["flow", "logs", &id, "sum"]), "never was skipped\n");
+    let listed = c.ok(&["flows", "-o", "json"]);
+    assert!(listed.contains("\"pipeline\""), "{listed}");
+}
+
+#[test]
+fn retries_exit_policies_and_continue_on_failure() {
+    let c = Cluster::up(&[]);
+    let f = write(
+        &c,
+        "fail.yaml",
+        r#"
+name: flaky
+retryBudget: 5
+steps:
+  - name: flaky
+    # Fails twice, then succeeds: a marker file counts the attempts.
+    script: |
+      n=$(cat "$MARK" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "$MARK"
+      [ "$n" -ge 3 ]
+    env: {MARK: "{{ params.mark }}"}
+    retry: {limit: 3, backoff: exponential, delay: 100ms, maxDelay: 1s}
+  - name: tolerated
+    run: [sh, -c, "exit 3"]
+    failurePolicy: [{exitCodes: [3], action: ignore}]
+  - name: broken
+    run: [sh, -c, "exit 4"]
+    retry: {limit: 5, delay: 100ms}
+    failurePolicy: [{exitCodes: [4], action: fail}]
+    continueOnFailure: true
+  - name: after
+    depends: [flaky, tolerated, broken]
+    run: [echo, "broken was {{ steps.broken.state }}"]
+params: {mark: ""}
+"#,
+    );
+    let mark = c.dir.path().join("mark");
+    let (id, code, err) = run_wait(&c, &[&f, "-p", &format!("mark={}", mark.display())]);
+    assert_eq!(code, Some(0), "{err}");
+    let v = run_view(&c, &id);
+    assert_eq!(step(&v, "flaky")["attempts"], 3);
+    assert_eq!(step(&v, "tolerated")["state"], "succeeded");
+    assert_eq!(step(&v, "broken")["state"], "failed");
+    assert_eq!(step(&v, "broken")["attempts"], 1, "action fail: no retry");
+    assert_eq!(v["retries_used"], 2);
+    assert_eq!(c.ok(&["flow", "logs", &id, "after"]), "broken was failed\n");
+
+    // A real failure fails the run: exit 1, the reason names the step; dependents skipped.
+    let f = write(
+        &c,
+        "bad.yaml",
+        "name: bad\nsteps:\n  - {name: a, run: [sh, -c, 'exit 7']}\n  - {name: b, depends: [a], run: [true]}\n",
+    );
+    let (id, code, err) = run_wait(&c, &[&f]);
+    assert_eq!(code, Some(1), "{err}");
+    let v = run_view(&c, &id);
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["reason"], "step a failed: exit code 7");
+    assert_eq!(step(&v, "b")["state"], "skipped");
+}
+
+#[test]
+fn deadline_approval_cancel_and_concurrency() {
+    let c = Cluster::up(&[]);
+    let f = write(
+        &c,
+        "slow.yaml",
+        "name: slow\ndeadline: 1s\nsteps:\n  - {name: nap, run: [sleep, '1000.5']}\n  - {name: next, depends: [nap], run: [true]}\n",
+    );
+    let (id, code, _) = run_wait(&c, &[&f]);
+    assert_eq!(code, Some(1));
+    let v = run_view(&c, &id);
+    assert_eq!(
+        (&v["state"], &v["reason"]),
+        (&Value::from("failed"), &Value::from("deadline_exceeded"))
+    );
+    assert_eq!(step(&v, "next")["state"], "cancelled");
+    wait_for("the killed step's process to go", 10, || {
+        (processes_matching("1000.5") == 0).then_some(())
+    });
+
+    let f = write(
+        &c,
+        "gate.yaml",
+        "name: gate\nconcurrency: forbid\nsteps:\n  - {name: ok, type: approval}\n  - {name: ship, depends: [ok], run: [echo, shipped]}\n",
+    );
+    let id = c.ok(&["run", &f]).trim().to_string();
+    wait_for("waiting_approval", 10, || {
+        (step(&run_view(&c, &id), "ok")["state"] == "waiting_approval").then_some(())
+    });
+    // forbid: a second run while one is active is refused.
+    let second = c.cli(&["run", &f]);
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("forbids concurrent runs"));
+    c.ok(&["flow", "approve", &id, "ok"]);
+    wait_for("gate run to succeed", 20, || {
+        (run_view(&c, &id)["state"] == "succeeded").then_some(())
+    });
+    assert_eq!(c.ok(&["flow", "logs", &id, "ship"]), "shipped\n");
+
+    let f = write(
+        &c,
+        "replace.yaml",
+        "name: repl\nconcurrency: replace\nsteps:\n  - {name: nap, run: [sleep, '1000.6']}\n",
+    );
+    let old = c.ok(&["run", &f]).trim().to_string();
+    wait_for("old run to start", 10, || {
+        (step(&run_view(&c, &old), "nap")["state"] == "running").then_some(())
+    });
+    let new = c.ok(&["run", &f]).trim().to_string();
+    wait_for("old run cancelled", 20, || {
+        (run_view(&c, &old)["state"] == "cancelled").then_some(())
+    });
+    assert_eq!(run_view(&c, &old)["reason"], "replaced by a newer run");
+    c.ok(&["flow", "cancel", &new]);
+    wait_for("new run cancelled", 20, || {
+        (run_view(&c, &new)["state"] == "cancelled").then_some(())
+    });
+    wait_for("no sleeper left", 10, || {
+        (processes_matching("1000.6") == 0).then_some(())
+    });
+}
+
+#[test]
+fn schedules_fire_across_a_server_restart_and_ttl_deletes_runs() {
+    let mut c = Cluster::up(&["--sweep-interval", "200ms"]);
+    let f = write(
+        &c,
+        "cron.yaml",
+        "name: tick\nschedule: '*/2 * * * * *'\ntimezone: Europe/Berlin\nttl: 3s\nsteps:\n  - {name: a, run: [echo, tock]}\n",
+    );
+    c.ok(&["flow", "apply", &f]);
+    let runs = |c: &Cluster| -> Vec<Value> {
+        let v: Value = serde_json::from_str(&c.ok(&["flows", "-o", "json"])).unwrap();
+        v["runs"].as_array().unwrap().clone()
+    };
+    let first = wait_for("a scheduled run to succeed", 20, || {
+        runs(&c)
+            .into_iter()
+            .find(|r| r["trigger"] == "schedule" && r["state"] == "succeeded")
+    });
+    let first_id = first["id"].as_u64().unwrap();
+    // A run in flight when the server dies is finished after the restart.
+    let g = write(
+        &c,
+        "long.yaml",
+        "name: long\nsteps:\n  - {name: a, run: [sleep, '2']}\n  - {name: b, depends: [a], run: [echo, done]}\n",
+    );
+    let long = c.ok(&["run", &g]).trim().to_string();
+    wait_for("long run started", 10, || {
+        (step(&run_view(&c, &long), "a")["state"] == "running").then_some(())
+    });
+    c.kill_server();
+    c.start_server();
+    let later = wait_for("a scheduled run after the restart", 20, || {
+        runs(&c).into_iter().find(|r| {
+            r["trigger"] == "schedule"
+                && r["state"] == "succeeded"
+                && r["id"].as_u64().unwrap() > long.parse::<u64>().unwrap()
+        })
+    });
+    assert!(later["id"].as_u64().unwrap() > first_id);
+    wait_for("the interrupted run to finish", 30, || {
+        (run_view(&c, &long)["state"] == "succeeded").then_some(())
+    });
+    assert_eq!(c.ok(&["flow", "logs", &long, "b"]), "done\n");
+    // ttl: 3s: the first scheduled run is deleted with its jobs.
+    wait_for("the expired run to be deleted", 20, || {
+        let out = c.cli(&["flow", "show", &first_id.to_string()]);
+        (out.status.code() == Some(2)).then_some(())
+    });
+    c.ok(&["flow", "delete", "tick"]);
+    let v: Value = serde_json::from_str(&c.ok(&["flows", "-o", "json"])).unwrap();
+    assert!(v["flows"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn malformed_specs_are_refused_with_the_field_and_nothing_runs() {
+    let c = Cluster::up(&[]);
+    let cases: &[(&str, &str)] = &[
+        ("name: x\nsteps:\n  - name: a\n    run: echo\n", "steps[0].run"),
+        ("name: x\nsteps:\n  - name: a\n    run: [x]\n  - name: b\n    depends: [zz]\n    run: [x]\n", "steps[1].depends[0]"),
+        ("name: x\nsteps:\n  - {name: a, run: [x], depends: [b]}\n  - {name: b, run: [x], depends: [a]}\n", "cycle"),
+        ("name: x\nsteps:\n  - {name: a, run: ['{{ params.nope }}']}\n", "steps[0].run[0]"),
+        ("name: x\nschedule: '99 * * * *'\nsteps:\n  - {name: a, run: [x]}\n", "schedule"),
+        ("name: x\nsteps:\n  - {name: a, run: [x], timeout: forever}\n", "steps[0].timeout"),
+        ("name: x\nsteps:\n  - {name: a, run: [x], bogus: 1}\n", "bogus"),
+        ("name: x\nsteps: [\n", "line 2"),
+    ];
+    for (i, (yaml, needle)) in cases.iter().enumerate() {
+        let f = write(&c, &format!("bad{i}.yaml"), yaml);
+        let local = c.cli(&["flow", "validate", &f]);
+        assert_eq!(local.status.code(), Some(2), "{yaml}");
+        let msg = String::from_utf8_lossy(&local.stderr).to_string();
+        assert!(msg.contains(needle), "{yaml}: {msg}");
+        let remote = c.cli(&["run", &f]);
+        assert_eq!(remote.status.code(), Some(2), "{yaml}");
+        let msg = String::from_utf8_lossy(&remote.stderr).to_string();
+        assert!(msg.contains(needle), "server said for {yaml}: {msg}");
+    }
+    // 1 MB of malformed YAML and an alias bomb: refused, the server stays up.
+    let junk = write(&c, "junk.yaml", &"- [a: {b\n".repeat(110_000));
+    assert_eq!(c.cli(&["run", &junk]).status.code(), Some(2));
+    let bomb = write(
+        &c,
+        "bomb.yaml",
+        "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nname: x\nsteps: []\n",
+    );
+    assert_eq!(c.cli(&["run", &bomb]).status.code(), Some(2));
+    let v: Value = serde_json::from_str(&c.ok(&["flows", "-o", "json"])).unwrap();
+    assert!(v["runs"].as_array().unwrap().is_empty(), "nothing ran: {v}");
+    let jobs: Value = serde_json::from_str(&c.ok(&["jobs", "-o", "json"])).unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0);
+}
