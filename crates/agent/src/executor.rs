@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use zenith_model::flow::ArtifactOut;
 use zenith_model::{AttemptId, AttemptOutcome, NodeId};
 use zenith_protocol::agent::{Assignment, AttemptResult};
 
@@ -26,6 +27,8 @@ struct Proc {
     killing: bool,
     /// Output parameters to read when it ends (flow steps).
     outputs: Vec<String>,
+    /// A scratch working directory made for this attempt, removed when it ends.
+    scratch: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -55,6 +58,8 @@ struct Inner {
     table: Mutex<Table>,
     results: mpsc::Sender<AttemptResult>,
     metrics: Arc<crate::metrics::AgentMetrics>,
+    /// Moves flow artifacts through the server.
+    transfer: Option<crate::artifacts::Transfer>,
 }
 
 /// Where an attempt's output goes on the agent.
@@ -62,16 +67,32 @@ pub fn log_path(log_dir: &Path, attempt: AttemptId, stream: &str) -> PathBuf {
     log_dir.join(format!("{}.{stream}", attempt.0))
 }
 
+/// How an executor is set up.
+pub struct Setup {
+    pub node: NodeId,
+    pub data_dir: PathBuf,
+    pub work_dir: PathBuf,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    pub gpus: u64,
+    pub transfer: Option<crate::artifacts::Transfer>,
+}
+
 impl Executor {
     pub fn new(
-        node: NodeId,
-        data_dir: &Path,
-        work_dir: PathBuf,
-        grace: Duration,
+        setup: Setup,
         results: mpsc::Sender<AttemptResult>,
         metrics: Arc<crate::metrics::AgentMetrics>,
-        gpus: u64,
     ) -> std::io::Result<Self> {
+        let Setup {
+            node,
+            data_dir,
+            work_dir,
+            grace,
+            gpus,
+            transfer,
+        } = setup;
+        let data_dir = data_dir.as_path();
         let log_dir = data_dir.join("logs");
         std::fs::create_dir_all(&log_dir)?;
         let outputs_dir = data_dir.join("outputs");
@@ -93,6 +114,7 @@ impl Executor {
                 }),
                 results,
                 metrics,
+                transfer,
             }),
         })
     }
@@ -140,6 +162,7 @@ impl Executor {
                         gpus: Vec::new(),
                         killing: false,
                         outputs: Vec::new(),
+                        scratch: None,
                     },
                 );
                 drop(t);
@@ -156,7 +179,8 @@ impl Executor {
                     pgid: None,
                     gpus,
                     killing: false,
-                    outputs: a.outputs.clone(),
+                    outputs: a.io.outputs.clone(),
+                    scratch: None,
                 },
             );
             self.inner.metrics.running.set(t.running.len() as i64);
@@ -173,7 +197,64 @@ impl Executor {
             .ok()
             .and_then(|t| t.running.get(&attempt).map(|p| p.gpus.clone()))
             .unwrap_or_default();
-        match self.spawn(&a, &gpus) {
+        if a.io.moves_files() {
+            let this = self.clone();
+            tokio::spawn(async move { this.prepare_and_spawn(a, gpus).await });
+            return;
+        }
+        self.spawn_and_watch(a, &gpus);
+    }
+
+    /// Flow steps that move artifacts: a scratch working directory (unless the step names a
+    /// `cwd`) and the input artifacts placed in it, then the process.
+    async fn prepare_and_spawn(self, mut a: Assignment, gpus: Vec<u32>) {
+        let attempt = a.attempt;
+        let Some(transfer) = self.inner.transfer.clone() else {
+            let message = "this agent cannot move artifacts".to_string();
+            return self.finish(attempt, None, AttemptOutcome::StartFailed { message });
+        };
+        let dir = match &a.cwd {
+            Some(c) => PathBuf::from(c),
+            None => {
+                let d = self
+                    .inner
+                    .work_dir
+                    .join("attempts")
+                    .join(attempt.to_string());
+                if let Err(e) = std::fs::create_dir_all(&d) {
+                    let message = format!("scratch directory {}: {e}", d.display());
+                    return self.finish(attempt, None, AttemptOutcome::StartFailed { message });
+                }
+                if let Ok(mut t) = self.inner.table.lock() {
+                    if let Some(p) = t.running.get_mut(&attempt) {
+                        p.scratch = Some(d.clone());
+                    }
+                }
+                a.cwd = Some(d.to_string_lossy().into_owned());
+                d
+            }
+        };
+        for input in &a.io.inputs {
+            if let Err(e) = transfer.fetch(&input.key, &dir.join(&input.path)).await {
+                let message = truncate(format!("input artifact {}: {e}", input.key));
+                return self.finish(attempt, None, AttemptOutcome::StartFailed { message });
+            }
+        }
+        let killed = self
+            .inner
+            .table
+            .lock()
+            .map(|t| t.running.get(&attempt).is_none_or(|p| p.killing))
+            .unwrap_or(true);
+        if killed {
+            return self.finish(attempt, None, AttemptOutcome::Signaled { signal: 9 });
+        }
+        self.spawn_and_watch(a, &gpus);
+    }
+
+    fn spawn_and_watch(&self, a: Assignment, gpus: &[u32]) {
+        let attempt = a.attempt;
+        match self.spawn(&a, gpus) {
             Ok(child) => {
                 let pgid = child.id().map(|p| p as i32);
                 if let Ok(mut t) = self.inner.table.lock() {
@@ -183,7 +264,11 @@ impl Executor {
                 }
                 self.inner.metrics.attempts_started.inc();
                 let this = self.clone();
-                tokio::spawn(async move { this.watch(attempt, child, pgid).await });
+                let uploads = match a.io.artifacts.is_empty() {
+                    true => None,
+                    false => Some((a.io.artifacts.clone(), a.cwd.clone().map(PathBuf::from))),
+                };
+                tokio::spawn(async move { this.watch(attempt, child, pgid, uploads).await });
             }
             Err(e) => {
                 let outcome = AttemptOutcome::StartFailed {
@@ -223,7 +308,7 @@ impl Executor {
             let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
             cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
         }
-        if !a.outputs.is_empty() {
+        if !a.io.outputs.is_empty() {
             let dir = self.inner.outputs_dir.join(a.attempt.to_string());
             std::fs::create_dir_all(&dir)?;
             cmd.env("ZENITH_OUTPUTS", dir);
@@ -232,7 +317,13 @@ impl Executor {
         cmd.spawn()
     }
 
-    async fn watch(self, attempt: AttemptId, mut child: tokio::process::Child, pgid: Option<i32>) {
+    async fn watch(
+        self,
+        attempt: AttemptId,
+        mut child: tokio::process::Child,
+        pgid: Option<i32>,
+        uploads: Option<(Vec<ArtifactOut>, Option<PathBuf>)>,
+    ) {
         let outcome = match child.wait().await {
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
@@ -246,7 +337,48 @@ impl Executor {
                 message: truncate(format!("wait failed: {e}")),
             },
         };
+        let outcome = match uploads {
+            Some((artifacts, dir)) if outcome.succeeded() => self
+                .upload(
+                    attempt,
+                    &artifacts,
+                    dir.as_deref().unwrap_or(&self.inner.work_dir),
+                )
+                .await
+                .map(|()| outcome)
+                .unwrap_or_else(|message| AttemptOutcome::OutputsFailed { message }),
+            _ => outcome,
+        };
         self.finish(attempt, pgid, outcome);
+    }
+
+    /// Uploads a succeeded step's artifacts (not when it is being killed).
+    async fn upload(
+        &self,
+        attempt: AttemptId,
+        artifacts: &[ArtifactOut],
+        dir: &Path,
+    ) -> Result<(), String> {
+        let Some(t) = self.inner.transfer.clone() else {
+            return Err("this agent cannot move artifacts".into());
+        };
+        for a in artifacts {
+            let killing = self
+                .inner
+                .table
+                .lock()
+                .map(|t| t.running.get(&attempt).is_some_and(|p| p.killing))
+                .unwrap_or(false);
+            if killing {
+                return Ok(());
+            }
+            let bytes = t
+                .put(attempt, &a.key, &dir.join(&a.path))
+                .await
+                .map_err(|e| truncate(format!("artifact {} ({}): {e}", a.name, a.path)))?;
+            self.inner.metrics.artifact_bytes.inc_by(bytes);
+        }
+        Ok(())
     }
 
     fn finish(&self, attempt: AttemptId, pgid: Option<i32>, outcome: AttemptOutcome) {
@@ -254,16 +386,19 @@ impl Executor {
         if let Some(pg) = pgid {
             let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
         }
-        let (killed, wanted) = match self.inner.table.lock() {
+        let (killed, wanted, scratch) = match self.inner.table.lock() {
             Ok(mut t) => match t.running.remove(&attempt) {
                 Some(p) => {
                     t.free_gpus.extend(p.gpus);
-                    (p.killing, p.outputs)
+                    (p.killing, p.outputs, p.scratch)
                 }
-                None => (false, Vec::new()),
+                None => (false, Vec::new(), None),
             },
-            Err(_) => (false, Vec::new()),
+            Err(_) => (false, Vec::new(), None),
         };
+        if let Some(d) = scratch {
+            let _ = std::fs::remove_dir_all(d);
+        }
         let (outcome, outputs) = self.collect_outputs(attempt, &wanted, outcome);
         if killed {
             // A killed job leaves nothing: also processes that left its group (setsid,

@@ -1,6 +1,7 @@
 //! The node agent: joins a server, runs the attempts it is assigned, reports their results
 //! and output. It executes; it never decides placement.
 
+mod artifacts;
 mod executor;
 mod identity;
 mod logship;
@@ -85,14 +86,32 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         .work_dir
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join("work"));
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .build()?;
+    let spool = cfg.data_dir.join("spool");
+    // Tar files in flight when a previous run of the agent stopped.
+    let _ = std::fs::remove_dir_all(&spool);
+    std::fs::create_dir_all(&spool)?;
+    let transfer = artifacts::Transfer {
+        http: http.clone(),
+        server: cfg.server.clone(),
+        token: cfg.token.clone(),
+        node: node.clone(),
+        spool,
+    };
     let exec = executor::Executor::new(
-        node.clone(),
-        &cfg.data_dir,
-        work_dir,
-        cfg.kill_grace,
+        executor::Setup {
+            node: node.clone(),
+            data_dir: cfg.data_dir.clone(),
+            work_dir,
+            grace: cfg.kill_grace,
+            gpus: cfg.resources.gpus,
+            transfer: Some(transfer),
+        },
         results_tx,
         metrics.clone(),
-        cfg.resources.gpus,
     )?;
     let leftovers = exec.reap_leftovers();
     if leftovers > 0 {
@@ -103,10 +122,6 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     }
     let mut outbox = outbox::Outbox::open(&cfg.data_dir)?;
     let mut logs = logship::LogShipper::default();
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .build()?;
     let conn = std::sync::Arc::new(session::Conn::new(http, cfg, node.clone(), metrics.clone()));
     tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
     tokio::pin!(shutdown);

@@ -22,6 +22,8 @@ pub struct ResultLabel {
 pub struct AgentMetrics {
     registry: Registry,
     pub attempts_started: Counter,
+    /// Bytes of flow artifacts uploaded.
+    pub artifact_bytes: Counter,
     attempts_ended: Family<OutcomeLabel, Counter>,
     pub running: Gauge,
     pub outbox: Gauge,
@@ -37,6 +39,7 @@ impl AgentMetrics {
         let m = AgentMetrics {
             registry: Registry::default(),
             attempts_started: Counter::default(),
+            artifact_bytes: Counter::default(),
             attempts_ended: Family::default(),
             running: Gauge::default(),
             outbox: Gauge::default(),
@@ -49,6 +52,11 @@ impl AgentMetrics {
             "attempts_started",
             "Attempts started on this node",
             m.attempts_started.clone(),
+        );
+        r.register(
+            "artifact_bytes_uploaded",
+            "Bytes of flow artifacts uploaded to the server",
+            m.artifact_bytes.clone(),
         );
         r.register(
             "attempts_ended",

@@ -316,3 +316,90 @@ fn malformed_specs_are_refused_with_the_field_and_nothing_runs() {
     let jobs: Value = serde_json::from_str(&c.ok(&["jobs", "-o", "json"])).unwrap();
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn artifacts_move_between_steps_on_different_nodes_and_go_with_the_run() {
+    let mut c = Cluster::server(&["--sweep-interval", "200ms"]);
+    c.add_agent("left", &["--cpus", "1", "--resource", "left=1"]);
+    c.add_agent("right", &["--cpus", "1", "--resource", "right=1"]);
+    c.wait_nodes(2);
+    let f = write(
+        &c,
+        "art.yaml",
+        r#"
+name: art
+ttl: 2s
+steps:
+  - name: build
+    resources: {cpus: 1, custom: {left: 1}}
+    script: |
+      mkdir -p out/sub
+      echo payload > out/sub/data.txt
+      echo "$ZENITH_NODE_ID" > report.txt
+    outputs:
+      artifacts:
+        - {name: tree, path: out}
+        - {name: report, path: report.txt}
+  - name: use
+    depends: [build]
+    resources: {cpus: 1, custom: {right: 1}}
+    inputs:
+      artifacts:
+        - {from: build.tree, path: in/tree}
+        - {from: build.report, path: built-on}
+    script: |
+      cat in/tree/sub/data.txt
+      [ "$(cat built-on)" != "$ZENITH_NODE_ID" ] && echo "built elsewhere"
+  - name: missing
+    resources: {cpus: 1, custom: {left: 1}}
+    run: [true]
+    outputs:
+      artifacts: [{name: nothing, path: not-there}]
+"#,
+    );
+    let (id, code, err) = run_wait(&c, &[&f]);
+    assert_eq!(code, Some(1), "{err}");
+    let v = run_view(&c, &id);
+    assert_eq!(step(&v, "use")["state"], "succeeded", "{v}");
+    assert_eq!(
+        c.ok(&["flow", "logs", &id, "use"]),
+        "payload\nbuilt elsewhere\n"
+    );
+    let missing = step(&v, "missing");
+    assert_eq!(missing["state"], "failed");
+    assert!(
+        missing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("artifact nothing (not-there): not found"),
+        "{missing}"
+    );
+    // Only the node running that very attempt may upload.
+    let url = format!(
+        "{}/agent/v1/artifacts/{id}/0/0/tree?attempt=1&node=left",
+        c.url()
+    );
+    let token = c.agent_token.clone();
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            reqwest::Client::new()
+                .put(url)
+                .bearer_auth(token)
+                .body("junk")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    assert_eq!(status, 409);
+    let dir = c.data().join("artifacts").join(&id);
+    assert!(dir.join("0/0/tree.tar").exists());
+    // ttl: 2s: the run's artifacts go with it.
+    wait_for("the run's artifacts to be deleted", 20, || {
+        (!dir.exists()).then_some(())
+    });
+}

@@ -100,8 +100,8 @@ pub struct Assignment {
     /// 1-based attempt number of this task (`ZENITH_ATTEMPT`).
     pub attempt_number: u32,
     pub spec: Arc<JobSpec>,
-    /// Output parameters the agent reads after the attempt (flow steps that declare some).
-    pub outputs: Vec<String>,
+    /// Outputs and artifacts the agent handles around the process (flow steps).
+    pub io: zenith_model::flow::StepIo,
 }
 
 /// Commands the engine refuses.

@@ -69,13 +69,7 @@ impl Engine {
                 return (placed, false);
             }
             let spec = job.spec.clone();
-            let outputs = job
-                .owner
-                .and_then(|o| {
-                    let run = self.runs.get(&o.run)?;
-                    Some(run.spec.steps.get(o.step as usize)?.outputs.params.clone())
-                })
-                .unwrap_or_default();
+            let io = job.owner.map(|o| self.step_io(o)).unwrap_or_default();
             let candidates = self.nodes.iter().map(|(nid, n)| {
                 (
                     nid,
@@ -138,7 +132,7 @@ impl Engine {
                     task: index,
                     attempt_number,
                     spec,
-                    outputs,
+                    io,
                 },
             });
             self.counters.attempts_started += 1;

@@ -65,9 +65,10 @@ pub struct Assignment {
     #[serde(default)]
     pub cwd: Option<String>,
     pub resources: Resources,
-    /// Output parameters to read after success from `$ZENITH_OUTPUTS/<name>` (flow steps).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outputs: Vec<String>,
+    /// Flow steps: output parameters to read from `$ZENITH_OUTPUTS/<name>`, artifacts to
+    /// fetch before start and to upload after success.
+    #[serde(default, skip_serializing_if = "zenith_model::flow::StepIo::is_empty")]
+    pub io: zenith_model::flow::StepIo,
 }
 
 /// `POST /agent/v1/report`: results and the heartbeat in one message.

@@ -92,6 +92,11 @@ pub enum LoopMsg {
         step: String,
         reply: Reply<()>,
     },
+    /// Who runs an attempt (for artifact uploads): its node and flow step instance.
+    AttemptOwner {
+        attempt: AttemptId,
+        reply: oneshot::Sender<Option<(NodeId, Option<zenith_model::flow::StepRef>)>>,
+    },
 }
 
 /// Which flow a run request means.
@@ -433,6 +438,9 @@ impl ControlLoop {
                     });
                     let _ = reply.send(view);
                 }
+                LoopMsg::AttemptOwner { attempt, reply } => {
+                    let _ = reply.send(self.engine.attempt_owner(attempt));
+                }
                 LoopMsg::Levels { reply } => {
                     let _ = reply.send(self.engine.levels());
                 }
@@ -491,7 +499,7 @@ impl ControlLoop {
                         env: a.spec.env.clone(),
                         cwd: a.spec.cwd.clone(),
                         resources: a.spec.resources.clone(),
-                        outputs: a.outputs,
+                        io: a.io,
                     });
                 }
                 Effect::Kill { node, attempt } => kill.entry(node).or_default().push(attempt),

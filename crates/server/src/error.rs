@@ -24,6 +24,8 @@ pub enum ApiError {
     Overloaded(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
 }
 
 impl ApiError {
@@ -41,6 +43,9 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            ApiError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None)
+            }
         }
     }
 }

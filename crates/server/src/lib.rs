@@ -5,6 +5,7 @@
 
 mod agent_api;
 mod api;
+mod artifacts;
 pub mod auth;
 mod clock;
 mod control;
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     /// Requests per second each client address may make to `/api/v1` (bursts of twice
     /// that); beyond it: 429 with `Retry-After`.
     pub rate_limit_per_client: u32,
+    /// Largest flow artifact (one file or directory, as tar).
+    pub max_artifact_bytes: u64,
 }
 
 impl ServerConfig {
@@ -74,6 +77,7 @@ impl ServerConfig {
             max_live_jobs: 1_000_000,
             max_store_bytes: None,
             rate_limit_per_client: 1000,
+            max_artifact_bytes: 1 << 30,
         }
     }
 }
@@ -101,6 +105,7 @@ pub(crate) struct AppState {
     /// True while the store refuses writes.
     degraded: Arc<std::sync::atomic::AtomicBool>,
     limiter: Arc<limiter::RateLimiter>,
+    artifacts: artifacts::ArtifactStore,
 }
 
 /// Capacity of the control loop's inbox; a full inbox answers 429.
@@ -142,9 +147,14 @@ pub async fn serve(
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
     let fatal_seen = fatal_rx.clone();
     let (failures_tx, failures_rx) = mpsc::channel(16);
+    let artifacts = artifacts::ArtifactStore {
+        root: cfg.data_dir.join("artifacts"),
+        max_bytes: cfg.max_artifact_bytes,
+    };
     let writer = writer::spawn(
         Box::new(store) as Box<dyn Store>,
         logs.clone(),
+        artifacts.clone(),
         writer_rx,
         failures_tx,
         metrics.clone(),
@@ -188,6 +198,7 @@ pub async fn serve(
         events: events_tx,
         degraded,
         limiter: Arc::new(limiter::RateLimiter::new(cfg.rate_limit_per_client)),
+        artifacts,
     };
     let app = router(state, cfg.max_body_bytes);
 
@@ -286,6 +297,10 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/stream", get(agent_api::stream))
         .route("/report", post(agent_api::report))
         .route("/logs", post(agent_api::upload_logs))
+        .route(
+            "/artifacts/{run}/{step}/{instance}/{name}",
+            axum::routing::put(artifacts::put).get(artifacts::get),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_agent));
     Router::new()

@@ -64,6 +64,7 @@ pub struct Metrics {
     run_deadlines: Counter,
     retry_budget_exhausted: Counter,
     runs_live: Gauge,
+    artifact_bytes: Counter,
     flows_applied: Gauge,
     jobs: Family<QueueStateLabels, Gauge>,
     nodes: Family<StateLabel, Gauge>,
@@ -102,6 +103,7 @@ impl Metrics {
             run_deadlines: Counter::default(),
             retry_budget_exhausted: Counter::default(),
             runs_live: Gauge::default(),
+            artifact_bytes: Counter::default(),
             flows_applied: Gauge::default(),
             jobs: Family::default(),
             nodes: Family::default(),
@@ -182,6 +184,11 @@ impl Metrics {
             "flow_runs_live",
             "Flow runs not yet finished",
             m.runs_live.clone(),
+        );
+        r.register(
+            "artifact_bytes_stored",
+            "Bytes of flow artifacts stored",
+            m.artifact_bytes.clone(),
         );
         r.register(
             "flows_applied",
@@ -371,6 +378,10 @@ impl Metrics {
         if let Ok(mut last) = self.exported.lock() {
             *last = Counters::default();
         }
+    }
+
+    pub fn artifact_bytes(&self, n: u64) {
+        self.artifact_bytes.inc_by(n);
     }
 
     pub fn set_clients(&self, n: usize) {

@@ -54,6 +54,7 @@ const SWEEP_CHUNK: usize = 1000;
 struct Writer {
     store: Box<dyn Store>,
     logs: LogStore,
+    artifacts: crate::artifacts::ArtifactStore,
     metrics: Arc<Metrics>,
     failures: mpsc::Sender<CommitFailed>,
     /// Batches of an older generation are refused: their base state was never committed.
@@ -64,6 +65,7 @@ struct Writer {
 pub fn spawn(
     store: Box<dyn Store>,
     logs: LogStore,
+    artifacts: crate::artifacts::ArtifactStore,
     mut rx: mpsc::Receiver<WriterMsg>,
     failures: mpsc::Sender<CommitFailed>,
     metrics: Arc<Metrics>,
@@ -71,6 +73,7 @@ pub fn spawn(
     let mut w = Writer {
         store,
         logs,
+        artifacts,
         metrics,
         failures,
         accept_gen: 0,
@@ -163,6 +166,7 @@ impl Writer {
             match self.store.sweep_runs(now, before, SWEEP_CHUNK) {
                 Ok((runs, gone)) => {
                     self.logs.remove(&gone);
+                    self.artifacts.remove_runs(&runs);
                     if !runs.is_empty() {
                         tracing::info!(
                             runs = runs.len(),

@@ -207,5 +207,82 @@ fn a_version_one_database_is_migrated() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, 3);
+}
+
+#[test]
+fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl() {
+    use zenith_model::flow::{check, parse_yaml, RunState, StepState, Templates};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let reader = store.reader(1).unwrap();
+    let cfg = EngineConfig::default();
+    let mut e = Engine::new(cfg.clone());
+    e.register_node(node("n1"), 1000);
+    let yaml = "name: two\nttl: 1m\nsteps:\n  - {name: a, run: [x], outputs: {params: [p]}}\n  - {name: b, depends: [a], run: ['{{ steps.a.outputs.p }}']}\n";
+    let spec = parse_yaml(yaml).unwrap();
+    let plan = check(&spec, &Templates::new()).unwrap();
+    let params = spec.params.clone();
+    let run = e
+        .submit_run(
+            Arc::new(spec),
+            Arc::new(plan),
+            params,
+            zenith_engine::Trigger::Manual,
+            1000,
+        )
+        .unwrap();
+    e.schedule(1000);
+    let a = match &e.take_effects()[0] {
+        zenith_engine::Effect::Dispatch { assignment, .. } => assignment.attempt,
+        _ => unreachable!(),
+    };
+    store.commit(&e.take_changes()).unwrap();
+    let n1 = NodeId("n1".into());
+    let outputs = [("p".to_string(), "echo".to_string())]
+        .into_iter()
+        .collect();
+    e.attempt_finished_with(&n1, a, AttemptOutcome::Exited { code: 0 }, outputs, 2000)
+        .unwrap();
+    e.schedule(2000);
+    let b = match &e.take_effects()[0] {
+        zenith_engine::Effect::Dispatch { assignment, .. } => {
+            assert_eq!(
+                assignment.spec.command,
+                vec!["echo"],
+                "a's output reached b"
+            );
+            assignment.attempt
+        }
+        _ => unreachable!(),
+    };
+    store.commit(&e.take_changes()).unwrap();
+
+    // Restart: the run, its steps and the running job of b come back linked.
+    let loaded = store.load().unwrap();
+    assert_eq!((loaded.runs.len(), loaded.steps.len()), (1, 2));
+    let mut e = Engine::restore(cfg, loaded, 3000);
+    e.sanity_check().unwrap();
+    assert_eq!(e.run_live(run).unwrap().state, RunState::Running);
+    e.attempt_finished(&n1, b, AttemptOutcome::Exited { code: 0 }, 4000)
+        .unwrap();
+    store.commit(&e.take_changes()).unwrap();
+    assert!(
+        store.load().unwrap().runs.is_empty(),
+        "a finished run is not live"
+    );
+    let r = reader.get_run(run).unwrap().unwrap();
+    assert_eq!((r.state, r.expires_at), (RunState::Succeeded, Some(64_000)));
+    let steps = reader.run_steps(run).unwrap();
+    assert!(steps.iter().all(|s| s.state == StepState::Succeeded));
+    let inst = reader.run_instances(run, 10).unwrap();
+    assert_eq!(inst[0].outputs["p"], "echo");
+    let job = inst[0].job.unwrap();
+    // Before the ttl nothing goes; after it the run, its rows and its jobs go.
+    assert!(store.sweep_runs(63_999, 0, 100).unwrap().0.is_empty());
+    let (runs, attempts) = store.sweep_runs(64_000, 0, 100).unwrap();
+    assert_eq!((runs, attempts.len()), (vec![run], 2));
+    assert!(reader.get_run(run).unwrap().is_none());
+    assert!(reader.get_job(job).unwrap().is_none());
+    assert!(reader.run_instances(run, 10).unwrap().is_empty());
 }

@@ -166,3 +166,15 @@ impl crate::Engine {
         self.runs.get(&id).map(|r| RunLive { id, state: r.state })
     }
 }
+
+impl crate::Engine {
+    /// The node running attempt `aid` and the flow step instance it is for, while it runs.
+    pub fn attempt_owner(
+        &self,
+        aid: zenith_model::AttemptId,
+    ) -> Option<(zenith_model::NodeId, Option<zenith_model::flow::StepRef>)> {
+        let r = self.attempts.get(&aid)?;
+        let owner = self.jobs.get(&r.job).and_then(|j| j.owner);
+        Some((r.node.clone(), owner))
+    }
+}

@@ -3,7 +3,10 @@
 use crate::Engine;
 use minijinja::value::Value;
 use serde_json::{json, Map};
-use zenith_model::flow::{template, template::to_value, RunId, StepState};
+use zenith_model::flow::{
+    artifact_key, template, template::to_value, ArtifactIn, ArtifactOut, RunId, StepIo, StepRef,
+    StepState,
+};
 use zenith_model::JobSpec;
 
 impl Engine {
@@ -61,6 +64,42 @@ impl Engine {
             obj.insert("item".into(), item.clone());
         }
         to_value(&ctx)
+    }
+
+    /// What the agent does around the process of a step instance.
+    pub(crate) fn step_io(&self, o: StepRef) -> StepIo {
+        let Some(run) = self.runs.get(&o.run) else {
+            return StepIo::default();
+        };
+        let Some(step) = run.spec.steps.get(o.step as usize) else {
+            return StepIo::default();
+        };
+        StepIo {
+            outputs: step.outputs.params.clone(),
+            artifacts: step
+                .outputs
+                .artifacts
+                .iter()
+                .map(|a| ArtifactOut {
+                    name: a.name.clone(),
+                    path: a.path.clone(),
+                    key: artifact_key(o.run, o.step, o.instance, &a.name),
+                })
+                .collect(),
+            inputs: step
+                .inputs
+                .artifacts
+                .iter()
+                .filter_map(|a| {
+                    let (from, name) = a.source()?;
+                    let si = *run.plan.index.get(from)?;
+                    Some(ArtifactIn {
+                        key: artifact_key(o.run, si, 0, name),
+                        path: a.path.clone(),
+                    })
+                })
+                .collect(),
+        }
     }
 
     /// Renders instance `ii` of step `si` into a validated job spec.

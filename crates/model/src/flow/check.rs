@@ -36,6 +36,23 @@ fn is_ident(s: &str) -> bool {
 const IDENT_RULE: &str =
     "must be 1-63 letters, digits or '_', not starting with a digit (templates use it as a name)";
 
+/// A relative path inside the working directory: no `..`, not absolute, no NUL.
+pub fn check_rel_path(p: &str, field: &str) -> Result<(), ValidationError> {
+    let bad = p.is_empty()
+        || p.len() > job_limits::MAX_CWD
+        || p.starts_with('/')
+        || p.contains('\0')
+        || p.split('/').any(|c| c == "..");
+    if bad {
+        Err(err(
+            field,
+            "must be a relative path inside the working directory (no '..', not absolute)",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn check_duration(d: Option<DurationMs>, field: &str) -> Result<(), ValidationError> {
     match d {
         Some(d) if d.0 == 0 || d.0 > job_limits::MAX_TIMEOUT_MS => {
@@ -205,6 +222,7 @@ fn check_step(
             || s.timeout.is_some()
             || !s.failure_policy.is_empty()
             || !s.outputs.is_empty()
+            || !s.inputs.is_empty()
             || s.for_each.is_some()
             || s.continue_on_failure;
         if extra {
@@ -304,6 +322,52 @@ fn check_step(
         }
         if !seen.insert(p.as_str()) {
             return Err(err(f, format!("{p:?} is listed twice")));
+        }
+    }
+    seen.clear();
+    if s.outputs.artifacts.len() > MAX_ARTIFACTS || s.inputs.artifacts.len() > MAX_ARTIFACTS {
+        return Err(err("outputs.artifacts", format!("at most {MAX_ARTIFACTS}")));
+    }
+    for (j, a) in s.outputs.artifacts.iter().enumerate() {
+        let f = format!("outputs.artifacts[{j}]");
+        if !is_ident(&a.name) {
+            return Err(err(format!("{f}.name"), IDENT_RULE));
+        }
+        if !seen.insert(a.name.as_str()) {
+            return Err(err(
+                format!("{f}.name"),
+                format!("{:?} is listed twice", a.name),
+            ));
+        }
+        check_rel_path(&a.path, &format!("{f}.path"))?;
+    }
+    for (j, a) in s.inputs.artifacts.iter().enumerate() {
+        let f = format!("inputs.artifacts[{j}]");
+        check_rel_path(&a.path, &format!("{f}.path"))?;
+        let Some((step, name)) = a.source() else {
+            return Err(err(format!("{f}.from"), "must be <step>.<artifact>"));
+        };
+        let Some(&si) = plan.index.get(step) else {
+            return Err(err(format!("{f}.from"), format!("unknown step {step:?}")));
+        };
+        if !anc.is_ancestor(si, me) {
+            return Err(err(
+                format!("{f}.from"),
+                format!("step {step:?} must be a dependency (direct or indirect) of this step"),
+            ));
+        }
+        let src = &spec.steps[si as usize];
+        if src.for_each.is_some() {
+            return Err(err(
+                format!("{f}.from"),
+                format!("step {step:?} fans out (forEach): its artifacts cannot be inputs"),
+            ));
+        }
+        if !src.outputs.artifacts.iter().any(|x| x.name == name) {
+            return Err(err(
+                format!("{f}.from"),
+                format!("step {step:?} declares no artifact {name:?}"),
+            ));
         }
     }
     match &s.for_each {

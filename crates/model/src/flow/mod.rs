@@ -27,6 +27,7 @@ pub mod limits {
     pub const MAX_OUTPUT_PARAMS: usize = 64;
     /// Largest value of one output parameter.
     pub const MAX_OUTPUT_BYTES: usize = 64 << 10;
+    pub const MAX_ARTIFACTS: usize = 32;
     pub const MAX_RETRY_BUDGET: u32 = 100_000;
     pub const MAX_NAME: usize = 63;
 }

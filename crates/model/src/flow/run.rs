@@ -153,3 +153,51 @@ pub struct FlowDefRecord {
     pub updated_at: Millis,
     pub next_fire: Option<Millis>,
 }
+
+/// What an agent does around a flow step's process: output parameters to read, artifacts to
+/// upload after success and artifacts to fetch before start. Artifact keys are
+/// `<run>/<step>/<instance>/<name>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepIo {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactOut>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<ArtifactIn>,
+}
+
+impl StepIo {
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty() && self.artifacts.is_empty() && self.inputs.is_empty()
+    }
+
+    /// Whether the step moves artifacts (and so runs in its own scratch directory unless it
+    /// names a `cwd`).
+    pub fn moves_files(&self) -> bool {
+        !self.artifacts.is_empty() || !self.inputs.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactOut {
+    pub name: String,
+    /// Relative to the working directory.
+    pub path: String,
+    pub key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactIn {
+    pub key: String,
+    /// Relative to the working directory.
+    pub path: String,
+}
+
+/// The storage key of an artifact.
+pub fn artifact_key(run: RunId, step: u32, instance: u32, name: &str) -> String {
+    format!("{run}/{step}/{instance}/{name}")
+}

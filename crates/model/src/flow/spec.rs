@@ -95,6 +95,8 @@ pub struct StepSpec {
     pub failure_policy: Vec<ExitRule>,
     #[serde(default, skip_serializing_if = "StepOutputs::is_empty")]
     pub outputs: StepOutputs,
+    #[serde(default, skip_serializing_if = "StepInputs::is_empty")]
+    pub inputs: StepInputs,
     /// Fan-out: one instance per item; `item` is visible to templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<ForEach>,
@@ -141,11 +143,52 @@ pub struct StepOutputs {
     /// Read after success from `$ZENITH_OUTPUTS/<name>` (one trailing newline trimmed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<String>,
+    /// Files or directories collected after success (uploaded to the server).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactDecl>,
 }
 
 impl StepOutputs {
     pub fn is_empty(&self) -> bool {
-        self.params.is_empty()
+        self.params.is_empty() && self.artifacts.is_empty()
+    }
+}
+
+/// An artifact a step produces: `path` is relative to its working directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactDecl {
+    pub name: String,
+    pub path: String,
+}
+
+/// `inputs:` of a step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepInputs {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactInput>,
+}
+
+impl StepInputs {
+    pub fn is_empty(&self) -> bool {
+        self.artifacts.is_empty()
+    }
+}
+
+/// An artifact placed in the working directory before the step starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactInput {
+    /// `<step>.<artifact>`.
+    pub from: String,
+    pub path: String,
+}
+
+impl ArtifactInput {
+    /// `(step, artifact)` of `from`.
+    pub fn source(&self) -> Option<(&str, &str)> {
+        self.from.split_once('.')
     }
 }
 
