@@ -264,6 +264,10 @@ fn schedules_fire_across_a_server_restart_and_ttl_deletes_runs() {
         })
     });
     assert!(later["id"].as_u64().unwrap() > first_id);
+    // An applied flow runs by name too.
+    let (by_name, code, err) = run_wait(&c, &["tick"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(run_view(&c, &by_name)["trigger"], "manual");
     wait_for("the interrupted run to finish", 30, || {
         (run_view(&c, &long)["state"] == "succeeded").then_some(())
     });
@@ -302,6 +306,15 @@ fn malformed_specs_are_refused_with_the_field_and_nothing_runs() {
         let msg = String::from_utf8_lossy(&remote.stderr).to_string();
         assert!(msg.contains(needle), "server said for {yaml}: {msg}");
     }
+    // Parameters must be declared.
+    let ok = write(
+        &c,
+        "ok.yaml",
+        "name: ok\nparams: {a: '1'}\nsteps: [{name: s, run: [true]}]\n",
+    );
+    let out = c.cli(&["run", &ok, "-p", "nope=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("params.nope"));
     // 1 MB of malformed YAML and an alias bomb: refused, the server stays up.
     let junk = write(&c, "junk.yaml", &"- [a: {b\n".repeat(110_000));
     assert_eq!(c.cli(&["run", &junk]).status.code(), Some(2));

@@ -286,6 +286,27 @@ fn cron_fires_on_time_and_once_after_a_clock_jump() {
     env.engine.delete_flow("tick").unwrap();
     env.advance(60_000);
     assert_eq!(env.engine.counters().schedules_fired, 3);
+
+    // forbid: a fire while the previous run is active is skipped, not queued. (n1 went
+    // silent during the clock jump and is lost: a fresh node runs it.)
+    env.add_node("n2", 64, 1 << 30, &[]);
+    let yaml = "name: busy\nconcurrency: forbid\nschedule: '*/10 * * * * *'\nsteps: [{name: a, run: [x]}]\n";
+    let spec = std::sync::Arc::new(zenith_model::flow::parse_yaml(yaml).unwrap());
+    let plan = std::sync::Arc::new(
+        zenith_model::flow::check(&spec, &zenith_model::flow::Templates::new()).unwrap(),
+    );
+    env.engine.apply_flow(spec, plan, env.now).unwrap();
+    env.advance(10_000);
+    assert_eq!(env.engine.counters().schedules_fired, 4);
+    let names: Vec<_> = env
+        .running
+        .values()
+        .map(|(_, a)| a.spec.name.clone())
+        .collect();
+    assert_eq!(env.running_named("busy/a").len(), 1, "{names:?}");
+    env.advance(10_000);
+    assert_eq!(env.engine.counters().schedules_skipped, 1);
+    assert_eq!(env.running_named("busy/a").len(), 1);
 }
 
 #[test]

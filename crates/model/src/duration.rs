@@ -79,3 +79,19 @@ mod tests {
         );
     }
 }
+
+impl schemars::JsonSchema for DurationMs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: \"30s\", \"1m 30s\", \"250ms\", \"2h\", or whole seconds",
+            "oneOf": [
+                {"type": "string"},
+                {"type": "integer", "minimum": 0}
+            ]
+        })
+    }
+}

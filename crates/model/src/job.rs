@@ -62,7 +62,7 @@ pub struct JobSpec {
 }
 
 /// `{exitCodes: [..], action: fail|ignore|retry}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExitRule {
     #[serde(rename = "exitCodes", alias = "exit_codes")]
@@ -71,7 +71,7 @@ pub struct ExitRule {
 }
 
 /// What an exit code listed in a rule does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExitAction {
     /// Fail now, without retries.
@@ -390,7 +390,9 @@ impl RetryPolicy {
 }
 
 /// Backoff between retries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backoff {
     Fixed,

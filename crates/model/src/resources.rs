@@ -202,6 +202,32 @@ fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+impl schemars::JsonSchema for Resources {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Resources".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "cpus": {"description": "CPU cores, fractional (0.5)", "type": "number", "minimum": 0},
+                "memory": {
+                    "description": "Bytes, or a size such as 512M or 2G",
+                    "oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]
+                },
+                "gpus": {"type": "integer", "minimum": 0},
+                "custom": {
+                    "description": "Named counts offered by agents (--resource NAME=COUNT)",
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0}
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

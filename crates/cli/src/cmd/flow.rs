@@ -41,6 +41,8 @@ pub enum FlowVerb {
     Approve(ApproveArgs),
     /// Remove an applied flow (its schedule stops; runs already started go on).
     Delete(DeleteArgs),
+    /// Print the JSON Schema of the flow spec (for editors; also docs/flow.schema.json).
+    Schema,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +188,10 @@ pub async fn run(verb: FlowVerb) -> anyhow::Result<u8> {
         FlowVerb::Approve(a) => {
             a.conn.client()?.approve(a.run, &a.step).await?;
             out!("approved step {} of run {}", a.step, a.run);
+            Ok(0)
+        }
+        FlowVerb::Schema => {
+            output::json(&zenith_model::flow::json_schema())?;
             Ok(0)
         }
         FlowVerb::Delete(a) => {

@@ -67,3 +67,16 @@ pub fn parse_yaml(text: &str) -> Result<FlowSpec, ValidationError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The JSON Schema of the flow spec, for editors (`zenith flow schema`,
+/// `docs/flow.schema.json`).
+pub fn json_schema() -> serde_json::Value {
+    let mut s = serde_json::to_value(schemars::schema_for!(FlowSpec)).unwrap_or_default();
+    if let Some(o) = s.as_object_mut() {
+        o.insert(
+            "$id".into(),
+            "https://zenith.dev/schemas/flow-v1.json".into(),
+        );
+    }
+    s
+}

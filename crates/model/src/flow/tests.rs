@@ -137,3 +137,30 @@ fn ten_thousand_steps_validate_fast() {
     check(&spec, &t).unwrap();
     assert_eq!(spec.steps.len(), 10_000);
 }
+
+#[test]
+fn the_shipped_json_schema_is_current() {
+    let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/flow.schema.json");
+    if std::env::var_os("ZENITH_BLESS").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let shipped = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        shipped == generated,
+        "docs/flow.schema.json is stale: run ZENITH_BLESS=1 cargo test -p zenith-model"
+    );
+    let v: serde_json::Value = serde_json::from_str(&shipped).unwrap();
+    let step = &v["$defs"]["StepSpec"]["properties"];
+    for field in [
+        "run",
+        "script",
+        "forEach",
+        "failurePolicy",
+        "continueOnFailure",
+        "type",
+        "inputs",
+    ] {
+        assert!(step.get(field).is_some(), "schema lacks steps[].{field}");
+    }
+}
