@@ -164,3 +164,22 @@ fn the_shipped_json_schema_is_current() {
         assert!(step.get(field).is_some(), "schema lacks steps[].{field}");
     }
 }
+
+#[test]
+fn the_documented_examples_validate() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let t = Templates::new();
+    for doc in ["docs/flows.md", "README.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        let blocks: Vec<&str> = text
+            .split("```yaml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(!blocks.is_empty(), "{doc} has no yaml example");
+        for b in blocks {
+            let spec = parse_yaml(b).unwrap_or_else(|e| panic!("{doc}: {e}\n{b}"));
+            check(&spec, &t).unwrap_or_else(|e| panic!("{doc}: {e}\n{b}"));
+        }
+    }
+}
