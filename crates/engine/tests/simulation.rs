@@ -35,6 +35,53 @@ enum Op {
         ms: u16,
     },
     ClockBack,
+    /// A random DAG flow built from `seed`.
+    Flow {
+        steps: u8,
+        seed: u64,
+    },
+    CancelRun {
+        pick: u16,
+    },
+}
+
+/// A random flow: step i depends on some earlier steps; some fan out, retry, tolerate
+/// failure, have a condition or a deadline.
+fn random_flow(steps: u8, mut seed: u64) -> String {
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let mut y = format!("name: sim\nretryBudget: {}\n", next() % 4);
+    if next() % 4 == 0 {
+        y.push_str("deadline: 20s\n");
+    }
+    y.push_str("steps:\n");
+    for i in 0..steps {
+        y.push_str(&format!("  - name: s{i}\n    run: [x]\n"));
+        let deps: Vec<String> = (0..i)
+            .filter(|_| next() % 3 == 0)
+            .map(|d| format!("s{d}"))
+            .collect();
+        if !deps.is_empty() {
+            y.push_str(&format!("    depends: [{}]\n", deps.join(", ")));
+            if next() % 4 == 0 {
+                y.push_str(&format!(
+                    "    when: \"steps.{}.state == 'succeeded'\"\n",
+                    deps[0]
+                ));
+            }
+        }
+        match next() % 5 {
+            0 => y.push_str(&format!("    forEach: \"range({})\"\n", next() % 4)),
+            1 => y.push_str("    retry: {limit: 2, delay: 500ms}\n"),
+            2 => y.push_str("    continueOnFailure: true\n"),
+            _ => {}
+        }
+    }
+    y
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -46,6 +93,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3).prop_map(|node| Op::Revive { node }),
         3 => (1u16..4000).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::ClockBack),
+        2 => (1u8..=8, any::<u64>()).prop_map(|(steps, seed)| Op::Flow { steps, seed }),
+        1 => any::<u16>().prop_map(|pick| Op::CancelRun { pick }),
     ]
 }
 
@@ -120,6 +169,7 @@ proptest! {
         env.settle();
         let mut silent: HashSet<u8> = HashSet::new();
         let mut jobs = Vec::new();
+        let mut runs = Vec::new();
         for op in ops {
             match op {
                 Op::Submit { cpus, tasks, retries, timeout } => {
@@ -162,6 +212,15 @@ proptest! {
                     let live: HashSet<_> = env.engine.nodes().into_iter().filter(|n| n.state == zenith_model::NodeState::Ready).map(|n| n.id).collect();
                     env.running.retain(|_, (n, _)| live.contains(n));
                 }
+                Op::Flow { steps, seed } => {
+                    runs.push(env.run_flow(&random_flow(steps, seed), &[]));
+                }
+                Op::CancelRun { pick } => {
+                    if !runs.is_empty() {
+                        let _ = env.engine.cancel_run(runs[pick as usize % runs.len()], env.now);
+                        env.settle();
+                    }
+                }
                 Op::ClockBack => { env.now = env.now.saturating_sub(10_000); env.engine.tick(env.now); env.settle(); }
             }
             no_duplicate_tasks(&env);
@@ -183,6 +242,10 @@ proptest! {
             no_duplicate_tasks(&env);
         }
         prop_assert_eq!(env.engine.live_jobs(), 0, "every job finishes");
+        prop_assert_eq!(env.engine.live_runs(), 0, "every flow run finishes");
+        for r in &runs {
+            prop_assert!(env.runs[r].state.is_final(), "run {} is {:?}", r, env.runs[r].state);
+        }
         prop_assert_eq!(env.engine.running_attempts(), 0);
     }
 }
