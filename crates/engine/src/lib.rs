@@ -14,6 +14,7 @@ mod flows;
 mod idempotency;
 mod nodes;
 mod ops;
+mod queue;
 mod restore;
 mod sanity;
 mod schedule;

@@ -43,12 +43,13 @@ impl Engine {
                 unsaved: true,
                 owner: None,
                 outputs: Default::default(),
+                shape: crate::state::shape_of(&spec),
                 spec,
             };
             self.queues
                 .entry(job.spec.queue.clone())
                 .or_default()
-                .insert(job.queue_key(id));
+                .insert(job.shape, job.queue_key(id));
             self.jobs.insert(id, job);
             self.live_tasks += u64::from(n);
             self.counters.jobs_submitted += 1;
@@ -87,8 +88,8 @@ impl Engine {
                 _ => {}
             }
         }
-        let (queue, key) = (job.spec.queue.clone(), job.queue_key(id));
-        self.unqueue(&queue, key);
+        let (queue, shape, key) = (job.spec.queue.clone(), job.shape, job.queue_key(id));
+        self.unqueue(&queue, shape, key);
         for slot in touched {
             self.note_task(id, slot);
         }
@@ -267,7 +268,7 @@ impl Engine {
             self.queues
                 .entry(job.spec.queue.clone())
                 .or_default()
-                .insert(key);
+                .insert(job.shape, key);
             self.sched_dirty = true;
         }
         self.note_attempt_finished(aid, &r, index, outcome, now);
@@ -287,7 +288,7 @@ impl Engine {
         let Some(mut job) = self.jobs.remove(&id) else {
             return;
         };
-        self.unqueue(&job.spec.queue, job.queue_key(id));
+        self.unqueue(&job.spec.queue, job.shape, job.queue_key(id));
         for (slot, t) in job.tasks.iter().enumerate() {
             if let Some(at) = t.ready_at {
                 self.retry_timers.remove(&(at, id, slot as u32));
@@ -321,9 +322,9 @@ impl Engine {
     }
 
     /// Removes a job from its queue's index, and the queue when it empties.
-    pub(crate) fn unqueue(&mut self, queue: &str, key: crate::state::QueueKey) {
+    pub(crate) fn unqueue(&mut self, queue: &str, shape: u64, key: crate::state::QueueKey) {
         if let Some(q) = self.queues.get_mut(queue) {
-            q.remove(&key);
+            q.remove(shape, key);
             if q.is_empty() {
                 self.queues.remove(queue);
             }
@@ -350,7 +351,7 @@ impl Engine {
                 self.queues
                     .entry(job.spec.queue.clone())
                     .or_default()
-                    .insert(key);
+                    .insert(job.shape, key);
                 self.sched_dirty = true;
                 self.note_task(id, slot);
             }

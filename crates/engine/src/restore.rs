@@ -72,6 +72,7 @@ impl Engine {
                     unsaved: false,
                     owner: rec.owner,
                     outputs: Default::default(),
+                    shape: crate::state::shape_of(&spec),
                     spec,
                 },
             );
@@ -152,7 +153,7 @@ impl Engine {
                 e.queues
                     .entry(job.spec.queue.clone())
                     .or_default()
-                    .insert(job.queue_key(id));
+                    .insert(job.shape, job.queue_key(id));
             }
         }
         for aid in lost {

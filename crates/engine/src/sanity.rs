@@ -113,7 +113,7 @@ impl Engine {
             let queued = self
                 .queues
                 .get(&job.spec.queue)
-                .is_some_and(|q| q.contains(&job.queue_key(*id)));
+                .is_some_and(|q| q.contains(job.shape, &job.queue_key(*id)));
             if !job.pending.is_empty() && !queued {
                 return Err(format!("job {id} has pending tasks but is not queued"));
             }
@@ -129,7 +129,10 @@ impl Engine {
             if set.is_empty() {
                 return Err(format!("empty queue {q} kept"));
             }
-            for (_, id) in set {
+            if set.keys().count() != set.len() {
+                return Err(format!("queue {q} length out of step"));
+            }
+            for (_, id) in set.keys() {
                 if !self.jobs.contains_key(id) {
                     return Err(format!("queue {q} holds retired job {id}"));
                 }

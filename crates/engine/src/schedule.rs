@@ -3,6 +3,8 @@
 
 use crate::state::{Engine, QueueKey, Running};
 use crate::{Assignment, Effect};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use zenith_model::{AttemptId, JobId, Millis, NodeState, TaskState};
 use zenith_placement as placement;
 
@@ -10,7 +12,9 @@ impl Engine {
     /// Places as many queued tasks as fit, at most `max_dispatch_per_pass`. Queues take turns
     /// job by job so that one busy queue does not starve another; within a queue, higher
     /// priority first, then older jobs. A job that does not fit is passed over (later jobs
-    /// that do fit still run), so small jobs backfill around large ones.
+    /// that do fit still run), so small jobs backfill around large ones. Jobs are grouped by
+    /// shape (`queue.rs`): once a job does not fit, the rest of its shape is skipped for the
+    /// pass without a look at the nodes, so a long queue costs nothing while the cluster is full.
     pub fn schedule(&mut self, now: Millis) {
         let now = self.clamp(now);
         if !self.sched_dirty {
@@ -18,29 +22,32 @@ impl Engine {
         }
         self.sched_dirty = false;
         let mut budget = self.cfg.max_dispatch_per_pass;
-        let mut cursors: Vec<(String, Option<QueueKey>)> =
-            self.queues.keys().map(|q| (q.clone(), None)).collect();
-        let mut drained: Vec<(String, QueueKey)> = Vec::new();
-        while budget > 0 && !cursors.is_empty() {
+        // Per queue: the next candidate of each shape still in play, best first.
+        let mut turns: Vec<(String, BinaryHeap<Reverse<(QueueKey, u64)>>)> = self
+            .queues
+            .iter()
+            .map(|(name, q)| (name.clone(), q.heads().map(Reverse).collect()))
+            .collect();
+        let mut drained: Vec<(String, u64, QueueKey)> = Vec::new();
+        while budget > 0 && !turns.is_empty() {
             let mut i = 0;
-            while i < cursors.len() && budget > 0 {
-                let (qname, after) = &cursors[i];
-                let next = self.queues.get(qname).and_then(|q| match after {
-                    None => q.iter().next().copied(),
-                    Some(k) => q
-                        .range((std::ops::Bound::Excluded(*k), std::ops::Bound::Unbounded))
-                        .next()
-                        .copied(),
-                });
-                let Some(key) = next else {
-                    cursors.swap_remove(i);
+            while i < turns.len() && budget > 0 {
+                let Some(Reverse((key, shape))) = turns[i].1.pop() else {
+                    turns.swap_remove(i);
                     continue;
                 };
-                cursors[i].1 = Some(key);
                 let (placed, empty) = self.place_job(key.1, budget, now);
                 budget -= placed;
                 if empty {
-                    drained.push((cursors[i].0.clone(), key));
+                    drained.push((turns[i].0.clone(), shape, key));
+                    // The shape still fits: its next job is a candidate.
+                    let next = self
+                        .queues
+                        .get(&turns[i].0)
+                        .and_then(|q| q.next_after(shape, key));
+                    if let Some(next) = next {
+                        turns[i].1.push(Reverse((next, shape)));
+                    }
                 }
                 i += 1;
             }
@@ -49,8 +56,8 @@ impl Engine {
             // More may fit: continue in the next pass.
             self.sched_dirty = true;
         }
-        for (q, key) in drained {
-            self.unqueue(&q, key);
+        for (q, shape, key) in drained {
+            self.unqueue(&q, shape, key);
         }
     }
 

@@ -62,8 +62,20 @@ pub(crate) struct Job {
     pub unsaved: bool,
     /// The flow step instance this job runs.
     pub owner: Option<zenith_model::flow::StepRef>,
+    /// Hash of what placement looks at (resources, constraints); see [`shape_of`].
+    pub shape: u64,
     /// Output parameters of the attempt that succeeded.
     pub outputs: BTreeMap<String, String>,
+}
+
+/// Jobs of one shape fit the same nodes. `DefaultHasher::new()` has fixed keys, so this is
+/// deterministic.
+pub(crate) fn shape_of(spec: &JobSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spec.resources.hash(&mut h);
+    spec.constraints.hash(&mut h);
+    h.finish()
 }
 
 impl Job {
@@ -116,7 +128,7 @@ pub struct Engine {
     pub(crate) cfg: EngineConfig,
     pub(crate) jobs: HashMap<JobId, Job>,
     pub(crate) live_tasks: u64,
-    pub(crate) queues: BTreeMap<String, BTreeSet<QueueKey>>,
+    pub(crate) queues: BTreeMap<String, crate::queue::Queue>,
     pub(crate) nodes: BTreeMap<NodeId, Node>,
     pub(crate) attempts: HashMap<AttemptId, Running>,
     pub(crate) deadlines: BTreeSet<(Millis, AttemptId)>,

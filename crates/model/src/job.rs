@@ -463,7 +463,7 @@ impl<'de> Deserialize<'de> for ArrayRange {
 }
 
 /// A node label requirement "key=value".
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Constraint {
     pub key: String,
     pub value: String,
