@@ -8,6 +8,9 @@ use std::collections::BinaryHeap;
 use zenith_model::{AttemptId, JobId, Millis, NodeState, TaskState};
 use zenith_placement as placement;
 
+/// One queue's candidates in a pass: the next job of each shape still in play, best first.
+type Candidates = BinaryHeap<Reverse<(QueueKey, u64)>>;
+
 impl Engine {
     /// Places as many queued tasks as fit, at most `max_dispatch_per_pass`. Queues take turns
     /// job by job so that one busy queue does not starve another; within a queue, higher
@@ -23,7 +26,7 @@ impl Engine {
         self.sched_dirty = false;
         let mut budget = self.cfg.max_dispatch_per_pass;
         // Per queue: the next candidate of each shape still in play, best first.
-        let mut turns: Vec<(String, BinaryHeap<Reverse<(QueueKey, u64)>>)> = self
+        let mut turns: Vec<(String, Candidates)> = self
             .queues
             .iter()
             .map(|(name, q)| (name.clone(), q.heads().map(Reverse).collect()))
