@@ -60,6 +60,22 @@ impl<'de> Deserialize<'de> for DurationMs {
     }
 }
 
+impl schemars::JsonSchema for DurationMs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: \"30s\", \"1m 30s\", \"250ms\", \"2h\", or whole seconds",
+            "oneOf": [
+                {"type": "string"},
+                {"type": "integer", "minimum": 0}
+            ]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,21 +93,5 @@ mod tests {
             serde_json::to_string(&DurationMs(1500)).unwrap(),
             "\"1s 500ms\""
         );
-    }
-}
-
-impl schemars::JsonSchema for DurationMs {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A duration: \"30s\", \"1m 30s\", \"250ms\", \"2h\", or whole seconds",
-            "oneOf": [
-                {"type": "string"},
-                {"type": "integer", "minimum": 0}
-            ]
-        })
     }
 }
