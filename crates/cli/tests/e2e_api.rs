@@ -19,11 +19,22 @@ async fn every_api_route_needs_the_admin_token() {
         ("GET", "/api/v1/jobs/1/explain"),
         ("GET", "/api/v1/nodes"),
         ("GET", "/api/v1/events"),
+        ("GET", "/api/v1/flows"),
+        ("POST", "/api/v1/flows/validate"),
+        ("POST", "/api/v1/flows/runs"),
+        ("GET", "/api/v1/flows/runs"),
+        ("GET", "/api/v1/flows/runs/1"),
+        ("POST", "/api/v1/flows/runs/1/cancel"),
+        ("POST", "/api/v1/flows/runs/1/steps/a/approve"),
+        ("PUT", "/api/v1/flows/x"),
+        ("DELETE", "/api/v1/flows/x"),
         ("GET", "/api/v1/no/such/route"),
         ("POST", "/agent/v1/register"),
         ("GET", "/agent/v1/stream"),
         ("POST", "/agent/v1/report"),
         ("POST", "/agent/v1/logs"),
+        ("PUT", "/agent/v1/artifacts/1/0/0/a?attempt=1&node=n"),
+        ("GET", "/agent/v1/artifacts/1/0/0/a"),
     ];
     for (method, path) in routes {
         for token in [None, Some("wrong"), Some("Bearer-less")] {
@@ -59,6 +70,17 @@ async fn every_api_route_needs_the_admin_token() {
         .await
         .unwrap();
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+    let flows: serde_json::Value = http
+        .get(format!("{}/api/v1/flows", c.url()))
+        .bearer_auth(&c.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(flows["runs"].as_array().unwrap().is_empty());
+    assert!(flows["flows"].as_array().unwrap().is_empty());
     let health = http
         .get(format!("{}/healthz", c.url()))
         .send()

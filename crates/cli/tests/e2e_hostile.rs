@@ -200,3 +200,73 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
     assert_eq!(out.1, 1, "none of the refused requests created a job");
     assert!(!std::path::Path::new("/tmp/zenith-pwned").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_flow_requests_are_refused_cleanly() {
+    let c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let ok = "name: x\nsteps:\n  - {name: a, run: [true]}\n";
+    let big = format!(
+        "name: x\nsteps:\n  - {{name: a, run: [true]}}\n#{}\n",
+        "x".repeat(5 << 20)
+    );
+    let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n";
+    // (method, path, what, body, field the error must name)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ("POST", "/api/v1/flows/runs", "truncated", br#"{"flow":"na"#.to_vec(), None),
+        ("POST", "/api/v1/flows/runs", "invalid utf-8", b"{\"flow\":\"\xff\"}".to_vec(), None),
+        ("POST", "/api/v1/flows/runs", "wrong type", br#"{"flow":5}"#.to_vec(), Some("flow")),
+        ("POST", "/api/v1/flows/runs", "flow and name", serde_json::json!({"flow": ok, "name": "x"}).to_string().into_bytes(), Some("flow")),
+        ("POST", "/api/v1/flows/runs", "numeric param", serde_json::json!({"flow": ok, "params": {"p": 1}}).to_string().into_bytes(), Some("params.p")),
+        ("POST", "/api/v1/flows/runs", "undeclared param", serde_json::json!({"flow": ok, "params": {"p": "1"}}).to_string().into_bytes(), Some("params.p")),
+        ("POST", "/api/v1/flows/runs", "unknown field", serde_json::json!({"flow": ok, "evil": 1}).to_string().into_bytes(), None),
+        ("POST", "/api/v1/flows/runs", "5 MB spec", serde_json::json!({"flow": big}).to_string().into_bytes(), Some("flow")),
+        ("POST", "/api/v1/flows/runs", "alias bomb", serde_json::json!({"flow": bomb}).to_string().into_bytes(), None),
+        ("POST", "/api/v1/flows/runs", "deep yaml", serde_json::json!({"flow": "[".repeat(100_000)}).to_string().into_bytes(), None),
+        ("POST", "/api/v1/flows/runs", "traversal", serde_json::json!({"flow": "name: x\nsteps:\n  - {name: a, run: [x], outputs: {artifacts: [{name: o, path: ../../etc/passwd}]}}\n"}).to_string().into_bytes(), Some("flow.steps[0].outputs.artifacts[0].path")),
+        ("POST", "/api/v1/flows/runs", "unknown applied flow", serde_json::json!({"name": "nope"}).to_string().into_bytes(), None),
+        ("PUT", "/api/v1/flows/other", "name mismatch", serde_json::json!({"flow": ok}).to_string().into_bytes(), Some("flow.name")),
+        ("POST", "/api/v1/flows/runs/99/cancel", "unknown run", Vec::new(), None),
+        ("POST", "/api/v1/flows/runs/99/steps/a/approve", "unknown run", Vec::new(), None),
+        ("GET", "/api/v1/flows/runs/-1", "bad id", Vec::new(), Some("id")),
+        ("GET", "/api/v1/flows/runs?limit=x", "bad query", Vec::new(), None),
+    ];
+    for (method, path, what, body, field) in &cases {
+        let t = Instant::now();
+        let resp = http
+            .request(method.parse().unwrap(), format!("{}{path}", c.url()))
+            .bearer_auth(&c.admin_token)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert!(
+            (400..500).contains(&status),
+            "{what}: status {status}: {text}"
+        );
+        if let Some(f) = field {
+            let e: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(e["error"]["field"], *f, "{what}: {e}");
+        }
+        assert!(took < Duration::from_millis(500), "{what} took {took:?}");
+    }
+    let flows: serde_json::Value = http
+        .get(format!("{}/api/v1/flows", c.url()))
+        .bearer_auth(&c.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(flows["runs"].as_array().unwrap().is_empty(), "{flows}");
+    assert!(flows["flows"].as_array().unwrap().is_empty(), "{flows}");
+    drop(c);
+}

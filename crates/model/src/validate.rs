@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// An input was rejected; `field` is a path such as `command[2]` or `resources.cpus`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[error("{field}: {message}")]
+#[error("{}{message}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
 pub struct ValidationError {
     pub field: String,
     pub message: String,
