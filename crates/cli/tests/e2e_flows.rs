@@ -90,11 +90,23 @@ fn params_flow_through_steps_with_fan_out_conditions_and_outputs() {
         step(&v, "prepare")["outputs"]["args"],
         format!("hello|{hostile}|")
     );
-    let shard = step(&v, "shard");
-    assert_eq!(shard["state"], "succeeded");
-    assert_eq!(shard["instances"].as_array().unwrap().len(), 5);
-    assert_eq!(shard["instances"][4]["item"], 5);
-    assert_eq!(shard["instances"][4]["outputs"]["square"], "25");
+    let shards: Vec<&Value> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "shard")
+        .collect();
+    assert_eq!(shards.len(), 5, "one entry per fan-out instance");
+    assert!(shards
+        .iter()
+        .all(|s| s["state"] == "succeeded" && s["step_state"] == "succeeded"));
+    assert_eq!(
+        (&shards[4]["item"], &shards[4]["index"]),
+        (&Value::from(5), &Value::from(4))
+    );
+    assert_eq!(shards[4]["outputs"]["square"], "25");
+    let table = c.ok(&["flow", "show", &id]);
+    assert!(table.contains("5 items, 5 succeeded"), "{table}");
     assert_eq!(step(&v, "never")["state"], "skipped");
     assert_eq!(step(&v, "check")["state"], "succeeded");
     assert_eq!(step(&v, "sum")["outputs"]["total"], "55");

@@ -31,37 +31,27 @@ pub struct RunSubmitted {
     pub id: RunId,
 }
 
-/// One instance of a step: the only one, or one fan-out item.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct InstanceView {
-    pub index: u32,
-    pub state: StepState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub item: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job: Option<JobId>,
-    pub attempts: u32,
-    #[serde(default)]
-    pub outputs: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
+/// One entry of a run's `steps`: a step, or, for a fan-out step that has expanded, one of its
+/// instances (same `name`, with `index` and `item`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StepView {
     pub name: String,
     pub state: StepState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Attempts over all instances.
     pub attempts: u32,
-    /// Output parameters (of the only instance; fan-out steps have them per instance).
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
-    pub fan_out: bool,
-    /// Instances (one for a plain step once started; one per item for a fan-out step).
-    #[serde(default)]
-    pub instances: Vec<InstanceView>,
+    /// Fan-out instances: their index and item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<serde_json::Value>,
+    /// The job that ran it, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobId>,
+    /// The whole step's state (for fan-out instances: of all of them together).
+    pub step_state: StepState,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -138,48 +128,59 @@ pub fn def_view(d: &FlowDefRecord) -> FlowDefView {
     }
 }
 
-/// Assembles a run's view from its rows; steps without a row are pending.
+/// Assembles a run's view from its rows; steps without a row are pending. A fan-out step
+/// that expanded shows one entry per instance.
 pub fn run_view(
     r: &RunRecord,
     spec: &FlowSpec,
     steps: &[StepRecord],
     instances: &[InstanceRecord],
 ) -> RunView {
-    let mut out: Vec<StepView> = spec
-        .steps
-        .iter()
-        .map(|s| StepView {
-            name: s.name.clone(),
-            state: StepState::Pending,
-            reason: None,
-            attempts: 0,
-            outputs: BTreeMap::new(),
-            fan_out: s.for_each.is_some(),
-            instances: Vec::new(),
-        })
-        .collect();
+    let mut rows: Vec<Option<&StepRecord>> = vec![None; spec.steps.len()];
     for s in steps {
-        if let Some(v) = out.get_mut(s.step as usize) {
-            v.state = s.state;
-            v.reason = s.reason.clone();
+        if let Some(slot) = rows.get_mut(s.step as usize) {
+            *slot = Some(s);
         }
     }
+    let mut insts: Vec<Vec<&InstanceRecord>> = vec![Vec::new(); spec.steps.len()];
     for i in instances {
-        if let Some(v) = out.get_mut(i.step as usize) {
-            v.attempts += i.attempts;
-            if !v.fan_out {
-                v.outputs = i.outputs.clone();
-            }
-            v.instances.push(InstanceView {
-                index: i.instance,
-                state: i.state,
-                item: i.item.clone(),
-                job: i.job,
-                attempts: i.attempts,
-                outputs: i.outputs.clone(),
-                reason: i.reason.clone(),
-            });
+        if let Some(slot) = insts.get_mut(i.step as usize) {
+            slot.push(i);
         }
+    }
+    let mut out = Vec::with_capacity(spec.steps.len());
+    for (si, s) in spec.steps.iter().enumerate() {
+        let row = rows[si];
+        let step_state = row.map(|r| r.state).unwrap_or(StepState::Pending);
+        let reason = row.and_then(|r| r.reason.clone());
+        if s.for_each.is_some() && !insts[si].is_empty() {
+            for i in &insts[si] {
+                out.push(StepView {
+                    name: s.name.clone(),
+                    state: i.state,
+                    reason: i.reason.clone(),
+                    attempts: i.attempts,
+                    outputs: i.outputs.clone(),
+                    index: Some(i.instance),
+                    item: i.item.clone(),
+                    job: i.job,
+                    step_state,
+                });
+            }
+            continue;
+        }
+        let first = insts[si].first();
+        out.push(StepView {
+            name: s.name.clone(),
+            state: step_state,
+            reason,
+            attempts: first.map(|i| i.attempts).unwrap_or(0),
+            outputs: first.map(|i| i.outputs.clone()).unwrap_or_default(),
+            index: None,
+            item: None,
+            job: first.and_then(|i| i.job),
+            step_state,
+        });
     }
     RunView {
         id: r.id,

@@ -10,7 +10,7 @@ use std::path::Path;
 use zenith_client::{Client, Output};
 use zenith_model::flow::{check, limits::MAX_SPEC_BYTES, parse_yaml, RunId, StepState, Templates};
 use zenith_model::DurationMs;
-use zenith_protocol::flows::RunView;
+use zenith_protocol::flows::{RunView, StepView};
 
 /// A progress line on stderr (stdout carries only the run ID).
 macro_rules! progress {
@@ -277,20 +277,51 @@ fn print_run(v: &RunView) {
     }
     out!("retries:   {}", v.retries_used);
     out!();
-    let mut rows = Vec::new();
-    for s in &v.steps {
-        let outputs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // Fan-out steps: one summary line (instances are in `-o json` and `flow logs --instance`).
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut i = 0;
+    while i < v.steps.len() {
+        let s = &v.steps[i];
+        if s.index.is_none() {
+            let outputs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            rows.push(vec![
+                s.name.clone(),
+                s.state.to_string(),
+                s.attempts.to_string(),
+                outputs.join(" "),
+                s.reason.clone().unwrap_or_default(),
+            ]);
+            i += 1;
+            continue;
+        }
+        let group: Vec<&StepView> = v.steps[i..]
+            .iter()
+            .take_while(|x| x.name == s.name)
+            .collect();
+        let failed = group.iter().find(|x| x.state == StepState::Failed);
         rows.push(vec![
             s.name.clone(),
-            s.state.to_string(),
-            s.attempts.to_string(),
-            if s.fan_out {
-                format!("{} items", s.instances.len())
-            } else {
-                outputs.join(" ")
-            },
-            s.reason.clone().unwrap_or_default(),
+            s.step_state.to_string(),
+            group.iter().map(|x| x.attempts).sum::<u32>().to_string(),
+            format!(
+                "{} items, {} succeeded",
+                group.len(),
+                group
+                    .iter()
+                    .filter(|x| x.state == StepState::Succeeded)
+                    .count()
+            ),
+            failed
+                .map(|f| {
+                    format!(
+                        "item {}: {}",
+                        f.index.unwrap_or(0),
+                        f.reason.clone().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default(),
         ]);
+        i += group.len();
     }
     output::table(&["STEP", "STATE", "ATTEMPTS", "OUTPUTS", "REASON"], &rows);
 }
@@ -298,16 +329,15 @@ fn print_run(v: &RunView) {
 async fn logs(a: LogsArgs) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
     let v = client.run(a.run).await?;
-    let step = v
-        .steps
+    let entries: Vec<&StepView> = v.steps.iter().filter(|s| s.name == a.step).collect();
+    let step = entries
         .iter()
-        .find(|s| s.name == a.step)
+        .find(|s| s.index.unwrap_or(0) == a.instance)
+        .or(entries.first())
         .ok_or_else(|| UsageError(format!("run {} has no step {:?}", a.run, a.step)))?;
     let job = step
-        .instances
-        .iter()
-        .find(|i| i.index == a.instance)
-        .and_then(|i| i.job)
+        .job
+        .filter(|_| step.index.unwrap_or(0) == a.instance)
         .ok_or_else(|| {
             UsageError(format!(
                 "step {} (instance {}) has not run: it is {}",
