@@ -516,6 +516,14 @@ impl ControlLoop {
             }
         }
         let changes = self.engine.take_changes();
+        for r in changes.runs.values() {
+            if r.spec.is_some() && r.finished_at.is_none() {
+                tracing::info!(run = %r.id, flow = %r.name, trigger = %r.trigger, "flow run started");
+            }
+            if r.finished_at.is_some() {
+                tracing::info!(run = %r.id, flow = %r.name, state = %r.state, reason = ?r.reason, "flow run finished");
+            }
+        }
         if self.events.receiver_count() > 0 && !changes.is_empty() {
             let batch = Arc::new(zenith_protocol::api::events_of(&changes));
             let tx = self.events.clone();
