@@ -296,7 +296,12 @@ fn check_step(
         r.validate().map_err(|e| e.within("resources"))?;
     }
     if let Some(w) = &s.when {
-        names.check(anc, reads, t.names_in_expression(w), "when")?;
+        // `when` decides whether the step runs at all: before any item exists.
+        let before_items = Names {
+            has_item: false,
+            ..names
+        };
+        before_items.check(anc, reads, t.names_in_expression(w), "when")?;
     }
     if let Some(r) = &s.retry {
         let mut job = crate::JobSpec::new(vec!["x".into()]);

@@ -201,6 +201,23 @@ mod tests {
     }
 
     #[test]
+    fn missing_outputs_can_default() {
+        let t = Templates::new();
+        let ctx =
+            to_value(&serde_json::json!({"steps": {"a": {"state": "skipped", "outputs": {}}}}));
+        assert!(t.render("{{ steps.a.outputs.p }}", &ctx).is_err());
+        assert_eq!(
+            t.render("{{ steps.a.outputs.p | default('none') }}", &ctx)
+                .unwrap(),
+            "none"
+        );
+        assert!(!t
+            .eval("steps.a.outputs.p is defined", &ctx)
+            .unwrap()
+            .is_true());
+    }
+
+    #[test]
     fn fuel_stops_runaway_templates() {
         let t = Templates::new();
         let ctx = to_value(&serde_json::json!({}));

@@ -88,6 +88,7 @@ fn malformed_specs_name_their_field() {
         ("name: x\nsteps: [{name: a, run: [x]}, {name: b, run: ['{{ steps.a.outputs.p }}']}]", "steps[1].run[0]"),
         ("name: x\nsteps: [{name: a, run: [x], outputs: {params: [p]}}, {name: b, run: ['{{ steps.a.outputs.p }}']}]", "steps[1].run[0]"),
         ("name: x\nsteps: [{name: a, run: ['{{ item }}']}]", "steps[0].run[0]"),
+        ("name: x\nsteps: [{name: a, run: [x], forEach: [1], when: 'item == 1'}]", "steps[0].when"),
         ("name: x\nsteps: [{name: a, run: ['{{ unclosed ']}]", "steps[0].run[0]"),
         ("name: x\nsteps: [{name: a, run: [x], when: 'steps.a.state =='}]", "steps[0].when"),
         ("name: x\nsteps: [{name: a, script: x, run: [y]}]", "steps[0].run"),
