@@ -378,3 +378,43 @@ fn idempotent_submission_replays_refuses_mismatch_and_expires() {
     assert_ne!(fresh.ids, a.ids);
     env.settle();
 }
+
+#[test]
+fn shapes_keep_priority_order_and_backfill() {
+    let mut env = TestEnv::new(cfg());
+    env.add_node("n1", 2, 1 << 30, &[]);
+    // Queued while the node is away from the pass: submit everything, then one pass decides.
+    let mut huge = Vec::new();
+    for _ in 0..100 {
+        huge.push(
+            env.engine
+                .submit(vec![std::sync::Arc::new(spec(8.0))], env.now)
+                .unwrap()[0],
+        );
+    }
+    let a = env
+        .engine
+        .submit(vec![std::sync::Arc::new(spec(2.0))], env.now)
+        .unwrap()[0];
+    let mut hi = spec(1.0);
+    hi.priority = 5;
+    let b = env
+        .engine
+        .submit(vec![std::sync::Arc::new(hi)], env.now)
+        .unwrap()[0];
+    let c = env
+        .engine
+        .submit(vec![std::sync::Arc::new(spec(1.0))], env.now)
+        .unwrap()[0];
+    env.settle();
+    // b (priority 5) first; a (2 cores) no longer fits; c backfills; the 8-core jobs wait.
+    assert_eq!(env.job_state(b), Some(JobState::Running));
+    assert_eq!(env.job_state(a), Some(JobState::Queued));
+    assert_eq!(env.job_state(c), Some(JobState::Running));
+    assert!(huge
+        .iter()
+        .all(|h| env.job_state(*h) == Some(JobState::Queued)));
+    // When both finish, a (older than anything else that fits) runs.
+    env.finish_all_ok();
+    assert_eq!(env.job_state(a), Some(JobState::Running));
+}
