@@ -29,7 +29,7 @@ pub struct ServerOpts {
     #[arg(long, default_value = "7d", value_parser = DurationMs::parse)]
     retention: DurationMs,
     /// How often jobs past retention and flow runs past their ttl are deleted
-    /// (default: a quarter of the retention, at most 1m).
+    /// (default: 2s, or a quarter of the retention when that is shorter).
     #[arg(long, value_parser = DurationMs::parse)]
     sweep_interval: Option<DurationMs>,
     /// Cap the database size, e.g. 10G: at the cap new work is refused (503) until
@@ -113,7 +113,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     // Sweep often enough that nothing outlives its retention by more than a quarter of it.
     c.sweep_every_ms = match o.sweep_interval {
         Some(d) => d.as_millis().clamp(100, 24 * 3600 * 1000),
-        None => (c.retention_ms / 4).clamp(500, 60_000),
+        None => (c.retention_ms / 4).clamp(100, 2_000),
     };
     c
 }
