@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test (unit, simulation, store, end-to-end
-# against the real binary). Needs only the Rust toolchain; run from anywhere in the repo.
+# against the real binary), then the fuzz targets for a bounded time (with the nightly
+# toolchain, when the machine has it). Run from anywhere in the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +18,10 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
+fi
+echo "== fuzz (${ZENITH_FUZZ_SECONDS:-15}s per target)"
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+  ./scripts/fuzz.sh "${ZENITH_FUZZ_SECONDS:-15}"
+else
+  echo "fuzz: skipped: no nightly toolchain on this machine (cargo-fuzz needs one)"
 fi
