@@ -36,6 +36,9 @@ pub struct ServerOpts {
     /// retention frees space (default: no cap; a full disk behaves the same way).
     #[arg(long, value_parser = parse_bytes)]
     store_max_size: Option<u64>,
+    /// Most queued or running jobs at once; submissions beyond get 429 until some finish.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    max_live_jobs: u64,
     /// Largest flow artifact accepted, e.g. 1G.
     #[arg(long, default_value = "1G", value_parser = parse_bytes)]
     max_artifact_size: u64,
@@ -108,6 +111,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.heartbeat_interval_ms = o.heartbeat_interval.as_millis().max(50);
     c.retention_ms = o.retention.as_millis();
     c.max_artifact_bytes = o.max_artifact_size;
+    c.max_live_jobs = o.max_live_jobs as usize;
     c.max_store_bytes = o.store_max_size;
     c.rate_limit_per_client = o.rate_limit;
     // Sweep often enough that nothing outlives its retention by more than a quarter of it.
