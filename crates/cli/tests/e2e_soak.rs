@@ -82,7 +82,7 @@ async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
             429 | 503 => refused += 1,
             s => panic!("submit answered {s}"),
         }
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             let r = http
                 .post(format!("{url}/api/v1/flows/runs"))
                 .bearer_auth(&token)
@@ -94,7 +94,7 @@ async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
                 runs += 1;
             }
         }
-        if tick % 40 == 0 {
+        if tick.is_multiple_of(40) {
             c = tokio::task::spawn_blocking(move || {
                 c.restart_agent(1, "churn", &["--cpus", "1"]);
                 c
@@ -103,7 +103,7 @@ async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
             .unwrap();
             restarts += 1;
         }
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             samples.push((
                 started.elapsed().as_secs_f64(),
                 rss_kb(server_pid),
