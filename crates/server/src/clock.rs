@@ -16,12 +16,19 @@ pub struct Clock {
 impl Clock {
     #[allow(clippy::disallowed_methods)] // the one place that reads the system clocks
     pub fn new() -> Self {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        Clock::with_wall(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        })
+    }
+
+    /// A clock that asks `wall` for the time once, now, and never again.
+    #[allow(clippy::disallowed_methods)] // the clock module owns time reads
+    pub fn with_wall(wall: impl FnOnce() -> Millis) -> Self {
         Clock {
-            start_wall: wall,
+            start_wall: wall(),
             start: Instant::now(),
         }
     }
@@ -71,5 +78,33 @@ impl Monotonic {
     #[cfg(test)]
     pub fn plus(&self, d: std::time::Duration) -> Self {
         Monotonic(self.0 + d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wall_clock_jump_does_not_move_server_time() {
+        // The wall source is consulted once; later "jumps" of the system clock (an NTP step of
+        // an hour forward, then a day back) cannot reach `now`, which advances monotonically.
+        let calls = std::cell::Cell::new(0);
+        let clock = Clock::with_wall(|| {
+            calls.set(calls.get() + 1);
+            1_000_000
+        });
+        let a = clock.now();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let b = clock.now();
+        assert_eq!(calls.get(), 1);
+        assert!(a >= 1_000_000 && b >= a + 5 && b < a + 1_000, "{a} {b}");
+        let s = Stopwatch::start();
+        assert!(s.seconds() >= 0.0);
+        let m = Monotonic::now();
+        assert_eq!(
+            m.since(m.plus(std::time::Duration::from_secs(3600))),
+            std::time::Duration::ZERO
+        );
     }
 }
