@@ -157,3 +157,82 @@ async fn repeated_server_kill9_loses_and_duplicates_nothing() {
     .await
     .unwrap();
 }
+
+/// Agents killed with SIGKILL mid-run, again and again, and restarted on their data dirs:
+/// every job ends succeeded, with exactly one successful attempt, and attempts of one job
+/// never overlap. `ZENITH_TORTURE_AGENT_KILLS` (default 6) and `ZENITH_TORTURE_JOBS` scale it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_agent_kill9_runs_every_job_to_success_once() {
+    let kills = env_num("ZENITH_TORTURE_AGENT_KILLS", 6);
+    let jobs = env_num("ZENITH_TORTURE_JOBS", 300).min(2_000);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("agent torture seed {seed}: {kills} agent kills, {jobs} jobs");
+    let c = tokio::task::spawn_blocking(|| {
+        let mut c = Cluster::server(&["--heartbeat-timeout", "2s", "--rate-limit", "100000"]);
+        c.add_agent("a", &["--cpus", "2"]);
+        c.add_agent("b", &["--cpus", "2"]);
+        c.wait_nodes(2);
+        c
+    })
+    .await
+    .unwrap();
+    let specs: Vec<_> = (0..jobs)
+        .map(|_| {
+            serde_json::json!({"command": ["sh", "-c", "sleep 0.1; echo $ZENITH_JOB_ID"], "resources": {"cpus": 0.5}})
+        })
+        .collect();
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/jobs", c.url()))
+        .bearer_auth(&c.admin_token)
+        .json(&specs)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<u64> = resp["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut c = c;
+        let mut rng = Lcg(seed);
+        for k in 0..kills {
+            std::thread::sleep(Duration::from_millis(rng.next_ms(300, 900)));
+            let (idx, name) = if k % 2 == 0 { (0, "a") } else { (1, "b") };
+            c.restart_agent(idx, name, &["--cpus", "2"]);
+        }
+        let mut requeued = 0;
+        for id in &ids {
+            let j = c.wait_final(*id, 180);
+            assert_eq!(j["state"], "succeeded", "job {id}: {j}");
+            let attempts = j["attempts"].as_array().unwrap();
+            let wins = attempts
+                .iter()
+                .filter(|a| a["state"] == "succeeded")
+                .count();
+            assert_eq!(wins, 1, "job {id} succeeded once: {j}");
+            requeued += attempts.len() - 1;
+            for w in attempts.windows(2) {
+                let (end, next) = (w[0]["finished_at"].as_u64(), w[1]["started_at"].as_u64());
+                assert!(
+                    end.is_some() && end <= next,
+                    "attempts of job {id} overlap: {j}"
+                );
+            }
+            assert_eq!(c.ok(&["job", "logs", &id.to_string()]), format!("{id}\n"));
+        }
+        eprintln!(
+            "{} jobs succeeded once each; {requeued} attempts lost to agent kills and rerun",
+            ids.len()
+        );
+    })
+    .await
+    .unwrap();
+}
