@@ -357,3 +357,42 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_expire_after_the_configured_ttl() {
+    let c = tokio::task::spawn_blocking(|| Cluster::up(&["--idempotency-ttl", "1s"]))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let submit = || async {
+        http.post(format!("{}/api/v1/jobs", c.url()))
+            .bearer_auth(&c.admin_token)
+            .header("Idempotency-Key", "short-lived")
+            .body(r#"{"command":["true"]}"#)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = submit().await;
+    assert_eq!(submit().await, first, "within the ttl: the same job");
+    let started = std::time::Instant::now();
+    loop {
+        let id = submit().await;
+        if id != first {
+            // Past the ttl the key is forgotten: a new job (and the key is bound to it now).
+            assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+            assert_eq!(submit().await, id);
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "key never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub rate_limit_per_client: u32,
     /// Largest flow artifact (one file or directory, as tar).
     pub max_artifact_bytes: u64,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl_ms: u64,
 }
 
 impl ServerConfig {
@@ -78,6 +80,7 @@ impl ServerConfig {
             max_store_bytes: None,
             rate_limit_per_client: 1000,
             max_artifact_bytes: 1 << 30,
+            idempotency_ttl_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -135,6 +138,7 @@ pub async fn serve(
         heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
         dispatch_grace_ms: (cfg.heartbeat_interval_ms * 10).max(5_000),
         max_live_jobs: cfg.max_live_jobs,
+        idempotency_ttl_ms: cfg.idempotency_ttl_ms,
         ..EngineConfig::default()
     };
     let engine = Engine::restore(engine_cfg.clone(), loaded, clock.now());

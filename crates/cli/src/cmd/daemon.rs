@@ -39,6 +39,10 @@ pub struct ServerOpts {
     /// Most queued or running jobs at once; submissions beyond get 429 until some finish.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     max_live_jobs: u64,
+    /// How long an idempotency key is remembered (a retry with it within this returns the
+    /// same job; at most 100,000 keys are kept).
+    #[arg(long, default_value = "24h", value_parser = DurationMs::parse)]
+    idempotency_ttl: DurationMs,
     /// Largest flow artifact accepted, e.g. 1G.
     #[arg(long, default_value = "1G", value_parser = parse_bytes)]
     max_artifact_size: u64,
@@ -112,6 +116,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.retention_ms = o.retention.as_millis();
     c.max_artifact_bytes = o.max_artifact_size;
     c.max_live_jobs = o.max_live_jobs as usize;
+    c.idempotency_ttl_ms = o.idempotency_ttl.as_millis().max(1);
     c.max_store_bytes = o.store_max_size;
     c.rate_limit_per_client = o.rate_limit;
     // Sweep often enough that nothing outlives its retention by more than a quarter of it.
