@@ -107,6 +107,7 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
         ("empty batch", b"[]".to_vec(), None),
         ("scalar body", b"42".to_vec(), None),
     ];
+    let mut slowest = (Duration::ZERO, "");
     for (what, body, field) in &cases {
         let t = Instant::now();
         let resp = http
@@ -132,7 +133,14 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
             assert_eq!(e["error"]["field"], *f, "{what}: {e}");
         }
         assert!(took < Duration::from_millis(500), "{what} took {took:?}");
+        slowest = slowest.max((took, what));
     }
+    eprintln!(
+        "hostile job inputs: {} cases refused, slowest {:?} ({})",
+        cases.len(),
+        slowest.0,
+        slowest.1
+    );
     // Hostile agent messages.
     let agent_cases: Vec<(&str, &str, Vec<u8>)> = vec![
         (
@@ -234,6 +242,7 @@ async fn hostile_flow_requests_are_refused_cleanly() {
         ("GET", "/api/v1/flows/runs/-1", "bad id", Vec::new(), Some("id")),
         ("GET", "/api/v1/flows/runs?limit=x", "bad query", Vec::new(), None),
     ];
+    let mut slowest = (Duration::ZERO, "");
     for (method, path, what, body, field) in &cases {
         let t = Instant::now();
         let resp = http
@@ -256,7 +265,14 @@ async fn hostile_flow_requests_are_refused_cleanly() {
             assert_eq!(e["error"]["field"], *f, "{what}: {e}");
         }
         assert!(took < Duration::from_millis(500), "{what} took {took:?}");
+        slowest = slowest.max((took, what));
     }
+    eprintln!(
+        "hostile flow inputs: {} cases refused, slowest {:?} ({})",
+        cases.len(),
+        slowest.0,
+        slowest.1
+    );
     let flows: serde_json::Value = http
         .get(format!("{}/api/v1/flows", c.url()))
         .bearer_auth(&c.admin_token)
