@@ -46,6 +46,16 @@ pub enum Output {
 const SUBMIT_TRIES: u32 = 6;
 
 /// A fresh random idempotency key (128 bits, hex); `None` if the OS has no randomness.
+/// `d` scaled by a random factor in [0.5, 1.5), so that clients retrying after the same
+/// outage do not come back in lockstep.
+fn jitter(d: std::time::Duration) -> std::time::Duration {
+    let mut b = [0u8; 2];
+    let r = getrandom::fill(&mut b)
+        .map(|_| u16::from_le_bytes(b))
+        .unwrap_or(32768);
+    d.mul_f64(0.5 + f64::from(r) / 65536.0)
+}
+
 pub fn new_idempotency_key() -> Option<String> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).ok()?;
@@ -172,7 +182,7 @@ impl Client {
                     .map_err(|e| ClientError::Decode(e.to_string()))?;
                 return Ok(s.id);
             }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(jitter(delay)).await;
             delay = (delay * 2).min(std::time::Duration::from_secs(2));
         }
     }
