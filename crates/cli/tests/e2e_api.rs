@@ -380,7 +380,7 @@ async fn idempotency_keys_expire_after_the_configured_ttl() {
     };
     let first = submit().await;
     assert_eq!(submit().await, first, "within the ttl: the same job");
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     loop {
         let id = submit().await;
         if id != first {
