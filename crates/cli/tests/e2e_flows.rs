@@ -428,3 +428,57 @@ steps:
         (!dir.exists()).then_some(())
     });
 }
+
+#[test]
+fn run_and_step_transitions_are_streamed_as_events() {
+    let c = Cluster::up(&[]);
+    let out = c.dir.path().join("events.jsonl");
+    let mut cmd = zenith();
+    cmd.args(["events", "--kind", "run", "--kind", "step", "-o", "json"])
+        .env("ZENITH_SERVER", c.url())
+        .env("ZENITH_TOKEN", &c.admin_token);
+    let _watcher = Proc::spawn(cmd, out.clone());
+    let f = write(
+        &c,
+        "ev.yaml",
+        "name: ev\nsteps:\n  - {name: a, run: [true]}\n  - {name: b, depends: [a], when: 'false', run: [true]}\n",
+    );
+    // The watcher subscribes asynchronously: run flows until its stream shows one.
+    let lines = wait_for("run and step events", 30, || {
+        let (id, code, _) = run_wait(&c, &[&f]);
+        assert_eq!(code, Some(0));
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let mine: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["run"].to_string() == id)
+            .collect();
+        mine.iter()
+            .any(|e| e["kind"] == "run" && e["state"] == "succeeded")
+            .then_some(mine)
+    });
+    let kinds: Vec<(String, String, String)> = lines
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["step"].as_str().unwrap_or("").to_string(),
+                e["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("step", "a", "running"),
+        ("step", "a", "succeeded"),
+        ("step", "b", "skipped"),
+        ("run", "", "running"),
+        ("run", "", "succeeded"),
+    ] {
+        assert!(
+            kinds
+                .iter()
+                .any(|k| (k.0.as_str(), k.1.as_str(), k.2.as_str()) == want),
+            "{want:?} not in {kinds:?}"
+        );
+    }
+}

@@ -251,9 +251,22 @@ impl Client {
         job: Option<JobId>,
         kinds: &[&str],
     ) -> Result<impl Stream<Item = Result<Event, ClientError>>, ClientError> {
+        self.events_filtered(job, None, kinds).await
+    }
+
+    /// [`Client::events`], also filtered to one flow run.
+    pub async fn events_filtered(
+        &self,
+        job: Option<JobId>,
+        run: Option<u64>,
+        kinds: &[&str],
+    ) -> Result<impl Stream<Item = Result<Event, ClientError>>, ClientError> {
         let mut q: Vec<(&str, String)> = Vec::new();
         if let Some(j) = job {
             q.push(("job", j.to_string()));
+        }
+        if let Some(r) = run {
+            q.push(("run", r.to_string()));
         }
         if !kinds.is_empty() {
             q.push(("kind", kinds.join(",")));

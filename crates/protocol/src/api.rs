@@ -201,6 +201,22 @@ pub enum Event {
         node: NodeId,
         state: NodeState,
     },
+    /// A flow run changed state.
+    Run {
+        run: zenith_model::flow::RunId,
+        flow: String,
+        state: zenith_model::flow::RunState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A step of a flow run changed state.
+    Step {
+        run: zenith_model::flow::RunId,
+        step: String,
+        state: zenith_model::flow::StepState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// This subscriber fell behind and missed `missed` events; re-read state to resync.
     Lagged {
         missed: u64,
@@ -216,11 +232,21 @@ impl Event {
         }
     }
 
+    /// The flow run an event is about, if any.
+    pub fn run(&self) -> Option<zenith_model::flow::RunId> {
+        match self {
+            Event::Run { run, .. } | Event::Step { run, .. } => Some(*run),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Job { .. } => "job",
             Event::Attempt { .. } => "attempt",
             Event::Node { .. } => "node",
+            Event::Run { .. } => "run",
+            Event::Step { .. } => "step",
             Event::Lagged { .. } => "lagged",
         }
     }
@@ -251,6 +277,26 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
             state: j.state,
             tasks: j.counts,
             reason: j.reason.clone(),
+        });
+    }
+    let mut steps: Vec<_> = changes.steps.values().collect();
+    steps.sort_by_key(|s| (s.run, s.step));
+    for s in steps {
+        out.push(Event::Step {
+            run: s.run,
+            step: s.name.clone(),
+            state: s.state,
+            reason: s.reason.clone(),
+        });
+    }
+    let mut runs: Vec<_> = changes.runs.values().collect();
+    runs.sort_by_key(|r| r.id);
+    for r in runs {
+        out.push(Event::Run {
+            run: r.id,
+            flow: r.name.clone(),
+            state: r.state,
+            reason: r.reason.clone(),
         });
     }
     let mut nodes: Vec<_> = changes.nodes.values().collect();

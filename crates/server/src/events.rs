@@ -28,12 +28,14 @@ pub type EventBatch = Arc<Vec<Event>>;
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     job: Option<u64>,
-    /// Comma-separated kinds: job, attempt, node.
+    run: Option<u64>,
+    /// Comma-separated kinds: job, attempt, node, run, step.
     kind: Option<String>,
 }
 
 struct Filter {
     job: Option<JobId>,
+    run: Option<zenith_model::flow::RunId>,
     kinds: Option<Vec<String>>,
 }
 
@@ -44,6 +46,11 @@ impl Filter {
         }
         if let Some(j) = self.job {
             if e.job() != Some(j) {
+                return false;
+            }
+        }
+        if let Some(r) = self.run {
+            if e.run() != Some(r) {
                 return false;
             }
         }
@@ -67,11 +74,11 @@ pub async fn events(
             let kinds: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
             if let Some(bad) = kinds
                 .iter()
-                .find(|k| !matches!(k.as_str(), "job" | "attempt" | "node"))
+                .find(|k| !matches!(k.as_str(), "job" | "attempt" | "node" | "run" | "step"))
             {
                 return Err(ApiError::Invalid(ValidationError::new(
                     "kind",
-                    format!("unknown kind {bad:?}; use job, attempt or node"),
+                    format!("unknown kind {bad:?}; use job, attempt, node, run or step"),
                 )));
             }
             Some(kinds)
@@ -79,6 +86,7 @@ pub async fn events(
     };
     let filter = Filter {
         job: q.job.map(JobId),
+        run: q.run.map(zenith_model::flow::RunId),
         kinds,
     };
     let rx = state.events.subscribe();

@@ -67,6 +67,7 @@ fn step_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StepRecord, StoreError>
     Ok(Ok(StepRecord {
         run,
         step: r.get(1)?,
+        name: String::new(),
         state,
         reason: r.get(3)?,
         blocked: r.get(4)?,

@@ -12,6 +12,8 @@ enum Kind {
     Job,
     Attempt,
     Node,
+    Run,
+    Step,
 }
 
 #[derive(Args, Debug)]
@@ -21,6 +23,9 @@ pub struct EventsArgs {
     /// Only events of this job.
     #[arg(long, value_parser = parse_job_id)]
     job: Option<JobId>,
+    /// Only events of this flow run (its run and step transitions).
+    #[arg(long)]
+    run: Option<u64>,
     /// Only these kinds (repeatable).
     #[arg(long, value_enum)]
     kind: Vec<Kind>,
@@ -63,6 +68,30 @@ pub fn describe(e: &Event) -> String {
             format!("attempt {attempt} of job {job} task {task} on {node} {state}{why}")
         }
         Event::Node { node, state } => format!("node {node} {}", state.as_str()),
+        Event::Run {
+            run,
+            flow,
+            state,
+            reason,
+        } => {
+            let why = reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            format!("run {run} of flow {flow} {state}{why}")
+        }
+        Event::Step {
+            run,
+            step,
+            state,
+            reason,
+        } => {
+            let why = reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            format!("run {run} step {step} {state}{why}")
+        }
         Event::Lagged { missed } => format!("(fell behind: {missed} batches of events missed)"),
     }
 }
@@ -76,9 +105,11 @@ pub async fn run(a: EventsArgs) -> anyhow::Result<u8> {
             Kind::Job => "job",
             Kind::Attempt => "attempt",
             Kind::Node => "node",
+            Kind::Run => "run",
+            Kind::Step => "step",
         })
         .collect();
-    let mut stream = Box::pin(client.events(a.job, &kinds).await?);
+    let mut stream = Box::pin(client.events_filtered(a.job, a.run, &kinds).await?);
     while let Some(e) = stream.next().await {
         let e = e?;
         match a.format {

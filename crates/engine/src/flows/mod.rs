@@ -119,12 +119,17 @@ impl crate::Engine {
     }
 
     pub(crate) fn note_step(&mut self, id: RunId, si: u32) {
-        let Some(s) = self.runs.get(&id).and_then(|r| r.steps.get(si as usize)) else {
+        let Some(run) = self.runs.get(&id) else {
+            return;
+        };
+        let (Some(s), Some(spec)) = (run.steps.get(si as usize), run.spec.steps.get(si as usize))
+        else {
             return;
         };
         let rec = StepRecord {
             run: id,
             step: si,
+            name: spec.name.clone(),
             state: s.state,
             reason: s.reason.clone(),
             blocked: s.blocked,

@@ -123,6 +123,8 @@ pub struct RunRecord {
 pub struct StepRecord {
     pub run: RunId,
     pub step: u32,
+    /// The step's name (for events; not stored: the run's spec has it).
+    pub name: String,
     pub state: StepState,
     pub reason: Option<String>,
     /// Skipped because a dependency failed (dependents are skipped too).
