@@ -451,7 +451,7 @@ fn run_and_step_transitions_are_streamed_as_events() {
         let mine: Vec<Value> = text
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["run"].to_string() == id)
+            .filter(|e| e["run"].as_u64().map(|r| r.to_string()).as_deref() == Some(id.as_str()))
             .collect();
         mine.iter()
             .any(|e| e["kind"] == "run" && e["state"] == "succeeded")

@@ -7,17 +7,10 @@ use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use zenith_client::{Client, Output};
+use zenith_client::Output;
 use zenith_model::flow::{check, limits::MAX_SPEC_BYTES, parse_yaml, RunId, StepState, Templates};
 use zenith_model::DurationMs;
 use zenith_protocol::flows::{RunView, StepView};
-
-/// A progress line on stderr (stdout carries only the run ID).
-macro_rules! progress {
-    ($($t:tt)*) => {{
-        let _ = writeln!(std::io::stderr().lock(), $($t)*);
-    }};
-}
 
 fn parse_run_id(s: &str) -> Result<RunId, String> {
     s.parse::<u64>()
@@ -220,47 +213,7 @@ pub async fn start(a: StartArgs) -> anyhow::Result<u8> {
     if !a.wait {
         return Ok(0);
     }
-    wait(&client, id, a.timeout).await
-}
-
-/// Polls the run, printing each step's state change, until it is final.
-async fn wait(client: &Client, id: RunId, timeout: Option<DurationMs>) -> anyhow::Result<u8> {
-    let started = tokio::time::Instant::now();
-    let mut seen: BTreeMap<String, StepState> = BTreeMap::new();
-    let mut delay = std::time::Duration::from_millis(20);
-    loop {
-        let v = client.run(id).await?;
-        for s in &v.steps {
-            if s.state != StepState::Pending && seen.get(&s.name) != Some(&s.state) {
-                seen.insert(s.name.clone(), s.state);
-                let why = s
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default();
-                progress!("  {:<24} {}{why}", s.name, s.state);
-            }
-        }
-        if v.state.is_final() {
-            let why = v
-                .reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            progress!("run {id} {}{why}", v.state);
-            return Ok(if v.state == zenith_model::flow::RunState::Succeeded {
-                0
-            } else {
-                crate::exit::FAILED
-            });
-        }
-        if timeout.is_some_and(|t| started.elapsed().as_millis() as u64 >= t.as_millis()) {
-            progress!("run {id} still {} after the timeout", v.state);
-            return Ok(crate::exit::FAILED);
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_millis(500));
-    }
+    super::run_wait::wait(&client, id, a.timeout).await
 }
 
 fn print_run(v: &RunView) {

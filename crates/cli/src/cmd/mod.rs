@@ -6,6 +6,7 @@ pub mod flow;
 pub mod job;
 pub mod jobs;
 pub mod nodes;
+pub mod run_wait;
 pub mod submit;
 pub mod wait;
 
