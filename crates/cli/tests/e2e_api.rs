@@ -177,6 +177,10 @@ async fn metrics_report_totals_levels_and_latencies() {
             "--",
             "true",
         ]);
+        let f = c.dir.path().join("m.yaml");
+        std::fs::write(&f, "name: m\nsteps:\n  - {name: a, run: [true]}\n").unwrap();
+        let out = c.cli(&["run", f.to_str().unwrap(), "--wait"]);
+        assert!(out.status.success());
         c
     })
     .await
@@ -215,6 +219,13 @@ async fn metrics_report_totals_levels_and_latencies() {
         ("zenith_store_batch_records", "histogram"),
         ("zenith_api_requests", "counter"),
         ("zenith_api_request_seconds", "histogram"),
+        ("zenith_flow_runs_started", "counter"),
+        ("zenith_flow_runs_finished", "counter"),
+        ("zenith_flow_runs_live", "gauge"),
+        ("zenith_flows_applied", "gauge"),
+        ("zenith_flow_deadlines_exceeded", "counter"),
+        ("zenith_flow_retry_budget_exhausted", "counter"),
+        ("zenith_artifact_bytes_stored", "counter"),
     ] {
         assert_eq!(types.get(name), Some(&kind), "{name} in\n{text}");
     }
@@ -228,12 +239,28 @@ async fn metrics_report_totals_levels_and_latencies() {
             .parse()
             .unwrap()
     };
-    assert_eq!(value("zenith_jobs_submitted_total"), 3.0);
     assert_eq!(
-        value("zenith_jobs_finished_total{state=\"succeeded\"}"),
+        value("zenith_jobs_submitted_total"),
+        4.0,
+        "3 jobs and 1 flow step"
+    );
+    assert_eq!(value("zenith_flow_runs_started_total"), 1.0);
+    assert_eq!(
+        value("zenith_flow_runs_finished_total{state=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(value("zenith_flow_runs_live"), 0.0);
+    assert_eq!(
+        value(
+            "zenith_api_requests_total{route=\"/api/v1/flows/runs\",method=\"POST\",code=\"201\"}"
+        ),
         1.0
     );
     assert_eq!(value("zenith_jobs_finished_total{state=\"failed\"}"), 1.0);
+    assert_eq!(
+        value("zenith_jobs_finished_total{state=\"succeeded\"}"),
+        2.0
+    );
     assert_eq!(value("zenith_retries_total"), 1.0);
     assert_eq!(
         value("zenith_attempts_ended_total{outcome=\"exited_error\"}"),

@@ -457,6 +457,7 @@ impl Default for Metrics {
 /// The route template a request path belongs to, from the route table; IDs become `{id}`
 /// and anything unknown is `other`, so the label set stays bounded.
 pub fn route_of(path: &str) -> &'static str {
+    // `{id}` matches a number, `{name}` any one segment.
     const ROUTES: &[&str] = &[
         "/healthz",
         "/readyz",
@@ -468,23 +469,35 @@ pub fn route_of(path: &str) -> &'static str {
         "/api/v1/jobs/{id}/explain",
         "/api/v1/nodes",
         "/api/v1/events",
+        "/api/v1/flows",
+        "/api/v1/flows/validate",
+        "/api/v1/flows/runs",
+        "/api/v1/flows/runs/{id}",
+        "/api/v1/flows/runs/{id}/cancel",
+        "/api/v1/flows/runs/{id}/steps/{name}/approve",
+        "/api/v1/flows/{name}",
         "/agent/v1/register",
         "/agent/v1/stream",
         "/agent/v1/report",
         "/agent/v1/logs",
+        "/agent/v1/artifacts/{id}/{id}/{id}/{name}",
     ];
-    let mut norm = String::with_capacity(path.len());
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        norm.push('/');
-        if seg.bytes().all(|b| b.is_ascii_digit()) {
-            norm.push_str("{id}");
-        } else {
-            norm.push_str(seg);
-        }
-    }
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let fits = |route: &str| {
+        let parts: Vec<&str> = route.split('/').filter(|s| !s.is_empty()).collect();
+        parts.len() == segs.len()
+            && parts.iter().zip(&segs).all(|(p, s)| match *p {
+                "{id}" => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
+                "{name}" => true,
+                lit => lit == *s,
+            })
+    };
+    // Literal routes win over `{name}` ones (`/flows/runs` is not a flow named "runs").
     ROUTES
         .iter()
-        .find(|r| **r == norm)
+        .filter(|r| !r.contains("{name}"))
+        .chain(ROUTES.iter().filter(|r| r.contains("{name}")))
+        .find(|r| fits(r))
         .copied()
         .unwrap_or("other")
 }
@@ -496,6 +509,17 @@ mod tests {
     #[test]
     fn routes_are_bounded() {
         assert_eq!(route_of("/api/v1/jobs/123/logs"), "/api/v1/jobs/{id}/logs");
+        assert_eq!(route_of("/api/v1/flows/runs"), "/api/v1/flows/runs");
+        assert_eq!(route_of("/api/v1/flows/nightly"), "/api/v1/flows/{name}");
+        assert_eq!(
+            route_of("/api/v1/flows/runs/7/steps/gate/approve"),
+            "/api/v1/flows/runs/{id}/steps/{name}/approve"
+        );
+        assert_eq!(
+            route_of("/agent/v1/artifacts/1/2/0/tree"),
+            "/agent/v1/artifacts/{id}/{id}/{id}/{name}"
+        );
+        assert_eq!(route_of("/api/v1/flows/runs/x"), "other");
         assert_eq!(route_of("/api/v1/jobs"), "/api/v1/jobs");
         assert_eq!(route_of("/api/v1/jobs/abc"), "other");
         assert_eq!(route_of("/../../etc/passwd"), "other");
