@@ -68,6 +68,8 @@ enum Command {
     Nodes(cmd::nodes::NodesArgs),
     /// Follow job, attempt and node transitions as they happen.
     Events(cmd::events::EventsArgs),
+    /// The cluster live: utilisation, queues, nodes, running jobs, flow runs.
+    Top(cmd::top::TopArgs),
     /// Run a flow: zenith run FILE|NAME [-p K=V]... [--wait]
     Run(cmd::flow::StartArgs),
     /// List applied flows and recent runs.
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
             Command::Job { verb } => cmd::job::run(verb).await,
             Command::Nodes(a) => cmd::nodes::run(a).await,
             Command::Events(a) => cmd::events::run(a).await,
+            Command::Top(a) => cmd::top::run(a).await,
             Command::Run(a) => cmd::flow::start(a).await,
             Command::Flows(a) => cmd::flow::list(a).await,
             Command::Flow { verb } => cmd::flow::run(verb).await,

@@ -18,6 +18,7 @@ async fn every_api_route_needs_the_admin_token() {
         ("GET", "/api/v1/jobs/1/logs"),
         ("GET", "/api/v1/jobs/1/explain"),
         ("GET", "/api/v1/nodes"),
+        ("GET", "/api/v1/summary"),
         ("GET", "/api/v1/events"),
         ("GET", "/api/v1/flows"),
         ("POST", "/api/v1/flows/validate"),

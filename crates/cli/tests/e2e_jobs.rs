@@ -371,3 +371,22 @@ fn a_data_directory_serves_one_process_at_a_time() {
     let id = c.submit(&["--", "true"]);
     assert_eq!(c.wait_final(id, 30)["state"], "succeeded");
 }
+
+#[test]
+fn top_prints_a_snapshot_without_a_terminal() {
+    let c = Cluster::up(&[]);
+    let id = c.submit(&["--queue", "batch", "--cpus", "0.5", "--", "sleep", "1000.7"]);
+    wait_for("the job to run", 30, || {
+        (c.job(id)["state"] == "running").then_some(())
+    });
+    let out = c.ok(&["top"]);
+    assert!(out.contains("1 nodes ready, 0 lost"), "{out}");
+    assert!(out.contains("cpus 0.5 used of 2.0"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("batch") && l.split_whitespace().nth(2) == Some("1")),
+        "{out}"
+    );
+    assert!(out.contains("sleep"), "{out}");
+    c.ok(&["job", "cancel", &id.to_string()]);
+}

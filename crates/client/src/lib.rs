@@ -239,6 +239,11 @@ impl Client {
             .await
     }
 
+    pub async fn summary(&self) -> Result<zenith_protocol::api::ClusterSummary, ClientError> {
+        self.json(self.req(reqwest::Method::GET, "/api/v1/summary"))
+            .await
+    }
+
     pub async fn nodes(&self) -> Result<NodeList, ClientError> {
         self.json(self.req(reqwest::Method::GET, "/api/v1/nodes"))
             .await

@@ -309,3 +309,26 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
     }
     out
 }
+
+/// `GET /api/v1/summary`: the cluster at a glance, from the control plane's memory.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClusterSummary {
+    pub nodes_ready: u64,
+    pub nodes_lost: u64,
+    pub cpus_total: f64,
+    pub cpus_free: f64,
+    pub memory_total: u64,
+    pub memory_free: u64,
+    pub running_attempts: u64,
+    /// Live jobs per queue: (queue, queued, running).
+    pub queues: Vec<QueueLevel>,
+    pub runs_live: u64,
+    pub flows_applied: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct QueueLevel {
+    pub queue: String,
+    pub queued: u64,
+    pub running: u64,
+}

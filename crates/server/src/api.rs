@@ -455,3 +455,48 @@ impl LogFollow {
         }
     }
 }
+
+/// `GET /api/v1/summary`
+pub async fn summary(
+    State(state): State<AppState>,
+) -> Result<Json<zenith_protocol::api::ClusterSummary>, ApiError> {
+    let l = ask(&state, |reply| LoopMsg::Levels { reply }).await?;
+    let mut queues: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for ((queue, st), n) in &l.jobs {
+        let e = queues.entry(queue.clone()).or_default();
+        match st {
+            JobState::Queued => e.0 += n,
+            JobState::Running => e.1 += n,
+            _ => {}
+        }
+    }
+    Ok(Json(zenith_protocol::api::ClusterSummary {
+        nodes_ready: l
+            .nodes
+            .get(&zenith_model::NodeState::Ready)
+            .copied()
+            .unwrap_or(0),
+        nodes_lost: l
+            .nodes
+            .get(&zenith_model::NodeState::Lost)
+            .copied()
+            .unwrap_or(0),
+        cpus_total: l.cpu_millis_total as f64 / 1000.0,
+        cpus_free: l.cpu_millis_free as f64 / 1000.0,
+        memory_total: l.memory_total,
+        memory_free: l.memory_free,
+        running_attempts: l.running_attempts,
+        queues: queues
+            .into_iter()
+            .map(
+                |(queue, (queued, running))| zenith_protocol::api::QueueLevel {
+                    queue,
+                    queued,
+                    running,
+                },
+            )
+            .collect(),
+        runs_live: l.live_runs,
+        flows_applied: l.flow_defs,
+    }))
+}

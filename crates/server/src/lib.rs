@@ -276,6 +276,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/jobs/{id}/logs", get(api::logs))
         .route("/jobs/{id}/explain", get(api::explain))
         .route("/nodes", get(api::nodes))
+        .route("/summary", get(api::summary))
         .route("/events", get(events::events))
         .route("/flows", get(flows_api::list))
         .route("/flows/validate", post(flows_api::validate))

@@ -468,6 +468,7 @@ pub fn route_of(path: &str) -> &'static str {
         "/api/v1/jobs/{id}/logs",
         "/api/v1/jobs/{id}/explain",
         "/api/v1/nodes",
+        "/api/v1/summary",
         "/api/v1/events",
         "/api/v1/flows",
         "/api/v1/flows/validate",

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod nodes;
 pub mod run_wait;
 pub mod submit;
+pub mod top;
 pub mod wait;
 
 use crate::exit;
