@@ -11,6 +11,7 @@ mod proc;
 mod session;
 
 pub use identity::{detect_resources, hostname};
+pub use proc::die_with_parent;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -100,7 +100,13 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Up(a) => cmd::daemon::up(a).await,
+            Command::Up(a) => {
+                let format = match cli.log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                };
+                cmd::daemon::up(a, format).await
+            }
             Command::Server(a) => cmd::daemon::server(a).await,
             Command::Agent(a) => cmd::daemon::agent(a).await,
             Command::Submit(a) => cmd::submit::run(a).await,

@@ -453,9 +453,14 @@ fn run_and_step_transitions_are_streamed_as_events() {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|e| e["run"].as_u64().map(|r| r.to_string()).as_deref() == Some(id.as_str()))
             .collect();
-        mine.iter()
-            .any(|e| e["kind"] == "run" && e["state"] == "succeeded")
-            .then_some(mine)
+        // A run whose first event (run running) arrived was watched from its start.
+        let whole = mine
+            .iter()
+            .any(|e| e["kind"] == "run" && e["state"] == "running")
+            && mine
+                .iter()
+                .any(|e| e["kind"] == "run" && e["state"] == "succeeded");
+        whole.then_some(mine)
     });
     let kinds: Vec<(String, String, String)> = lines
         .iter()

@@ -208,7 +208,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub async fn up(a: UpArgs) -> anyhow::Result<u8> {
+pub async fn up(a: UpArgs, log_format: &str) -> anyhow::Result<u8> {
     let cfg = server_config(&a.server);
     let data_dir = cfg.data_dir.clone();
     let listener = bind(a.server.listen).await?;
@@ -246,22 +246,129 @@ pub async fn up(a: UpArgs) -> anyhow::Result<u8> {
     let url = format!("http://{addr}");
     eprintln!("zenith is up at {url} (data in {})", data_dir.display());
     eprintln!("  try: zenith submit -- echo hello");
-    let agent_cfg = agent_config(url, token, data_dir.join("agent"), &a.node);
-    let mut agent_stop = stop_rx.clone();
-    let agent = tokio::spawn(zenith_agent::run(agent_cfg, async move {
-        let _ = agent_stop.changed().await;
-    }));
+    // The local agent runs as a child process of its own: jobs are forked from a small
+    // process (fork cost grows with the parent's memory, and the server's grows with its
+    // queue), and an agent crash does not take the server down. It is restarted if it dies.
+    let agent = tokio::spawn(supervise_agent(
+        agent_args(&url, &data_dir.join("agent"), &a.node, log_format),
+        token,
+        stop_rx.clone(),
+    ));
     let mut server = server;
     let early = tokio::select! {
         _ = shutdown_signal() => None,
         r = &mut server => Some(r),
     };
     let _ = stop_tx.send(true);
-    let agent_result = agent.await?;
+    agent.await?;
     match early {
         Some(r) => r??,
         None => server.await??,
     }
-    agent_result?;
     Ok(0)
+}
+
+/// The command line of the local agent of `zenith up`.
+fn agent_args(
+    url: &str,
+    data_dir: &std::path::Path,
+    n: &NodeOpts,
+    log_format: &str,
+) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "--log-format".into(),
+        log_format.into(),
+        "agent".into(),
+        "--server".into(),
+        url.into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--kill-grace".into(),
+        format!("{}ms", n.kill_grace.as_millis()),
+    ];
+    if let Some(name) = &n.name {
+        v.extend(["--name".into(), name.clone()]);
+    }
+    for (k, val) in &n.labels {
+        v.extend(["--label".into(), format!("{k}={val}")]);
+    }
+    if let Some(c) = n.cpus {
+        v.extend(["--cpus".into(), format!("{}", c as f64 / 1000.0)]);
+    }
+    if let Some(m) = n.memory {
+        v.extend(["--memory".into(), m.to_string()]);
+    }
+    if let Some(g) = n.gpus {
+        v.extend(["--gpus".into(), g.to_string()]);
+    }
+    for (k, c) in &n.resources {
+        v.extend(["--resource".into(), format!("{k}={c}")]);
+    }
+    if let Some(addr) = n.metrics_listen {
+        v.extend(["--metrics-listen".into(), addr.to_string()]);
+    }
+    v
+}
+
+/// Runs the local agent process until `stop`, restarting it (with backoff) if it exits.
+async fn supervise_agent(
+    args: Vec<String>,
+    token: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot find this program to start the local agent");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(&args)
+            .env("ZENITH_AGENT_TOKEN", &token)
+            .env_remove("ZENITH_TOKEN")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        // If `zenith up` dies, so does its agent (and with it the agent's jobs).
+        zenith_agent::die_with_parent(&mut cmd);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the local agent");
+                return;
+            }
+        };
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            status = child.wait() => {
+                if *stop.borrow() {
+                    return;
+                }
+                tracing::warn!(status = ?status.ok(), "the local agent exited; restarting it");
+                if started.elapsed() > Duration::from_secs(10) {
+                    backoff = Duration::from_millis(200);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            _ = stop.changed() => {
+                // Ask it to stop (it finishes reporting), then make sure.
+                if let Some(pid) = child.id() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                return;
+            }
+        }
+    }
 }
