@@ -19,6 +19,13 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+echo "== the otlp feature (trace export)"
+cargo clippy -p zenith-cli --features otlp --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run -p zenith-cli --features otlp --locked -E 'binary(e2e_otlp)'
+else
+  cargo test -p zenith-cli --features otlp --locked --test e2e_otlp
+fi
 echo "== fuzz (${ZENITH_FUZZ_SECONDS:-15}s per target)"
 if rustup run nightly rustc --version >/dev/null 2>&1; then
   ./scripts/fuzz.sh "${ZENITH_FUZZ_SECONDS:-15}"

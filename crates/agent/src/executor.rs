@@ -268,7 +268,13 @@ impl Executor {
                     true => None,
                     false => Some((a.io.artifacts.clone(), a.cwd.clone().map(PathBuf::from))),
                 };
-                tokio::spawn(async move { this.watch(attempt, child, pgid, uploads).await });
+                // The attempt's span covers the process's whole life on this node.
+                let span =
+                    tracing::info_span!("run", job = a.job.0, task = a.task, attempt = attempt.0);
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move { this.watch(attempt, child, pgid, uploads).await },
+                    span,
+                ));
             }
             Err(e) => {
                 let outcome = AttemptOutcome::StartFailed {

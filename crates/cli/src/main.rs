@@ -15,6 +15,7 @@ macro_rules! out {
 
 mod cmd;
 mod output;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +38,11 @@ struct Cli {
     /// Diagnostics on stderr as plain text or one JSON object per line.
     #[arg(long, global = true, env = "ZENITH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Export traces over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318 (server,
+    /// agent and `up`; built with the `otlp` feature).
+    #[cfg(feature = "otlp")]
+    #[arg(long, global = true, env = "ZENITH_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,7 +93,21 @@ fn main() -> ExitCode {
         cli.command,
         Command::Up(_) | Command::Server(_) | Command::Agent(_)
     );
-    init_tracing(daemon, cli.log_format);
+    #[cfg(feature = "otlp")]
+    let otlp = cli.otlp_endpoint.clone();
+    #[cfg(not(feature = "otlp"))]
+    let otlp: Option<String> = None;
+    let service = match cli.command {
+        Command::Agent(_) => "zenith-agent",
+        Command::Up(_) | Command::Server(_) => "zenith-server",
+        _ => "zenith-cli",
+    };
+    let telemetry = telemetry::init(
+        daemon,
+        cli.log_format == LogFormat::Json,
+        otlp.as_deref().filter(|_| daemon),
+        service,
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,7 +125,7 @@ fn main() -> ExitCode {
                     LogFormat::Text => "text",
                     LogFormat::Json => "json",
                 };
-                cmd::daemon::up(a, format).await
+                cmd::daemon::up(a, format, otlp.as_deref()).await
             }
             Command::Server(a) => cmd::daemon::server(a).await,
             Command::Agent(a) => cmd::daemon::agent(a).await,
@@ -120,6 +140,8 @@ fn main() -> ExitCode {
             Command::Flow { verb } => cmd::flow::run(verb).await,
         }
     });
+    drop(rt);
+    telemetry.shutdown();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -131,20 +153,6 @@ fn main() -> ExitCode {
             ExitCode::from(cmd::exit_code_for(&e))
         }
     }
-}
-
-/// Log level from `ZENITH_LOG` (an env-filter, e.g. `info,zenith_agent=debug`).
-fn init_tracing(daemon: bool, format: LogFormat) {
-    let default = if daemon { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZENITH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
-    };
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -150,7 +150,20 @@ pub async fn submit(
             ))
         }
     };
-    let done = ask(&state, |reply| LoopMsg::Submit { specs, key, reply }).await??;
+    // The job's first span: accepted, committed and acknowledged.
+    let span = tracing::info_span!(
+        "submit",
+        jobs = specs.len(),
+        first_job = tracing::field::Empty
+    );
+    let done = tracing::Instrument::instrument(
+        async { ask(&state, |reply| LoopMsg::Submit { specs, key, reply }).await },
+        span.clone(),
+    )
+    .await??;
+    if let Some(first) = done.ids.first() {
+        span.record("first_job", first.0);
+    }
     tracing::debug!(jobs = ?done.ids, replayed = done.replayed, "submission committed");
     let ids = done.ids;
     let resp = if batch {

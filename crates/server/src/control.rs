@@ -397,7 +397,8 @@ impl ControlLoop {
                         req.results
                     };
                     for r in results {
-                        tracing::debug!(attempt = %r.attempt, node = %req.node_id, outcome = ?r.outcome, "attempt ended");
+                        let _span = tracing::info_span!("report", attempt = r.attempt.0, node = %req.node_id, outcome = r.outcome.kind()).entered();
+                        tracing::debug!(outcome = ?r.outcome, "attempt ended");
                         if let Err(stale) = self.engine.attempt_finished_with(
                             &req.node_id,
                             r.attempt,
@@ -489,7 +490,8 @@ impl ControlLoop {
                     node,
                     assignment: a,
                 } => {
-                    tracing::debug!(job = %a.job, task = a.task, attempt = %a.attempt, node = %node, "dispatch");
+                    let _span = tracing::info_span!("dispatch", job = a.job.0, task = a.task, attempt = a.attempt.0, node = %node).entered();
+                    tracing::debug!("dispatch");
                     assign.entry(node).or_default().push(Assignment {
                         attempt: a.attempt,
                         job: a.job,

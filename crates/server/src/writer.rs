@@ -141,6 +141,7 @@ impl Writer {
         } else if changes.is_empty() {
             Ok(())
         } else {
+            let _span = tracing::info_span!("commit", records = changes.len()).entered();
             let watch = Stopwatch::start();
             let r = self.store.commit(&changes).map_err(|e| e.to_string());
             self.metrics.commit_time.observe(watch.seconds());

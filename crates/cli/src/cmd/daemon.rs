@@ -208,7 +208,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub async fn up(a: UpArgs, log_format: &str) -> anyhow::Result<u8> {
+pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Result<u8> {
     let cfg = server_config(&a.server);
     let data_dir = cfg.data_dir.clone();
     let listener = bind(a.server.listen).await?;
@@ -250,7 +250,7 @@ pub async fn up(a: UpArgs, log_format: &str) -> anyhow::Result<u8> {
     // process (fork cost grows with the parent's memory, and the server's grows with its
     // queue), and an agent crash does not take the server down. It is restarted if it dies.
     let agent = tokio::spawn(supervise_agent(
-        agent_args(&url, &data_dir.join("agent"), &a.node, log_format),
+        agent_args(&url, &data_dir.join("agent"), &a.node, log_format, otlp),
         token,
         stop_rx.clone(),
     ));
@@ -274,10 +274,13 @@ fn agent_args(
     data_dir: &std::path::Path,
     n: &NodeOpts,
     log_format: &str,
+    otlp: Option<&str>,
 ) -> Vec<String> {
-    let mut v: Vec<String> = vec![
-        "--log-format".into(),
-        log_format.into(),
+    let mut v: Vec<String> = vec!["--log-format".into(), log_format.into()];
+    if let Some(endpoint) = otlp {
+        v.extend(["--otlp-endpoint".into(), endpoint.into()]);
+    }
+    v.extend([
         "agent".into(),
         "--server".into(),
         url.into(),
@@ -285,7 +288,7 @@ fn agent_args(
         data_dir.display().to_string(),
         "--kill-grace".into(),
         format!("{}ms", n.kill_grace.as_millis()),
-    ];
+    ]);
     if let Some(name) = &n.name {
         v.extend(["--name".into(), name.clone()]);
     }

@@ -1,0 +1,86 @@
+//! Diagnostics: `tracing` to stderr (text or JSON, level from `ZENITH_LOG`) and, when built
+//! with the `otlp` feature and given `--otlp-endpoint`, the same spans exported over OTLP/HTTP.
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Keeps the exporter alive; `shutdown` flushes what is buffered.
+pub struct Telemetry {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    pub fn shutdown(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(p) = self.provider {
+            if let Err(e) = p.shutdown() {
+                eprintln!("warning: flushing traces failed: {e}");
+            }
+        }
+    }
+}
+
+/// `service` names the process in traces (`zenith-server`, `zenith-agent`).
+pub fn init(daemon: bool, json: bool, otlp: Option<&str>, service: &str) -> Telemetry {
+    let default = if daemon { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZENITH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fmt = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otlp")]
+    {
+        let provider = otlp.and_then(|endpoint| match exporter(endpoint, service) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("warning: traces will not be exported to {endpoint}: {e}");
+                None
+            }
+        });
+        let layer = provider.as_ref().map(|p| {
+            use opentelemetry::trace::TracerProvider as _;
+            tracing_opentelemetry::layer().with_tracer(p.tracer("zenith"))
+        });
+        let _ = registry.with(layer).try_init();
+        Telemetry { provider }
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = (otlp, service);
+        let _ = registry.try_init();
+        Telemetry {}
+    }
+}
+
+#[cfg(feature = "otlp")]
+fn exporter(
+    endpoint: &str,
+    service: &str,
+) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    use opentelemetry_otlp::WithExportConfig;
+    let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(url)
+        .build()?;
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service.to_string())
+                .build(),
+        )
+        .build())
+}
