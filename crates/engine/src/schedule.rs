@@ -4,8 +4,8 @@
 use crate::state::{Engine, QueueKey, Running};
 use crate::{Assignment, Effect};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use zenith_model::{AttemptId, JobId, Millis, NodeState, TaskState};
+use std::collections::{BinaryHeap, HashMap};
+use zenith_model::{AttemptId, JobId, Millis, NodeId, NodeState, TaskState};
 use zenith_placement as placement;
 
 /// One queue's candidates in a pass: the next job of each shape still in play, best first.
@@ -32,6 +32,9 @@ impl Engine {
             .map(|(name, q)| (name.clone(), q.heads().map(Reverse).collect()))
             .collect();
         let mut drained: Vec<(String, u64, QueueKey)> = Vec::new();
+        // Per shape: nodes before this one are known not to fit it for the rest of the pass
+        // (resources are only taken during a pass), so its next scan starts here.
+        let mut scan_from: HashMap<u64, NodeId> = HashMap::new();
         while budget > 0 && !turns.is_empty() {
             let mut i = 0;
             while i < turns.len() && budget > 0 {
@@ -39,7 +42,7 @@ impl Engine {
                     turns.swap_remove(i);
                     continue;
                 };
-                let (placed, empty) = self.place_job(key.1, budget, now);
+                let (placed, empty) = self.place_job(key.1, budget, now, &mut scan_from);
                 budget -= placed;
                 if empty {
                     drained.push((turns[i].0.clone(), shape, key));
@@ -66,7 +69,13 @@ impl Engine {
 
     /// Places pending tasks of one job until it has none or no node fits. Returns how many
     /// were placed and whether the job has no pending tasks left.
-    fn place_job(&mut self, id: JobId, budget: usize, now: Millis) -> (usize, bool) {
+    fn place_job(
+        &mut self,
+        id: JobId,
+        budget: usize,
+        now: Millis,
+        scan_from: &mut HashMap<u64, NodeId>,
+    ) -> (usize, bool) {
         let mut placed = 0;
         loop {
             let Some(job) = self.jobs.get(&id) else {
@@ -80,7 +89,13 @@ impl Engine {
             }
             let spec = job.spec.clone();
             let io = job.owner.map(|o| self.step_io(o)).unwrap_or_default();
-            let candidates = self.nodes.iter().map(|(nid, n)| {
+            let shape = job.shape;
+            let start = scan_from.get(&shape).cloned();
+            let nodes = match &start {
+                Some(from) => self.nodes.range(from.clone()..),
+                None => self.nodes.range::<NodeId, _>(..),
+            };
+            let candidates = nodes.map(|(nid, n)| {
                 (
                     nid,
                     placement::Candidate {
@@ -91,11 +106,12 @@ impl Engine {
                     },
                 )
             });
-            let Some(node_id) =
-                placement::select(candidates, &spec.resources, &spec.constraints).cloned()
+            let Some(sel) = placement::select_scan(candidates, &spec.resources, &spec.constraints)
             else {
                 return (placed, false);
             };
+            let node_id = sel.chosen.clone();
+            scan_from.insert(shape, sel.first_feasible.clone());
             let aid = AttemptId(self.next_attempt_id);
             self.next_attempt_id += 1;
             let Some(job) = self.jobs.get_mut(&id) else {

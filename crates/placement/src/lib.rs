@@ -104,6 +104,53 @@ where
     best.map(|(_, k)| k)
 }
 
+/// What [`select_scan`] found: the chosen node and the first feasible one it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection<K> {
+    pub chosen: K,
+    /// Every candidate before this one was infeasible: a later scan for the same request,
+    /// with resources only taken in between, can start here and choose the same.
+    pub first_feasible: K,
+}
+
+/// [`select`], also reporting where the feasible candidates begin.
+pub fn select_scan<'a, K, I>(
+    candidates: I,
+    req: &Resources,
+    constraints: &[Constraint],
+) -> Option<Selection<K>>
+where
+    K: Clone,
+    I: IntoIterator<Item = (K, Candidate<'a>)>,
+{
+    let mut best: Option<(u64, K)> = None;
+    let mut first: Option<K> = None;
+    let mut seen = 0usize;
+    for (key, c) in candidates {
+        if check(&c, req, constraints).is_err() {
+            continue;
+        }
+        if first.is_none() {
+            first = Some(key.clone());
+        }
+        let s = score(&c, req);
+        if best.as_ref().is_none_or(|(b, _)| s > *b) {
+            best = Some((s, key));
+        }
+        seen += 1;
+        if seen >= CANDIDATE_LIMIT {
+            break;
+        }
+    }
+    match (best, first) {
+        (Some((_, chosen)), Some(first_feasible)) => Some(Selection {
+            chosen,
+            first_feasible,
+        }),
+        _ => None,
+    }
+}
+
 /// Why a request is or is not placeable right now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Explanation {
