@@ -68,6 +68,7 @@ steps:
       for n in {{ steps.shard.outputs.square | join(' ') }}; do total=$((total + n)); done
       echo "$total" > "$ZENITH_OUTPUTS/total"
       echo "never was {{ steps.never.state }}"
+      echo 'target (in single quotes): {{ params.target }}' 
     outputs: {params: [total]}
 "#;
 
@@ -114,7 +115,10 @@ fn params_flow_through_steps_with_fan_out_conditions_and_outputs() {
         c.ok(&["flow", "logs", &id, "shard", "--instance", "2"]),
         "shard 3 of pipeline\n"
     );
-    assert_eq!(c.ok(&["flow", "logs", &id, "sum"]), "never was skipped\n");
+    assert_eq!(
+        c.ok(&["flow", "logs", &id, "sum"]),
+        format!("never was skipped\ntarget (in single quotes): {hostile}\n")
+    );
     let listed = c.ok(&["flows", "-o", "json"]);
     assert!(listed.contains("\"pipeline\""), "{listed}");
 }

@@ -1,8 +1,8 @@
 //! `{{ ... }}` templates and `when`/`forEach` expressions of flows, on minijinja: strict about
 //! undefined names, bounded by fuel, no file or network access. Values substitute into whole
 //! argv elements or env values. In `script` text a value never becomes shell code: each
-//! `{{ ... }}` turns into a reference `${ZENITH_VALUE_<n>}` and the value travels in that
-//! environment variable (quote it as you would any shell variable: `"{{ x }}"`).
+//! `{{ ... }}` turns into a reference to the environment variable `ZENITH_VALUE_<n>` that
+//! carries the value, written to suit its quoting (see [`place_references`]).
 
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
@@ -57,6 +57,62 @@ pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
 /// Environment variables carrying the values of a rendered script: `ZENITH_VALUE_0`, ...
 pub const SCRIPT_VALUE_PREFIX: &str = "ZENITH_VALUE_";
 
+/// Private-use characters around a value's number while a script renders.
+const MARK_OPEN: char = '\u{E000}';
+const MARK_CLOSE: char = '\u{E001}';
+
+/// Replaces each value marker with a reference to its variable that works where it stands:
+/// `${ZENITH_VALUE_n}` outside quotes and inside double quotes, and `'"${ZENITH_VALUE_n}"'`
+/// inside single quotes (closing, expanding, reopening), so `echo '{{ x }}'` prints the value.
+pub fn place_references(text: &str) -> String {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut q = Quote::None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            MARK_OPEN => {
+                let n: String = chars.by_ref().take_while(|&d| d != MARK_CLOSE).collect();
+                let var = format!("${{{SCRIPT_VALUE_PREFIX}{n}}}");
+                if q == Quote::Single {
+                    out.push_str(&format!("'\"{var}\"'"));
+                } else {
+                    out.push_str(&var);
+                }
+            }
+            '\\' if q != Quote::Single => {
+                out.push(c);
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            '\'' if q == Quote::None => {
+                q = Quote::Single;
+                out.push(c);
+            }
+            '\'' if q == Quote::Single => {
+                q = Quote::None;
+                out.push(c);
+            }
+            '"' if q == Quote::None => {
+                q = Quote::Double;
+                out.push(c);
+            }
+            '"' if q == Quote::Double => {
+                q = Quote::None;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 thread_local! {
     /// Values collected while one script renders on this thread.
     static SCRIPT_VALUES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -77,7 +133,8 @@ impl Templates {
                 v.push(text);
                 v.len() - 1
             });
-            write!(out, "${{{SCRIPT_VALUE_PREFIX}{n}}}")
+            // A marker, replaced by a reference that suits its quoting once the text is whole.
+            write!(out, "{MARK_OPEN}{n}{MARK_CLOSE}")
                 .map_err(|_| minijinja::Error::from(minijinja::ErrorKind::WriteFailure))
         });
         Templates { plain, shell }
@@ -117,7 +174,7 @@ impl Templates {
         SCRIPT_VALUES.with(|v| v.borrow_mut().clear());
         let out = self.shell.render_str(source, ctx).map_err(describe);
         let values = SCRIPT_VALUES.with(|v| std::mem::take(&mut *v.borrow_mut()));
-        Ok((bounded(out?)?, values))
+        Ok((bounded(place_references(&out?))?, values))
     }
 
     /// Evaluates an expression.
@@ -196,6 +253,16 @@ mod tests {
             .unwrap();
         assert_eq!(text, "echo \"${ZENITH_VALUE_0}\" ${ZENITH_VALUE_1}");
         assert_eq!(values, vec!["a b; rm -rf /'".to_string(), "2".to_string()]);
+        let (text, _) = t
+            .render_script(
+                "echo '<{{ params.x }}>' \"{{ params.x }}\" \\'{{ params.x }}",
+                &ctx,
+            )
+            .unwrap();
+        assert_eq!(
+            text,
+            "echo '<'\"${ZENITH_VALUE_0}\"'>' \"${ZENITH_VALUE_1}\" \\'${ZENITH_VALUE_2}"
+        );
         assert!(t.render("{{ params.y }}", &ctx).is_err());
         assert!(!t.eval("params.x == 'a'", &ctx).unwrap().is_true());
     }
