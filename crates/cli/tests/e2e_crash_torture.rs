@@ -12,13 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A small deterministic generator for kill timings (seed printed for replay).
 struct Lcg(u64);
 
@@ -34,8 +27,8 @@ impl Lcg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_server_kill9_loses_and_duplicates_nothing() {
-    let kills = env_num("ZENITH_TORTURE_KILLS", 5);
-    let jobs = env_num("ZENITH_TORTURE_JOBS", 300);
+    let kills = env_num("ZENITH_TORTURE_KILLS", 5) as usize;
+    let jobs = env_num("ZENITH_TORTURE_JOBS", 300) as usize;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -163,8 +156,8 @@ async fn repeated_server_kill9_loses_and_duplicates_nothing() {
 /// never overlap. `ZENITH_TORTURE_AGENT_KILLS` (default 6) and `ZENITH_TORTURE_JOBS` scale it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_agent_kill9_runs_every_job_to_success_once() {
-    let kills = env_num("ZENITH_TORTURE_AGENT_KILLS", 6);
-    let jobs = env_num("ZENITH_TORTURE_JOBS", 300).min(2_000);
+    let kills = env_num("ZENITH_TORTURE_AGENT_KILLS", 6) as usize;
+    let jobs = (env_num("ZENITH_TORTURE_JOBS", 300) as usize).min(2_000);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

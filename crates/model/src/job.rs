@@ -184,12 +184,7 @@ impl JobSpec {
         }
         let mut env_bytes = 0usize;
         for (k, v) in &self.env {
-            let key_ok = !k.is_empty()
-                && k.len() <= 256
-                && !k.contains('=')
-                && !k.contains('\0')
-                && !k.bytes().next().is_some_and(|b| b.is_ascii_digit());
-            if !key_ok {
+            if !env_key_ok(k) {
                 return Err(ValidationError::new(
                     format!("env.{k}"),
                     "name must be 1-256 bytes without '=' or NUL, not starting with a digit",
@@ -258,6 +253,15 @@ impl JobSpec {
         validate_failure_policy(&self.failure_policy, "failure_policy")?;
         Ok(())
     }
+}
+
+/// An environment variable name: 1-256 bytes without '=' or NUL, not starting with a digit.
+pub(crate) fn env_key_ok(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 256
+        && !k.contains('=')
+        && !k.contains('\0')
+        && !k.bytes().next().is_some_and(|b| b.is_ascii_digit())
 }
 
 /// Most rules, and exit codes per rule, in a failure policy.

@@ -33,6 +33,14 @@ pub struct EventsArgs {
     format: Format,
 }
 
+/// `: reason`, or nothing.
+fn suffix(reason: &Option<String>) -> String {
+    reason
+        .as_ref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default()
+}
+
 /// One line per event for people.
 pub fn describe(e: &Event) -> String {
     match e {
@@ -43,10 +51,7 @@ pub fn describe(e: &Event) -> String {
             reason,
         } => {
             let done = tasks.succeeded + tasks.failed + tasks.cancelled;
-            let why = reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
+            let why = suffix(reason);
             format!(
                 "job {job} {state} ({done}/{} tasks done){why}",
                 tasks.total()
@@ -61,10 +66,7 @@ pub fn describe(e: &Event) -> String {
             reason,
             ..
         } => {
-            let why = reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
+            let why = suffix(reason);
             format!("attempt {attempt} of job {job} task {task} on {node} {state}{why}")
         }
         Event::Node { node, state } => format!("node {node} {}", state.as_str()),
@@ -74,10 +76,7 @@ pub fn describe(e: &Event) -> String {
             state,
             reason,
         } => {
-            let why = reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
+            let why = suffix(reason);
             format!("run {run} of flow {flow} {state}{why}")
         }
         Event::Step {
@@ -86,10 +85,7 @@ pub fn describe(e: &Event) -> String {
             state,
             reason,
         } => {
-            let why = reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
+            let why = suffix(reason);
             format!("run {run} step {step} {state}{why}")
         }
         Event::Lagged { missed } => format!("(fell behind: {missed} batches of events missed)"),

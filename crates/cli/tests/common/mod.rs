@@ -323,3 +323,24 @@ pub fn processes_with_env(kvs: &[&str]) -> usize {
         kvs.iter().all(|kv| vars.contains(&kv.as_bytes()))
     })
 }
+
+/// A number from the environment (test scaling knobs), or `default`.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Resident memory of a process in kB (0 when it is gone).
+pub fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -270,12 +270,7 @@ fn check_step(
     }
     for (k, v) in &s.env {
         let f = format!("env.{k}");
-        let key_ok = !k.is_empty()
-            && k.len() <= 256
-            && !k.contains('=')
-            && !k.contains('\0')
-            && !k.starts_with(|c: char| c.is_ascii_digit());
-        if !key_ok || v.contains('\0') {
+        if !crate::job::env_key_ok(k) || v.contains('\0') {
             return Err(err(
                 f,
                 "name of 1-256 bytes without '=' or NUL; value without NUL",
