@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test (unit, simulation, store, end-to-end
-# against the real binary), then the fuzz targets for a bounded time (with the nightly
-# toolchain, when the machine has it). Run from anywhere in the repo.
+# against the real binary), the web UI in headless Chromium, then the fuzz targets for a
+# bounded time (with the nightly toolchain, when the machine has it). Installs what the tests
+# need (scripts/deps.sh). Run from anywhere in the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zenith-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+echo "== test dependencies (chromium, promtool, npm packages)"
+./scripts/deps.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -26,6 +29,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test -p zenith-cli --features otlp --locked --test e2e_otlp
 fi
+echo "== web UI in a real browser"
+./scripts/ui-test.sh
 echo "== fuzz (${ZENITH_FUZZ_SECONDS:-15}s per target)"
 if rustup run nightly rustc --version >/dev/null 2>&1; then
   ./scripts/fuzz.sh "${ZENITH_FUZZ_SECONDS:-15}"

@@ -26,6 +26,8 @@ async fn every_api_route_needs_the_admin_token() {
         ("GET", "/api/v1/flows/runs"),
         ("GET", "/api/v1/flows/runs/1"),
         ("POST", "/api/v1/flows/runs/1/cancel"),
+        ("GET", "/api/v1/flows/runs/1/graph"),
+        ("GET", "/api/v1/flows/runs/1/attempts"),
         ("POST", "/api/v1/flows/runs/1/steps/a/approve"),
         ("PUT", "/api/v1/flows/x"),
         ("DELETE", "/api/v1/flows/x"),
@@ -193,6 +195,7 @@ async fn metrics_report_totals_levels_and_latencies() {
         .unwrap()
         .starts_with("application/openmetrics-text"));
     let text = resp.text().await.unwrap();
+    common::promtool_lint(&text);
     let types: std::collections::HashMap<&str, &str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -209,9 +212,9 @@ async fn metrics_report_totals_levels_and_latencies() {
         ("zenith_jobs", "gauge"),
         ("zenith_nodes", "gauge"),
         ("zenith_running_attempts", "gauge"),
-        ("zenith_cpus_total", "gauge"),
+        ("zenith_cpus_capacity", "gauge"),
         ("zenith_cpus_free", "gauge"),
-        ("zenith_memory_total_bytes", "gauge"),
+        ("zenith_memory_capacity_bytes", "gauge"),
         ("zenith_memory_free_bytes", "gauge"),
         ("zenith_submit_to_dispatch_seconds", "histogram"),
         ("zenith_attempt_run_seconds", "histogram"),
@@ -269,7 +272,7 @@ async fn metrics_report_totals_levels_and_latencies() {
     );
     assert_eq!(value("zenith_jobs{queue=\"batch\",state=\"queued\"}"), 1.0);
     assert_eq!(value("zenith_nodes{state=\"ready\"}"), 1.0);
-    assert_eq!(value("zenith_cpus_total"), 2.0);
+    assert_eq!(value("zenith_cpus_capacity"), 2.0);
     assert!(value("zenith_store_commit_seconds_count") >= 3.0);
     assert!(value("zenith_submit_to_dispatch_seconds_count") >= 2.0);
     assert_eq!(
@@ -423,4 +426,98 @@ async fn idempotency_keys_expire_after_the_configured_ttl() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_graph_and_attempt_pages_for_the_ui() {
+    let c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mark = c.dir.path().join("mark");
+    let flow = format!(
+        r#"
+name: g
+steps:
+  - name: a
+    script: n=$(cat "$MARK" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$MARK"; [ "$n" -ge 2 ]
+    env: {{MARK: "{}"}}
+    retry: {{limit: 2, delay: 10ms}}
+  - name: fan
+    depends: [a]
+    forEach: [x, y, z]
+    run: [echo, "{{{{ item }}}}"]
+  - name: gate
+    type: approval
+    depends: [fan]
+"#,
+        mark.display()
+    );
+    let get = |path: String| {
+        let rb = http
+            .get(format!("{}/api/v1{path}", c.url()))
+            .bearer_auth(&c.admin_token);
+        async move {
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let submitted: serde_json::Value = http
+        .post(format!("{}/api/v1/flows/runs", c.url()))
+        .bearer_auth(&c.admin_token)
+        .json(&serde_json::json!({ "flow": flow }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["id"].as_u64().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let graph = loop {
+        let (_, g) = get(format!("/flows/runs/{id}/graph")).await;
+        if g["steps"][2]["state"] == "waiting_approval" {
+            break g;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{g}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let s = &graph["steps"];
+    assert_eq!(graph["run"]["name"], "g");
+    assert_eq!(s[0]["name"], "a");
+    assert_eq!(s[0]["depends"], serde_json::json!([]));
+    assert_eq!(s[0]["attempts"], 2, "{graph}");
+    assert_eq!(s[0]["state"], "succeeded");
+    assert_eq!(s[1]["depends"], serde_json::json!([0]));
+    assert_eq!(s[1]["fan_out"], true);
+    assert_eq!(s[1]["instances"], serde_json::json!({"succeeded": 3}));
+    assert_eq!(s[2]["approval"], true);
+    assert_eq!(s[2]["depends"], serde_json::json!([1]));
+
+    // Five attempts (a twice, three instances), two to a page.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    for expect_more in [true, true, false] {
+        let (status, page) = get(format!("/flows/runs/{id}/attempts?limit=2{after}")).await;
+        assert_eq!(status, 200, "{page}");
+        for a in page["attempts"].as_array().unwrap() {
+            seen.push((a["step"].as_u64().unwrap(), a["instance"].as_u64().unwrap()));
+            assert!(a["job"].as_u64().unwrap() > 0);
+            assert!(a["started_at"].as_u64().unwrap() > 0);
+        }
+        assert_eq!(page["next_after"].is_u64(), expect_more, "{page}");
+        after = format!("&after={}", page["next_after"]);
+    }
+    seen.sort();
+    assert_eq!(seen, vec![(0, 0), (0, 0), (1, 0), (1, 1), (1, 2)]);
+
+    let (status, e) = get(format!("/flows/runs/{id}/attempts?limit=0")).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("limit")));
+    let (status, _) = get("/flows/runs/999/graph".into()).await;
+    assert_eq!(status, 404);
+    let (status, _) = get("/flows/runs/999/attempts".into()).await;
+    assert_eq!(status, 404);
+    let (status, e) = get("/flows/runs/x/graph".into()).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("id")));
 }

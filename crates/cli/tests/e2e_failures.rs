@@ -212,6 +212,10 @@ fn agents_expose_their_own_metrics() {
         t.contains("zenith_agent_attempts_ended_total{outcome=\"exited_error\"} 1")
             .then_some(t)
     });
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(text.as_str(), |(_, b)| b);
+    common::promtool_lint(body);
     assert!(
         text.contains("zenith_agent_attempts_started_total 2"),
         "{text}"

@@ -196,3 +196,104 @@ pub fn run_view(
         steps: out,
     }
 }
+
+/// `GET /api/v1/flows/runs/{id}/graph`: the run's DAG, one entry per step (a fan-out step is
+/// one node with its instances counted), for drawing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunGraph {
+    pub run: RunSummary,
+    pub steps: Vec<GraphStep>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GraphStep {
+    pub name: String,
+    /// Indexes into `steps` of the steps this one depends on.
+    pub depends: Vec<u32>,
+    pub state: StepState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub approval: bool,
+    pub fan_out: bool,
+    /// Instances by state (a plain step that started has one instance).
+    pub instances: BTreeMap<String, u32>,
+    /// The job of the first instance, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobId>,
+    /// Attempts of all instances together.
+    pub attempts: u32,
+}
+
+/// Builds the graph of a run from its spec and rows.
+pub fn run_graph(
+    r: &RunRecord,
+    spec: &FlowSpec,
+    steps: &[StepRecord],
+    instances: &[InstanceRecord],
+) -> RunGraph {
+    let index: BTreeMap<&str, u32> = spec
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i as u32))
+        .collect();
+    let mut out: Vec<GraphStep> = spec
+        .steps
+        .iter()
+        .map(|s| GraphStep {
+            name: s.name.clone(),
+            depends: s
+                .depends
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect(),
+            state: StepState::Pending,
+            reason: None,
+            approval: s.kind == zenith_model::flow::StepKind::Approval,
+            fan_out: s.for_each.is_some(),
+            instances: BTreeMap::new(),
+            job: None,
+            attempts: 0,
+        })
+        .collect();
+    for row in steps {
+        if let Some(g) = out.get_mut(row.step as usize) {
+            g.state = row.state;
+            g.reason = row.reason.clone();
+        }
+    }
+    for i in instances {
+        if let Some(g) = out.get_mut(i.step as usize) {
+            *g.instances.entry(i.state.as_str().to_string()).or_default() += 1;
+            g.attempts = g.attempts.saturating_add(i.attempts);
+            if g.job.is_none() {
+                g.job = i.job;
+            }
+        }
+    }
+    RunGraph {
+        run: run_summary(r),
+        steps: out,
+    }
+}
+
+/// `GET /api/v1/flows/runs/{id}/attempts?after=&limit=`: the attempts of a run's jobs in ID
+/// order, a page at a time, for its timeline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunAttempts {
+    pub attempts: Vec<RunAttemptView>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<zenith_model::AttemptId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunAttemptView {
+    /// Index of the step in the run's graph.
+    pub step: u32,
+    /// Fan-out instance index.
+    pub instance: u32,
+    pub job: JobId,
+    #[serde(flatten)]
+    pub attempt: crate::api::AttemptView,
+}

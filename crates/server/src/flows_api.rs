@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 use zenith_model::flow::{check, parse_yaml, FlowPlan, FlowSpec, RunId, Templates};
 use zenith_model::ValidationError;
 use zenith_protocol::flows::{
-    def_view, run_summary, run_view, FlowList, FlowText, RunRequest, RunSubmitted, RunView,
+    def_view, run_graph, run_summary, run_view, FlowList, FlowText, RunAttemptView, RunAttempts,
+    RunGraph, RunRequest, RunSubmitted, RunView,
 };
 use zenith_store::RunFilter;
 
@@ -139,6 +140,79 @@ pub async fn show_run(
         .clone()
         .ok_or(ApiError::Unavailable("stored run has no spec".into()))?;
     Ok(Json(run_view(&run, &spec, &steps, &instances)))
+}
+
+/// `GET /api/v1/flows/runs/{id}/graph`
+pub async fn graph(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunGraph>, ApiError> {
+    let id = run_id(&id)?;
+    let (run, steps, instances) = read(&state, move |r| {
+        Ok((
+            r.get_run(id)?,
+            r.run_steps(id)?,
+            r.run_instances(id, MAX_INSTANCES_SHOWN)?,
+        ))
+    })
+    .await?;
+    let run = run.ok_or(ApiError::NotFound(format!("run {id} not found")))?;
+    let spec = run
+        .spec
+        .clone()
+        .ok_or(ApiError::Unavailable("stored run has no spec".into()))?;
+    Ok(Json(run_graph(&run, &spec, &steps, &instances)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Most attempts in one page of a run's timeline.
+pub const MAX_ATTEMPTS_PAGE: usize = 10_000;
+
+/// `GET /api/v1/flows/runs/{id}/attempts?after=&limit=`
+pub async fn attempts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<AttemptsQuery>,
+) -> Result<Json<RunAttempts>, ApiError> {
+    let id = run_id(&id)?;
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > MAX_ATTEMPTS_PAGE {
+        return Err(ApiError::Invalid(ValidationError::new(
+            "limit",
+            format!("must be 1..={MAX_ATTEMPTS_PAGE}"),
+        )));
+    }
+    let after = q.after.map(zenith_model::AttemptId);
+    let (run, rows) = read(&state, move |r| {
+        Ok((r.get_run(id)?, r.run_attempts(id, after, limit)?))
+    })
+    .await?;
+    if run.is_none() {
+        return Err(ApiError::NotFound(format!("run {id} not found")));
+    }
+    let next_after = if rows.len() == limit {
+        rows.last().map(|a| a.attempt.id)
+    } else {
+        None
+    };
+    Ok(Json(RunAttempts {
+        attempts: rows
+            .iter()
+            .map(|a| RunAttemptView {
+                step: a.step,
+                instance: a.instance,
+                job: a.attempt.job,
+                attempt: zenith_protocol::api::attempt_view(&a.attempt),
+            })
+            .collect(),
+        next_after,
+    }))
 }
 
 /// `POST /api/v1/flows/runs/{id}/cancel`

@@ -15,6 +15,7 @@ mod flows_api;
 mod limiter;
 pub mod logs;
 mod metrics;
+mod ui;
 mod writer;
 
 pub use clock::Clock;
@@ -286,6 +287,8 @@ fn router(state: AppState, max_body: usize) -> Router {
         )
         .route("/flows/runs/{id}", get(flows_api::show_run))
         .route("/flows/runs/{id}/cancel", post(flows_api::cancel_run))
+        .route("/flows/runs/{id}/graph", get(flows_api::graph))
+        .route("/flows/runs/{id}/attempts", get(flows_api::attempts))
         .route(
             "/flows/runs/{id}/steps/{step}/approve",
             post(flows_api::approve),
@@ -312,6 +315,8 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_page))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .nest("/api/v1", api)
         .nest("/agent/v1", agent)
         .fallback(not_found)

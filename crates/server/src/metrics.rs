@@ -203,7 +203,7 @@ impl Metrics {
             m.running_attempts.clone(),
         );
         r.register(
-            "cpus_total",
+            "cpus_capacity",
             "CPU cores of ready nodes",
             m.cpus_total.clone(),
         );
@@ -213,7 +213,7 @@ impl Metrics {
             m.cpus_free.clone(),
         );
         r.register(
-            "memory_total_bytes",
+            "memory_capacity_bytes",
             "Memory of ready nodes",
             m.memory_total.clone(),
         );
@@ -462,6 +462,8 @@ pub fn route_of(path: &str) -> &'static str {
         "/healthz",
         "/readyz",
         "/metrics",
+        "/",
+        "/ui/{name}",
         "/api/v1/jobs",
         "/api/v1/jobs/{id}",
         "/api/v1/jobs/{id}/cancel",
@@ -475,6 +477,8 @@ pub fn route_of(path: &str) -> &'static str {
         "/api/v1/flows/runs",
         "/api/v1/flows/runs/{id}",
         "/api/v1/flows/runs/{id}/cancel",
+        "/api/v1/flows/runs/{id}/graph",
+        "/api/v1/flows/runs/{id}/attempts",
         "/api/v1/flows/runs/{id}/steps/{name}/approve",
         "/api/v1/flows/{name}",
         "/agent/v1/register",

@@ -93,4 +93,19 @@ pub trait StoreReader: Send + Sync {
     /// Instance rows of a run in (step, instance) order, at most `limit`.
     fn run_instances(&self, id: RunId, limit: usize) -> Result<Vec<InstanceRecord>, StoreError>;
     fn list_flow_defs(&self) -> Result<Vec<FlowDefRecord>, StoreError>;
+    /// Attempts of a run's jobs with ID above `after`, in ID order, at most `limit`.
+    fn run_attempts(
+        &self,
+        id: RunId,
+        after: Option<AttemptId>,
+        limit: usize,
+    ) -> Result<Vec<RunAttemptRecord>, StoreError>;
+}
+
+/// An attempt of a flow step's job, with the step and instance it ran.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunAttemptRecord {
+    pub step: u32,
+    pub instance: u32,
+    pub attempt: AttemptRecord,
 }

@@ -455,7 +455,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord, StoreError>
     }))
 }
 
-fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AttemptRecord, StoreError>> {
+pub(crate) fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AttemptRecord, StoreError>> {
     let id = AttemptId(r.get::<_, i64>(0)? as u64);
     let outcome = match r.get::<_, Option<String>>(6)? {
         None => None,
@@ -649,6 +649,15 @@ impl StoreReader for SqliteReader {
         id: zenith_model::flow::RunId,
     ) -> Result<Option<zenith_model::flow::RunRecord>, StoreError> {
         self.get_run_impl(id)
+    }
+
+    fn run_attempts(
+        &self,
+        id: zenith_model::flow::RunId,
+        after: Option<AttemptId>,
+        limit: usize,
+    ) -> Result<Vec<crate::RunAttemptRecord>, StoreError> {
+        self.run_attempts_impl(id, after, limit)
     }
 
     fn run_steps(

@@ -341,6 +341,35 @@ impl SqliteReader {
         })
     }
 
+    pub(crate) fn run_attempts_impl(
+        &self,
+        id: RunId,
+        after: Option<AttemptId>,
+        limit: usize,
+    ) -> Result<Vec<crate::RunAttemptRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT a.id, a.job_id, a.idx, a.node, a.started_at, a.finished_at, a.outcome, \
+                 j.run_step, j.run_instance FROM jobs j JOIN attempts a ON a.job_id = j.id \
+                 WHERE j.run_id = ?1 AND a.id > ?2 ORDER BY a.id LIMIT ?3",
+            )?;
+            let after = after.map(|a| a.0 as i64).unwrap_or(0);
+            let limit = limit.clamp(1, 100_000) as i64;
+            let rows = st.query_map(params![id.0 as i64, after, limit], |r| {
+                let step: Option<i64> = r.get(7)?;
+                let instance: Option<i64> = r.get(8)?;
+                Ok(
+                    crate::sqlite::attempt_from_row(r)?.map(|attempt| crate::RunAttemptRecord {
+                        step: step.unwrap_or(0) as u32,
+                        instance: instance.unwrap_or(0) as u32,
+                        attempt,
+                    }),
+                )
+            })?;
+            keep_good(rows)
+        })
+    }
+
     pub(crate) fn run_steps_impl(&self, id: RunId) -> Result<Vec<StepRecord>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare_cached(&format!(

@@ -187,7 +187,7 @@ pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
         cfg.data_dir.display()
     );
     eprintln!(
-        "  admin token: {}",
+        "  web UI: http://{addr}/ (sign in with the admin token: {})",
         cfg.data_dir.join("admin.token").display()
     );
     eprintln!(
@@ -245,6 +245,12 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
     };
     let url = format!("http://{addr}");
     eprintln!("zenith is up at {url} (data in {})", data_dir.display());
+    // The admin token rides in the fragment, which browsers never send to the server; the
+    // page stores it for the tab and drops it from the address bar.
+    match zenith_server::auth::read_token_file(&data_dir.join("admin.token")) {
+        Ok(admin) => eprintln!("  web UI: {url}/#token={admin}"),
+        Err(_) => eprintln!("  web UI: {url}/"),
+    }
     eprintln!("  try: zenith submit -- echo hello");
     // The local agent runs as a child process of its own: jobs are forked from a small
     // process (fork cost grows with the parent's memory, and the server's grows with its

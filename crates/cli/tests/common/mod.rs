@@ -344,3 +344,69 @@ pub fn rss_kb(pid: i32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Lints a scrape with `promtool check metrics` when promtool is installed (scripts/deps.sh
+/// installs it for the test suite). promtool reads the Prometheus text format, so the
+/// OpenMetrics page is restated in it first: a counter family's HELP/TYPE lines name its
+/// `_total` series, and `# EOF`/`# UNIT` lines go.
+pub fn promtool_lint(openmetrics: &str) {
+    let found = Command::new("promtool").arg("--version").output();
+    if found.is_err() {
+        eprintln!("promtool not installed: lint skipped");
+        return;
+    }
+    let mut counters = std::collections::HashSet::new();
+    for l in openmetrics.lines() {
+        if let Some((name, "counter")) = l.strip_prefix("# TYPE ").and_then(|r| r.split_once(' ')) {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut text = String::new();
+    for l in openmetrics.lines() {
+        if l == "# EOF" || l.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = l
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| l.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) {
+                    format!("{name}_total")
+                } else {
+                    name.to_string()
+                };
+                text.push_str(&format!("{kind}{name} {tail}\n"));
+            }
+            None => {
+                text.push_str(l);
+                text.push('\n');
+            }
+        }
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

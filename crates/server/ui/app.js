@@ -1,0 +1,110 @@
+// Router and sign-in. Each page is `render(view, params, ctx)`; ctx.signal aborts its
+// requests and event streams when the user navigates away.
+
+import { checkToken, setToken, signOut, token } from './api.js';
+import { h, fill, errorBox } from './dom.js';
+import { overviewPage, jobsPage, nodesPage, runsPage } from './pages.js';
+import { jobPage } from './job.js';
+import { runPage } from './run.js';
+
+const routes = [
+  [/^\/$/, overviewPage, 'overview'],
+  [/^\/jobs$/, jobsPage, 'jobs'],
+  [/^\/jobs\/(\d+)$/, jobPage, 'jobs'],
+  [/^\/runs$/, runsPage, 'runs'],
+  [/^\/runs\/(\d+)$/, runPage, 'runs'],
+  [/^\/nodes$/, nodesPage, 'nodes'],
+];
+
+let current = null;
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, qs] = raw.split('?');
+  return { path, query: new URLSearchParams(qs || '') };
+}
+
+function setLive(state) {
+  const el = document.getElementById('live');
+  el.textContent = state;
+  el.className = `live ${state}`;
+}
+
+function loginPage(view, message) {
+  document.body.classList.add('signed-out');
+  const input = h('input', {
+    id: 'token', type: 'password', autocomplete: 'current-password', required: true,
+    placeholder: 'admin token', 'aria-label': 'Admin token',
+  });
+  const remember = h('input', { id: 'remember', type: 'checkbox' });
+  const status = h('div', { class: 'login-status', role: 'status' }, message || '');
+  const form = h('form', { class: 'login', id: 'login-form' },
+    h('h1', {}, 'Sign in to Zenith'),
+    h('p', { class: 'muted' },
+      'Paste the admin token: it is in admin.token in the server\'s data directory ',
+      '(for zenith up: ~/.local/share/zenith/admin.token).'),
+    input,
+    h('label', { class: 'check' }, remember, ' Remember on this browser'),
+    h('button', { type: 'submit' }, 'Sign in'),
+    status);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const t = input.value.trim();
+    try {
+      if (await checkToken(t)) {
+        setToken(t, remember.checked);
+        route();
+      } else {
+        fill(status, errorBox(new Error('That token was refused.')));
+      }
+    } catch (e) {
+      fill(status, errorBox(e));
+    }
+  });
+  fill(view, form);
+  input.focus();
+}
+
+function route() {
+  if (current) current.abort();
+  current = new AbortController();
+  const view = document.getElementById('view');
+  delete view.dataset.ready;
+  if (!token()) {
+    setLive('offline');
+    loginPage(view);
+    return;
+  }
+  document.body.classList.remove('signed-out');
+  const { path, query } = parseHash();
+  const hit = routes.find(([re]) => re.test(path));
+  for (const a of document.querySelectorAll('#nav a')) {
+    a.classList.toggle('active', !!hit && a.dataset.nav === hit[2]);
+  }
+  if (!hit) {
+    fill(view, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview')));
+    return;
+  }
+  const params = path.match(hit[0]).slice(1);
+  const ctx = { signal: current.signal, query, setLive };
+  fill(view, h('p', { class: 'muted' }, 'Loading…'));
+  Promise.resolve(hit[1](view, params, ctx)).catch((e) => {
+    if (e.name !== 'AbortError' && !ctx.signal.aborted) fill(view, errorBox(e));
+  });
+}
+
+// `zenith up` prints a link carrying the token in the fragment (never sent to the server):
+// take it, then drop it from the address bar and history.
+function takeTokenFromLink() {
+  const m = location.hash.match(/^#token=([A-Za-z0-9_-]+)$/);
+  if (m) {
+    setToken(m[1], false);
+    history.replaceState(null, '', `${location.pathname}#/`);
+  }
+}
+
+takeTokenFromLink();
+window.addEventListener('hashchange', route);
+window.addEventListener('zenith-signed-out', () => loginPage(document.getElementById('view'), 'Signed out: the token was refused.'));
+document.getElementById('signout').addEventListener('click', () => { signOut(); route(); });
+route();
