@@ -51,7 +51,8 @@ export async function startZenith() {
     rmSync(dir, { recursive: true, force: true });
   };
   await waitFor(async () => (await api('GET', '/nodes')).nodes.length === 1, 'the local agent to register');
-  return { url, token, api, stop, dir };
+  const link = (log.match(/web UI: (\S+)/) || [])[1];
+  return { url, token, api, stop, dir, link };
 }
 
 export async function startBrowser() {

@@ -86,6 +86,15 @@ test('sign in refuses a wrong token and accepts the admin token', async () => {
   await page.waitForSelector('[data-ready=overview]');
 });
 
+test('the link zenith up prints signs in, and the token leaves the address bar', async () => {
+  assert.match(z.link, /#token=[0-9a-f]+$/);
+  const fresh = await browser.newPage();
+  await fresh.goto(z.link);
+  await fresh.waitForSelector('[data-ready=overview]');
+  assert.ok(!fresh.url().includes('token'), fresh.url());
+  await fresh.close();
+});
+
 test('overview shows nodes, capacity, queues and recent work, and updates live', async () => {
   await z.api('POST', '/jobs', { command: ['echo', 'hello ui'], name: 'hello', resources: { cpus: 0.1 } });
   await page.goto(`${z.url}/#/`);
