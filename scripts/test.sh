@@ -31,6 +31,11 @@ else
 fi
 echo "== web UI in a real browser"
 ./scripts/ui-test.sh
+echo "== benchmark suite, quick mode (checks that every bench runs; judges no figure)"
+cargo build -p zenith-cli -p zenith-bench --locked --quiet
+bench_out="$(mktemp -d)"
+python3 bench/run.py --quick --out "$bench_out"
+rm -rf "$bench_out"
 echo "== fuzz (${ZENITH_FUZZ_SECONDS:-15}s per target)"
 if rustup run nightly rustc --version >/dev/null 2>&1; then
   ./scripts/fuzz.sh "${ZENITH_FUZZ_SECONDS:-15}"
