@@ -145,14 +145,22 @@ impl Engine {
         }
     }
 
-    /// Advances time: lost nodes, retry backoffs, timeouts, then a scheduling pass.
-    pub fn tick(&mut self, now: Millis) {
+    /// Advances time: lost nodes, retry backoffs, timeouts, then a scheduling pass. Returns
+    /// the nodes it forgot (lost longer than the TTL), so callers can drop what they keep per
+    /// node.
+    pub fn tick(&mut self, now: Millis) -> Vec<NodeId> {
         let now = self.clamp(now);
         let timeout = self.cfg.heartbeat_timeout_ms;
         let ttl = self.cfg.lost_node_ttl_ms;
         let mut newly_lost = Vec::new();
         let mut forget = Vec::new();
-        for (id, n) in &self.nodes {
+        // Silence is checked at a twentieth of the timeout, not every tick: a scan of 10,000
+        // nodes every 50 ms was 4% of a core, and a node is declared lost at most 5% late.
+        let scan = now >= self.next_node_scan;
+        if scan {
+            self.next_node_scan = now.saturating_add((timeout / 20).max(1));
+        }
+        for (id, n) in self.nodes.iter().filter(|_| scan) {
             let silent = now.saturating_sub(n.last_heartbeat);
             match n.state {
                 NodeState::Ready if silent > timeout => newly_lost.push(id.clone()),
@@ -163,16 +171,17 @@ impl Engine {
         for id in newly_lost {
             self.mark_lost(&id, now);
         }
-        for id in forget {
-            self.nodes.remove(&id);
-            self.changes.nodes.remove(&id);
-            self.changes.removed_nodes.push(id);
+        for id in &forget {
+            self.nodes.remove(id);
+            self.changes.nodes.remove(id);
+            self.changes.removed_nodes.push(id.clone());
         }
         self.fire_retry_timers(now);
         self.fire_deadlines(now);
         self.expire_keys(now);
         self.fire_flow_timers(now);
         self.schedule(now);
+        forget
     }
 
     /// Declares a node lost and requeues everything it ran.

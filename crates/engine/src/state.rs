@@ -130,6 +130,8 @@ pub struct Engine {
     pub(crate) live_tasks: u64,
     pub(crate) queues: BTreeMap<String, crate::queue::Queue>,
     pub(crate) nodes: BTreeMap<NodeId, Node>,
+    /// When `tick` next checks nodes for silence.
+    pub(crate) next_node_scan: Millis,
     pub(crate) attempts: HashMap<AttemptId, Running>,
     pub(crate) deadlines: BTreeSet<(Millis, AttemptId)>,
     pub(crate) retry_timers: BTreeSet<(Millis, JobId, u32)>,
@@ -186,6 +188,7 @@ impl Engine {
             live_tasks: 0,
             queues: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            next_node_scan: 0,
             attempts: HashMap::new(),
             deadlines: BTreeSet::new(),
             retry_timers: BTreeSet::new(),

@@ -96,9 +96,19 @@ pub enum ServerError {
     Fatal(String),
 }
 
-/// Shared by all handlers; cheap to clone.
+/// Shared by all handlers; cloned per request, so one reference count (a clone per field
+/// showed up at 5% of server CPU with 10,000 agents heartbeating).
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<AppInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+pub(crate) struct AppInner {
     control: mpsc::Sender<control::LoopMsg>,
     reader: Arc<dyn StoreReader>,
     logs: logs::LogStore,
@@ -193,7 +203,7 @@ pub async fn serve(
         let _ = loop_stop.changed().await;
     }));
 
-    let state = AppState {
+    let state = AppState(Arc::new(AppInner {
         control: control_tx,
         reader,
         logs,
@@ -204,7 +214,7 @@ pub async fn serve(
         degraded,
         limiter: Arc::new(limiter::RateLimiter::new(cfg.rate_limit_per_client)),
         artifacts,
-    };
+    }));
     let app = router(state, cfg.max_body_bytes);
 
     let mut stop_wait = stop_rx.clone();
