@@ -24,6 +24,20 @@ def rss_kb(pid):
     return 0
 
 
+def rss_kb_matching(needle):
+    """Summed RSS of the processes whose command line contains `needle`."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+                if needle in cmd:
+                    total += rss_kb(pid)
+            except OSError:
+                pass
+    return total
+
+
 def cpu_seconds(pid):
     """User + system CPU time of a process, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import Zenith, cpu_seconds, rss_kb, wait_for  # noqa: E402
+from lib import Zenith, cpu_seconds, rss_kb, rss_kb_matching, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.environ.get("ZENITH_BENCH_VENV", os.path.expanduser("~/.cache/zenith-bench-venv"))
@@ -87,7 +87,8 @@ class Suite:
             secs = (j["finished_at"] - j["created_at"]) / 1000
             assert j["tasks"]["succeeded"] == n, j["tasks"]
             self.record("array", {"tasks": n, "concurrency": 2, "seconds": secs, "wall_seconds": wall,
-                                  "per_second": n / secs, "server_rss_kb": rss_kb(z.proc.pid)})
+                                  "per_second": n / secs, "server_rss_kb": rss_kb(z.proc.pid),
+                                  "agent_rss_kb": rss_kb_matching(f"agent --server {z.url}")})
 
     def latency(self):
         with cluster(self.zenith, "--cpus", "2") as z, tempfile.TemporaryDirectory() as d:

@@ -80,7 +80,8 @@ def write_summary(r, quick, path, machine, profile):
     lat = r.get("latency", {})
     lines.append(f"| Zenith | {fmt(z.get('tasks'))} | {fmt(z.get('per_second'))} | "
                  f"{fmt(_get(r, 'ceiling', 'per_second'))} (simulated agents) | {fmt(lat.get('p50_ms'), ' ms')} | "
-                 f"{fmt((z.get('server_rss_kb') or 0) // 1024 or None, ' MiB')} server |")
+                 f"{fmt((z.get('server_rss_kb') or 0) // 1024 or None, ' MiB')} server + "
+                 f"{fmt((z.get('agent_rss_kb') or 0) // 1024 or None, ' MiB')} agent |")
     for peer in ("celery", "ray", "slurm"):
         p = r.get(peer)
         if p is None:
@@ -92,7 +93,10 @@ def write_summary(r, quick, path, machine, profile):
                      f"{fmt(p.get('noop_per_second'))} | {fmt(p.get('start_p50_ms'), ' ms')} | "
                      f"{fmt((p.get('rss_kb') or 0) // 1024 or None, ' MiB')} |")
     lines.append(f"| raw spawn (Rust loop) | {fmt(_get(r, 'spawn', 'count'))} | {fmt(_get(r, 'spawn', 'per_second'))} | | | |")
-    lines += ["", "## Everything measured", "", "```json"]
+    lines += ["", "Submit-to-start: Zenith and Slurm start a new process (it writes the clock as its first act); "
+              "Celery and Ray run a function in a worker process that is already running. Zenith's no-op "
+              "figure is its scheduler ceiling with simulated agents.", ""]
+    lines += ["## Everything measured", "", "```json"]
     import json
     lines.append(json.dumps(r, indent=2))
     lines += ["```", ""]
