@@ -51,6 +51,7 @@ class Suite:
         target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
         self.zenith = os.path.join(target, profile, "zenith")
         self.bench = os.path.join(target, profile, "zenith-bench")
+        self.stamp = os.path.join(target, profile, "zenith-stamp")
         self.profile = profile
         self.results = {}
 
@@ -241,7 +242,7 @@ class Suite:
             self.record(name, {"skipped": f"no virtualenv at {VENV} (run bench/peers.sh)"})
             return
         p = subprocess.run([py, os.path.join(ROOT, "bench", "peers", script), *args,
-                            "--count", str(self.n("peer_tasks")), "--stamp", self.bench],
+                            "--count", str(self.n("peer_tasks")), "--stamp", self.stamp],
                            capture_output=True, text=True, timeout=1800)
         lines = p.stdout.strip().splitlines()
         if p.returncode != 0 or not lines:
@@ -257,7 +258,7 @@ class Suite:
 
     def slurm(self):
         p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "peers", "slurm_bench.py"),
-                            "--count", str(min(self.n("peer_tasks"), 200)), "--stamp", self.bench],
+                            "--count", str(min(self.n("peer_tasks"), 200)), "--stamp", self.stamp],
                            capture_output=True, text=True, timeout=1800)
         lines = p.stdout.strip().splitlines()
         if p.returncode != 0 or not lines:

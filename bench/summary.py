@@ -93,8 +93,9 @@ def write_summary(r, quick, path, machine, profile):
                      f"{fmt(p.get('noop_per_second'))} | {fmt(p.get('start_p50_ms'), ' ms')} | "
                      f"{fmt((p.get('rss_kb') or 0) // 1024 or None, ' MiB')} |")
     lines.append(f"| raw spawn (Rust loop) | {fmt(_get(r, 'spawn', 'count'))} | {fmt(_get(r, 'spawn', 'per_second'))} | | | |")
-    lines += ["", "Submit-to-start: Zenith and Slurm start a new process (it writes the clock as its first act); "
-              "Celery and Ray run a function in a worker process that is already running. Zenith's no-op "
+    lines += ["", "Submit-to-start: from just before the submission to the first act of a new process "
+              "(`zenith-stamp` writes the clock); for Celery and Ray the task starts that process, and the "
+              "start of the task function alone is in their JSON (`function_start_p50_ms`). Zenith's no-op "
               "figure is its scheduler ceiling with simulated agents.", ""]
     lines += ["## Everything measured", "", "```json"]
     import json

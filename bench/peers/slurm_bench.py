@@ -104,7 +104,7 @@ def main():
         for i in range(10):
             f = f"{d}/stamp-{i}"
             t = time.time_ns()
-            subprocess.run(["sbatch", "-o", "/dev/null", "--wrap", f"{a.stamp} stamp {f}"], env=env, check=True,
+            subprocess.run(["sbatch", "-o", "/dev/null", "--wrap", f"{a.stamp} {f}"], env=env, check=True,
                            capture_output=True)
             wait(lambda: os.path.exists(f) and open(f).read().strip(), "a job to start", 120)
             ms.append((int(open(f).read()) - t) / 1e6)

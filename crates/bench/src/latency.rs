@@ -1,5 +1,6 @@
-//! Submit-to-start on an idle cluster: each job runs `zenith-bench stamp FILE`, which writes
-//! the wall clock as its first act; latency = stamp - the clock just before the submit request.
+//! Submit-to-start on an idle cluster: each job runs `zenith-stamp FILE` (built beside this
+//! binary), which writes the wall clock as its first act; latency = stamp - the clock just
+//! before the submit request.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,12 +23,12 @@ fn now_ns() -> anyhow::Result<u128> {
 
 pub async fn run(a: Args) -> anyhow::Result<serde_json::Value> {
     let http = crate::api_client(&a.token)?;
-    let me = std::env::current_exe()?;
+    let me = std::env::current_exe()?.with_file_name("zenith-stamp");
     let mut ms = Vec::with_capacity(a.count as usize);
     for i in 0..a.count {
         let file = a.dir.join(format!("stamp-{i}"));
         let body = serde_json::json!({
-            "command": [me.to_string_lossy(), "stamp", file.to_string_lossy()],
+            "command": [me.to_string_lossy(), file.to_string_lossy()],
             "resources": {"cpus": 0.1},
         });
         let t0 = now_ns()?;

@@ -25,8 +25,6 @@ struct Cli {
 enum Cmd {
     /// Raw process spawning from a Rust loop: COUNT runs of a command, CONCURRENCY at a time.
     Spawn(spawn::Args),
-    /// Writes the wall clock (ns since the epoch) to FILE: a job's first instruction.
-    Stamp { file: std::path::PathBuf },
     /// Submit-to-start latency on an idle cluster, one job at a time.
     Latency(latency::Args),
     /// Separate submissions through the API, many in flight.
@@ -43,13 +41,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let out = match cli.cmd {
         Cmd::Spawn(a) => spawn::run(a)?,
-        Cmd::Stamp { file } => {
-            let ns = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_nanos();
-            std::fs::write(&file, ns.to_string())?;
-            return Ok(());
-        }
         Cmd::EngineWork(a) => engine_work::run(a),
         other => {
             let rt = tokio::runtime::Builder::new_multi_thread()
