@@ -6,10 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, env = "ZENITH_SERVER")]
-    server: String,
-    #[arg(long, env = "ZENITH_TOKEN")]
-    token: String,
+    #[command(flatten)]
+    api: crate::ApiArgs,
     #[arg(long, default_value_t = 200)]
     count: u32,
     /// Directory for the stamp files.
@@ -22,7 +20,7 @@ fn now_ns() -> anyhow::Result<u128> {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<serde_json::Value> {
-    let http = crate::api_client(&a.token)?;
+    let http = crate::api_client(&a.api.token)?;
     let me = std::env::current_exe()?.with_file_name("zenith-stamp");
     let mut ms = Vec::with_capacity(a.count as usize);
     for i in 0..a.count {
@@ -33,7 +31,7 @@ pub async fn run(a: Args) -> anyhow::Result<serde_json::Value> {
         });
         let t0 = now_ns()?;
         let r = http
-            .post(format!("{}/api/v1/jobs", a.server))
+            .post(format!("{}/api/v1/jobs", a.api.server))
             .json(&body)
             .send()
             .await?;

@@ -76,6 +76,15 @@ pub fn percentiles(mut ms: Vec<f64>) -> serde_json::Value {
     })
 }
 
+/// Where the API is and the admin token.
+#[derive(clap::Args)]
+pub struct ApiArgs {
+    #[arg(long, env = "ZENITH_SERVER")]
+    pub server: String,
+    #[arg(long, env = "ZENITH_TOKEN")]
+    pub token: String,
+}
+
 /// An HTTP client for the API with the admin token.
 pub fn api_client(token: &str) -> anyhow::Result<reqwest::Client> {
     let mut h = reqwest::header::HeaderMap::new();

@@ -7,10 +7,8 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, env = "ZENITH_SERVER")]
-    server: String,
-    #[arg(long, env = "ZENITH_TOKEN")]
-    token: String,
+    #[command(flatten)]
+    api: crate::ApiArgs,
     #[arg(long, default_value_t = 20_000)]
     count: u32,
     #[arg(long, default_value_t = 64)]
@@ -18,8 +16,8 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<serde_json::Value> {
-    let http = crate::api_client(&a.token)?;
-    let url = format!("{}/api/v1/jobs", a.server);
+    let http = crate::api_client(&a.api.token)?;
+    let url = format!("{}/api/v1/jobs", a.api.server);
     let body = serde_json::to_vec(&serde_json::json!({
         "command": ["true"], "constraints": ["bench=never"],
     }))?;

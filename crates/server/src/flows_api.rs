@@ -120,13 +120,20 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<FlowList>, ApiEr
     }))
 }
 
-/// `GET /api/v1/flows/runs/{id}`
-pub async fn show_run(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<RunView>, ApiError> {
-    let id = run_id(&id)?;
-    let (run, steps, instances) = read(&state, move |r| {
+/// A run with its spec, step rows and instance rows (at most [`MAX_INSTANCES_SHOWN`]).
+async fn load_run(
+    state: &AppState,
+    id: RunId,
+) -> Result<
+    (
+        zenith_model::flow::RunRecord,
+        Arc<FlowSpec>,
+        Vec<zenith_model::flow::StepRecord>,
+        Vec<zenith_model::flow::InstanceRecord>,
+    ),
+    ApiError,
+> {
+    let (run, steps, instances) = read(state, move |r| {
         Ok((
             r.get_run(id)?,
             r.run_steps(id)?,
@@ -139,6 +146,15 @@ pub async fn show_run(
         .spec
         .clone()
         .ok_or(ApiError::Unavailable("stored run has no spec".into()))?;
+    Ok((run, spec, steps, instances))
+}
+
+/// `GET /api/v1/flows/runs/{id}`
+pub async fn show_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    let (run, spec, steps, instances) = load_run(&state, run_id(&id)?).await?;
     Ok(Json(run_view(&run, &spec, &steps, &instances)))
 }
 
@@ -147,20 +163,7 @@ pub async fn graph(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RunGraph>, ApiError> {
-    let id = run_id(&id)?;
-    let (run, steps, instances) = read(&state, move |r| {
-        Ok((
-            r.get_run(id)?,
-            r.run_steps(id)?,
-            r.run_instances(id, MAX_INSTANCES_SHOWN)?,
-        ))
-    })
-    .await?;
-    let run = run.ok_or(ApiError::NotFound(format!("run {id} not found")))?;
-    let spec = run
-        .spec
-        .clone()
-        .ok_or(ApiError::Unavailable("stored run has no spec".into()))?;
+    let (run, spec, steps, instances) = load_run(&state, run_id(&id)?).await?;
     Ok(Json(run_graph(&run, &spec, &steps, &instances)))
 }
 

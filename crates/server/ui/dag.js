@@ -1,6 +1,8 @@
 // A flow's DAG on a canvas: layered layout computed in O(steps + edges), drawing limited to
 // what is in view, so 10,000 steps stay smooth. Drag to pan, wheel to zoom, click to select.
 
+import { sizeCanvas } from './dom.js';
+
 export const STATE_COLORS = {
   pending: '#d0d7de', running: '#1f6feb', succeeded: '#2da44e', failed: '#cf222e',
   skipped: '#eaeef2', cancelled: '#6e7781', waiting_approval: '#d4a72c',
@@ -125,13 +127,7 @@ export class DagView {
   destroy() { this.observer.disconnect(); }
 
   resize() {
-    const r = this.canvas.getBoundingClientRect();
-    const dpr = window.devicePixelRatio || 1;
-    this.w = Math.max(1, r.width);
-    this.h = Math.max(1, r.height);
-    this.canvas.width = Math.round(this.w * dpr);
-    this.canvas.height = Math.round(this.h * dpr);
-    this.dpr = dpr;
+    Object.assign(this, sizeCanvas(this.canvas));
   }
 
   minScale() {

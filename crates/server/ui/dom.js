@@ -91,3 +91,14 @@ export function table(headers, rows, attrs) {
     h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))),
     h('tbody', {}, rows));
 }
+
+/** Sizes a canvas's backing store to its box and the screen's pixel ratio; returns {w, h, dpr}. */
+export function sizeCanvas(canvas) {
+  const r = canvas.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(1, r.width);
+  const h = Math.max(1, r.height);
+  canvas.width = Math.round(w * dpr);
+  canvas.height = Math.round(h * dpr);
+  return { w, h, dpr };
+}

@@ -1,6 +1,8 @@
 // Gantt view of a run's attempts: one row per step instance, one bar per attempt, on a canvas
 // drawn only for the rows in view. Wheel scrolls rows, ctrl+wheel zooms time, drag pans.
 
+import { sizeCanvas } from './dom.js';
+
 const ROW = 18;
 const AXIS = 22;
 const GUTTER = 190;
@@ -99,13 +101,7 @@ export class Timeline {
   }
 
   resize() {
-    const r = this.canvas.getBoundingClientRect();
-    const dpr = window.devicePixelRatio || 1;
-    this.w = Math.max(1, r.width);
-    this.h = Math.max(1, r.height);
-    this.canvas.width = Math.round(this.w * dpr);
-    this.canvas.height = Math.round(this.h * dpr);
-    this.dpr = dpr;
+    Object.assign(this, sizeCanvas(this.canvas));
   }
 
   hit(e) {
