@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Zenith's benchmark suite: Zenith against the machine's limits and against peers, in one run.
 
-    python3 bench/run.py            # full suite (release build; peers from bench/peers.sh)
+    python3 bench/run.py            # full suite (builds release; peers from bench/peers.sh)
     python3 bench/run.py --quick    # small sizes on the debug build, for CI (< 3 min; judges nothing)
     python3 bench/run.py --only array,latency
 
@@ -312,9 +312,13 @@ def main():
     ap.add_argument("--no-peers", action="store_true", help="leave the peers out")
     ap.add_argument("--only", help="comma-separated benches")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     s = Suite(args)
+    if not args.no_build:
+        cargo = ["cargo", "build", "--locked", "-p", "zenith-cli", "-p", "zenith-bench"]
+        subprocess.run(cargo + (["--release"] if s.profile == "release" else []), cwd=ROOT, check=True)
     ours = ["spawn", "array", "latency", "flow3", "submit", "cli", "memory", "ceiling", "agents",
             "flows", "callgrind"]
     peers = ["celery", "ray", "slurm"]

@@ -32,7 +32,6 @@ fi
 echo "== web UI in a real browser"
 ./scripts/ui-test.sh
 echo "== benchmark suite, quick mode (checks that every bench runs; judges no figure)"
-cargo build -p zenith-cli -p zenith-bench --locked --quiet
 bench_out="$(mktemp -d)"
 python3 bench/run.py --quick --out "$bench_out"
 rm -rf "$bench_out"
