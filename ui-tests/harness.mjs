@@ -1,7 +1,7 @@
 // Starts a real `zenith up` on a free loopback port with a fresh data directory, and Debian's
 // Chromium through playwright-core. Waits on conditions with deadlines, never on sleeps.
 
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -52,7 +52,10 @@ export async function startZenith() {
   };
   await waitFor(async () => (await api('GET', '/nodes')).nodes.length === 1, 'the local agent to register');
   const link = (log.match(/web UI: (\S+)/) || [])[1];
-  return { url, token, api, stop, dir, link };
+  const cli = (...args) => execFileSync(binary(), args, {
+    env: { ...process.env, ZENITH_SERVER: url, ZENITH_TOKEN: token }, encoding: 'utf8',
+  });
+  return { url, token, api, stop, dir, link, cli };
 }
 
 export async function startBrowser() {

@@ -86,8 +86,9 @@ test('sign in refuses a wrong token and accepts the admin token', async () => {
   await page.waitForSelector('[data-ready=overview]');
 });
 
-test('the link zenith up prints signs in, and the token leaves the address bar', async () => {
+test('the link zenith up (and zenith ui) prints signs in, and the token leaves the address bar', async () => {
   assert.match(z.link, /#token=[0-9a-f]+$/);
+  assert.equal(z.cli('ui').trim(), z.link);
   const fresh = await browser.newPage();
   await fresh.goto(z.link);
   await fresh.waitForSelector('[data-ready=overview]');

@@ -76,6 +76,8 @@ enum Command {
     Events(cmd::events::EventsArgs),
     /// The cluster live: utilisation, queues, nodes, running jobs, flow runs.
     Top(cmd::top::TopArgs),
+    /// Print a link to the web UI that signs the browser in.
+    Ui(cmd::ui::UiArgs),
     /// Run a flow: zenith run FILE|NAME [-p K=V]... [--wait]
     Run(cmd::flow::StartArgs),
     /// List applied flows and recent runs.
@@ -135,6 +137,7 @@ fn main() -> ExitCode {
             Command::Nodes(a) => cmd::nodes::run(a).await,
             Command::Events(a) => cmd::events::run(a).await,
             Command::Top(a) => cmd::top::run(a).await,
+            Command::Ui(a) => cmd::ui::run(a).await,
             Command::Run(a) => cmd::flow::start(a).await,
             Command::Flows(a) => cmd::flow::list(a).await,
             Command::Flow { verb } => cmd::flow::run(verb).await,

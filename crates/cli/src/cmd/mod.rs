@@ -9,6 +9,7 @@ pub mod nodes;
 pub mod run_wait;
 pub mod submit;
 pub mod top;
+pub mod ui;
 pub mod wait;
 
 use crate::exit;
@@ -41,13 +42,17 @@ pub fn default_data_dir() -> PathBuf {
 
 impl Conn {
     pub fn client(&self) -> anyhow::Result<Client> {
-        let token = match &self.token {
+        Ok(Client::new(&self.server, self.token())?)
+    }
+
+    /// `--token`, else admin.token in the default data directory.
+    pub fn token(&self) -> Option<String> {
+        match &self.token {
             Some(t) => Some(t.clone()),
             None => {
                 zenith_server::auth::read_token_file(&default_data_dir().join("admin.token")).ok()
             }
-        };
-        Ok(Client::new(&self.server, token)?)
+        }
     }
 }
 
