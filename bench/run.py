@@ -237,13 +237,10 @@ class Suite:
 
     # --- peers ---------------------------------------------------------------------------
 
-    def peer(self, name, script, *args):
-        py = os.path.join(VENV, "bin", "python")
-        if not os.path.exists(py):
-            self.record(name, {"skipped": f"no virtualenv at {VENV} (run bench/peers.sh)"})
-            return
-        p = subprocess.run([py, os.path.join(ROOT, "bench", "peers", script), *args,
-                            "--count", str(self.n("peer_tasks")), "--stamp", self.stamp],
+    def peer(self, name, script, python, count):
+        """Runs bench/peers/SCRIPT under PYTHON; its last stdout line is the JSON result."""
+        p = subprocess.run([python, os.path.join(ROOT, "bench", "peers", script),
+                            "--count", str(count), "--stamp", self.stamp],
                            capture_output=True, text=True, timeout=1800)
         lines = p.stdout.strip().splitlines()
         if p.returncode != 0 or not lines:
@@ -251,21 +248,22 @@ class Suite:
             return
         self.record(name, json.loads(lines[-1]))
 
+    def venv_peer(self, name, script):
+        py = os.path.join(VENV, "bin", "python")
+        if not os.path.exists(py):
+            self.record(name, {"skipped": f"no virtualenv at {VENV} (run bench/peers.sh)"})
+            return
+        self.peer(name, script, py, self.n("peer_tasks"))
+
     def celery(self):
-        self.peer("celery", "celery_bench.py")
+        self.venv_peer("celery", "celery_bench.py")
 
     def ray(self):
-        self.peer("ray", "ray_bench.py")
+        self.venv_peer("ray", "ray_bench.py")
 
     def slurm(self):
-        p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "peers", "slurm_bench.py"),
-                            "--count", str(min(self.n("peer_tasks"), 200)), "--stamp", self.stamp],
-                           capture_output=True, text=True, timeout=1800)
-        lines = p.stdout.strip().splitlines()
-        if p.returncode != 0 or not lines:
-            self.record("slurm", {"skipped": (p.stderr or p.stdout).strip()[-400:] or "failed"})
-            return
-        self.record("slurm", json.loads(lines[-1]))
+        # About 2 tasks/s: 200 tasks is already 100 s.
+        self.peer("slurm", "slurm_bench.py", sys.executable, min(self.n("peer_tasks"), 200))
 
 
 class cluster:
