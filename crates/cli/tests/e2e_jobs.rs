@@ -390,3 +390,22 @@ fn top_prints_a_snapshot_without_a_terminal() {
     assert!(out.contains("sleep"), "{out}");
     c.ok(&["job", "cancel", &id.to_string()]);
 }
+
+/// `job wait` subscribes to events, then reads state: a job that ends in between must be seen
+/// in one or the other. Its end used to be flushed without events (nobody listened yet) and
+/// committed after the read, and the wait hung (about 1 in 300 here before the fix).
+#[test]
+fn wait_never_misses_a_job_that_ends_while_it_subscribes() {
+    let c = Cluster::up(&[]);
+    let rounds = env_num("ZENITH_WAIT_RACE_ROUNDS", 500);
+    for i in 0..rounds {
+        let id = c.submit(&["--cpus", "0.1", "--", "true"]);
+        let out = c.cli(&["job", "wait", &id.to_string(), "--timeout", "10s"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -68,6 +68,13 @@ pub enum LoopMsg {
     Levels {
         reply: oneshot::Sender<zenith_engine::Levels>,
     },
+    /// Answered once every batch flushed before it is committed (or refused). Batches flushed
+    /// while nobody listened carry no events; an event subscriber waits on this before it
+    /// answers, so a client that subscribes and then reads state finds those batches' changes
+    /// in the store instead of missing them in both places.
+    Barrier {
+        reply: oneshot::Sender<()>,
+    },
     /// Start a run: of a validated spec, or of the applied flow `name`.
     SubmitRun {
         flow: FlowSource,
@@ -448,6 +455,9 @@ impl ControlLoop {
                 LoopMsg::Levels { reply } => {
                     let _ = reply.send(self.engine.levels());
                 }
+                LoopMsg::Barrier { reply } => after.push(Box::new(move |_| {
+                    let _ = reply.send(());
+                })),
                 LoopMsg::Nodes { reply } => {
                     let nodes = self
                         .engine

@@ -90,6 +90,9 @@ pub async fn events(
         kinds,
     };
     let rx = state.events.subscribe();
+    // Batches flushed before this subscription carry no events: answer only once they are in
+    // the store, where the client's next read finds them.
+    crate::api::ask(&state, |reply| crate::control::LoopMsg::Barrier { reply }).await?;
     let shutdown = state.shutdown.clone();
     let body = futures_util::stream::unfold(
         (rx, shutdown, filter),
