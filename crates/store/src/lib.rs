@@ -6,6 +6,7 @@
 //! directory ([`sqlite::SqliteStore`]); the trait is shaped so that a PostgreSQL backend can add
 //! a leader-lease epoch checked inside each commit.
 
+mod rows;
 pub mod sqlite;
 mod sqlite_flows;
 

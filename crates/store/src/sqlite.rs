@@ -1,15 +1,15 @@
 //! The embedded backend: SQLite in WAL mode with `synchronous=FULL`, one writer connection
 //! and a small pool of read-only connections.
 
+use crate::rows::{
+    self, json, keep_good, stored_spec, Cols, ATTEMPT_COLS, JOB_COLS, NODE_COLS, TASK_COLS,
+};
 use crate::{JobFilter, Store, StoreError, StoreReader};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use zenith_model::records::{Changes, Loaded};
-use zenith_model::{
-    AttemptId, AttemptOutcome, AttemptRecord, IdempotencyRecord, JobId, JobRecord, JobSpec,
-    JobState, NodeId, NodeRecord, NodeState, TaskCounts, TaskRecord, TaskState,
-};
+use zenith_model::{AttemptId, AttemptRecord, IdempotencyRecord, JobId, JobRecord, TaskRecord};
 
 /// Schema migrations, one file each, applied in order; `PRAGMA user_version` holds the last
 /// applied. A released migration is never edited.
@@ -18,15 +18,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
 ];
-
-/// Version tag of the JSON stored in `jobs.spec`.
-pub(crate) const SPEC_FORMAT: u32 = 1;
-
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct StoredSpec<T> {
-    pub v: u32,
-    pub spec: T,
-}
 
 fn db_path(dir: &Path) -> PathBuf {
     dir.join("zenith.db")
@@ -103,15 +94,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn json<T: serde::Serialize>(v: &T) -> String {
-    // Serialising plain data structs (no maps with non-string keys) cannot fail.
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-pub(crate) fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what: what.into(),
-        detail: detail.to_string(),
+impl Cols for Row<'_> {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
     }
 }
 
@@ -122,19 +116,19 @@ impl Store for SqliteStore {
             let mut st = self.conn.prepare(&format!(
                 "SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"
             ))?;
-            out.jobs = keep_good(st.query_map([], job_from_row)?)?;
+            out.jobs = keep_good(st.query_map([], |r| Ok(rows::job(r)))?)?;
             let mut st = self.conn.prepare(&format!(
                 "SELECT {TASK_COLS} FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.finished_at IS NULL"
             ))?;
-            out.tasks = keep_good(st.query_map([], task_from_row)?)?;
+            out.tasks = keep_good(st.query_map([], |r| Ok(rows::task(r)))?)?;
             let mut st = self.conn.prepare(&format!(
                 "SELECT {ATTEMPT_COLS} FROM attempts WHERE finished_at IS NULL"
             ))?;
-            out.running = keep_good(st.query_map([], attempt_from_row)?)?;
-            let mut st = self.conn.prepare(
-                "SELECT id, name, resources, labels, state, registered_at, last_seen FROM nodes",
-            )?;
-            out.nodes = keep_good(st.query_map([], node_from_row)?)?;
+            out.running = keep_good(st.query_map([], |r| Ok(rows::attempt(r)))?)?;
+            let mut st = self
+                .conn
+                .prepare(&format!("SELECT {NODE_COLS} FROM nodes"))?;
+            out.nodes = keep_good(st.query_map([], |r| Ok(rows::node(r)))?)?;
         }
         crate::sqlite_flows::load(&self.conn, &mut out)?;
         {
@@ -149,7 +143,7 @@ impl Store for SqliteStore {
             for row in rows {
                 let (key, ids, fp, exp) = row?;
                 let job_ids: Vec<JobId> = serde_json::from_str(&ids)
-                    .map_err(|e| corrupt(format!("idempotency key {key:?}"), e))?;
+                    .map_err(|e| rows::corrupt(format!("idempotency key {key:?}"), e))?;
                 out.idempotency.push(IdempotencyRecord {
                     key,
                     job_ids,
@@ -158,14 +152,6 @@ impl Store for SqliteStore {
                 });
             }
         }
-        out.next_job_id = self
-            .get_meta("next_job_id")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        out.next_attempt_id = self
-            .get_meta("next_attempt_id")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
         // Never reuse an ID even if the counters lag the rows.
         let max_job: i64 =
             self.conn
@@ -175,8 +161,8 @@ impl Store for SqliteStore {
                 .query_row("SELECT COALESCE(MAX(id), 0) FROM attempts", [], |r| {
                     r.get(0)
                 })?;
-        out.next_job_id = out.next_job_id.max(max_job as u64 + 1);
-        out.next_attempt_id = out.next_attempt_id.max(max_att as u64 + 1);
+        out.next_job_id = rows::next_id(self.get_meta("next_job_id")?, max_job);
+        out.next_attempt_id = rows::next_id(self.get_meta("next_attempt_id")?, max_att);
         Ok(out)
     }
 
@@ -203,10 +189,7 @@ impl Store for SqliteStore {
                             spec.queue,
                             spec.priority,
                             j.state.as_str(),
-                            json(&StoredSpec {
-                                v: SPEC_FORMAT,
-                                spec: spec.as_ref()
-                            }),
+                            stored_spec(spec.as_ref()),
                             spec.task_count(),
                             c.queued,
                             c.running,
@@ -383,125 +366,6 @@ impl Store for SqliteStore {
     }
 }
 
-const JOB_COLS: &str = "id, state, spec, queued, running, succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at, run_id, run_step, run_instance";
-const TASK_COLS: &str =
-    "t.job_id, t.idx, t.state, t.failures, t.attempts, t.attempt_id, t.ready_at, t.reason";
-const ATTEMPT_COLS: &str = "id, job_id, idx, node, started_at, finished_at, outcome";
-
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Result<JobRecord, StoreError>> {
-    let id = JobId(r.get::<_, i64>(0)? as u64);
-    let state_s: String = r.get(1)?;
-    let spec_s: String = r.get(2)?;
-    let Some(state) = JobState::parse(&state_s) else {
-        return Ok(Err(corrupt(
-            format!("job {id}"),
-            format!("state {state_s:?}"),
-        )));
-    };
-    let spec = match serde_json::from_str::<StoredSpec<JobSpec>>(&spec_s) {
-        Ok(s) if s.v == SPEC_FORMAT => s.spec,
-        Ok(s) => {
-            return Ok(Err(corrupt(
-                format!("job {id}"),
-                format!("unknown spec format {}", s.v),
-            )))
-        }
-        Err(e) => return Ok(Err(corrupt(format!("job {id}"), e))),
-    };
-    Ok(Ok(JobRecord {
-        id,
-        spec: Some(Arc::new(spec)),
-        state,
-        counts: TaskCounts {
-            queued: r.get(3)?,
-            running: r.get(4)?,
-            succeeded: r.get(5)?,
-            failed: r.get(6)?,
-            cancelled: r.get(7)?,
-        },
-        cancel_requested: r.get(8)?,
-        reason: r.get(9)?,
-        created_at: r.get::<_, i64>(10)? as u64,
-        finished_at: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
-        owner: match (
-            r.get::<_, Option<i64>>(12)?,
-            r.get::<_, Option<u32>>(13)?,
-            r.get::<_, Option<u32>>(14)?,
-        ) {
-            (Some(run), Some(step), Some(instance)) => Some(zenith_model::flow::StepRef {
-                run: zenith_model::flow::RunId(run as u64),
-                step,
-                instance,
-            }),
-            _ => None,
-        },
-    }))
-}
-
-fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord, StoreError>> {
-    let state_s: String = r.get(2)?;
-    let Some(state) = TaskState::parse(&state_s) else {
-        return Ok(Err(corrupt("task", format!("state {state_s:?}"))));
-    };
-    Ok(Ok(TaskRecord {
-        job: JobId(r.get::<_, i64>(0)? as u64),
-        index: r.get(1)?,
-        state,
-        failures: r.get(3)?,
-        attempts: r.get(4)?,
-        attempt: r.get::<_, Option<i64>>(5)?.map(|v| AttemptId(v as u64)),
-        ready_at: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
-        reason: r.get(7)?,
-    }))
-}
-
-pub(crate) fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AttemptRecord, StoreError>> {
-    let id = AttemptId(r.get::<_, i64>(0)? as u64);
-    let outcome = match r.get::<_, Option<String>>(6)? {
-        None => None,
-        Some(s) => match serde_json::from_str::<AttemptOutcome>(&s) {
-            Ok(o) => Some(o),
-            Err(e) => return Ok(Err(corrupt(format!("attempt {id}"), e))),
-        },
-    };
-    Ok(Ok(AttemptRecord {
-        id,
-        job: JobId(r.get::<_, i64>(1)? as u64),
-        task: r.get(2)?,
-        node: NodeId(r.get(3)?),
-        started_at: r.get::<_, i64>(4)? as u64,
-        finished_at: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-        outcome,
-    }))
-}
-
-fn node_from_row(r: &Row<'_>) -> rusqlite::Result<Result<NodeRecord, StoreError>> {
-    let id: String = r.get(0)?;
-    let res: String = r.get(2)?;
-    let labels: String = r.get(3)?;
-    let state_s: String = r.get(4)?;
-    let parsed = (|| {
-        Ok::<_, String>(NodeRecord {
-            id: NodeId(id.clone()),
-            name: String::new(),
-            resources: serde_json::from_str(&res).map_err(|e| e.to_string())?,
-            labels: serde_json::from_str(&labels).map_err(|e| e.to_string())?,
-            state: NodeState::parse(&state_s).ok_or(format!("state {state_s:?}"))?,
-            registered_at: 0,
-            last_seen: 0,
-        })
-    })();
-    match parsed {
-        Ok(mut n) => {
-            n.name = r.get(1)?;
-            n.registered_at = r.get::<_, i64>(5)? as u64;
-            n.last_seen = r.get::<_, i64>(6)? as u64;
-            Ok(Ok(n))
-        }
-        Err(e) => Ok(Err(corrupt(format!("node {id}"), e))),
-    }
-}
-
 /// Read-only connections shared by API handlers; callers run it on a blocking thread.
 #[derive(Clone)]
 pub struct SqliteReader {
@@ -532,25 +396,6 @@ impl SqliteReader {
     }
 }
 
-/// Like [`collect`], but a corrupt record is skipped with an error in the log instead of
-/// failing the whole read: one bad row must not keep the server from starting (or a listing
-/// from answering). Database errors still fail.
-pub(crate) fn keep_good<T>(
-    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
-) -> Result<Vec<T>, StoreError> {
-    let mut v = Vec::new();
-    for r in rows {
-        match r? {
-            Ok(x) => v.push(x),
-            Err(e @ StoreError::Corrupt { .. }) => {
-                tracing::error!(error = %e, "skipping a corrupt record")
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(v)
-}
-
 impl StoreReader for SqliteReader {
     fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         self.with(|c| {
@@ -577,7 +422,7 @@ impl StoreReader for SqliteReader {
                 }
                 p.push(&queue);
             }
-            let rows = st.query_map(p.as_slice(), job_from_row)?;
+            let rows = st.query_map(p.as_slice(), |r| Ok(rows::job(r)))?;
             keep_good(rows)
         })
     }
@@ -586,7 +431,7 @@ impl StoreReader for SqliteReader {
         self.with(|c| {
             let mut st = c.prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))?;
             let row = st
-                .query_row(params![id.0 as i64], job_from_row)
+                .query_row(params![id.0 as i64], |r| Ok(rows::job(r)))
                 .optional()?;
             row.transpose()
         })
@@ -602,7 +447,9 @@ impl StoreReader for SqliteReader {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ATTEMPT_COLS} FROM attempts WHERE job_id = ?1 ORDER BY id LIMIT ?2"
             ))?;
-            let rows = st.query_map(params![job.0 as i64, limit as i64], attempt_from_row)?;
+            let rows = st.query_map(params![job.0 as i64, limit as i64], |r| {
+                Ok(rows::attempt(r))
+            })?;
             Ok((keep_good(rows)?, total as u64))
         })
     }
@@ -612,7 +459,7 @@ impl StoreReader for SqliteReader {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ATTEMPT_COLS} FROM attempts WHERE job_id = ?1 AND idx = ?2 ORDER BY id DESC LIMIT 1"
             ))?;
-            st.query_row(params![job.0 as i64, task], attempt_from_row).optional()?.transpose()
+            st.query_row(params![job.0 as i64, task], |r| Ok(rows::attempt(r))).optional()?.transpose()
         })
     }
 
@@ -621,7 +468,7 @@ impl StoreReader for SqliteReader {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ?1"
             ))?;
-            st.query_row(params![id.0 as i64], attempt_from_row)
+            st.query_row(params![id.0 as i64], |r| Ok(rows::attempt(r)))
                 .optional()?
                 .transpose()
         })
@@ -632,7 +479,7 @@ impl StoreReader for SqliteReader {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {TASK_COLS} FROM tasks t WHERE t.job_id = ?1 ORDER BY t.idx LIMIT ?2"
             ))?;
-            let rows = st.query_map(params![job.0 as i64, limit as i64], task_from_row)?;
+            let rows = st.query_map(params![job.0 as i64, limit as i64], |r| Ok(rows::task(r)))?;
             keep_good(rows)
         })
     }

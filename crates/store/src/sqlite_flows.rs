@@ -1,141 +1,29 @@
 //! Flow records in SQLite: runs, step rows, instance rows and applied definitions.
 
-use crate::sqlite::{corrupt, json, keep_good, SqliteReader, StoredSpec, SPEC_FORMAT};
+use crate::rows::{self, json, keep_good, stored_spec, DEF_COLS, INST_COLS, RUN_COLS, STEP_COLS};
+use crate::sqlite::SqliteReader;
 use crate::{RunFilter, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use zenith_model::flow::{
-    FlowDefRecord, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord, StepState,
-};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use zenith_model::flow::{FlowDefRecord, InstanceRecord, RunId, RunRecord, StepRecord};
 use zenith_model::records::{Changes, Loaded};
-use zenith_model::{AttemptId, JobId};
-
-const RUN_COLS: &str = "id, name, spec, params, state, reason, retries_used, trigger, cancel_requested, deadline_at, created_at, finished_at, expires_at";
-const STEP_COLS: &str = "run_id, step, state, reason, blocked, instances";
-const INST_COLS: &str = "run_id, step, instance, state, job_id, item, outputs, attempts, reason";
-
-fn spec_of(what: &str, s: &str) -> Result<Arc<FlowSpec>, StoreError> {
-    match serde_json::from_str::<StoredSpec<FlowSpec>>(s) {
-        Ok(s) if s.v == SPEC_FORMAT => Ok(Arc::new(s.spec)),
-        Ok(s) => Err(corrupt(what, format!("unknown spec format {}", s.v))),
-        Err(e) => Err(corrupt(what, e)),
-    }
-}
-
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StoreError>> {
-    let id = RunId(r.get::<_, i64>(0)? as u64);
-    let what = format!("run {id}");
-    let spec = match spec_of(&what, &r.get::<_, String>(2)?) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
-    };
-    let params: BTreeMap<String, String> = match serde_json::from_str(&r.get::<_, String>(3)?) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(corrupt(what, e))),
-    };
-    let state_s: String = r.get(4)?;
-    let Some(state) = RunState::parse(&state_s) else {
-        return Ok(Err(corrupt(what, format!("state {state_s:?}"))));
-    };
-    Ok(Ok(RunRecord {
-        id,
-        name: r.get(1)?,
-        spec: Some(spec),
-        params,
-        state,
-        reason: r.get(5)?,
-        retries_used: r.get(6)?,
-        trigger: r.get(7)?,
-        cancel_requested: r.get(8)?,
-        deadline_at: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
-        created_at: r.get::<_, i64>(10)? as u64,
-        finished_at: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
-        expires_at: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
-    }))
-}
-
-fn step_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StepRecord, StoreError>> {
-    let run = RunId(r.get::<_, i64>(0)? as u64);
-    let state_s: String = r.get(2)?;
-    let Some(state) = StepState::parse(&state_s) else {
-        return Ok(Err(corrupt(
-            format!("run {run} step"),
-            format!("state {state_s:?}"),
-        )));
-    };
-    Ok(Ok(StepRecord {
-        run,
-        step: r.get(1)?,
-        name: String::new(),
-        state,
-        reason: r.get(3)?,
-        blocked: r.get(4)?,
-        instances: r.get(5)?,
-    }))
-}
-
-fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<Result<InstanceRecord, StoreError>> {
-    let run = RunId(r.get::<_, i64>(0)? as u64);
-    let what = format!("run {run} instance");
-    let state_s: String = r.get(3)?;
-    let Some(state) = StepState::parse(&state_s) else {
-        return Ok(Err(corrupt(what, format!("state {state_s:?}"))));
-    };
-    let item = match r.get::<_, Option<String>>(5)? {
-        None => None,
-        Some(s) => match serde_json::from_str(&s) {
-            Ok(v) => Some(v),
-            Err(e) => return Ok(Err(corrupt(what, e))),
-        },
-    };
-    let outputs = match serde_json::from_str(&r.get::<_, String>(6)?) {
-        Ok(o) => o,
-        Err(e) => return Ok(Err(corrupt(what, e))),
-    };
-    Ok(Ok(InstanceRecord {
-        run,
-        step: r.get(1)?,
-        instance: r.get(2)?,
-        state,
-        job: r.get::<_, Option<i64>>(4)?.map(|j| JobId(j as u64)),
-        item,
-        outputs,
-        attempts: r.get(7)?,
-        reason: r.get(8)?,
-    }))
-}
-
-fn def_from_row(r: &Row<'_>) -> rusqlite::Result<Result<FlowDefRecord, StoreError>> {
-    let name: String = r.get(0)?;
-    let spec = match spec_of(&format!("flow {name:?}"), &r.get::<_, String>(1)?) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(FlowDefRecord {
-        name,
-        spec,
-        updated_at: r.get::<_, i64>(2)? as u64,
-        next_fire: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
-    }))
-}
+use zenith_model::AttemptId;
 
 /// Adds live runs (with their step and instance rows) and definitions to `out`.
 pub(crate) fn load(conn: &Connection, out: &mut Loaded) -> Result<(), StoreError> {
     let mut st = conn.prepare(&format!(
         "SELECT {RUN_COLS} FROM flow_runs WHERE finished_at IS NULL"
     ))?;
-    out.runs = keep_good(st.query_map([], run_from_row)?)?;
+    out.runs = keep_good(st.query_map([], |r| Ok(rows::run(r)))?)?;
     let mut st = conn.prepare(&format!(
         "SELECT {STEP_COLS} FROM flow_steps WHERE run_id IN (SELECT id FROM flow_runs WHERE finished_at IS NULL)"
     ))?;
-    out.steps = keep_good(st.query_map([], step_from_row)?)?;
+    out.steps = keep_good(st.query_map([], |r| Ok(rows::step(r)))?)?;
     let mut st = conn.prepare(&format!(
         "SELECT {INST_COLS} FROM flow_instances WHERE run_id IN (SELECT id FROM flow_runs WHERE finished_at IS NULL)"
     ))?;
-    out.instances = keep_good(st.query_map([], instance_from_row)?)?;
-    let mut st = conn.prepare("SELECT name, spec, updated_at, next_fire FROM flow_defs")?;
-    out.defs = keep_good(st.query_map([], def_from_row)?)?;
+    out.instances = keep_good(st.query_map([], |r| Ok(rows::instance(r)))?)?;
+    let mut st = conn.prepare(&format!("SELECT {DEF_COLS} FROM flow_defs"))?;
+    out.defs = keep_good(st.query_map([], |r| Ok(rows::def(r)))?)?;
     let meta: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'next_run_id'",
@@ -146,10 +34,7 @@ pub(crate) fn load(conn: &Connection, out: &mut Loaded) -> Result<(), StoreError
     let max: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM flow_runs", [], |r| {
         r.get(0)
     })?;
-    out.next_run_id = meta
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(1)
-        .max(max as u64 + 1);
+    out.next_run_id = rows::next_id(meta, max);
     Ok(())
 }
 
@@ -170,10 +55,7 @@ pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreErro
                 ins_run.execute(params![
                     r.id.0 as i64,
                     r.name,
-                    json(&StoredSpec {
-                        v: SPEC_FORMAT,
-                        spec: spec.as_ref()
-                    }),
+                    stored_spec(spec.as_ref()),
                     json(&r.params),
                     r.state.as_str(),
                     r.reason,
@@ -239,10 +121,7 @@ pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreErro
             Some(d) => {
                 put_def.execute(params![
                     name,
-                    json(&StoredSpec {
-                        v: SPEC_FORMAT,
-                        spec: d.spec.as_ref()
-                    }),
+                    stored_spec(d.spec.as_ref()),
                     d.updated_at as i64,
                     d.next_fire.map(|v| v as i64),
                 ])?;
@@ -316,14 +195,14 @@ impl SqliteReader {
                     let mut st = c.prepare_cached(&format!(
                         "SELECT {RUN_COLS} FROM flow_runs WHERE name = ?3 AND id < ?1 ORDER BY id DESC LIMIT ?2"
                     ))?;
-                    let rows = st.query_map(params![before, limit, name], run_from_row)?;
+                    let rows = st.query_map(params![before, limit, name], |r| Ok(rows::run(r)))?;
                     keep_good(rows)?
                 }
                 None => {
                     let mut st = c.prepare_cached(&format!(
                         "SELECT {RUN_COLS} FROM flow_runs WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
                     ))?;
-                    let rows = st.query_map(params![before, limit], run_from_row)?;
+                    let rows = st.query_map(params![before, limit], |r| Ok(rows::run(r)))?;
                     keep_good(rows)?
                 }
             };
@@ -335,7 +214,7 @@ impl SqliteReader {
         self.with(|c| {
             let mut st =
                 c.prepare_cached(&format!("SELECT {RUN_COLS} FROM flow_runs WHERE id = ?1"))?;
-            st.query_row(params![id.0 as i64], run_from_row)
+            st.query_row(params![id.0 as i64], |r| Ok(rows::run(r)))
                 .optional()?
                 .transpose()
         })
@@ -356,15 +235,7 @@ impl SqliteReader {
             let after = after.map(|a| a.0 as i64).unwrap_or(0);
             let limit = limit.clamp(1, 100_000) as i64;
             let rows = st.query_map(params![id.0 as i64, after, limit], |r| {
-                let step: Option<i64> = r.get(7)?;
-                let instance: Option<i64> = r.get(8)?;
-                Ok(
-                    crate::sqlite::attempt_from_row(r)?.map(|attempt| crate::RunAttemptRecord {
-                        step: step.unwrap_or(0) as u32,
-                        instance: instance.unwrap_or(0) as u32,
-                        attempt,
-                    }),
-                )
+                Ok(rows::run_attempt(r))
             })?;
             keep_good(rows)
         })
@@ -375,7 +246,7 @@ impl SqliteReader {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {STEP_COLS} FROM flow_steps WHERE run_id = ?1 ORDER BY step"
             ))?;
-            let rows = keep_good(st.query_map(params![id.0 as i64], step_from_row)?)?;
+            let rows = keep_good(st.query_map(params![id.0 as i64], |r| Ok(rows::step(r)))?)?;
             Ok(rows)
         })
     }
@@ -390,17 +261,17 @@ impl SqliteReader {
                 "SELECT {INST_COLS} FROM flow_instances WHERE run_id = ?1 ORDER BY step, instance LIMIT ?2"
             ))?;
             let rows =
-                keep_good(st.query_map(params![id.0 as i64, limit as i64], instance_from_row)?)?;
+                keep_good(st.query_map(params![id.0 as i64, limit as i64], |r| Ok(rows::instance(r)))?)?;
             Ok(rows)
         })
     }
 
     pub(crate) fn list_defs_impl(&self) -> Result<Vec<FlowDefRecord>, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT name, spec, updated_at, next_fire FROM flow_defs ORDER BY name LIMIT 10000",
-            )?;
-            let rows = keep_good(st.query_map([], def_from_row)?)?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {DEF_COLS} FROM flow_defs ORDER BY name LIMIT 10000"
+            ))?;
+            let rows = keep_good(st.query_map([], |r| Ok(rows::def(r)))?)?;
             Ok(rows)
         })
     }
