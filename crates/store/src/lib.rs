@@ -3,9 +3,13 @@
 //! [`Store`] is the write side: one writer, group commit (one transaction per batch of engine
 //! changes), load at start, retention sweep. [`StoreReader`] is the read side used by API
 //! queries; it only ever sees committed data. The embedded backend is SQLite in the data
-//! directory ([`sqlite::SqliteStore`]); the trait is shaped so that a PostgreSQL backend can add
-//! a leader-lease epoch checked inside each commit.
+//! directory ([`sqlite::SqliteStore`]); several servers share PostgreSQL
+//! ([`postgres::PgStore`]), where the leader's writes check its lease epoch inside each commit
+//! ([`pg_lease`]).
 
+mod pg_flows;
+pub mod pg_lease;
+pub mod postgres;
 mod rows;
 pub mod sqlite;
 mod sqlite_flows;
@@ -30,6 +34,20 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("reader pool lock poisoned")]
     Poisoned,
+    #[error("PostgreSQL: {}", pg_reason(.0))]
+    Pg(#[from] ::postgres::Error),
+    #[error("this server no longer holds the leader lease (epoch {epoch}); write refused")]
+    Fenced { epoch: i64 },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The database's own message where it sent one (the driver's text is often just "db error").
+fn pg_reason(e: &::postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 /// The write side, owned by exactly one writer thread.
@@ -56,6 +74,9 @@ pub trait Store: Send {
     /// Reads a small named value (token hashes, settings).
     fn get_meta(&mut self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Writes `values` where their keys are absent, in one transaction; true when every key
+    /// was absent (this caller initialised them).
+    fn init_meta(&mut self, values: &[(&str, &str)]) -> Result<bool, StoreError>;
 }
 
 /// Filters and paging of a job listing: newest first, `before` is an ID cursor.

@@ -357,6 +357,19 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn init_meta(&mut self, values: &[(&str, &str)]) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut won = true;
+        for (k, v) in values {
+            won &= tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![k, v],
+            )? == 1;
+        }
+        tx.commit()?;
+        Ok(won)
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",

@@ -2,6 +2,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // dev-only crate: a failed helper is a failed test
 //! invariants after every step.
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use zenith_engine::{Assignment, Effect, Engine, EngineConfig, NodeRegistration};

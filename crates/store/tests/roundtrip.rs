@@ -1,12 +1,71 @@
-//! The SQLite store against a real database file: what the engine commits comes back at load.
+//! Both store backends against real databases (a SQLite file; a PostgreSQL server started for
+//! the test): what the engine commits comes back at load, reads see it, sweeps remove it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use zenith_engine::{Engine, EngineConfig, NodeRegistration};
 use zenith_model::{AttemptOutcome, JobState, NodeId, Resources};
+use zenith_store::postgres::PgStore;
 use zenith_store::sqlite::SqliteStore;
 use zenith_store::{JobFilter, Store, StoreReader};
+use zenith_testkit::pg::PgServer;
 use zenith_testkit::spec;
+
+/// A database of either backend; `open` gives a new writer on it (as a restart would).
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    /// The server lives as long as the backend.
+    Pg(#[allow(dead_code)] PgServer, String),
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn pg() -> Backend {
+        let pg = PgServer::start();
+        let url = pg.create_db("zenith");
+        Backend::Pg(pg, url)
+    }
+
+    fn open(&self) -> Box<dyn Store> {
+        match self {
+            Backend::Sqlite(d) => Box::new(SqliteStore::open(d.path()).unwrap()),
+            Backend::Pg(_, url) => Box::new(PgStore::open(url).unwrap()),
+        }
+    }
+
+    fn reader(&self) -> Box<dyn StoreReader> {
+        match self {
+            Backend::Sqlite(d) => Box::new(SqliteStore::open(d.path()).unwrap().reader(2).unwrap()),
+            Backend::Pg(_, url) => Box::new(PgStore::open(url).unwrap().reader(2)),
+        }
+    }
+}
+
+/// One test per backend for a body taking `&Backend`.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(&super::Backend::sqlite());
+            }
+            #[test]
+            fn postgres() {
+                super::$name(&super::Backend::pg());
+            }
+        }
+    };
+}
+
+on_both!(commit_load_restore_and_sweep);
+on_both!(ids_never_reused_and_meta_persists);
+on_both!(group_commit_of_ten_thousand_jobs);
+on_both!(idempotency_keys_persist_and_expire);
+on_both!(flow_runs_survive_a_restart_and_are_swept_after_their_ttl);
+on_both!(init_meta_is_written_once);
 
 fn node(id: &str) -> NodeRegistration {
     NodeRegistration {
@@ -18,11 +77,9 @@ fn node(id: &str) -> NodeRegistration {
     }
 }
 
-#[test]
-fn commit_load_restore_and_sweep() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(dir.path()).unwrap();
-    let reader = store.reader(2).unwrap();
+fn commit_load_restore_and_sweep(b: &Backend) {
+    let mut store = b.open();
+    let reader = b.reader();
     let mut e = Engine::new(EngineConfig::default());
     e.register_node(node("n1"), 1000);
     let mut arr = spec(1.0);
@@ -133,26 +190,22 @@ fn commit_load_restore_and_sweep() {
     assert!(reader.get_job(ids[0]).unwrap().is_some());
 }
 
-#[test]
-fn ids_never_reused_and_meta_persists() {
-    let dir = tempfile::tempdir().unwrap();
+fn ids_never_reused_and_meta_persists(b: &Backend) {
     {
-        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let mut store = b.open();
         let mut e = Engine::new(EngineConfig::default());
         e.submit(vec![Arc::new(spec(1.0))], 1).unwrap();
         store.commit(&e.take_changes()).unwrap();
         store.set_meta("k", "v").unwrap();
     }
-    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let mut store = b.open();
     let loaded = store.load().unwrap();
     assert_eq!(loaded.next_job_id, 2);
     assert_eq!(store.get_meta("k").unwrap().as_deref(), Some("v"));
 }
 
-#[test]
-fn group_commit_of_ten_thousand_jobs() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(dir.path()).unwrap();
+fn group_commit_of_ten_thousand_jobs(b: &Backend) {
+    let mut store = b.open();
     let mut e = Engine::new(EngineConfig::default());
     let specs: Vec<_> = (0..10_000).map(|_| Arc::new(spec(1.0))).collect();
     e.submit(specs, 1).unwrap();
@@ -160,11 +213,9 @@ fn group_commit_of_ten_thousand_jobs() {
     assert_eq!(store.load().unwrap().jobs.len(), 10_000);
 }
 
-#[test]
-fn idempotency_keys_persist_and_expire() {
+fn idempotency_keys_persist_and_expire(b: &Backend) {
     use zenith_engine::IdempotencyKey;
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let mut store = b.open();
     let cfg = EngineConfig {
         idempotency_ttl_ms: 1000,
         ..Default::default()
@@ -191,6 +242,15 @@ fn idempotency_keys_persist_and_expire() {
     assert!(store.load().unwrap().idempotency.is_empty());
 }
 
+fn init_meta_is_written_once(b: &Backend) {
+    let mut first = b.open();
+    let mut second = b.open();
+    assert!(first.init_meta(&[("a", "1"), ("b", "2")]).unwrap());
+    assert!(!second.init_meta(&[("a", "9"), ("b", "9")]).unwrap());
+    assert_eq!(second.get_meta("a").unwrap().as_deref(), Some("1"));
+    assert_eq!(second.get_meta("b").unwrap().as_deref(), Some("2"));
+}
+
 #[test]
 fn a_version_one_database_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,12 +270,10 @@ fn a_version_one_database_is_migrated() {
     assert_eq!(v, 3);
 }
 
-#[test]
-fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl() {
+fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl(b: &Backend) {
     use zenith_model::flow::{check, parse_yaml, RunState, StepState, Templates};
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(dir.path()).unwrap();
-    let reader = store.reader(1).unwrap();
+    let mut store = b.open();
+    let reader = b.reader();
     let cfg = EngineConfig::default();
     let mut e = Engine::new(cfg.clone());
     e.register_node(node("n1"), 1000);
