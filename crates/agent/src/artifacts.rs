@@ -14,7 +14,7 @@ const UPLOAD_PATIENCE: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct Transfer {
     pub http: reqwest::Client,
-    pub server: String,
+    pub servers: std::sync::Arc<crate::endpoints::Endpoints>,
     pub token: String,
     pub node: NodeId,
     /// Scratch space for tar files in flight.
@@ -51,7 +51,7 @@ impl Transfer {
             let len = file.metadata().await.map_err(|e| e.to_string())?.len();
             let resp = self
                 .http
-                .put(url(&self.server, key))
+                .put(url(&self.servers.current(), key))
                 .bearer_auth(&self.token)
                 .query(&[
                     ("attempt", attempt.to_string()),
@@ -83,7 +83,7 @@ impl Transfer {
     pub async fn fetch(&self, key: &str, dest: &Path) -> Result<(), String> {
         let resp = self
             .http
-            .get(url(&self.server, key))
+            .get(url(&self.servers.current(), key))
             .bearer_auth(&self.token)
             .send()
             .await

@@ -2,6 +2,7 @@
 //! and output. It executes; it never decides placement.
 
 mod artifacts;
+mod endpoints;
 mod executor;
 mod identity;
 mod logship;
@@ -23,7 +24,8 @@ use zenith_model::Resources;
 /// Everything an agent can be told.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// Base URL of the server, e.g. `http://10.0.0.5:7700`.
+    /// Base URL of the server, e.g. `http://10.0.0.5:7700`, or several comma-separated
+    /// (servers sharing a PostgreSQL store; the agent follows the leader).
     pub server: String,
     /// The agent join token.
     pub token: String,
@@ -52,6 +54,8 @@ pub enum AgentError {
     Server { status: u16, body: String },
     #[error("data directory {0} is in use by another zenith agent")]
     InUse(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Capacity of the executor -> reporter result channel.
@@ -60,6 +64,8 @@ const RESULT_CHANNEL: usize = 65_536;
 /// Runs the agent until `shutdown` resolves. Server outages are ridden out: results wait in
 /// the outbox and the agent keeps re-registering with backoff.
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let servers =
+        std::sync::Arc::new(endpoints::Endpoints::parse(&cfg.server).map_err(AgentError::Config)?);
     std::fs::create_dir_all(&cfg.data_dir)?;
     // Two agents on one data directory would share a node identity: refuse the second.
     let lock_file = std::fs::OpenOptions::new()
@@ -97,7 +103,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     std::fs::create_dir_all(&spool)?;
     let transfer = artifacts::Transfer {
         http: http.clone(),
-        server: cfg.server.clone(),
+        servers: servers.clone(),
         token: cfg.token.clone(),
         node: node.clone(),
         spool,
@@ -123,7 +129,13 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     }
     let mut outbox = outbox::Outbox::open(&cfg.data_dir)?;
     let mut logs = logship::LogShipper::default();
-    let conn = std::sync::Arc::new(session::Conn::new(http, cfg, node.clone(), metrics.clone()));
+    let conn = std::sync::Arc::new(session::Conn::new(
+        http,
+        cfg,
+        servers,
+        node.clone(),
+        metrics.clone(),
+    ));
     tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
     tokio::pin!(shutdown);
     let mut retry = Duration::from_millis(100);

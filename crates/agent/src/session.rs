@@ -31,6 +31,7 @@ const REPORT_BATCH: usize = 10_000;
 pub struct Conn {
     pub http: reqwest::Client,
     pub cfg: AgentConfig,
+    pub servers: std::sync::Arc<crate::endpoints::Endpoints>,
     pub node: NodeId,
     /// Per-request timeout in milliseconds (see `DEFAULT_REQUEST_TIMEOUT`).
     pub request_timeout_ms: AtomicU64,
@@ -41,6 +42,7 @@ impl Conn {
     pub fn new(
         http: reqwest::Client,
         cfg: AgentConfig,
+        servers: std::sync::Arc<crate::endpoints::Endpoints>,
         node: NodeId,
         metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
     ) -> Self {
@@ -48,6 +50,7 @@ impl Conn {
         Conn {
             http,
             cfg,
+            servers,
             node,
             request_timeout_ms: AtomicU64::new(ms),
             metrics,
@@ -68,7 +71,7 @@ impl Conn {
 
 impl Conn {
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.cfg.server.trim_end_matches('/'))
+        format!("{}{path}", self.servers.current())
     }
 
     pub async fn register(&self, known: Vec<AttemptId>) -> Result<RegisterResponse, AgentError> {
@@ -89,14 +92,30 @@ impl Conn {
         path: &str,
         body: &B,
     ) -> Result<T, AgentError> {
-        let resp = self
+        let server = self.servers.current();
+        let sent = self
             .http
-            .post(self.url(path))
+            .post(format!("{server}{path}"))
             .bearer_auth(&self.cfg.token)
             .timeout(self.timeout())
             .json(body)
             .send()
-            .await?;
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.servers.failed(&server);
+                return Err(e.into());
+            }
+        };
+        // A standby (servers sharing a PostgreSQL store) names the leader.
+        if let Some(leader) = resp
+            .headers()
+            .get(zenith_protocol::agent::LEADER_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            self.servers.redirect(leader);
+        }
         decode(resp).await
     }
 

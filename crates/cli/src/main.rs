@@ -72,6 +72,8 @@ enum Command {
     },
     /// List nodes.
     Nodes(cmd::nodes::NodesArgs),
+    /// List the servers sharing the store: which leads, its lease epoch and age.
+    Servers(cmd::servers::ServersArgs),
     /// Follow job, attempt and node transitions as they happen.
     Events(cmd::events::EventsArgs),
     /// The cluster live: utilisation, queues, nodes, running jobs, flow runs.
@@ -135,6 +137,7 @@ fn main() -> ExitCode {
             Command::Jobs(a) => cmd::jobs::run(a).await,
             Command::Job { verb } => cmd::job::run(verb).await,
             Command::Nodes(a) => cmd::nodes::run(a).await,
+            Command::Servers(a) => cmd::servers::run(a).await,
             Command::Events(a) => cmd::events::run(a).await,
             Command::Top(a) => cmd::top::run(a).await,
             Command::Ui(a) => cmd::ui::run(a).await,

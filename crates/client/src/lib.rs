@@ -62,14 +62,45 @@ pub fn new_idempotency_key() -> Option<String> {
     Some(hex::encode(b))
 }
 
+/// A client of one server or of several sharing a store (`http://a:7700,http://b:7700`):
+/// requests go to the one that answered last; a server that refuses the connection is
+/// skipped for the next (any server answers: a standby forwards to the leader).
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    bases: std::sync::Arc<Vec<String>>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     token: Option<String>,
     http: reqwest::Client,
 }
 
+/// Splits a comma-separated list of server URLs; each must be http(s).
+pub fn parse_servers(list: &str) -> Result<Vec<String>, ClientError> {
+    let bases: Vec<String> = list
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let bad = |reason: String| ClientError::Unreachable {
+        url: list.to_string(),
+        reason,
+    };
+    if bases.is_empty() {
+        return Err(bad("no server URL given".into()));
+    }
+    if bases.len() > 16 {
+        return Err(bad(format!("{} server URLs; at most 16", bases.len())));
+    }
+    if let Some(b) = bases
+        .iter()
+        .find(|b| !b.starts_with("http://") && !b.starts_with("https://"))
+    {
+        return Err(bad(format!("{b:?} is not an http:// or https:// URL")));
+    }
+    Ok(bases)
+}
+
 impl Client {
+    /// `base`: one server URL or a comma-separated list of them.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -80,32 +111,75 @@ impl Client {
                 reason: e.to_string(),
             })?;
         Ok(Client {
-            base: base.trim_end_matches('/').to_string(),
+            bases: std::sync::Arc::new(parse_servers(base)?),
+            current: Default::default(),
             token,
             http,
         })
     }
 
+    /// The server requests go to now.
     pub fn base(&self) -> &str {
-        &self.base
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.bases[i % self.bases.len()]
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let rb = self.http.request(method, format!("{}{path}", self.base));
+        let rb = self.http.request(method, format!("{}{path}", self.base()));
         match &self.token {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         }
     }
 
+    /// Sends to the current server; when it refuses the connection (nothing was sent), to
+    /// the next, once round the list. The one that answers becomes current.
+    async fn execute(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let req = rb.build()?;
+        let n = self.bases.len();
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed) % n;
+        let from = self.bases[start].clone();
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let attempt = if k == 0 {
+                req.try_clone()
+            } else {
+                // Same path and query on the next server.
+                req.try_clone().and_then(|mut r| {
+                    let rest = r.url().as_str().strip_prefix(from.as_str())?.to_string();
+                    *r.url_mut() = format!("{}{rest}", self.bases[i]).parse().ok()?;
+                    Some(r)
+                })
+            };
+            let Some(attempt) = attempt else { break };
+            match self.http.execute(attempt).await {
+                Err(e) if e.is_connect() && k + 1 < n => last = Some(e),
+                Err(e) => return Err(e),
+                Ok(resp) => {
+                    self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(resp);
+                }
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            // A body that cannot be replayed: one try on the current server.
+            None => self.http.execute(req).await,
+        }
+    }
+
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = rb.send().await.map_err(|e| self.unreachable(&e))?;
+        let resp = self.execute(rb).await.map_err(|e| self.unreachable(&e))?;
         self.check(resp).await
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
         ClientError::Unreachable {
-            url: self.base.clone(),
+            url: self.bases.join(","),
             reason: root_cause(e),
         }
     }
@@ -165,7 +239,7 @@ impl Client {
                 .header("idempotency-key", key)
                 .timeout(std::time::Duration::from_secs(30))
                 .json(spec);
-            let outcome = match rb.send().await {
+            let outcome = match self.execute(rb).await {
                 Err(e) if e.is_connect() || tries >= SUBMIT_TRIES => {
                     return Err(self.unreachable(&e))
                 }
@@ -241,6 +315,12 @@ impl Client {
 
     pub async fn summary(&self) -> Result<zenith_protocol::api::ClusterSummary, ClientError> {
         self.json(self.req(reqwest::Method::GET, "/api/v1/summary"))
+            .await
+    }
+
+    /// The servers sharing the store, the leader and its lease.
+    pub async fn servers(&self) -> Result<zenith_protocol::api::ServerList, ClientError> {
+        self.json(self.req(reqwest::Method::GET, "/api/v1/servers"))
             .await
     }
 

@@ -8,6 +8,10 @@ use zenith_model::{AttemptId, AttemptOutcome, JobId, NodeId, Resources};
 /// Bumped on any incompatible change; the server refuses other versions at registration.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Header of a standby's 503 to an agent: the leader's URL (servers sharing a PostgreSQL
+/// store).
+pub const LEADER_HEADER: &str = "x-zenith-leader";
+
 /// Most attempt IDs in one `known` list or result batch.
 pub const MAX_BATCH: usize = 100_000;
 

@@ -332,3 +332,41 @@ pub struct QueueLevel {
     pub queued: u64,
     pub running: u64,
 }
+
+/// `GET /api/v1/servers`: the servers sharing the store and who leads.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerList {
+    /// `embedded` (one server, SQLite) or `postgres` (several, one leader).
+    pub store: String,
+    /// The server that answered.
+    pub answered_by: String,
+    /// The leader's URL, when a lease is held and unexpired.
+    pub leader: Option<String>,
+    pub epoch: i64,
+    /// How long the current leader has held the lease.
+    pub lease_age_ms: u64,
+    /// Until the lease expires unless renewed (negative: expired that long ago).
+    pub lease_expires_in_ms: i64,
+    /// Writes committed by the leader in this epoch.
+    pub commits_this_epoch: i64,
+    pub members: Vec<ServerView>,
+    /// Recent past terms, newest first.
+    pub terms: Vec<TermView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerView {
+    pub id: String,
+    pub url: String,
+    pub version: String,
+    pub leader: bool,
+    pub last_seen_ms_ago: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TermView {
+    pub epoch: i64,
+    pub url: String,
+    pub held_ms: u64,
+    pub commits: i64,
+}

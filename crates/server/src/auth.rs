@@ -16,6 +16,9 @@ pub enum Role {
     Agent,
 }
 
+const ADMIN_KEY: &str = "admin_token_sha256";
+const AGENT_KEY: &str = "agent_token_sha256";
+
 /// Hashes of the valid tokens.
 #[derive(Clone)]
 pub struct Tokens {
@@ -52,33 +55,47 @@ fn write_secret(path: &Path, token: &str) -> Result<(), ServerError> {
 
 impl Tokens {
     /// Loads token hashes from the store, creating both tokens (and their files) on first
-    /// start.
+    /// start. Servers sharing one database race safely: the files are written first, then the
+    /// hashes only where none exist; a server that lost the race removes its files and uses
+    /// the tokens of the one that won (whose data directory holds them).
     pub fn init(store: &mut dyn Store, data_dir: &Path) -> Result<Tokens, ServerError> {
-        let admin = store.get_meta("admin_token_sha256")?;
-        let agent = store.get_meta("agent_token_sha256")?;
-        if let (Some(a), Some(g)) = (admin, agent) {
-            let dec = |s: &str| -> Result<[u8; 32], ServerError> {
-                hex::decode(s)
-                    .ok()
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or(ServerError::Io("stored token hash is corrupt".into()))
-            };
-            return Ok(Tokens {
-                admin: dec(&a)?,
-                agent: dec(&g)?,
-            });
+        if let Some(t) = Self::stored(store)? {
+            return Ok(t);
         }
         let admin = random_token()?;
         let agent = random_token()?;
-        write_secret(&data_dir.join("admin.token"), &admin)?;
-        write_secret(&data_dir.join("agent.token"), &agent)?;
+        let (admin_file, agent_file) = (data_dir.join("admin.token"), data_dir.join("agent.token"));
+        write_secret(&admin_file, &admin)?;
+        write_secret(&agent_file, &agent)?;
         let t = Tokens {
             admin: hash(&admin),
             agent: hash(&agent),
         };
-        store.set_meta("admin_token_sha256", &hex::encode(t.admin))?;
-        store.set_meta("agent_token_sha256", &hex::encode(t.agent))?;
-        Ok(t)
+        let (a, g) = (hex::encode(t.admin), hex::encode(t.agent));
+        if store.init_meta(&[(ADMIN_KEY, &a), (AGENT_KEY, &g)])? {
+            return Ok(t);
+        }
+        let _ = std::fs::remove_file(&admin_file);
+        let _ = std::fs::remove_file(&agent_file);
+        Self::stored(store)?.ok_or(ServerError::Io(
+            "token hashes are missing from the store after another server created them".into(),
+        ))
+    }
+
+    fn stored(store: &mut dyn Store) -> Result<Option<Tokens>, ServerError> {
+        let (Some(a), Some(g)) = (store.get_meta(ADMIN_KEY)?, store.get_meta(AGENT_KEY)?) else {
+            return Ok(None);
+        };
+        let dec = |s: &str| -> Result<[u8; 32], ServerError> {
+            hex::decode(s)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or(ServerError::Io("stored token hash is corrupt".into()))
+        };
+        Ok(Some(Tokens {
+            admin: dec(&a)?,
+            agent: dec(&g)?,
+        }))
     }
 
     /// The role a presented token grants, if any.

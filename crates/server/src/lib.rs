@@ -12,6 +12,8 @@ mod control;
 mod error;
 mod events;
 mod flows_api;
+mod ha;
+mod leader;
 mod limiter;
 pub mod logs;
 mod metrics;
@@ -32,9 +34,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use zenith_engine::{Engine, EngineConfig};
 use zenith_store::sqlite::SqliteStore;
-use zenith_store::{Store, StoreReader};
+use zenith_store::StoreReader;
 
 /// Everything the server can be told. Durations in milliseconds.
 #[derive(Clone, Debug)]
@@ -65,6 +66,21 @@ pub struct ServerConfig {
     pub max_artifact_bytes: u64,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl_ms: u64,
+    /// Share a PostgreSQL store with other servers (one leader at a time); `None`: the
+    /// embedded store in `data_dir`.
+    pub ha: Option<HaConfig>,
+}
+
+/// Several servers on one PostgreSQL database (docs/ha.md).
+#[derive(Clone, Debug)]
+pub struct HaConfig {
+    /// `postgres://user:password@host:port/db`.
+    pub store_url: String,
+    /// The URL other servers, clients and agents use to reach this one, e.g.
+    /// `http://10.0.0.5:7700`; standbys forward requests to it while this server leads.
+    pub advertise_url: String,
+    /// The leader renews its lease every third of this; a standby takes over after it lapses.
+    pub lease_ttl_ms: u64,
 }
 
 impl ServerConfig {
@@ -82,6 +98,7 @@ impl ServerConfig {
             rate_limit_per_client: 1000,
             max_artifact_bytes: 1 << 30,
             idempotency_ttl_ms: 24 * 3600 * 1000,
+            ha: None,
         }
     }
 }
@@ -125,114 +142,40 @@ pub(crate) struct AppInner {
 /// Capacity of the control loop's inbox; a full inbox answers 429.
 const CONTROL_INBOX: usize = 65_536;
 
-/// Runs a server on `listener` until `shutdown` resolves (or a store failure stops it).
+/// Runs a server on `listener` until `shutdown` resolves (or a store failure stops it). With
+/// [`ServerConfig::ha`] set it joins the servers sharing that PostgreSQL database
+/// ([`ha`]); otherwise it runs alone on the embedded store in the data directory.
 pub async fn serve(
     cfg: ServerConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let clock = Clock::new();
+    if cfg.ha.is_some() {
+        return ha::serve(cfg, listener, shutdown).await;
+    }
     let _lock = lock_data_dir(&cfg.data_dir, "server.lock", "server")?;
     let mut store = SqliteStore::open(&cfg.data_dir)?;
     if let Some(limit) = cfg.max_store_bytes {
         store.set_size_limit(limit)?;
     }
     let tokens = auth::Tokens::init(&mut store, &cfg.data_dir)?;
-    let loaded = store.load()?;
-    tracing::info!(
-        live_jobs = loaded.jobs.len(),
-        running = loaded.running.len(),
-        nodes = loaded.nodes.len(),
-        "store loaded"
-    );
-    let engine_cfg = EngineConfig {
-        heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
-        dispatch_grace_ms: (cfg.heartbeat_interval_ms * 10).max(5_000),
-        max_live_jobs: cfg.max_live_jobs,
-        idempotency_ttl_ms: cfg.idempotency_ttl_ms,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::restore(engine_cfg.clone(), loaded, clock.now());
     let reader: Arc<dyn StoreReader> = Arc::new(store.reader(4)?);
-    let logs = logs::LogStore::new(cfg.data_dir.join("logs"), cfg.max_log_bytes);
-
     let metrics = Arc::new(metrics::Metrics::new());
-    let (events_tx, _) = tokio::sync::broadcast::channel(events::EVENT_BUFFER);
-    let (writer_tx, writer_rx) = mpsc::channel(64);
-    let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
-    let fatal_seen = fatal_rx.clone();
-    let (failures_tx, failures_rx) = mpsc::channel(16);
-    let artifacts = artifacts::ArtifactStore {
-        root: cfg.data_dir.join("artifacts"),
-        max_bytes: cfg.max_artifact_bytes,
-    };
-    let writer = writer::spawn(
-        Box::new(store) as Box<dyn Store>,
-        logs.clone(),
-        artifacts.clone(),
-        writer_rx,
-        failures_tx,
-        metrics.clone(),
-    )
-    .map_err(|e| ServerError::Io(format!("starting the store writer: {e}")))?;
-
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_INBOX);
-    let degraded = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let loop_cfg = control::LoopConfig {
-        heartbeat_interval_ms: cfg.heartbeat_interval_ms,
-        retention_ms: cfg.retention_ms,
-        sweep_every: Duration::from_millis(cfg.sweep_every_ms.max(10)),
-        engine: engine_cfg,
-    };
-    let control = control::ControlLoop::new(
-        engine,
-        clock,
-        loop_cfg,
-        writer_tx,
-        metrics.clone(),
-        events_tx.clone(),
-        control::Shared {
-            failures: failures_rx,
-            fatal: Arc::new(fatal_tx),
-            degraded: degraded.clone(),
-        },
-    );
-    let mut loop_stop = stop_rx.clone();
-    let control_task = tokio::spawn(control.run(control_rx, async move {
-        let _ = loop_stop.changed().await;
-    }));
-
-    let state = AppState(Arc::new(AppInner {
-        control: control_tx,
-        reader,
-        logs,
-        tokens,
-        shutdown: stop_rx.clone(),
-        metrics,
-        events: events_tx,
-        degraded,
-        limiter: Arc::new(limiter::RateLimiter::new(cfg.rate_limit_per_client)),
-        artifacts,
-    }));
-    let app = router(state, cfg.max_body_bytes);
-
-    let mut stop_wait = stop_rx.clone();
+    metrics.leader.set(1);
+    let leader = leader::Leader::start(&cfg, Box::new(store), reader, tokens, metrics)?;
+    let app = leader.router.clone();
+    let mut stop_wait = leader.stopped();
+    let mut fatal = leader.fatal();
+    let stop = leader.stop_sender();
     let stop_signal = async move {
         tokio::select! {
             _ = shutdown => {}
-            _ = fatal_rx.changed() => {}
+            _ = fatal.changed() => {}
         }
-        let _ = stop_tx.send(true);
+        let _ = stop.send(true);
     };
-    // Small request/response exchanges with agents: never wait on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let served = axum::serve(
-        listener,
+        nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(stop_signal);
@@ -244,14 +187,22 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_secs(3)).await;
         } => {}
     }
-    let _ = control_task.await;
-    // The loop held the writer's only sender: the writer drains what it has and stops.
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    let fatal = fatal_seen.borrow().clone();
-    match fatal {
+    match leader.finish().await {
         Some(e) => Err(ServerError::Fatal(e)),
         None => Ok(()),
     }
+}
+
+/// Small request/response exchanges with agents: never wait on Nagle's algorithm.
+fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 /// Holds an exclusive lock on `<dir>/<file>` for as long as the returned guard lives, so that
@@ -288,6 +239,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/jobs/{id}/explain", get(api::explain))
         .route("/nodes", get(api::nodes))
         .route("/summary", get(api::summary))
+        .route("/servers", get(ha::embedded_servers))
         .route("/events", get(events::events))
         .route("/flows", get(flows_api::list))
         .route("/flows/validate", post(flows_api::validate))

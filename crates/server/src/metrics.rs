@@ -82,6 +82,16 @@ pub struct Metrics {
     api_clients: Gauge,
     api_requests: Family<RouteLabels, Counter>,
     api_latency: HistFamily<RouteLabel>,
+    /// High availability (PostgreSQL store): 1 while this server holds the leader lease.
+    pub leader: Gauge,
+    /// The lease epoch this server last held or saw.
+    pub lease_epoch: Gauge,
+    /// Terms this server won (takeovers).
+    pub leader_terms: Counter,
+    /// Terms that ended by losing the lease (not by shutdown).
+    pub leader_losses: Counter,
+    /// Requests a standby forwarded to the leader.
+    pub forwarded: Counter,
     /// Engine counters already exported, to turn totals into increments.
     exported: Mutex<Counters>,
 }
@@ -121,6 +131,11 @@ impl Metrics {
             api_clients: Gauge::default(),
             api_requests: Family::default(),
             api_latency: Family::new_with_constructor(latency_histogram),
+            leader: Gauge::default(),
+            lease_epoch: Gauge::default(),
+            leader_terms: Counter::default(),
+            leader_losses: Counter::default(),
+            forwarded: Counter::default(),
             exported: Mutex::new(Counters::default()),
             registry: Registry::default(),
         };
@@ -266,6 +281,31 @@ impl Metrics {
             "api_request_seconds",
             "HTTP request latency by route",
             m.api_latency.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this server holds the leader lease (PostgreSQL store; always 1 embedded)",
+            m.leader.clone(),
+        );
+        r.register(
+            "lease_epoch",
+            "Leader lease epoch this server holds or last saw",
+            m.lease_epoch.clone(),
+        );
+        r.register(
+            "leader_terms",
+            "Times this server took the leader lease",
+            m.leader_terms.clone(),
+        );
+        r.register(
+            "leader_losses",
+            "Times this server lost the leader lease while running",
+            m.leader_losses.clone(),
+        );
+        r.register(
+            "forwarded_requests",
+            "API requests this standby forwarded to the leader",
+            m.forwarded.clone(),
         );
         Metrics { registry: r, ..m }
     }

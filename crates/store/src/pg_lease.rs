@@ -6,7 +6,7 @@
 //! [`crate::postgres::Fence`]). All times come from `zenith_now_ms()`, so servers' clocks may
 //! disagree without harm.
 
-use crate::postgres::connect;
+use crate::postgres::{connect, PgConn};
 use crate::StoreError;
 use postgres::Client;
 
@@ -52,7 +52,7 @@ const TERMS_KEPT: i64 = 1000;
 /// One server's handle on the lease, with its own connection (reopened after an error).
 pub struct Lease {
     url: String,
-    client: Option<Client>,
+    client: Option<PgConn>,
     /// This server's identity (unique per process start).
     pub holder: String,
     /// Where other servers, clients and agents reach this one.

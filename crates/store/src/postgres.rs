@@ -56,10 +56,39 @@ pub(crate) fn decode<T>(
     keep_good(rows.iter().map(|r| Ok::<_, StoreError>(f(r))))
 }
 
+/// A connection that may be dropped anywhere: the driver closes a connection by blocking on
+/// its own runtime, which panics inside an async runtime (the server drops readers and
+/// leases from async code), so the close happens on a short-lived thread of its own.
+pub struct PgConn(Option<Client>);
+
+impl std::ops::Deref for PgConn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        // Some until drop, which is the only place that takes it.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("connection used after drop"))
+    }
+}
+
+impl std::ops::DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().unwrap_or_else(|| unreachable!("connection used after drop"))
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = std::thread::Builder::new()
+                .name("zenith-pg-close".into())
+                .spawn(move || drop(c));
+        }
+    }
+}
+
 /// Opens a connection with timeouts, so that a database that stops answering fails calls
 /// instead of hanging them: 5 s to connect, 10 s for unacknowledged data (TCP_USER_TIMEOUT),
 /// 30 s per statement.
-pub fn connect(url: &str) -> Result<Client, StoreError> {
+pub fn connect(url: &str) -> Result<PgConn, StoreError> {
     let mut cfg: postgres::Config = url
         .parse()
         .map_err(|e: postgres::Error| StoreError::Config(format!("--store {url:?}: {e}")))?;
@@ -70,7 +99,7 @@ pub fn connect(url: &str) -> Result<Client, StoreError> {
     cfg.keepalives_idle(Duration::from_secs(5));
     cfg.application_name("zenith");
     cfg.options("-c statement_timeout=30000");
-    Ok(cfg.connect(NoTls)?)
+    Ok(PgConn(Some(cfg.connect(NoTls)?)))
 }
 
 /// The writer's fence: the lease it must still hold for a write to commit.
@@ -84,7 +113,7 @@ pub struct Fence {
 /// The write side. Reconnects by itself after the database restarts.
 pub struct PgStore {
     url: String,
-    client: Client,
+    client: PgConn,
     fence: Option<Fence>,
 }
 
@@ -572,7 +601,7 @@ fn commit_nodes_and_keys(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), S
 #[derive(Clone)]
 pub struct PgReader {
     url: String,
-    pool: Arc<Mutex<Vec<Client>>>,
+    pool: Arc<Mutex<Vec<PgConn>>>,
     keep: usize,
 }
 

@@ -91,11 +91,66 @@ pub struct UpArgs {
 pub struct ServerArgs {
     #[command(flatten)]
     server: ServerOpts,
+    /// Share a PostgreSQL database with other servers for high availability, e.g.
+    /// postgres://zenith:secret@db:5432/zenith (default: the embedded store in the data
+    /// directory). One server leads; the others stand by and take over (docs/ha.md).
+    #[arg(long, env = "ZENITH_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// The URL other servers, clients and agents reach this server at
+    /// (default: http://LISTEN-ADDRESS; required when listening on 0.0.0.0).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// With --store postgres: the leader renews its lease every third of this; a standby
+    /// takes over at most this long after the leader stops.
+    #[arg(long, default_value = "10s", value_parser = DurationMs::parse)]
+    lease_ttl: DurationMs,
+}
+
+/// The HA settings of `zenith server`, checked.
+fn ha_config(a: &ServerArgs, addr: SocketAddr) -> anyhow::Result<Option<zenith_server::HaConfig>> {
+    let Some(url) = &a.store else {
+        anyhow::ensure!(
+            a.advertise.is_none(),
+            "--advertise only applies with --store postgres://..."
+        );
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "--store: expected a postgres:// URL (the embedded store needs no --store), got {url:?}"
+    );
+    let advertise = match &a.advertise {
+        Some(u) => {
+            anyhow::ensure!(
+                u.starts_with("http://") || u.starts_with("https://"),
+                "--advertise: expected an http:// URL, got {u:?}"
+            );
+            u.trim_end_matches('/').to_string()
+        }
+        None => {
+            anyhow::ensure!(
+                !addr.ip().is_unspecified(),
+                "--advertise is required when listening on {addr}: other servers and agents need an address they can reach"
+            );
+            format!("http://{addr}")
+        }
+    };
+    let ttl = a.lease_ttl.as_millis();
+    anyhow::ensure!(
+        (300..=600_000).contains(&ttl),
+        "--lease-ttl: between 300ms and 10m, got {ttl} ms"
+    );
+    Ok(Some(zenith_server::HaConfig {
+        store_url: url.clone(),
+        advertise_url: advertise,
+        lease_ttl_ms: ttl,
+    }))
 }
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// Server URL.
+    /// Server URL, or several comma-separated (servers sharing a PostgreSQL store: the
+    /// agent follows the leader).
     #[arg(long, env = "ZENITH_SERVER")]
     server: String,
     /// Agent join token (agent.token in the server's data directory).
@@ -179,13 +234,21 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
-    let cfg = server_config(&a.server);
+    let mut cfg = server_config(&a.server);
     let listener = bind(a.server.listen).await?;
     let addr = listener.local_addr()?;
+    cfg.ha = ha_config(&a, addr)?;
     eprintln!(
         "zenith server listening on http://{addr} (data in {})",
         cfg.data_dir.display()
     );
+    if let Some(h) = &cfg.ha {
+        eprintln!(
+            "  store: PostgreSQL, shared; this server is {} (lease TTL {} ms)",
+            h.advertise_url, h.lease_ttl_ms
+        );
+        eprintln!("  tokens: written by the server that first initialised the database");
+    }
     eprintln!(
         "  web UI: http://{addr}/ (sign in with the admin token: {})",
         cfg.data_dir.join("admin.token").display()

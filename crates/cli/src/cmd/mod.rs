@@ -7,6 +7,7 @@ pub mod job;
 pub mod jobs;
 pub mod nodes;
 pub mod run_wait;
+pub mod servers;
 pub mod submit;
 pub mod top;
 pub mod ui;
@@ -20,7 +21,8 @@ use zenith_client::{Client, ClientError};
 /// Where to find the server, for every client verb.
 #[derive(Args, Clone, Debug)]
 pub struct Conn {
-    /// Server URL.
+    /// Server URL, or several comma-separated (servers sharing a PostgreSQL store): the
+    /// next is tried when one refuses the connection.
     #[arg(
         long,
         env = "ZENITH_SERVER",
