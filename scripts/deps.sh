@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, when it is missing:
-# Debian's chromium (the web UI's browser tests) and prometheus (promtool lints /metrics),
-# then the browser tests' npm packages from ui-tests/package-lock.json.
+# Debian's chromium (the web UI's browser tests), prometheus (promtool lints /metrics) and
+# postgresql (the store and HA tests start their own throw-away PostgreSQL servers; the
+# package's own cluster is not used), then the browser tests' npm packages from
+# ui-tests/package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "deps: installing ${missing[*]} from Debian's packages"
   sudo=()

@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 
+#[derive(Debug)]
 pub struct Endpoints {
     list: Vec<String>,
     current: Mutex<String>,

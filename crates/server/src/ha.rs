@@ -310,9 +310,17 @@ async fn pilot(
             &lease, ttl, epoch, &term, &lost, &mut stop, version, started,
         )
         .await;
-        // From here requests go to the standby side (forwarded once a new leader is known).
+        if matches!(end, TermEnd::Lost(_)) {
+            ha.metrics.leader_losses.inc();
+        }
+        // From here requests go to the standby side: forwarded to the new leader when the
+        // lease names one, refused with 503 (clients retry) until then.
+        let next = with_lease(&lease, ttl, |l| l.view()).await.ok();
+        ha.set_leader(
+            next.filter(|v| v.epoch != epoch && v.expires_at > v.now)
+                .map(|v| v.url),
+        );
         ha.set_term(None);
-        ha.set_leader(None);
         ha.metrics.leader.set(0);
         let fatal = term.finish().await;
         match end {
@@ -323,7 +331,6 @@ async fn pilot(
                 return;
             }
             TermEnd::Lost(why) => {
-                ha.metrics.leader_losses.inc();
                 if let Some(f) = fatal {
                     tracing::error!(error = %f, "the term's store failed");
                 }

@@ -65,13 +65,17 @@ impl std::ops::Deref for PgConn {
     type Target = Client;
     fn deref(&self) -> &Client {
         // Some until drop, which is the only place that takes it.
-        self.0.as_ref().unwrap_or_else(|| unreachable!("connection used after drop"))
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("connection used after drop"))
     }
 }
 
 impl std::ops::DerefMut for PgConn {
     fn deref_mut(&mut self) -> &mut Client {
-        self.0.as_mut().unwrap_or_else(|| unreachable!("connection used after drop"))
+        self.0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("connection used after drop"))
     }
 }
 
@@ -98,7 +102,7 @@ pub fn connect(url: &str) -> Result<PgConn, StoreError> {
     cfg.tcp_user_timeout(Duration::from_secs(10));
     cfg.keepalives_idle(Duration::from_secs(5));
     cfg.application_name("zenith");
-    cfg.options("-c statement_timeout=30000");
+    cfg.options("-c statement_timeout=30000 -c client_min_messages=warning");
     Ok(PgConn(Some(cfg.connect(NoTls)?)))
 }
 

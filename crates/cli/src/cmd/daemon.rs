@@ -242,21 +242,28 @@ pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
         "zenith server listening on http://{addr} (data in {})",
         cfg.data_dir.display()
     );
-    if let Some(h) = &cfg.ha {
-        eprintln!(
-            "  store: PostgreSQL, shared; this server is {} (lease TTL {} ms)",
-            h.advertise_url, h.lease_ttl_ms
-        );
-        eprintln!("  tokens: written by the server that first initialised the database");
+    match &cfg.ha {
+        Some(h) => {
+            eprintln!(
+                "  store: PostgreSQL, shared; this server is {} (lease TTL {} ms)",
+                h.advertise_url, h.lease_ttl_ms
+            );
+            eprintln!(
+                "  tokens: admin.token and agent.token are written into the data directory of the server that initialises the database"
+            );
+            eprintln!("  web UI: http://{addr}/ (any server; sign in with the admin token)");
+        }
+        None => {
+            eprintln!(
+                "  web UI: http://{addr}/ (sign in with the admin token: {})",
+                cfg.data_dir.join("admin.token").display()
+            );
+            eprintln!(
+                "  agent token: {}",
+                cfg.data_dir.join("agent.token").display()
+            );
+        }
     }
-    eprintln!(
-        "  web UI: http://{addr}/ (sign in with the admin token: {})",
-        cfg.data_dir.join("admin.token").display()
-    );
-    eprintln!(
-        "  agent token: {}",
-        cfg.data_dir.join("agent.token").display()
-    );
     zenith_server::serve(cfg, listener, shutdown_signal()).await?;
     Ok(0)
 }
