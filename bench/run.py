@@ -33,6 +33,7 @@ SIZES = {
     "latency": (30, 300),
     "flow3": (10, 100),
     "submit": (2_000, 50_000),
+    "ha_submit": (2_000, 20_000),
     "cli": (20, 200),
     "memory": (20_000, 1_000_000),
     "ceiling": (20_000, 500_000),
@@ -126,6 +127,13 @@ class Suite:
             secs = time.monotonic() - t0
             batched = {"count": max(1, n // 10_000) * 10_000, "per_second": max(1, n // 10_000) * 10_000 / secs}
         self.record("submit", {"separate": sep, "batched_10k": batched})
+
+    def ha(self):
+        import ha  # noqa: E402
+        if not ha.pg_bin():
+            self.record("ha", {"skipped": "PostgreSQL server binaries not found (./scripts/deps.sh)"})
+            return
+        self.record("ha", ha.run(self, self.n("ha_submit")))
 
     def cli(self):
         n = self.n("cli")
@@ -318,7 +326,7 @@ def main():
         cargo = ["cargo", "build", "--locked", "-p", "zenith-cli", "-p", "zenith-bench"]
         subprocess.run(cargo + (["--release"] if s.profile == "release" else []), cwd=ROOT, check=True)
     ours = ["spawn", "array", "latency", "flow3", "submit", "cli", "memory", "ceiling", "agents",
-            "flows", "callgrind"]
+            "flows", "callgrind", "ha"]
     peers = ["celery", "ray", "slurm"]
     chosen = ours + (peers if (not args.quick or args.peers) and not args.no_peers else [])
     if args.only:

@@ -100,6 +100,19 @@ def write_summary(r, quick, path, machine, profile):
               "(`zenith-stamp` writes the clock); for Celery and Ray the task starts that process, and the "
               "start of the task function alone is in their JSON (`function_start_p50_ms`). Zenith's no-op "
               "figure is its scheduler ceiling with simulated agents.", ""]
+    ha = r.get("ha")
+    if ha and "submit_via_leader" in ha:
+        lines += ["## High availability (two servers on PostgreSQL)", "",
+                  "| measure | PostgreSQL via the leader | via a standby (forwarded) | embedded store |",
+                  "|---|---|---|---|"]
+        row = [_get(ha, k, "per_second") for k in ("submit_via_leader", "submit_via_standby", "submit_embedded")]
+        p50 = [_get(ha, k, "request", "p50_ms") for k in ("submit_via_leader", "submit_via_standby", "submit_embedded")]
+        lines.append("| separate submissions, 64 in flight | " + " | ".join(fmt(v, " jobs/s") for v in row) + " |")
+        lines.append("| request p50 | " + " | ".join(fmt(v, " ms") for v in p50) + " |")
+        lines += ["", f"Failover after kill -9 of the leader (lease TTL {ha.get('lease_ttl_seconds')} s): "
+                  f"the standby answered ready {fmt(ha.get('failover_seconds'), ' s')} later.", ""]
+    elif ha:
+        lines += ["## High availability", "", f"skipped: {ha.get('skipped') or ha.get('error')}", ""]
     lines += ["## Everything measured", "", "```json"]
     import json
     lines.append(json.dumps(r, indent=2))
