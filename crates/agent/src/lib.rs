@@ -139,9 +139,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
     tokio::pin!(shutdown);
     let mut retry = Duration::from_millis(100);
+    let mut hopped = false;
     'connect: loop {
         let mut known = exec.running();
         known.extend(outbox.pending().map(|r| r.attempt));
+        let tried = conn.servers.current();
         let reg = tokio::select! {
             _ = &mut shutdown => break 'connect,
             r = conn.register(known) => r,
@@ -149,8 +151,18 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         let reg = match reg {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, retry_ms = retry.as_millis() as u64, "registration failed");
-                let pause = tokio::time::sleep(jitter(retry));
+                // Sent elsewhere (the next server, or the leader a standby named): go at once,
+                // but only once in a row, so that servers pointing at each other during a
+                // failover are not hammered.
+                let moved = conn.servers.current() != tried && !hopped;
+                hopped = moved;
+                let wait = if moved {
+                    Duration::from_millis(50)
+                } else {
+                    retry
+                };
+                tracing::warn!(error = %e, retry_ms = wait.as_millis() as u64, "registration failed");
+                let pause = tokio::time::sleep(jitter(wait));
                 tokio::pin!(pause);
                 loop {
                     tokio::select! {
@@ -160,11 +172,14 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                         r = results_rx.recv() => stash(&mut outbox, r, &mut results_rx)?,
                     }
                 }
-                retry = (retry * 2).min(Duration::from_secs(5));
+                if !moved {
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                }
                 continue;
             }
         };
         retry = Duration::from_millis(100);
+        hopped = false;
         tracing::info!(session = reg.session, "registered");
         metrics.registrations.inc();
         conn.adopt_heartbeat_timeout(reg.heartbeat_timeout_ms);

@@ -1,6 +1,6 @@
 //! Flow records in PostgreSQL: runs, step rows, instance rows and applied definitions.
 
-use crate::postgres::{decode, delete_jobs, meta, PgReader};
+use crate::postgres::{decode, delete_jobs, meta, PgReader, Tx};
 use crate::rows::{self, json, stored_spec, DEF_COLS, INST_COLS, RUN_COLS, STEP_COLS};
 use crate::{RunFilter, StoreError};
 use postgres::Transaction;
@@ -48,7 +48,7 @@ fn opt(v: Option<u64>) -> Option<i64> {
 }
 
 /// Writes the flow part of one batch inside its transaction.
-pub(crate) fn commit(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError> {
+pub(crate) fn commit(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
     commit_runs(tx, ch)?;
     if !ch.steps.is_empty() {
         let (mut run, mut step, mut state) = (Vec::new(), Vec::new(), Vec::new());
@@ -113,7 +113,7 @@ pub(crate) fn commit(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), Store
     Ok(())
 }
 
-fn commit_runs(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError> {
+fn commit_runs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
     for r in ch.runs.values() {
         let (id, state, retries) = (r.id.0 as i64, r.state.as_str(), i64::from(r.retries_used));
         let cancel = i64::from(r.cancel_requested);
@@ -164,7 +164,7 @@ fn commit_runs(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError>
 /// Deletes up to `limit` finished runs whose `ttl` expired by `now` or that finished before
 /// `before` (retention), with their rows and their jobs' rows.
 pub(crate) fn sweep(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_, '_>,
     now: u64,
     before: u64,
     limit: usize,

@@ -15,7 +15,7 @@ use crate::rows::{
 };
 use crate::{JobFilter, Store, StoreError, StoreReader};
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Transaction};
+use postgres::{Client, NoTls, Row, Statement, Transaction};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,7 +118,48 @@ pub struct Fence {
 pub struct PgStore {
     url: String,
     client: PgConn,
+    /// Statements prepared on `client` (writes repeat a few dozen texts): one round trip per
+    /// statement instead of two. Cleared with the connection.
+    prepared: HashMap<String, Statement>,
     fence: Option<Fence>,
+}
+
+/// A write transaction with the writer's prepared statements.
+pub(crate) struct Tx<'a, 'c> {
+    tx: Transaction<'c>,
+    prepared: &'a mut HashMap<String, Statement>,
+}
+
+impl Tx<'_, '_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        // Bounded: only the writer's fixed statement texts are cached.
+        if self.prepared.len() < 256 {
+            self.prepared.insert(sql.to_string(), s.clone());
+        }
+        Ok(s)
+    }
+
+    pub(crate) fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let st = self.statement(sql)?;
+        Ok(self.tx.execute(&st, params)?)
+    }
+
+    pub(crate) fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let st = self.statement(sql)?;
+        Ok(self.tx.query(&st, params)?)
+    }
 }
 
 impl PgStore {
@@ -129,6 +170,7 @@ impl PgStore {
         Ok(PgStore {
             url: url.to_string(),
             client,
+            prepared: HashMap::new(),
             fence: None,
         })
     }
@@ -151,6 +193,7 @@ impl PgStore {
         if self.client.is_closed() {
             tracing::info!("reconnecting to PostgreSQL");
             self.client = connect(&self.url)?;
+            self.prepared.clear();
         }
         Ok(&mut self.client)
     }
@@ -158,11 +201,15 @@ impl PgStore {
     /// Runs `f` in a transaction that first checks the fence (when there is one).
     fn write<T>(
         &mut self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let fence = self.fence.as_ref().map(|f| (f.holder.clone(), f.epoch));
         let result = (|| {
-            let mut tx = self.client()?.transaction()?;
+            self.client()?;
+            let mut tx = Tx {
+                tx: self.client.transaction()?,
+                prepared: &mut self.prepared,
+            };
             if let Some((holder, epoch)) = &fence {
                 let n = tx.execute(
                     "UPDATE zenith_lease SET commits = commits + 1 \
@@ -174,7 +221,7 @@ impl PgStore {
                 }
             }
             let out = f(&mut tx)?;
-            tx.commit()?;
+            tx.tx.commit()?;
             Ok(out)
         })();
         if let (Err(StoreError::Fenced { .. }), Some(f)) = (&result, &self.fence) {
@@ -369,7 +416,7 @@ pub(crate) fn meta(tx: &mut Transaction<'_>, key: &str) -> Result<Option<String>
 }
 
 /// Deletes jobs with their tasks and attempts; returns the attempts' IDs.
-pub(crate) fn delete_jobs(tx: &mut Transaction<'_>, jobs: &[i64]) -> Result<Vec<i64>, StoreError> {
+pub(crate) fn delete_jobs(tx: &mut Tx<'_, '_>, jobs: &[i64]) -> Result<Vec<i64>, StoreError> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -386,7 +433,7 @@ pub(crate) fn delete_jobs(tx: &mut Transaction<'_>, jobs: &[i64]) -> Result<Vec<
     Ok(gone)
 }
 
-fn commit_jobs(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError> {
+fn commit_jobs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
     #[derive(Default)]
     struct Cols {
         id: Vec<i64>,
@@ -481,7 +528,7 @@ fn commit_jobs(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError>
     Ok(())
 }
 
-fn commit_tasks(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError> {
+fn commit_tasks(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
     if ch.tasks.is_empty() {
         return Ok(());
     }
@@ -519,7 +566,7 @@ fn commit_tasks(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError
     Ok(())
 }
 
-fn commit_attempts(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError> {
+fn commit_attempts(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
     if ch.attempts.is_empty() {
         return Ok(());
     }
@@ -544,7 +591,7 @@ fn commit_attempts(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreEr
     Ok(())
 }
 
-fn commit_nodes_and_keys(tx: &mut Transaction<'_>, ch: &Changes) -> Result<(), StoreError> {
+fn commit_nodes_and_keys(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
     if !ch.nodes.is_empty() {
         let (mut id, mut name, mut res, mut labels) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
