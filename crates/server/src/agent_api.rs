@@ -40,9 +40,9 @@ async fn ask<T>(
         .control
         .send(make(tx))
         .await
-        .map_err(|_| ApiError::Unavailable("server is shutting down".into()))?;
+        .map_err(|_| ApiError::Unavailable("the control loop stopped (server shutting down, or no longer the leader); retry".into()))?;
     rx.await
-        .map_err(|_| ApiError::Unavailable("server is shutting down".into()))
+        .map_err(|_| ApiError::Unavailable("the control loop stopped (server shutting down, or no longer the leader); retry".into()))
 }
 
 fn check_known(n: usize) -> Result<(), ApiError> {

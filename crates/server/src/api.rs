@@ -34,11 +34,11 @@ pub(crate) async fn ask<T>(
             ApiError::Overloaded("server busy; retry later".into())
         }
         tokio::sync::mpsc::error::TrySendError::Closed(_) => {
-            ApiError::Unavailable("server is shutting down".into())
+            ApiError::Unavailable("the control loop stopped (server shutting down, or no longer the leader); retry".into())
         }
     })?;
     rx.await
-        .map_err(|_| ApiError::Unavailable("server is shutting down".into()))
+        .map_err(|_| ApiError::Unavailable("the control loop stopped (server shutting down, or no longer the leader); retry".into()))
 }
 
 pub(crate) async fn read<T: Send + 'static>(

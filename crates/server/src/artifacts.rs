@@ -76,7 +76,7 @@ pub async fn put(
         .map_err(|_| ApiError::Overloaded("server busy; retry later".into()))?;
     let owner = rx
         .await
-        .map_err(|_| ApiError::Unavailable("server is shutting down".into()))?;
+        .map_err(|_| ApiError::Unavailable("the control loop stopped (server shutting down, or no longer the leader); retry".into()))?;
     let fits = matches!(&owner, Some((n, Some(o)))
         if *n == node && o.run == run && o.step == step && o.instance == instance);
     if !fits {
