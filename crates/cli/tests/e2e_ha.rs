@@ -469,3 +469,114 @@ fn servers_ride_out_a_postgres_restart() {
     );
     eprintln!("after the database restart: epoch {epoch}, jobs {names:?}");
 }
+
+/// A raw GET with an optional bearer token: (status, body).
+fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, resp.lines().last().unwrap_or("").to_string())
+}
+
+#[test]
+fn a_standby_forwards_the_api_and_sends_agents_to_the_leader() {
+    let mut c = HaCluster::start(2, "2s");
+    let (leader, epoch) = wait_for("a leader", 30, || c.leader(0));
+    let standby = 1 - leader;
+    let (sp, lp) = (c.servers[standby].port, c.servers[leader].port);
+
+    // Health: both live; only the leader is ready, and the standby says who is.
+    assert_eq!(get(sp, "/healthz", None).0, 200);
+    assert_eq!(get(lp, "/readyz", None).0, 200);
+    let (code, body) = get(sp, "/readyz", None);
+    assert_eq!(code, 503);
+    assert!(body.contains(&c.url(leader)), "{body}");
+    // A bad token is refused by the standby itself.
+    assert_eq!(get(sp, "/api/v1/jobs", Some("wrong")).0, 401);
+    assert_eq!(get(sp, "/api/v1/jobs", None).0, 401);
+    assert_eq!(
+        c.metric(standby, "zenith_forwarded_requests_total"),
+        Some(0.0)
+    );
+
+    // An agent and a client that know only the standby's URL.
+    let mut cmd = zenith();
+    cmd.arg("agent")
+        .args(["--server", &c.url(standby), "--token", &c.agent_token])
+        .arg("--data-dir")
+        .arg(c.dir.path().join("agent"))
+        .args(["--name", "only-standby", "--cpus", "1"]);
+    let log = c.dir.path().join("agent.log");
+    c.agents.push(Proc::spawn(cmd, log));
+    let only = |args: &[&str]| {
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        let out = zenith()
+            .args(&args[..split])
+            .args(["--server", &c.url(standby), "--token", &c.admin])
+            .args(&args[split..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    wait_for("the agent to reach the leader", 30, || {
+        let v: Value = serde_json::from_str(&only(&["nodes", "-o", "json"])).ok()?;
+        (v["nodes"][0]["state"] == "ready").then_some(())
+    });
+    let id = only(&["submit", "--name", "via-standby", "--", "echo", "forwarded"]);
+    let id = id.trim();
+    only(&["job", "wait", id, "--timeout", "60s"]);
+    let shown: Value = serde_json::from_str(&only(&["job", "show", id, "-o", "json"])).unwrap();
+    assert_eq!(shown["state"], "succeeded", "{shown}");
+    let logs = only(&["job", "logs", id]);
+    assert_eq!(
+        logs.trim(),
+        "forwarded",
+        "output streamed back through the standby"
+    );
+    assert!(
+        c.metric(standby, "zenith_forwarded_requests_total")
+            .unwrap()
+            >= 5.0
+    );
+
+    let servers: Value = serde_json::from_str(&only(&["servers", "-o", "json"])).unwrap();
+    assert_eq!(servers["store"], "postgres");
+    assert_eq!(servers["leader"], c.url(leader));
+    assert_eq!(servers["epoch"], epoch);
+    assert_eq!(servers["members"].as_array().unwrap().len(), 2);
+    assert_eq!(servers["answered_by"], c.url(standby));
+    // Both servers accept the tokens the first one wrote; only the first has the files.
+    assert!(!c.servers[1].data.join("admin.token").exists());
+}
+
+#[test]
+fn an_embedded_server_lists_itself_as_the_leader() {
+    let c = Cluster::server(&[]);
+    let v: Value = serde_json::from_str(&c.ok(&["servers", "-o", "json"])).unwrap();
+    assert_eq!(
+        (v["store"].as_str(), v["epoch"].as_i64()),
+        (Some("embedded"), Some(0))
+    );
+    assert_eq!(v["members"][0]["leader"], true);
+    assert!(c.ok(&["servers"]).contains("store: embedded"));
+}

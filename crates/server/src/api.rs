@@ -33,12 +33,17 @@ pub(crate) async fn ask<T>(
         tokio::sync::mpsc::error::TrySendError::Full(_) => {
             ApiError::Overloaded("server busy; retry later".into())
         }
-        tokio::sync::mpsc::error::TrySendError::Closed(_) => {
-            ApiError::Unavailable("the control loop stopped (server shutting down, or no longer the leader); retry".into())
-        }
+        tokio::sync::mpsc::error::TrySendError::Closed(_) => ApiError::Unavailable(
+            "the control loop stopped (server shutting down, or no longer the leader); retry"
+                .into(),
+        ),
     })?;
-    rx.await
-        .map_err(|_| ApiError::Unavailable("the control loop stopped (server shutting down, or no longer the leader); retry".into()))
+    rx.await.map_err(|_| {
+        ApiError::Unavailable(
+            "the control loop stopped (server shutting down, or no longer the leader); retry"
+                .into(),
+        )
+    })
 }
 
 pub(crate) async fn read<T: Send + 'static>(

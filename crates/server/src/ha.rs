@@ -47,6 +47,9 @@ struct Ha {
     /// A connection for `GET /api/v1/servers`.
     reads: Arc<Mutex<Lease>>,
     max_body: usize,
+    /// The same per-client limit as the leader's, applied before forwarding (the leader sees
+    /// every forwarded request as coming from this server).
+    limiter: crate::limiter::RateLimiter,
 }
 
 impl Ha {
@@ -161,6 +164,7 @@ pub(crate) async fn serve(
             hc.lease_ttl_ms,
         ))),
         max_body: cfg.max_body_bytes,
+        limiter: crate::limiter::RateLimiter::new(cfg.rate_limit_per_client),
     });
     tracing::info!(id = %id, url = %ha.me, ttl_ms = hc.lease_ttl_ms, "joining as a standby");
 
@@ -444,8 +448,26 @@ fn passes(name: &HeaderName) -> bool {
     )
 }
 
-/// Forwards one API request to the leader and streams its answer back.
-async fn forward(State(ha): State<Arc<Ha>>, req: Request) -> Response {
+/// Forwards one API request to the leader and streams its answer back. Requests without an
+/// admin token, and clients over their rate, are answered here.
+async fn forward(
+    State(ha): State<Arc<Ha>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+) -> Response {
+    if ha
+        .limiter
+        .check(peer.ip(), crate::clock::Monotonic::now())
+        .is_err()
+    {
+        return ApiError::Overloaded(format!("too many requests from {}; slow down", peer.ip()))
+            .into_response();
+    }
+    match bearer(&req).and_then(|t| ha.tokens.role_of(t)) {
+        Some(auth::Role::Admin) => {}
+        Some(auth::Role::Agent) => return ApiError::Forbidden.into_response(),
+        None => return ApiError::Unauthorized.into_response(),
+    }
     let Some(leader) = ha.leader_url().filter(|l| *l != ha.me) else {
         return ApiError::Unavailable("no leader elected yet; retry shortly".into())
             .into_response();
@@ -495,10 +517,22 @@ async fn servers(State(ha): State<Arc<Ha>>, req: Request) -> Response {
         Some(auth::Role::Agent) => return ApiError::Forbidden.into_response(),
         None => return ApiError::Unauthorized.into_response(),
     }
-    let read = with_lease(&ha.reads, Duration::from_secs(10), |l| {
-        Ok((l.view()?, l.members()?, l.terms(10)?))
+    // Concurrent callers wait their turn on the one connection (each call is bounded by the
+    // connection's statement timeout).
+    let reads = ha.reads.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut l = reads
+            .lock()
+            .map_err(|_| "lease connection lock poisoned".to_string())?;
+        Ok::<_, String>((
+            l.view().map_err(|e| e.to_string())?,
+            l.members().map_err(|e| e.to_string())?,
+            l.terms(10).map_err(|e| e.to_string())?,
+        ))
     })
-    .await;
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
     let (v, members, terms) = match read {
         Ok(r) => r,
         Err(e) => return ApiError::Unavailable(format!("store: {e}")).into_response(),
