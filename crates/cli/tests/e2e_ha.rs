@@ -267,6 +267,19 @@ fn kill9_of_the_leader_under_load_loses_and_repeats_nothing() {
     for _ in 0..jobs / 3 {
         rx.recv_timeout(Duration::from_secs(60)).unwrap();
     }
+    // A long job running when the leader dies must not be restarted by the failover.
+    let long = c.cli(leader, &["submit", "--name", "long", "--", "sleep", "4"]);
+    assert!(
+        long.status.success(),
+        "{}",
+        String::from_utf8_lossy(&long.stderr)
+    );
+    let long = String::from_utf8_lossy(&long.stdout).trim().to_string();
+    wait_for("the long job to run", 30, || {
+        let out = c.cli(leader, &["job", "show", &long, "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["state"] == "running").then_some(())
+    });
 
     // Kill the leader mid-load; time how long until another server leads.
     let killed_at = Instant::now();
@@ -296,12 +309,21 @@ fn kill9_of_the_leader_under_load_loses_and_repeats_nothing() {
     });
     let by_id: BTreeMap<u64, &Value> = states
         .iter()
+        .filter(|j| j["name"].as_str().is_some_and(|n| n.starts_with("load-")))
         .map(|j| (j["id"].as_u64().unwrap(), j))
         .collect();
     assert_eq!(by_id.len(), jobs, "one job per acknowledged submission");
     for id in &acked {
         assert_eq!(by_id[id]["state"], "succeeded", "job {id}: {}", by_id[id]);
     }
+    let out = c.cli(via, &["job", "show", &long, "-o", "json"]);
+    let long_job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(long_job["state"], "succeeded", "{long_job}");
+    assert_eq!(
+        long_job["attempts"].as_array().map(|a| a.len()),
+        Some(1),
+        "the running job kept its one attempt: {long_job}"
+    );
     let lines = std::fs::read_to_string(&runs).unwrap();
     let ran: Vec<u64> = lines.lines().map(|l| l.trim().parse().unwrap()).collect();
     let distinct: BTreeSet<u64> = ran.iter().copied().collect();
