@@ -602,3 +602,52 @@ fn an_embedded_server_lists_itself_as_the_leader() {
     assert_eq!(v["members"][0]["leader"], true);
     assert!(c.ok(&["servers"]).contains("store: embedded"));
 }
+
+#[test]
+fn server_flags_are_checked_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            vec!["--store", "mysql://db/zenith"],
+            "--store: expected a postgres:// URL",
+        ),
+        (
+            vec!["--store", "postgres://db/z", "--store-max-size", "1G"],
+            "--store-max-size",
+        ),
+        (
+            vec!["--advertise", "http://a:7700"],
+            "only apply with --store",
+        ),
+        (vec!["--lease-ttl", "5s"], "only apply with --store"),
+        (
+            vec!["--store", "postgres://db/z", "--listen", "0.0.0.0:0"],
+            "--advertise is required",
+        ),
+        (
+            vec!["--store", "postgres://db/z", "--lease-ttl", "100ms"],
+            "--lease-ttl: between",
+        ),
+        (
+            vec!["--store", "postgres://db/z", "--advertise", "10.0.0.1:7700"],
+            "--advertise: expected an http",
+        ),
+    ] {
+        let mut args = args;
+        if !args.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        let out = zenith()
+            .arg("server")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+}

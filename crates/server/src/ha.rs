@@ -10,9 +10,7 @@
 //! standby; its writes could not have landed anyway (see `zenith_store::postgres::Fence`).
 
 use crate::leader::Leader;
-use crate::{
-    auth, bearer, lock_data_dir, metrics::Metrics, nodelay, ApiError, ServerConfig, ServerError,
-};
+use crate::{auth, bearer, lock_data_dir, metrics::Metrics, ApiError, ServerConfig, ServerError};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -184,26 +182,15 @@ pub(crate) async fn serve(
                 .unwrap_or_else(|| standby.clone());
             async move { r.oneshot(req).await.unwrap_or_else(|e| match e {}) }
         });
-    let mut stop_wait = stop_rx.clone();
     let signal_tx = stop_tx.clone();
-    let served = axum::serve(
-        nodelay(listener),
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let signal = async move {
         shutdown.await;
         let _ = signal_tx.send(true);
-    });
-    tokio::select! {
-        r = served => r.map_err(|e| ServerError::Io(format!("http server: {e}")))?,
-        _ = async {
-            let _ = stop_wait.changed().await;
-            tokio::time::sleep(Duration::from_secs(3)).await;
-        } => {}
-    }
+    };
+    let served = crate::serve_http(listener, app, signal, stop_rx.clone()).await;
     let _ = stop_tx.send(true);
     let _ = pilot.await;
-    Ok(())
+    served
 }
 
 /// Why a term ended.

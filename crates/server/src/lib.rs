@@ -164,7 +164,7 @@ pub async fn serve(
     metrics.leader.set(1);
     let leader = leader::Leader::start(&cfg, Box::new(store), reader, tokens, metrics)?;
     let app = leader.router.clone();
-    let mut stop_wait = leader.stopped();
+    let stop_wait = leader.stopped();
     let mut fatal = leader.fatal();
     let stop = leader.stop_sender();
     let stop_signal = async move {
@@ -174,22 +174,32 @@ pub async fn serve(
         }
         let _ = stop.send(true);
     };
+    serve_http(listener, app, stop_signal, stop_wait).await?;
+    match leader.finish().await {
+        Some(e) => Err(ServerError::Fatal(e)),
+        None => Ok(()),
+    }
+}
+
+/// Serves `app` until `signal` resolves; once `stopped` turns, long-lived connections (event
+/// and log streams) get 3 s to finish, then are dropped.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
     let served = axum::serve(
         nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(stop_signal);
+    .with_graceful_shutdown(signal);
     tokio::select! {
-        r = served => r.map_err(|e| ServerError::Io(format!("http server: {e}")))?,
+        r = served => r.map_err(|e| ServerError::Io(format!("http server: {e}"))),
         _ = async {
-            let _ = stop_wait.changed().await;
-            // Long-lived connections get a moment to finish, then are dropped.
+            let _ = stopped.changed().await;
             tokio::time::sleep(Duration::from_secs(3)).await;
-        } => {}
-    }
-    match leader.finish().await {
-        Some(e) => Err(ServerError::Fatal(e)),
-        None => Ok(()),
+        } => Ok(()),
     }
 }
 

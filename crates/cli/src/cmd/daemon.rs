@@ -101,20 +101,24 @@ pub struct ServerArgs {
     #[arg(long)]
     advertise: Option<String>,
     /// With --store postgres: the leader renews its lease every third of this; a standby
-    /// takes over at most this long after the leader stops.
-    #[arg(long, default_value = "10s", value_parser = DurationMs::parse)]
-    lease_ttl: DurationMs,
+    /// takes over at most this long after the leader stops [default: 10s].
+    #[arg(long, value_parser = DurationMs::parse)]
+    lease_ttl: Option<DurationMs>,
 }
 
 /// The HA settings of `zenith server`, checked.
 fn ha_config(a: &ServerArgs, addr: SocketAddr) -> anyhow::Result<Option<zenith_server::HaConfig>> {
     let Some(url) = &a.store else {
         anyhow::ensure!(
-            a.advertise.is_none(),
-            "--advertise only applies with --store postgres://..."
+            a.advertise.is_none() && a.lease_ttl.is_none(),
+            "--advertise and --lease-ttl only apply with --store postgres://..."
         );
         return Ok(None);
     };
+    anyhow::ensure!(
+        a.server.store_max_size.is_none(),
+        "--store-max-size caps the embedded store; with --store postgres://... size the database in PostgreSQL"
+    );
     anyhow::ensure!(
         url.starts_with("postgres://") || url.starts_with("postgresql://"),
         "--store: expected a postgres:// URL (the embedded store needs no --store), got {url:?}"
@@ -135,7 +139,7 @@ fn ha_config(a: &ServerArgs, addr: SocketAddr) -> anyhow::Result<Option<zenith_s
             format!("http://{addr}")
         }
     };
-    let ttl = a.lease_ttl.as_millis();
+    let ttl = a.lease_ttl.map_or(10_000, |t| t.as_millis());
     anyhow::ensure!(
         (300..=600_000).contains(&ttl),
         "--lease-ttl: between 300ms and 10m, got {ttl} ms"
