@@ -651,3 +651,35 @@ fn server_flags_are_checked_before_anything_starts() {
         );
     }
 }
+
+#[test]
+fn a_leader_stopped_cleanly_hands_over_at_once() {
+    // A TTL far longer than the handover may take: only the release at shutdown explains it.
+    let mut c = HaCluster::start(2, "60s");
+    let (leader, epoch) = wait_for("a leader", 30, || c.leader(0));
+    let other = 1 - leader;
+    let stopped_at = Instant::now();
+    c.signal(leader, "-TERM");
+    let (_, e) = wait_for("the standby to lead", 10, || {
+        c.acting_leader(other).filter(|(i, _)| *i == other)
+    });
+    eprintln!(
+        "clean handover: {:?} (lease TTL 60 s)",
+        stopped_at.elapsed()
+    );
+    assert_eq!(e, epoch + 1);
+    let exited = c.servers[leader]
+        .proc
+        .as_mut()
+        .unwrap()
+        .child
+        .wait()
+        .unwrap();
+    assert!(exited.success(), "the old leader exits cleanly: {exited}");
+    let v = c.servers_json(other).unwrap();
+    assert_eq!(
+        v["members"].as_array().unwrap().len(),
+        1,
+        "it left the member list: {v}"
+    );
+}
