@@ -44,6 +44,7 @@ impl Engine {
                 },
             );
         }
+        e.jobs.reserve(loaded.jobs.len());
         for rec in loaded.jobs {
             let Some(spec) = rec.spec else { continue };
             let n = spec.task_count();

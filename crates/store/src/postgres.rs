@@ -48,6 +48,18 @@ impl Cols for Row {
     }
 }
 
+/// Runs a query and decodes its rows as they arrive (not all held at once: a load reads
+/// every live job), skipping corrupt ones.
+pub(crate) fn stream<T>(
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    f: impl Fn(&Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let rows = tx.query_raw(sql, std::iter::empty::<i64>())?;
+    keep_good(rows.iterator().map(|r| r.map(|row| f(&row))))
+}
+
 /// Decodes every row with `f`, skipping corrupt ones.
 pub(crate) fn decode<T>(
     rows: Vec<Row>,
@@ -273,23 +285,20 @@ impl Store for PgStore {
              WHERE j.finished_at IS NULL"
         );
         let mut out = Loaded {
-            jobs: decode(
-                tx.query(
-                    &format!("SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"),
-                    &[],
-                )?,
+            jobs: stream(
+                &mut tx,
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"),
                 rows::job,
             )?,
-            tasks: decode(tx.query(&live_tasks, &[])?, rows::task)?,
-            running: decode(
-                tx.query(
-                    &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE finished_at IS NULL"),
-                    &[],
-                )?,
+            tasks: stream(&mut tx, &live_tasks, rows::task)?,
+            running: stream(
+                &mut tx,
+                &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE finished_at IS NULL"),
                 rows::attempt,
             )?,
-            nodes: decode(
-                tx.query(&format!("SELECT {NODE_COLS} FROM nodes"), &[])?,
+            nodes: stream(
+                &mut tx,
+                &format!("SELECT {NODE_COLS} FROM nodes"),
                 rows::node,
             )?,
             ..Loaded::default()

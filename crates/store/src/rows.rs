@@ -78,7 +78,16 @@ pub(crate) trait Cols {
 pub(crate) fn keep_good<T, E: Into<StoreError>>(
     rows: impl IntoIterator<Item = Result<Result<T, StoreError>, E>>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut v = Vec::new();
+    keep_good_in(Vec::new(), rows)
+}
+
+/// [`keep_good`] into `v`: a load sizes it first, so that a million rows are not collected
+/// through a dozen reallocations (whose freed blocks the allocator keeps: after a restart the
+/// server's memory stayed 6% above a fresh one's).
+pub(crate) fn keep_good_in<T, E: Into<StoreError>>(
+    mut v: Vec<T>,
+    rows: impl IntoIterator<Item = Result<Result<T, StoreError>, E>>,
+) -> Result<Vec<T>, StoreError> {
     for r in rows {
         match r.map_err(Into::into)? {
             Ok(x) => v.push(x),

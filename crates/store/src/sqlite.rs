@@ -2,7 +2,8 @@
 //! and a small pool of read-only connections.
 
 use crate::rows::{
-    self, json, keep_good, stored_spec, Cols, ATTEMPT_COLS, JOB_COLS, NODE_COLS, TASK_COLS,
+    self, json, keep_good, keep_good_in, stored_spec, Cols, ATTEMPT_COLS, JOB_COLS, NODE_COLS,
+    TASK_COLS,
 };
 use crate::{JobFilter, Store, StoreError, StoreReader};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -113,10 +114,18 @@ impl Store for SqliteStore {
     fn load(&mut self) -> Result<Loaded, StoreError> {
         let mut out = Loaded::default();
         {
+            let live: i64 = self.conn.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE finished_at IS NULL",
+                [],
+                |r| r.get(0),
+            )?;
             let mut st = self.conn.prepare(&format!(
                 "SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"
             ))?;
-            out.jobs = keep_good(st.query_map([], |r| Ok(rows::job(r)))?)?;
+            out.jobs = keep_good_in(
+                Vec::with_capacity(live.max(0) as usize),
+                st.query_map([], |r| Ok(rows::job(r)))?,
+            )?;
             let mut st = self.conn.prepare(&format!(
                 "SELECT {TASK_COLS} FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.finished_at IS NULL"
             ))?;
