@@ -60,6 +60,7 @@ struct Inner {
     metrics: Arc<crate::metrics::AgentMetrics>,
     /// Moves flow artifacts through the server.
     transfer: Option<crate::artifacts::Transfer>,
+    guardian: Arc<crate::guardian::Guardian>,
 }
 
 /// Where an attempt's output goes on the agent.
@@ -76,6 +77,8 @@ pub struct Setup {
     pub grace: Duration,
     pub gpus: u64,
     pub transfer: Option<crate::artifacts::Transfer>,
+    /// Kills this agent's jobs if the agent dies.
+    pub guardian: Arc<crate::guardian::Guardian>,
 }
 
 impl Executor {
@@ -91,6 +94,7 @@ impl Executor {
             grace,
             gpus,
             transfer,
+            guardian,
         } = setup;
         let data_dir = data_dir.as_path();
         let log_dir = data_dir.join("logs");
@@ -115,6 +119,7 @@ impl Executor {
                 results,
                 metrics,
                 transfer,
+                guardian,
             }),
         })
     }
@@ -256,7 +261,12 @@ impl Executor {
         let attempt = a.attempt;
         match self.spawn(&a, gpus) {
             Ok(child) => {
+                // The job leads its own process group (`process_group(0)`): its PID is the
+                // group's ID.
                 let pgid = child.id().map(|p| p as i32);
+                if let Some(pg) = pgid {
+                    self.inner.guardian.started(pg);
+                }
                 if let Ok(mut t) = self.inner.table.lock() {
                     if let Some(p) = t.running.get_mut(&attempt) {
                         p.pgid = pgid;
@@ -319,7 +329,8 @@ impl Executor {
             std::fs::create_dir_all(&dir)?;
             cmd.env("ZENITH_OUTPUTS", dir);
         }
-        crate::proc::die_with_parent(&mut cmd);
+        // No pre-exec hook: the job starts through posix_spawn; the guardian kills it if the
+        // agent dies.
         cmd.spawn()
     }
 
@@ -391,6 +402,7 @@ impl Executor {
         // Sweep whatever the job left behind in its process group.
         if let Some(pg) = pgid {
             let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+            self.inner.guardian.ended(pg);
         }
         let (killed, wanted, scratch) = match self.inner.table.lock() {
             Ok(mut t) => match t.running.remove(&attempt) {

@@ -4,6 +4,7 @@
 mod artifacts;
 mod endpoints;
 mod executor;
+pub mod guardian;
 mod identity;
 mod logship;
 mod metrics;
@@ -42,6 +43,9 @@ pub struct AgentConfig {
     pub work_dir: Option<PathBuf>,
     /// Serve the agent's Prometheus metrics at `/metrics` on this address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The `zenith` binary, started as `zenith __guardian` to kill this agent's jobs if the
+    /// agent dies (see `guardian`).
+    pub guardian_exe: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +120,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             grace: cfg.kill_grace,
             gpus: cfg.resources.gpus,
             transfer: Some(transfer),
+            guardian: std::sync::Arc::new(guardian::Guardian::start(&cfg.guardian_exe)?),
         },
         results_tx,
         metrics.clone(),

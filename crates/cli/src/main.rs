@@ -92,6 +92,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `zenith __guardian`: the agent's watchdog process, before any parsing or runtime.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == zenith_agent::guardian::SUBCOMMAND)
+    {
+        return ExitCode::from(zenith_agent::guardian::run() as u8);
+    }
     let cli = Cli::parse();
     let daemon = matches!(
         cli.command,

@@ -161,11 +161,13 @@ fn restarted_agent_kills_what_its_crashed_predecessor_left() {
     let attempt = format!("ZENITH_ATTEMPT_ID={first}");
     let env = [attempt.as_str(), "E2E_MARK=restarted-agent"];
     assert_eq!(processes_with_env(&env), 3, "sh and two sleeps");
-    // kill -9 of the agent: the shell dies with it, its children are orphaned.
+    // The agent and its guardian die at once (kill -9 of both, as a machine-wide kill
+    // would): the job's processes are left running.
+    let agent_pid = c.agents[a].pid();
+    let guardian = guardian_of(agent_pid);
+    assert!(nix_kill9(guardian));
     c.agents[a].kill9();
-    wait_for("the shell to die with the agent", 10, || {
-        (processes_with_env(&env) == 2).then_some(())
-    });
+    assert_eq!(processes_with_env(&env), 3, "nothing was left to kill them");
     c.restart_agent(a, "a", &["--cpus", "1"]);
     wait_for("leftovers killed", 30, || {
         (processes_with_env(&env) == 0).then_some(())
@@ -178,6 +180,61 @@ fn restarted_agent_kills_what_its_crashed_predecessor_left() {
     assert_eq!(c.wait_final(id, 30)["state"], "cancelled");
     let j = c.job(id);
     assert_eq!(j["attempts"][0]["state"], "lost", "{j}");
+}
+
+/// The `zenith __guardian` child of the agent process `agent`.
+fn guardian_of(agent: i32) -> i32 {
+    wait_for("the agent's guardian", 10, || {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: i32 = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (ppid == agent && cmd.windows(10).any(|w| w == b"__guardian")).then_some(pid)
+        })
+    })
+}
+
+fn nix_kill9(pid: i32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_killed_agent_takes_its_jobs_with_it() {
+    let mut c = Cluster::server(&["--heartbeat-timeout", "30s"]);
+    let a = c.add_agent("a", &["--cpus", "1"]);
+    c.wait_nodes(1);
+    let marker = "1000778";
+    let id = c.submit(&[
+        "--env",
+        "E2E_MARK=killed-agent",
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {marker} & sleep {marker}"),
+    ]);
+    wait_for("the job's processes", 30, || {
+        (processes_matching(&format!("sleep {marker}")) >= 2).then_some(())
+    });
+    let first = c.job(id)["attempts"][0]["id"].as_u64().unwrap();
+    let attempt = format!("ZENITH_ATTEMPT_ID={first}");
+    let env = [attempt.as_str(), "E2E_MARK=killed-agent"];
+    assert_eq!(processes_with_env(&env), 3, "sh and two sleeps");
+    // kill -9 of the agent: its guardian sees the pipe close and kills the whole group —
+    // the shell and the background sleep too.
+    c.agents[a].kill9();
+    wait_for("the job's group to die with the agent", 10, || {
+        (processes_with_env(&env) == 0).then_some(())
+    });
 }
 
 #[test]

@@ -191,6 +191,7 @@ fn agent_config(
     token: String,
     data_dir: PathBuf,
     n: &NodeOpts,
+    guardian_exe: PathBuf,
 ) -> zenith_agent::AgentConfig {
     let mut resources = zenith_agent::detect_resources();
     if let Some(c) = n.cpus {
@@ -211,6 +212,7 @@ fn agent_config(
         kill_grace: Duration::from_millis(n.kill_grace.as_millis()),
         work_dir: None,
         metrics_listen: n.metrics_listen,
+        guardian_exe,
     }
 }
 
@@ -277,7 +279,8 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         .data_dir
         .clone()
         .unwrap_or_else(|| default_data_dir().join("agent"));
-    let cfg = agent_config(a.server.clone(), a.token.clone(), data_dir, &a.node);
+    let exe = std::env::current_exe().context("cannot find the zenith binary for the guardian")?;
+    let cfg = agent_config(a.server.clone(), a.token.clone(), data_dir, &a.node, exe);
     zenith_agent::run(cfg, shutdown_signal()).await?;
     Ok(0)
 }
