@@ -43,7 +43,9 @@ pub enum Output {
 }
 
 /// Tries of one idempotent submission before giving up.
-const SUBMIT_TRIES: u32 = 6;
+/// How long one idempotent submission keeps retrying: long enough to ride out a failover
+/// between servers sharing a store (lease TTL, 10 s by default, plus a poll).
+const SUBMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A fresh random idempotency key (128 bits, hex); `None` if the OS has no randomness.
 /// `d` scaled by a random factor in [0.5, 1.5), so that clients retrying after the same
@@ -226,25 +228,24 @@ impl Client {
         Ok(s.id)
     }
 
-    /// Submits with an idempotency key, retrying (same key) when the outcome is unknown: a
-    /// timeout or broken connection after the request may have been sent, or a 503. A
-    /// refused connection fails at once: nothing was sent.
+    /// Submits with an idempotency key, retrying (same key, for up to 30 s) when the outcome
+    /// is unknown: a timeout or broken connection after the request may have been sent, or a
+    /// 503 (a standby with no leader yet, a store refusing writes). A connection refused by
+    /// every server fails at once: nothing was sent.
     pub async fn submit_idempotent(&self, spec: &JobSpec, key: &str) -> Result<JobId, ClientError> {
         let mut delay = std::time::Duration::from_millis(100);
-        let mut tries = 0;
+        let deadline = tokio::time::Instant::now() + SUBMIT_PATIENCE;
         loop {
-            tries += 1;
+            let last = tokio::time::Instant::now() + delay >= deadline;
             let rb = self
                 .req(reqwest::Method::POST, "/api/v1/jobs")
                 .header("idempotency-key", key)
                 .timeout(std::time::Duration::from_secs(30))
                 .json(spec);
             let outcome = match self.execute(rb).await {
-                Err(e) if e.is_connect() || tries >= SUBMIT_TRIES => {
-                    return Err(self.unreachable(&e))
-                }
+                Err(e) if e.is_connect() || last => return Err(self.unreachable(&e)),
                 Err(_) => None,
-                Ok(resp) if resp.status().as_u16() == 503 && tries < SUBMIT_TRIES => None,
+                Ok(resp) if resp.status().as_u16() == 503 && !last => None,
                 Ok(resp) => Some(self.check(resp).await?),
             };
             if let Some(resp) = outcome {

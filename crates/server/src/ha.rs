@@ -473,20 +473,28 @@ async fn forward(
         Ok(b) => b,
         Err(e) => return ApiError::PayloadTooLarge(format!("request body: {e}")).into_response(),
     };
-    let mut rb = ha
-        .http
-        .request(parts.method.clone(), format!("{leader}{path}"));
-    for (k, v) in parts.headers.iter().filter(|(k, _)| passes(k)) {
-        rb = rb.header(k, v);
-    }
-    rb = rb.header(FORWARDED, ha.me.as_str()).body(body);
-    ha.metrics.forwarded.inc();
-    let resp = match rb.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return ApiError::Unavailable(format!("the leader {leader} did not answer: {e}"))
-                .into_response()
+    let send = |to: &str| {
+        let mut rb = ha.http.request(parts.method.clone(), format!("{to}{path}"));
+        for (k, v) in parts.headers.iter().filter(|(k, _)| passes(k)) {
+            rb = rb.header(k, v);
         }
+        rb.header(FORWARDED, ha.me.as_str())
+            .body(body.clone())
+            .send()
+    };
+    ha.metrics.forwarded.inc();
+    let resp = match send(&leader).await {
+        Ok(r) => r,
+        // The leader this server knew is gone (nothing was sent): the lease may already name
+        // its successor, before this server's next poll.
+        Err(e) if e.is_connect() => match fresh_leader(&ha, &leader).await {
+            Some(next) => match send(&next).await {
+                Ok(r) => r,
+                Err(e) => return leader_silent(&next, &e),
+            },
+            None => return leader_silent(&leader, &e),
+        },
+        Err(e) => return leader_silent(&leader, &e),
     };
     let mut out = Response::builder()
         .status(StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY));
@@ -495,6 +503,29 @@ async fn forward(
     }
     out.body(Body::from_stream(resp.bytes_stream()))
         .unwrap_or_else(|e| ApiError::Unavailable(format!("forwarding: {e}")).into_response())
+}
+
+fn leader_silent(leader: &str, e: &reqwest::Error) -> Response {
+    ApiError::Unavailable(format!(
+        "the leader {leader} did not answer: {e}; retry shortly"
+    ))
+    .into_response()
+}
+
+/// Reads the lease again; the leader it names if that is live and not `stale` (or this
+/// server).
+async fn fresh_leader(ha: &Arc<Ha>, stale: &str) -> Option<String> {
+    let reads = ha.reads.clone();
+    let view = tokio::task::spawn_blocking(move || reads.lock().ok()?.view().ok())
+        .await
+        .ok()??;
+    let live = view.expires_at > view.now && !view.url.is_empty();
+    let next = live.then_some(view.url)?;
+    if next == stale || next == ha.me {
+        return None;
+    }
+    ha.set_leader(Some(next.clone()));
+    Some(next)
 }
 
 /// `GET /api/v1/servers` on any server of an HA setup.
