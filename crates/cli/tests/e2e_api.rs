@@ -230,6 +230,9 @@ async fn metrics_report_totals_levels_and_latencies() {
         ("zenith_flow_deadlines_exceeded", "counter"),
         ("zenith_flow_retry_budget_exhausted", "counter"),
         ("zenith_artifact_bytes_stored", "counter"),
+        ("zenith_control_batches_unwritten", "counter"),
+        ("zenith_leader", "gauge"),
+        ("zenith_lease_epoch", "gauge"),
     ] {
         assert_eq!(types.get(name), Some(&kind), "{name} in\n{text}");
     }
@@ -273,6 +276,11 @@ async fn metrics_report_totals_levels_and_latencies() {
     assert_eq!(value("zenith_jobs{queue=\"batch\",state=\"queued\"}"), 1.0);
     assert_eq!(value("zenith_nodes{state=\"ready\"}"), 1.0);
     assert_eq!(value("zenith_cpus_capacity"), 2.0);
+    assert_eq!(
+        value("zenith_leader"),
+        1.0,
+        "an embedded server always leads"
+    );
     assert!(value("zenith_store_commit_seconds_count") >= 3.0);
     assert!(value("zenith_submit_to_dispatch_seconds_count") >= 2.0);
     assert_eq!(

@@ -58,6 +58,7 @@ impl Leader {
             root: cfg.data_dir.join("artifacts"),
             max_bytes: cfg.max_artifact_bytes,
         };
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writer = writer::spawn(
             store,
             logs.clone(),
@@ -65,6 +66,7 @@ impl Leader {
             writer_rx,
             failures_tx,
             metrics.clone(),
+            in_flight.clone(),
         )
         .map_err(|e| ServerError::Io(format!("starting the store writer: {e}")))?;
 
@@ -88,6 +90,7 @@ impl Leader {
                 failures: failures_rx,
                 fatal: Arc::new(fatal_tx),
                 degraded: degraded.clone(),
+                in_flight,
             },
         );
         let mut loop_stop = stop_rx.clone();

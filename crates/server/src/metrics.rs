@@ -92,6 +92,8 @@ pub struct Metrics {
     pub leader_losses: Counter,
     /// Requests a standby forwarded to the leader.
     pub forwarded: Counter,
+    /// Loop batches with nothing to write whose replies went out without the writer.
+    pub batches_unwritten: Counter,
     /// Engine counters already exported, to turn totals into increments.
     exported: Mutex<Counters>,
 }
@@ -136,6 +138,7 @@ impl Metrics {
             leader_terms: Counter::default(),
             leader_losses: Counter::default(),
             forwarded: Counter::default(),
+            batches_unwritten: Counter::default(),
             exported: Mutex::new(Counters::default()),
             registry: Registry::default(),
         };
@@ -306,6 +309,11 @@ impl Metrics {
             "forwarded_requests",
             "API requests this standby forwarded to the leader",
             m.forwarded.clone(),
+        );
+        r.register(
+            "control_batches_unwritten",
+            "Control-loop batches with nothing to write, answered without a store round trip",
+            m.batches_unwritten.clone(),
         );
         Metrics { registry: r, ..m }
     }

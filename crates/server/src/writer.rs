@@ -69,6 +69,7 @@ pub fn spawn(
     mut rx: mpsc::Receiver<WriterMsg>,
     failures: mpsc::Sender<CommitFailed>,
     metrics: Arc<Metrics>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let mut w = Writer {
         store,
@@ -99,6 +100,7 @@ pub fn spawn(
                         // Group commit: merge the batches of the same generation that are waiting.
                         let mut changes = *changes;
                         let mut after = after;
+                        let mut merged = 1;
                         for _ in 1..MAX_MERGE {
                             match rx.try_recv() {
                                 Ok(WriterMsg::Commit {
@@ -108,6 +110,7 @@ pub fn spawn(
                                 }) if g == gen => {
                                     changes.absorb(*c);
                                     after.extend(a);
+                                    merged += 1;
                                 }
                                 Ok(other) => {
                                     stash = Some(other);
@@ -117,6 +120,8 @@ pub fn spawn(
                             }
                         }
                         w.commit(gen, changes, after);
+                        // Only now (after-commit actions done) are these batches out of flight.
+                        in_flight.fetch_sub(merged, std::sync::atomic::Ordering::AcqRel);
                     }
                     WriterMsg::Sweep { now, before } => w.sweep(now, before),
                     WriterMsg::Reload { reply } => {
