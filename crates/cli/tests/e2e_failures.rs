@@ -142,25 +142,8 @@ fn results_survive_a_server_outage() {
 
 #[test]
 fn restarted_agent_kills_what_its_crashed_predecessor_left() {
-    let mut c = Cluster::server(&["--heartbeat-timeout", "30s"]);
-    let a = c.add_agent("a", &["--cpus", "1"]);
-    c.wait_nodes(1);
-    let marker = "1000777";
-    let id = c.submit(&[
-        "--env",
-        "E2E_MARK=restarted-agent",
-        "--",
-        "sh",
-        "-c",
-        &format!("sleep {marker} & sleep {marker}"),
-    ]);
-    wait_for("the job's processes", 30, || {
-        (processes_matching(&format!("sleep {marker}")) >= 2).then_some(())
-    });
-    let first = c.job(id)["attempts"][0]["id"].as_u64().unwrap();
-    let attempt = format!("ZENITH_ATTEMPT_ID={first}");
+    let (mut c, a, id, attempt) = sleeper_on_one_agent("1000777", "restarted-agent");
     let env = [attempt.as_str(), "E2E_MARK=restarted-agent"];
-    assert_eq!(processes_with_env(&env), 3, "sh and two sleeps");
     // The agent and its guardian die at once (kill -9 of both, as a machine-wide kill
     // would): the job's processes are left running.
     let agent_pid = c.agents[a].pid();
@@ -180,6 +163,35 @@ fn restarted_agent_kills_what_its_crashed_predecessor_left() {
     assert_eq!(c.wait_final(id, 30)["state"], "cancelled");
     let j = c.job(id);
     assert_eq!(j["attempts"][0]["state"], "lost", "{j}");
+}
+
+/// A server, one agent, and a job `sh -c "sleep M & sleep M"` (marked `E2E_MARK=mark`)
+/// running its three processes; returns the agent's index, the job and the attempt's
+/// `ZENITH_ATTEMPT_ID=…` marker.
+fn sleeper_on_one_agent(marker: &str, mark: &str) -> (Cluster, usize, u64, String) {
+    let mut c = Cluster::server(&["--heartbeat-timeout", "30s"]);
+    let a = c.add_agent("a", &["--cpus", "1"]);
+    c.wait_nodes(1);
+    let id = c.submit(&[
+        "--env",
+        &format!("E2E_MARK={mark}"),
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {marker} & sleep {marker}"),
+    ]);
+    wait_for("the job's processes", 30, || {
+        (processes_matching(&format!("sleep {marker}")) >= 2).then_some(())
+    });
+    let first = c.job(id)["attempts"][0]["id"].as_u64().unwrap();
+    let attempt = format!("ZENITH_ATTEMPT_ID={first}");
+    let m = format!("E2E_MARK={mark}");
+    assert_eq!(
+        processes_with_env(&[attempt.as_str(), m.as_str()]),
+        3,
+        "sh and two sleeps"
+    );
+    (c, a, id, attempt)
 }
 
 /// The `zenith __guardian` child of the agent process `agent`.
@@ -210,25 +222,8 @@ fn nix_kill9(pid: i32) -> bool {
 
 #[test]
 fn a_killed_agent_takes_its_jobs_with_it() {
-    let mut c = Cluster::server(&["--heartbeat-timeout", "30s"]);
-    let a = c.add_agent("a", &["--cpus", "1"]);
-    c.wait_nodes(1);
-    let marker = "1000778";
-    let id = c.submit(&[
-        "--env",
-        "E2E_MARK=killed-agent",
-        "--",
-        "sh",
-        "-c",
-        &format!("sleep {marker} & sleep {marker}"),
-    ]);
-    wait_for("the job's processes", 30, || {
-        (processes_matching(&format!("sleep {marker}")) >= 2).then_some(())
-    });
-    let first = c.job(id)["attempts"][0]["id"].as_u64().unwrap();
-    let attempt = format!("ZENITH_ATTEMPT_ID={first}");
+    let (mut c, a, _, attempt) = sleeper_on_one_agent("1000778", "killed-agent");
     let env = [attempt.as_str(), "E2E_MARK=killed-agent"];
-    assert_eq!(processes_with_env(&env), 3, "sh and two sleeps");
     // kill -9 of the agent: its guardian sees the pipe close and kills the whole group —
     // the shell and the background sleep too.
     c.agents[a].kill9();
