@@ -50,7 +50,7 @@ impl Engine {
                 .entry(job.spec.queue.clone())
                 .or_default()
                 .insert(job.shape, job.queue_key(id));
-            self.jobs.insert(id, job);
+            self.jobs.insert(id, Box::new(job));
             self.live_tasks += u64::from(n);
             self.counters.jobs_submitted += 1;
             self.note_job(id);

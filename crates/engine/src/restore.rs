@@ -62,7 +62,7 @@ impl Engine {
                 .collect();
             e.jobs.insert(
                 rec.id,
-                Job {
+                Box::new(Job {
                     first_index: spec.first_index(),
                     tasks,
                     pending: VecDeque::new(),
@@ -75,7 +75,7 @@ impl Engine {
                     outputs: Default::default(),
                     shape: crate::state::shape_of(&spec),
                     spec,
-                },
+                }),
             );
         }
         for tr in loaded.tasks {

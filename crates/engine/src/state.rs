@@ -126,7 +126,10 @@ pub(crate) struct Node {
 /// The whole cluster state. Create with [`Engine::new`] or [`Engine::restore`].
 pub struct Engine {
     pub(crate) cfg: EngineConfig,
-    pub(crate) jobs: HashMap<JobId, Job>,
+    /// Boxed: the table then holds 16 bytes a slot instead of ~190, and a hash table runs
+    /// between half and seven-eighths full (at 1,000,000 jobs it had 2^21 slots, so an inline
+    /// job cost about 400 bytes of table).
+    pub(crate) jobs: HashMap<JobId, Box<Job>>,
     pub(crate) live_tasks: u64,
     pub(crate) queues: BTreeMap<String, crate::queue::Queue>,
     pub(crate) nodes: BTreeMap<NodeId, Node>,
