@@ -36,18 +36,12 @@ async fn ask<T>(
     make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg,
 ) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
-    state.control.send(make(tx)).await.map_err(|_| {
-        ApiError::Unavailable(
-            "the control loop stopped (server shutting down, or no longer the leader); retry"
-                .into(),
-        )
-    })?;
-    rx.await.map_err(|_| {
-        ApiError::Unavailable(
-            "the control loop stopped (server shutting down, or no longer the leader); retry"
-                .into(),
-        )
-    })
+    state
+        .control
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::loop_stopped())?;
+    rx.await.map_err(|_| ApiError::loop_stopped())
 }
 
 fn check_known(n: usize) -> Result<(), ApiError> {

@@ -33,17 +33,9 @@ pub(crate) async fn ask<T>(
         tokio::sync::mpsc::error::TrySendError::Full(_) => {
             ApiError::Overloaded("server busy; retry later".into())
         }
-        tokio::sync::mpsc::error::TrySendError::Closed(_) => ApiError::Unavailable(
-            "the control loop stopped (server shutting down, or no longer the leader); retry"
-                .into(),
-        ),
+        tokio::sync::mpsc::error::TrySendError::Closed(_) => ApiError::loop_stopped(),
     })?;
-    rx.await.map_err(|_| {
-        ApiError::Unavailable(
-            "the control loop stopped (server shutting down, or no longer the leader); retry"
-                .into(),
-        )
-    })
+    rx.await.map_err(|_| ApiError::loop_stopped())
 }
 
 pub(crate) async fn read<T: Send + 'static>(

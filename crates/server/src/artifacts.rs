@@ -74,12 +74,7 @@ pub async fn put(
             reply: tx,
         })
         .map_err(|_| ApiError::Overloaded("server busy; retry later".into()))?;
-    let owner = rx.await.map_err(|_| {
-        ApiError::Unavailable(
-            "the control loop stopped (server shutting down, or no longer the leader); retry"
-                .into(),
-        )
-    })?;
+    let owner = rx.await.map_err(|_| ApiError::loop_stopped())?;
     let fits = matches!(&owner, Some((n, Some(o)))
         if *n == node && o.run == run && o.step == step && o.instance == instance);
     if !fits {

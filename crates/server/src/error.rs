@@ -29,6 +29,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The control loop is gone: the server is shutting down, or its term as leader ended.
+    pub(crate) fn loop_stopped() -> ApiError {
+        ApiError::Unavailable(
+            "the control loop stopped (server shutting down, or no longer the leader); retry"
+                .into(),
+        )
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
         match self {
             ApiError::Invalid(v) => (
