@@ -7,8 +7,10 @@
 //! ([`postgres::PgStore`]), where the leader's writes check its lease epoch inside each commit
 //! ([`pg_lease`]).
 
+mod pg_commit;
 mod pg_flows;
 pub mod pg_lease;
+mod pg_reader;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -1,6 +1,8 @@
 //! Flow records in PostgreSQL: runs, step rows, instance rows and applied definitions.
 
-use crate::postgres::{decode, delete_jobs, meta, PgReader, Tx};
+use crate::pg_commit::{delete_jobs, opt};
+use crate::pg_reader::PgReader;
+use crate::postgres::{decode, meta, Tx};
 use crate::rows::{self, json, stored_spec, DEF_COLS, INST_COLS, RUN_COLS, STEP_COLS};
 use crate::{RunFilter, StoreError};
 use postgres::Transaction;
@@ -41,10 +43,6 @@ pub(crate) fn load(tx: &mut Transaction<'_>, out: &mut Loaded) -> Result<(), Sto
         .try_get(0)?;
     out.next_run_id = rows::next_id(meta(tx, "next_run_id")?, max);
     Ok(())
-}
-
-fn opt(v: Option<u64>) -> Option<i64> {
-    v.map(|x| x as i64)
 }
 
 /// Writes the flow part of one batch inside its transaction.
