@@ -233,6 +233,9 @@ async fn metrics_report_totals_levels_and_latencies() {
         ("zenith_control_batches_unwritten", "counter"),
         ("zenith_leader", "gauge"),
         ("zenith_lease_epoch", "gauge"),
+        ("zenith_leader_terms", "counter"),
+        ("zenith_leader_losses", "counter"),
+        ("zenith_forwarded_requests", "counter"),
     ] {
         assert_eq!(types.get(name), Some(&kind), "{name} in\n{text}");
     }

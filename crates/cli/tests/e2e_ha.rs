@@ -87,7 +87,9 @@ impl HaCluster {
             .args(["--store", &self.db, "--lease-ttl", &self.ttl])
             .arg("--data-dir")
             .arg(&self.servers[i].data)
-            .args(["--listen", &format!("127.0.0.1:{}", self.servers[i].port)])
+            .args(["--listen", &format!("0.0.0.0:{}", self.servers[i].port)])
+            // Listening on every address: the URL others use must be given.
+            .args(["--advertise", &self.url(i)])
             .args(["--heartbeat-timeout", "30s", "--rate-limit", "100000"])
             .env("ZENITH_LOG", "info");
         let log = self.dir.path().join(format!(
