@@ -142,6 +142,9 @@ impl Client {
     ) -> Result<reqwest::Response, reqwest::Error> {
         let req = rb.build()?;
         let n = self.bases.len();
+        if n == 1 {
+            return self.http.execute(req).await;
+        }
         let start = self.current.load(std::sync::atomic::Ordering::Relaxed) % n;
         let from = self.bases[start].clone();
         let mut last = None;
