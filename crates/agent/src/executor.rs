@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use zenith_model::flow::ArtifactOut;
-use zenith_model::{AttemptId, AttemptOutcome, NodeId};
+use zenith_model::{AttemptId, AttemptOutcome, NodeId, Resources};
 use zenith_protocol::agent::{Assignment, AttemptResult};
 
 /// Attempt IDs remembered to refuse duplicate assignments.
@@ -29,11 +29,21 @@ struct Proc {
     outputs: Vec<String>,
     /// A scratch working directory made for this attempt, removed when it ends.
     scratch: Option<PathBuf>,
+    /// What it holds of the node, given back when it ends.
+    resources: Resources,
 }
 
 #[derive(Default)]
 struct Table {
     running: HashMap<AttemptId, Proc>,
+    /// Assignments waiting for resources (the node's backlog), started in order as they
+    /// fit; bounded by what the server assigns (`prefetch` beyond capacity).
+    waiting: VecDeque<Assignment>,
+    /// What the node offers, and what of it no started attempt holds.
+    total: Resources,
+    free: Resources,
+    /// A `promote` is under way (a start that fails at once ends inside it).
+    promoting: bool,
     seen: HashSet<AttemptId>,
     seen_order: VecDeque<AttemptId>,
     /// GPU indices of this node not bound to a running attempt.
@@ -75,7 +85,8 @@ pub struct Setup {
     pub work_dir: PathBuf,
     /// Between SIGTERM and SIGKILL.
     pub grace: Duration,
-    pub gpus: u64,
+    /// What the node offers (GPUs are bound by index from `resources.gpus`).
+    pub resources: Resources,
     pub transfer: Option<crate::artifacts::Transfer>,
     /// Kills this agent's jobs if the agent dies.
     pub guardian: Arc<crate::guardian::Guardian>,
@@ -92,10 +103,11 @@ impl Executor {
             data_dir,
             work_dir,
             grace,
-            gpus,
+            resources,
             transfer,
             guardian,
         } = setup;
+        let gpus = resources.gpus;
         let data_dir = data_dir.as_path();
         let log_dir = data_dir.join("logs");
         std::fs::create_dir_all(&log_dir)?;
@@ -114,6 +126,8 @@ impl Executor {
                 has_gpus: gpus > 0,
                 table: Mutex::new(Table {
                     free_gpus: (0..gpus.min(1024) as u32).collect(),
+                    free: resources.clone(),
+                    total: resources,
                     ..Table::default()
                 }),
                 results,
@@ -128,16 +142,24 @@ impl Executor {
         &self.inner.log_dir
     }
 
-    /// Attempts whose process is still running.
-    pub fn running(&self) -> Vec<AttemptId> {
+    /// Attempts started and not ended, and those in the backlog waiting for resources (in
+    /// the order they will start), read together: an attempt moving from one to the other
+    /// is in exactly one of them.
+    pub fn attempts(&self) -> (Vec<AttemptId>, Vec<AttemptId>) {
         self.inner
             .table
             .lock()
-            .map(|t| t.running.keys().copied().collect())
+            .map(|t| {
+                (
+                    t.running.keys().copied().collect(),
+                    t.waiting.iter().map(|a| a.attempt).collect(),
+                )
+            })
             .unwrap_or_default()
     }
 
-    /// Starts an attempt unless it was seen before (fencing against duplicate delivery).
+    /// Takes an assignment unless it was seen before (fencing against duplicate delivery):
+    /// it starts now if the node has room, else waits in the backlog for its turn.
     pub fn start(&self, a: Assignment) {
         {
             let Ok(mut t) = self.inner.table.lock() else {
@@ -153,31 +175,107 @@ impl Executor {
                     t.seen.remove(&old);
                 }
             }
-            // Bind concrete GPUs: placement guarantees enough are free on this node.
+            t.waiting.push_back(a);
+            self.inner.metrics.waiting.set(t.waiting.len() as i64);
+        }
+        self.promote();
+    }
+
+    /// Starts waiting assignments in order while the first fits what is free. One that can
+    /// never fit this node ends as failed to start instead of blocking the rest.
+    fn promote(&self) {
+        {
+            let Ok(mut t) = self.inner.table.lock() else {
+                return;
+            };
+            if t.promoting {
+                // The loop below is already running further up this call stack.
+                return;
+            }
+            t.promoting = true;
+        }
+        loop {
+            let next = {
+                let Ok(mut t) = self.inner.table.lock() else {
+                    return;
+                };
+                let Some(head) = t.waiting.front() else {
+                    t.promoting = false;
+                    break;
+                };
+                if head.resources.fits_in(&t.free) {
+                    t.waiting.pop_front().map(|a| (a, true))
+                } else if !head.resources.fits_in(&t.total) {
+                    t.waiting.pop_front().map(|a| (a, false))
+                } else {
+                    t.promoting = false;
+                    break;
+                }
+            };
+            let Some((a, fits)) = next else { break };
+            if fits {
+                self.launch(a);
+            } else {
+                let message = match a.resources.first_shortfall(&self.total()) {
+                    Some(s) => format!("needs more than this node offers: {s}"),
+                    None => "needs more than this node offers".to_string(),
+                };
+                self.end_unstarted(a.attempt, AttemptOutcome::StartFailed { message });
+            }
+        }
+        if let Ok(t) = self.inner.table.lock() {
+            self.inner.metrics.waiting.set(t.waiting.len() as i64);
+        }
+    }
+
+    fn total(&self) -> Resources {
+        self.inner
+            .table
+            .lock()
+            .map(|t| t.total.clone())
+            .unwrap_or_default()
+    }
+
+    /// Ends an attempt that never started (refused, or killed while waiting).
+    fn end_unstarted(&self, attempt: AttemptId, outcome: AttemptOutcome) {
+        if let Ok(mut t) = self.inner.table.lock() {
+            t.running.insert(
+                attempt,
+                Proc {
+                    pgid: None,
+                    gpus: Vec::new(),
+                    killing: false,
+                    outputs: Vec::new(),
+                    scratch: None,
+                    resources: Resources::default(),
+                },
+            );
+        }
+        self.finish(attempt, None, outcome);
+    }
+
+    /// Starts an assignment that fits: takes its resources and GPUs, then the process.
+    fn launch(&self, a: Assignment) {
+        {
+            let Ok(mut t) = self.inner.table.lock() else {
+                return;
+            };
+            // Bind concrete GPUs: the resources check above counted them.
             let wanted = a.resources.gpus as usize;
             if t.free_gpus.len() < wanted {
                 let message = format!(
                     "{wanted} GPUs wanted, {} free on this node",
                     t.free_gpus.len()
                 );
-                t.running.insert(
-                    a.attempt,
-                    Proc {
-                        pgid: None,
-                        gpus: Vec::new(),
-                        killing: false,
-                        outputs: Vec::new(),
-                        scratch: None,
-                    },
-                );
                 drop(t);
-                self.finish(a.attempt, None, AttemptOutcome::StartFailed { message });
+                self.end_unstarted(a.attempt, AttemptOutcome::StartFailed { message });
                 return;
             }
             let gpus: Vec<u32> = t.free_gpus.iter().copied().take(wanted).collect();
             for g in &gpus {
                 t.free_gpus.remove(g);
             }
+            t.free.take(&a.resources);
             t.running.insert(
                 a.attempt,
                 Proc {
@@ -186,6 +284,7 @@ impl Executor {
                     killing: false,
                     outputs: a.io.outputs.clone(),
                     scratch: None,
+                    resources: a.resources.clone(),
                 },
             );
             self.inner.metrics.running.set(t.running.len() as i64);
@@ -408,6 +507,7 @@ impl Executor {
             Ok(mut t) => match t.running.remove(&attempt) {
                 Some(p) => {
                     t.free_gpus.extend(p.gpus);
+                    t.free.give(&p.resources);
                     (p.killing, p.outputs, p.scratch)
                 }
                 None => (false, Vec::new(), None),
@@ -443,6 +543,9 @@ impl Executor {
                 let _ = results.send(r).await;
             });
         }
+        // Its resources are free: the next in the backlog starts now, not after a round
+        // trip to the server.
+        self.promote();
     }
 
     /// Reads the declared output parameters of an attempt that exited (one trailing newline
@@ -488,6 +591,14 @@ impl Executor {
             let Ok(mut t) = self.inner.table.lock() else {
                 return;
             };
+            if let Some(i) = t.waiting.iter().position(|a| a.attempt == attempt) {
+                // Not started: it leaves the backlog and ends as killed.
+                t.waiting.remove(i);
+                self.inner.metrics.waiting.set(t.waiting.len() as i64);
+                drop(t);
+                self.end_unstarted(attempt, AttemptOutcome::Signaled { signal: 9 });
+                return;
+            }
             let Some(p) = t.running.get_mut(&attempt) else {
                 return;
             };

@@ -43,6 +43,9 @@ pub struct AgentConfig {
     pub work_dir: Option<PathBuf>,
     /// Serve the agent's Prometheus metrics at `/metrics` on this address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Assignments held beyond what fits, each started the moment resources free (the
+    /// node's backlog; 0: only what fits).
+    pub prefetch: u32,
     /// The `zenith` binary, started as `zenith __guardian` to kill this agent's jobs if the
     /// agent dies (see `guardian`).
     pub guardian_exe: PathBuf,
@@ -118,7 +121,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             data_dir: cfg.data_dir.clone(),
             work_dir,
             grace: cfg.kill_grace,
-            gpus: cfg.resources.gpus,
+            resources: cfg.resources.clone(),
             transfer: Some(transfer),
             guardian: std::sync::Arc::new(guardian::Guardian::start(&cfg.guardian_exe)?),
         },
@@ -146,12 +149,13 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     let mut retry = Duration::from_millis(100);
     let mut hopped = false;
     'connect: loop {
-        let mut known = exec.running();
+        let (mut known, waiting) = exec.attempts();
+        known.extend(waiting.iter().copied());
         known.extend(outbox.pending().map(|r| r.attempt));
         let tried = conn.servers.current();
         let reg = tokio::select! {
             _ = &mut shutdown => break 'connect,
-            r = conn.register(known) => r,
+            r = conn.register(known, waiting) => r,
         };
         let reg = match reg {
             Ok(r) => r,
@@ -234,7 +238,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             }
         }
     }
-    let running = exec.running();
+    let (mut running, waiting) = exec.attempts();
+    running.extend(waiting);
     for a in &running {
         exec.kill(*a);
     }

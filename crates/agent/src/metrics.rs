@@ -26,6 +26,8 @@ pub struct AgentMetrics {
     pub artifact_bytes: Counter,
     attempts_ended: Family<OutcomeLabel, Counter>,
     pub running: Gauge,
+    /// Assignments in the backlog, waiting for resources.
+    pub waiting: Gauge,
     pub outbox: Gauge,
     reports: Family<ResultLabel, Counter>,
     pub report_seconds: Histogram,
@@ -42,6 +44,7 @@ impl AgentMetrics {
             artifact_bytes: Counter::default(),
             attempts_ended: Family::default(),
             running: Gauge::default(),
+            waiting: Gauge::default(),
             outbox: Gauge::default(),
             reports: Family::default(),
             report_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -67,6 +70,11 @@ impl AgentMetrics {
             "running_attempts",
             "Attempts running now",
             m.running.clone(),
+        );
+        r.register(
+            "waiting_attempts",
+            "Assignments in the backlog, waiting for resources on this node",
+            m.waiting.clone(),
         );
         r.register(
             "outbox_results",

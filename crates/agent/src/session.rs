@@ -74,7 +74,11 @@ impl Conn {
         format!("{}{path}", self.servers.current())
     }
 
-    pub async fn register(&self, known: Vec<AttemptId>) -> Result<RegisterResponse, AgentError> {
+    pub async fn register(
+        &self,
+        known: Vec<AttemptId>,
+        waiting: Vec<AttemptId>,
+    ) -> Result<RegisterResponse, AgentError> {
         let req = RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
             node_id: self.node.clone(),
@@ -82,6 +86,8 @@ impl Conn {
             resources: self.cfg.resources.clone(),
             labels: self.cfg.labels.clone(),
             known,
+            waiting,
+            prefetch: self.cfg.prefetch,
         };
         self.post_json("/agent/v1/register", &req).await
     }
@@ -194,7 +200,7 @@ impl Conn {
         outbox: &mut Outbox,
         logs: &mut LogShipper,
     ) -> Result<bool, AgentError> {
-        let running = exec.running();
+        let (running, waiting) = exec.attempts();
         let mut watch: Vec<AttemptId> = running.clone();
         watch.extend(outbox.pending().map(|r| r.attempt));
         let batch = logs.collect(exec.log_dir(), &watch);
@@ -226,11 +232,13 @@ impl Conn {
             .cloned()
             .collect();
         let mut known = running;
+        known.extend(waiting.iter().copied());
         known.extend(outbox.pending().map(|r| r.attempt));
         let req = ReportRequest {
             node_id: self.node.clone(),
             session,
             known,
+            waiting,
             results,
         };
         let resp: ReportResponse = self.post_json("/agent/v1/report", &req).await?;

@@ -29,6 +29,8 @@ pub fn run(a: Args) -> serde_json::Value {
                 },
                 labels: Default::default(),
                 known: Vec::new(),
+                waiting: Vec::new(),
+                prefetch: 0,
             },
             1,
         );

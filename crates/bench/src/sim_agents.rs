@@ -64,6 +64,8 @@ pub async fn start(a: &AgentArgs, stats: Arc<Stats>) -> anyhow::Result<()> {
             },
             labels: Default::default(),
             known: Vec::new(),
+            waiting: Vec::new(),
+            prefetch: 0,
         };
         let _permit = gate.acquire().await?;
         let r = http
@@ -142,6 +144,7 @@ impl Agent {
                 node_id: self.node.clone(),
                 session: self.session,
                 known: Vec::new(),
+                waiting: Vec::new(),
                 results: done
                     .iter()
                     .map(|a| AttemptResult {

@@ -26,6 +26,8 @@ fn cluster(nodes: usize) -> Engine {
                 },
                 labels: Default::default(),
                 known: Vec::new(),
+                waiting: Vec::new(),
+                prefetch: 0,
             },
             1,
         );

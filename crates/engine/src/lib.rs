@@ -9,6 +9,7 @@
 //!
 //! No tokio, no clock, no I/O; tested by simulation with `sanity_check()` after every step.
 
+mod backlog;
 mod changes;
 mod flows;
 mod idempotency;
@@ -103,6 +104,8 @@ pub struct Assignment {
     pub spec: Arc<JobSpec>,
     /// Outputs and artifacts the agent handles around the process (flow steps).
     pub io: zenith_model::flow::StepIo,
+    /// Goes to the node's backlog: the agent starts it when resources free there.
+    pub queued: bool,
 }
 
 /// Commands the engine refuses.

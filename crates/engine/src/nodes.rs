@@ -12,8 +12,13 @@ pub struct NodeRegistration {
     pub name: String,
     pub resources: Resources,
     pub labels: BTreeMap<String, String>,
-    /// Attempts the agent is running or holds unacknowledged results for.
+    /// Attempts the agent is running, holds in its backlog, or holds unacknowledged results
+    /// for.
     pub known: Vec<AttemptId>,
+    /// Of `known`, the attempts waiting in the agent's backlog (not started).
+    pub waiting: Vec<AttemptId>,
+    /// How many assignments the agent holds beyond what fits (see `backlog.rs`).
+    pub prefetch: u32,
 }
 
 /// The engine's answer to a registration or heartbeat.
@@ -55,20 +60,40 @@ impl Engine {
             registered_at: now,
             last_heartbeat: now,
             running: BTreeSet::new(),
+            backlog: BTreeSet::new(),
+            prefetch: 0,
         });
         node.name = reg.name;
+        node.prefetch = reg.prefetch;
         node.labels = reg.labels;
         node.state = NodeState::Ready;
         node.last_heartbeat = now;
         node.total = reg.resources;
-        // Recompute free from what still runs here, so a changed capacity is honoured.
+        // The agent says which of its attempts wait in its backlog; the rest have started.
+        let waiting: HashSet<AttemptId> = reg.waiting.iter().copied().collect();
+        let here: Vec<AttemptId> = node.running.iter().copied().collect();
+        for aid in here.into_iter().filter(|a| waiting.contains(a)) {
+            self.unstart(aid);
+        }
+        // Recompute free from what has started here, so a changed capacity is honoured.
+        let Some(node) = self.nodes.get_mut(&reg.id) else {
+            return NodeReply::default();
+        };
         let mut free = node.total.clone();
         for aid in &node.running {
-            if let Some(job) = self.attempts.get(aid).and_then(|r| self.jobs.get(&r.job)) {
-                free.take(&job.spec.resources);
+            match self.attempts.get(aid) {
+                Some(r) if !r.queued => {
+                    if let Some(job) = self.jobs.get(&r.job) {
+                        free.take(&job.spec.resources);
+                    }
+                }
+                _ => {}
             }
         }
         node.free = free;
+        // Backlogged attempts the agent has started, as far as they fit (see
+        // `start_reported`).
+        self.start_reported(&reg.id, &known, &waiting, now);
         self.sched_dirty = true;
         self.note_node(&reg.id);
         NodeReply {

@@ -161,7 +161,9 @@ impl Engine {
         }
         if let Some(n) = self.nodes.get_mut(&r.node) {
             n.running.remove(&aid);
-            if let Some(job) = self.jobs.get(&r.job) {
+            if r.queued {
+                n.backlog.remove(&aid);
+            } else if let Some(job) = self.jobs.get(&r.job) {
                 n.free.give(&job.spec.resources);
             }
         }
@@ -224,7 +226,10 @@ impl Engine {
         } else if cancel || outcome == AttemptOutcome::Cancelled {
             TaskState::Cancelled
         } else if outcome == AttemptOutcome::NodeLost {
-            t.node_losses += 1;
+            // Lost before it started (in a backlog): the task never ran there.
+            if !r.queued {
+                t.node_losses += 1;
+            }
             if t.node_losses > max_losses {
                 t.reason = Some(format!("node lost {} times", t.node_losses));
                 TaskState::Failed

@@ -41,6 +41,8 @@ impl Engine {
                         n.last_seen
                     },
                     running: BTreeSet::new(),
+                    backlog: BTreeSet::new(),
+                    prefetch: 0,
                 },
             );
         }
@@ -122,6 +124,8 @@ impl Engine {
                                 started_at: a.started_at,
                                 deadline,
                                 killing: None,
+                                // Until the agent registers and names what still waits.
+                                queued: false,
                             };
                             match e.nodes.get_mut(&a.node) {
                                 Some(n) => {

@@ -22,7 +22,20 @@ impl Engine {
                     .jobs
                     .get(&r.job)
                     .ok_or(format!("attempt {aid} of unknown job {}", r.job))?;
-                used.give(&job.spec.resources);
+                if r.queued != n.backlog.contains(aid) {
+                    return Err(format!(
+                        "attempt {aid}: queued flag and node backlog differ"
+                    ));
+                }
+                if r.queued && r.deadline.is_some() {
+                    return Err(format!("backlogged attempt {aid} has a deadline"));
+                }
+                if !r.queued {
+                    used.give(&job.spec.resources);
+                }
+            }
+            if !n.backlog.is_subset(&n.running) {
+                return Err(format!("node {id}: backlog attempt not on the node"));
             }
             if !used.fits_in(&n.total) {
                 return Err(format!("node {id} over-committed"));

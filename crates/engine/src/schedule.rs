@@ -4,7 +4,7 @@
 use crate::state::{Engine, QueueKey, Running};
 use crate::{Assignment, Effect};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use zenith_model::{AttemptId, JobId, Millis, NodeId, NodeState, TaskState};
 use zenith_placement as placement;
 
@@ -35,6 +35,8 @@ impl Engine {
         // Per shape: nodes before this one are known not to fit it for the rest of the pass
         // (resources are only taken during a pass), so its next scan starts here.
         let mut scan_from: HashMap<u64, NodeId> = HashMap::new();
+        // Shapes no node's backlog can take for the rest of the pass.
+        let mut backlogs_full: HashSet<u64> = HashSet::new();
         while budget > 0 && !turns.is_empty() {
             let mut i = 0;
             while i < turns.len() && budget > 0 {
@@ -42,7 +44,8 @@ impl Engine {
                     turns.swap_remove(i);
                     continue;
                 };
-                let (placed, empty) = self.place_job(key.1, budget, now, &mut scan_from);
+                let (placed, empty) =
+                    self.place_job(key.1, budget, now, &mut scan_from, &mut backlogs_full);
                 budget -= placed;
                 if empty {
                     drained.push((turns[i].0.clone(), shape, key));
@@ -75,6 +78,7 @@ impl Engine {
         budget: usize,
         now: Millis,
         scan_from: &mut HashMap<u64, NodeId>,
+        backlogs_full: &mut HashSet<u64>,
     ) -> (usize, bool) {
         let mut placed = 0;
         loop {
@@ -102,16 +106,27 @@ impl Engine {
                         free: &n.free,
                         total: &n.total,
                         labels: &n.labels,
-                        ready: n.state == NodeState::Ready,
+                        // A node with a backlog starts its work in order: new work queues
+                        // behind it (below), so free resources there are already spoken for.
+                        ready: n.state == NodeState::Ready && n.backlog.is_empty(),
                     },
                 )
             });
-            let Some(sel) = placement::select_scan(candidates, &spec.resources, &spec.constraints)
-            else {
-                return (placed, false);
+            let sel = placement::select_scan(candidates, &spec.resources, &spec.constraints);
+            let (node_id, queued) = match sel {
+                Some(sel) => {
+                    scan_from.insert(shape, sel.first_feasible.clone());
+                    (sel.chosen.clone(), false)
+                }
+                None if backlogs_full.contains(&shape) => return (placed, false),
+                None => match self.backlog_node(&spec) {
+                    Some(n) => (n, true),
+                    None => {
+                        backlogs_full.insert(shape);
+                        return (placed, false);
+                    }
+                },
             };
-            let node_id = sel.chosen.clone();
-            scan_from.insert(shape, sel.first_feasible.clone());
             let aid = AttemptId(self.next_attempt_id);
             self.next_attempt_id += 1;
             let Some(job) = self.jobs.get_mut(&id) else {
@@ -131,10 +146,18 @@ impl Engine {
             job.counts.shift(TaskState::Queued, TaskState::Running);
             let queued_for = now.saturating_sub(job.created_at);
             if let Some(n) = self.nodes.get_mut(&node_id) {
-                n.free.take(&spec.resources);
+                if queued {
+                    n.backlog.insert(aid);
+                } else {
+                    n.free.take(&spec.resources);
+                }
                 n.running.insert(aid);
             }
-            let deadline = spec.timeout.map(|t| now.saturating_add(t.as_millis()));
+            // A backlogged attempt's timeout runs from its start.
+            let deadline = spec
+                .timeout
+                .filter(|_| !queued)
+                .map(|t| now.saturating_add(t.as_millis()));
             if let Some(d) = deadline {
                 self.deadlines.insert((d, aid));
             }
@@ -145,6 +168,7 @@ impl Engine {
                 started_at: now,
                 deadline,
                 killing: None,
+                queued,
             };
             self.note_attempt_started(aid, &r, index);
             self.attempts.insert(aid, r);
@@ -159,6 +183,7 @@ impl Engine {
                     attempt_number,
                     spec,
                     io,
+                    queued,
                 },
             });
             self.counters.attempts_started += 1;

@@ -110,6 +110,9 @@ pub(crate) struct Running {
     pub started_at: Millis,
     pub deadline: Option<Millis>,
     pub killing: Option<KillReason>,
+    /// Waiting in its node's backlog (`backlog.rs`): assigned, not started, holds no
+    /// resources; `started_at` is when it was assigned until the agent starts it.
+    pub queued: bool,
 }
 
 pub(crate) struct Node {
@@ -120,7 +123,13 @@ pub(crate) struct Node {
     pub state: NodeState,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
+    /// Every attempt assigned here, started or waiting in the backlog.
     pub running: BTreeSet<AttemptId>,
+    /// Attempts assigned here that wait for resources on the agent, oldest (= first to
+    /// start) first; at most `prefetch` are added (see `backlog.rs`).
+    pub backlog: BTreeSet<AttemptId>,
+    /// How many assignments the agent holds beyond what fits (its `--prefetch`).
+    pub prefetch: u32,
 }
 
 /// The whole cluster state. Create with [`Engine::new`] or [`Engine::restore`].
@@ -179,6 +188,9 @@ pub struct NodeInfo {
     pub free: Resources,
     pub labels: BTreeMap<String, String>,
     pub running: usize,
+    /// Of `running`, attempts waiting in the node's backlog.
+    pub queued: usize,
+    pub prefetch: u32,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
 }
@@ -264,7 +276,9 @@ impl Engine {
                 total: n.total.clone(),
                 free: n.free.clone(),
                 labels: n.labels.clone(),
-                running: n.running.len(),
+                running: n.running.len() - n.backlog.len(),
+                queued: n.backlog.len(),
+                prefetch: n.prefetch,
                 registered_at: n.registered_at,
                 last_heartbeat: n.last_heartbeat,
             })

@@ -18,6 +18,8 @@ pub struct Counters {
     pub attempts_ended: BTreeMap<&'static str, u64>,
     pub retries_scheduled: u64,
     pub node_loss_requeues: u64,
+    /// Backlogged attempts the agent reported started.
+    pub backlog_started: u64,
     pub stale_reports: u64,
     pub runs_started: u64,
     pub runs_succeeded: u64,
@@ -50,6 +52,8 @@ pub struct Levels {
     pub jobs: BTreeMap<(String, JobState), u64>,
     pub nodes: BTreeMap<NodeState, u64>,
     pub running_attempts: u64,
+    /// Of `running_attempts`, those waiting in a node's backlog.
+    pub backlogged_attempts: u64,
     pub cpu_millis_total: u64,
     pub cpu_millis_free: u64,
     pub memory_total: u64,
@@ -88,6 +92,7 @@ impl Engine {
         }
         for n in self.nodes.values() {
             *l.nodes.entry(n.state).or_insert(0) += 1;
+            l.backlogged_attempts += n.backlog.len() as u64;
             if n.state == NodeState::Ready {
                 l.cpu_millis_total += n.total.cpu_millis;
                 l.cpu_millis_free += n.free.cpu_millis;

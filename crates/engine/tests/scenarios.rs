@@ -166,6 +166,8 @@ fn lost_node_requeues_once_and_fences_late_reports() {
             resources: Resources::cpus(1.0),
             labels: Default::default(),
             known: vec![old],
+            waiting: Vec::new(),
+            prefetch: 0,
         },
         env.now,
     );
@@ -192,6 +194,8 @@ fn reregistration_reconciles_attempts_the_agent_lost() {
             resources: Resources::cpus(2.0),
             labels: Default::default(),
             known: vec![ids[0]],
+            waiting: Vec::new(),
+            prefetch: 0,
         },
         env.now,
     );

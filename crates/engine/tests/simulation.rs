@@ -111,6 +111,8 @@ fn register(env: &mut TestEnv, i: u8, known: Vec<zenith_model::AttemptId>) {
             },
             labels: Default::default(),
             known,
+            waiting: Vec::new(),
+            prefetch: 0,
         },
         env.now,
     );

@@ -15,6 +15,9 @@ pub const LEADER_HEADER: &str = "x-zenith-leader";
 /// Most attempt IDs in one `known` list or result batch.
 pub const MAX_BATCH: usize = 100_000;
 
+/// Largest backlog an agent may ask for (`prefetch`).
+pub const MAX_PREFETCH: u32 = 10_000;
+
 /// `POST /agent/v1/register`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,9 +28,16 @@ pub struct RegisterRequest {
     pub resources: Resources,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Attempts the agent runs or holds unacknowledged results for.
+    /// Attempts the agent runs, holds in its backlog, or holds unacknowledged results for.
     #[serde(default)]
     pub known: Vec<AttemptId>,
+    /// Of `known`, attempts waiting in the agent's backlog for resources (not started).
+    #[serde(default)]
+    pub waiting: Vec<AttemptId>,
+    /// How many assignments the agent will hold beyond what fits, starting each the moment
+    /// resources free (0: only what fits).
+    #[serde(default)]
+    pub prefetch: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -81,8 +91,12 @@ pub struct Assignment {
 pub struct ReportRequest {
     pub node_id: NodeId,
     pub session: u64,
-    /// Attempts the agent runs or holds unacknowledged results for.
+    /// Attempts the agent runs, holds in its backlog, or holds unacknowledged results for.
     pub known: Vec<AttemptId>,
+    /// Of `known`, attempts waiting in the agent's backlog (not started): a backlogged
+    /// attempt known and not listed has started.
+    #[serde(default)]
+    pub waiting: Vec<AttemptId>,
     #[serde(default)]
     pub results: Vec<AttemptResult>,
 }

@@ -112,7 +112,14 @@ pub struct NodeView {
     pub resources: Resources,
     pub free: Resources,
     pub labels: BTreeMap<String, String>,
+    /// Attempts started on the node.
     pub running: usize,
+    /// Attempts assigned to the node's backlog, started by the agent as resources free.
+    #[serde(default)]
+    pub queued: usize,
+    /// The largest backlog the agent accepts.
+    #[serde(default)]
+    pub prefetch: u32,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
 }

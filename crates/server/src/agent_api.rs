@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use zenith_model::{NodeId, ValidationError};
 use zenith_protocol::agent::{
     decode_log_frames, LogAck, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse,
-    StreamMessage, MAX_BATCH, PROTOCOL_VERSION,
+    StreamMessage, MAX_BATCH, MAX_PREFETCH, PROTOCOL_VERSION,
 };
 
 /// An idle stream carries a ping this often.
@@ -44,10 +44,10 @@ async fn ask<T>(
     rx.await.map_err(|_| ApiError::loop_stopped())
 }
 
-fn check_known(n: usize) -> Result<(), ApiError> {
+fn check_known(field: &str, n: usize) -> Result<(), ApiError> {
     if n > MAX_BATCH {
         return Err(ApiError::Invalid(ValidationError::new(
-            "known",
+            field,
             format!("at most {MAX_BATCH} attempts"),
         )));
     }
@@ -76,7 +76,14 @@ pub async fn register(
         .validate()
         .map_err(|e| ApiError::Invalid(e.within("resources")))?;
     zenith_model::job::validate_labels(&req.labels, "labels").map_err(ApiError::Invalid)?;
-    check_known(req.known.len())?;
+    check_known("known", req.known.len())?;
+    check_known("waiting", req.waiting.len())?;
+    if req.prefetch > MAX_PREFETCH {
+        return Err(ApiError::Invalid(ValidationError::new(
+            "prefetch",
+            format!("at most {MAX_PREFETCH}"),
+        )));
+    }
     Ok(Json(
         ask(&state, |reply| LoopMsg::Register { req, reply }).await??,
     ))
@@ -130,7 +137,8 @@ pub async fn report(
 ) -> Result<Json<ReportResponse>, ApiError> {
     let req: ReportRequest = json_body(&body)?;
     NodeId::parse(req.node_id.as_str())?;
-    check_known(req.known.len())?;
+    check_known("known", req.known.len())?;
+    check_known("waiting", req.waiting.len())?;
     if req.results.len() > MAX_BATCH {
         return Err(ApiError::Invalid(ValidationError::new(
             "results",

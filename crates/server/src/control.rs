@@ -352,6 +352,8 @@ impl ControlLoop {
                             resources: req.resources,
                             labels: req.labels,
                             known: req.known,
+                            waiting: req.waiting,
+                            prefetch: req.prefetch,
                         },
                         now,
                     );
@@ -428,6 +430,8 @@ impl ControlLoop {
                         .into_iter()
                         .filter(|a| !done.contains(a))
                         .collect();
+                    self.engine
+                        .agent_started(&req.node_id, &known, &req.waiting, now);
                     let hb = self.engine.heartbeat(&req.node_id, &known, now);
                     let resp = ReportResponse {
                         acked,
@@ -473,6 +477,8 @@ impl ControlLoop {
                             free: n.free,
                             labels: n.labels,
                             running: n.running,
+                            queued: n.queued,
+                            prefetch: n.prefetch,
                             registered_at: n.registered_at,
                             last_heartbeat: n.last_heartbeat,
                         })

@@ -56,6 +56,7 @@ pub struct Metrics {
     attempts_ended: Family<OutcomeLabel, Counter>,
     retries: Counter,
     requeues: Counter,
+    backlog_started: Counter,
     stale_reports: Counter,
     runs_started: Counter,
     runs_finished: Family<StateLabel, Counter>,
@@ -69,6 +70,7 @@ pub struct Metrics {
     jobs: Family<QueueStateLabels, Gauge>,
     nodes: Family<StateLabel, Gauge>,
     running_attempts: Gauge,
+    backlogged_attempts: Gauge,
     cpus_total: Gauge<f64, AtomicU64>,
     cpus_free: Gauge<f64, AtomicU64>,
     memory_total: Gauge,
@@ -108,6 +110,7 @@ impl Metrics {
             attempts_ended: Family::default(),
             retries: Counter::default(),
             requeues: Counter::default(),
+            backlog_started: Counter::default(),
             stale_reports: Counter::default(),
             runs_started: Counter::default(),
             runs_finished: Family::default(),
@@ -120,6 +123,7 @@ impl Metrics {
             jobs: Family::default(),
             nodes: Family::default(),
             running_attempts: Gauge::default(),
+            backlogged_attempts: Gauge::default(),
             cpus_total: Gauge::default(),
             cpus_free: Gauge::default(),
             memory_total: Gauge::default(),
@@ -167,6 +171,11 @@ impl Metrics {
             "node_loss_requeues",
             "Tasks requeued because their node was lost",
             m.requeues.clone(),
+        );
+        r.register(
+            "backlog_started",
+            "Attempts started by an agent from its backlog (assigned before a slot freed)",
+            m.backlog_started.clone(),
         );
         r.register(
             "stale_reports",
@@ -219,6 +228,11 @@ impl Metrics {
             "running_attempts",
             "Attempts running now",
             m.running_attempts.clone(),
+        );
+        r.register(
+            "backlogged_attempts",
+            "Of the running attempts, those assigned to a node's backlog and not started yet",
+            m.backlogged_attempts.clone(),
         );
         r.register(
             "cpus_capacity",
@@ -364,6 +378,8 @@ impl Metrics {
             .inc_by(d(now.retries_scheduled, last.retries_scheduled));
         self.requeues
             .inc_by(d(now.node_loss_requeues, last.node_loss_requeues));
+        self.backlog_started
+            .inc_by(d(now.backlog_started, last.backlog_started));
         self.stale_reports
             .inc_by(d(now.stale_reports, last.stale_reports));
         self.runs_started
@@ -463,6 +479,7 @@ impl Metrics {
                 .set(n as i64);
         }
         self.running_attempts.set(l.running_attempts as i64);
+        self.backlogged_attempts.set(l.backlogged_attempts as i64);
         self.cpus_total.set(l.cpu_millis_total as f64 / 1000.0);
         self.cpus_free.set(l.cpu_millis_free as f64 / 1000.0);
         self.memory_total.set(l.memory_total as i64);

@@ -185,7 +185,7 @@ export async function nodesPage(view, _params, ctx) {
         h('td', {}, meter(cpuUsed, n.resources.cpus), ` ${cpuUsed.toFixed(1)} / ${n.resources.cpus}`),
         h('td', {}, meter(memUsed, n.resources.memory), ` ${fmtBytes(memUsed)} / ${fmtBytes(n.resources.memory)}`),
         h('td', { class: 'num' }, n.resources.gpus ? `${n.resources.gpus - (n.free.gpus || 0)} / ${n.resources.gpus}` : ''),
-        h('td', { class: 'num' }, String(n.running)),
+        h('td', { class: 'num' }, n.queued ? `${n.running} +${n.queued} queued` : String(n.running)),
         h('td', {}, labels),
         h('td', {}, fmtAge(n.last_heartbeat, now)),
         h('td', { class: 'muted mono' }, n.id));

@@ -74,6 +74,8 @@ fn node(id: &str) -> NodeRegistration {
         resources: Resources::cpus(2.0),
         labels: Default::default(),
         known: vec![],
+        waiting: vec![],
+        prefetch: 0,
     }
 }
 

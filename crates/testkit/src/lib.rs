@@ -54,6 +54,8 @@ impl TestEnv {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             known: Vec::new(),
+            waiting: Vec::new(),
+            prefetch: 0,
         };
         self.engine.register_node(reg, self.now);
         self.settle();

@@ -71,6 +71,12 @@ pub struct NodeOpts {
     /// A custom resource to offer, NAME=COUNT (repeatable).
     #[arg(long = "resource", value_parser = parse_kv_count)]
     resources: Vec<(String, u64)>,
+    /// Jobs the node accepts beyond what fits, each started the moment resources free
+    /// instead of after a round trip to the server (its backlog); 0 takes only what fits.
+    /// Default: one per CPU core offered. A long job delays the work queued behind it on
+    /// its node, so use 0 where jobs run for hours.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    prefetch: Option<u32>,
     /// Grace period between SIGTERM and SIGKILL when a job is killed.
     #[arg(long, default_value = "5s", value_parser = DurationMs::parse)]
     kill_grace: DurationMs,
@@ -202,7 +208,9 @@ fn agent_config(
     }
     resources.gpus = n.gpus.unwrap_or(0);
     resources.custom = n.resources.iter().cloned().collect();
+    let cores = resources.cpu_millis.div_ceil(1000).min(10_000) as u32;
     zenith_agent::AgentConfig {
+        prefetch: n.prefetch.unwrap_or(cores),
         server,
         token,
         data_dir,

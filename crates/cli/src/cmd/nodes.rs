@@ -39,7 +39,10 @@ pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
                     output::bytes(n.free.memory),
                     output::bytes(n.resources.memory)
                 ),
-                n.running.to_string(),
+                match n.queued {
+                    0 => n.running.to_string(),
+                    q => format!("{} +{q} queued", n.running),
+                },
                 output::ago(now, n.last_heartbeat),
                 n.labels
                     .iter()

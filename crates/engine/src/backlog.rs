@@ -1,0 +1,146 @@
+//! Node backlogs: work assigned to a node before resources free there, so that the agent
+//! starts it the moment a slot frees instead of after a round trip to the server.
+//!
+//! A node registers with `prefetch` (the agent's `--prefetch`): how many assignments it
+//! holds beyond what fits. When no node has free resources for a task, the scheduling pass
+//! may append it to the backlog of a node it fits once empty, the least loaded first. Both
+//! sides keep the backlog in attempt order (attempt IDs only grow, and a node receives its
+//! assignments in that order) and start its head when it fits. The backlogged attempt holds
+//! no resources here; its task counts as running. The agent names in every report and
+//! registration the attempts that still wait; one it knows and does not name has started,
+//! and takes its resources here then ([`Engine::agent_started`]). Cancelling, timing out,
+//! losing the node and reconciliation treat backlogged attempts like started ones, except
+//! that one lost before it started does not count against `max_node_loss_requeues`.
+
+use crate::state::Engine;
+use std::collections::HashSet;
+use zenith_model::{AttemptId, JobSpec, Millis, NodeId, NodeState};
+
+impl Engine {
+    /// The ready node with room in its backlog that `spec` fits once the node is empty, with
+    /// the shortest backlog (first in ID order among equals).
+    pub(crate) fn backlog_node(&self, spec: &JobSpec) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.state == NodeState::Ready
+                    && (n.backlog.len() as u64) < u64::from(n.prefetch)
+                    && spec.resources.fits_in(&n.total)
+                    && spec.constraints.iter().all(|k| k.matches(&n.labels))
+            })
+            .min_by_key(|(_, n)| n.backlog.len())
+            .map(|(id, _)| id.clone())
+    }
+
+    /// The agent of `node` reported the attempts it knows (`known`) and those of them still
+    /// waiting for resources (`waiting`): backlogged attempts it knows and no longer lists
+    /// have started.
+    pub fn agent_started(
+        &mut self,
+        node: &NodeId,
+        known: &[AttemptId],
+        waiting: &[AttemptId],
+        now: Millis,
+    ) {
+        let now = self.clamp(now);
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
+        if n.backlog.is_empty() {
+            return;
+        }
+        let known: HashSet<AttemptId> = known.iter().copied().collect();
+        let waiting: HashSet<AttemptId> = waiting.iter().copied().collect();
+        self.start_reported(node, &known, &waiting, now);
+    }
+
+    /// Starts, in order, the backlogged attempts the agent knows and does not list as
+    /// waiting, while they fit: one whose place is still held by an attempt whose result has
+    /// not arrived yet (the agent sends a result once its output is shipped) starts with
+    /// a later report, so the node is never over-committed here.
+    pub(crate) fn start_reported(
+        &mut self,
+        node: &NodeId,
+        known: &HashSet<AttemptId>,
+        waiting: &HashSet<AttemptId>,
+        now: Millis,
+    ) {
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
+        let mut free = n.free.clone();
+        let mut started = Vec::new();
+        for aid in n.backlog.iter().copied() {
+            if !known.contains(&aid) || waiting.contains(&aid) {
+                break;
+            }
+            let Some(job) = self.attempts.get(&aid).and_then(|r| self.jobs.get(&r.job)) else {
+                break;
+            };
+            if !job.spec.resources.fits_in(&free) {
+                break;
+            }
+            free.take(&job.spec.resources);
+            started.push(aid);
+        }
+        for aid in started {
+            self.start_backlogged(aid, now);
+        }
+    }
+
+    /// Moves a backlogged attempt to started: it takes its resources, its timeout starts.
+    pub(crate) fn start_backlogged(&mut self, aid: AttemptId, now: Millis) {
+        let Some(r) = self.attempts.get_mut(&aid) else {
+            return;
+        };
+        if !r.queued {
+            return;
+        }
+        r.queued = false;
+        r.started_at = now;
+        let Some(job) = self.jobs.get(&r.job) else {
+            return;
+        };
+        if let Some(t) = job.spec.timeout {
+            let d = now.saturating_add(t.as_millis());
+            r.deadline = Some(d);
+            self.deadlines.insert((d, aid));
+        }
+        if let Some(n) = self.nodes.get_mut(&r.node) {
+            n.backlog.remove(&aid);
+            n.free.take(&job.spec.resources);
+        }
+        let index = job.first_index + r.slot;
+        if let Some(r) = self.attempts.get(&aid) {
+            let r = crate::state::Running {
+                job: r.job,
+                slot: r.slot,
+                node: r.node.clone(),
+                started_at: r.started_at,
+                deadline: r.deadline,
+                killing: r.killing,
+                queued: false,
+            };
+            self.note_attempt_started(aid, &r, index);
+        }
+        self.counters.backlog_started += 1;
+    }
+
+    /// Moves a started attempt back to the backlog: after a server restart the engine
+    /// restores every open attempt as started, and the registering agent says which wait.
+    pub(crate) fn unstart(&mut self, aid: AttemptId) {
+        let Some(r) = self.attempts.get_mut(&aid) else {
+            return;
+        };
+        if r.queued {
+            return;
+        }
+        r.queued = true;
+        if let Some(d) = r.deadline.take() {
+            self.deadlines.remove(&(d, aid));
+        }
+        if let Some(n) = self.nodes.get_mut(&r.node) {
+            n.backlog.insert(aid);
+        }
+    }
+}
