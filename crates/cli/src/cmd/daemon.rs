@@ -401,6 +401,9 @@ fn agent_args(
     if let Some(addr) = n.metrics_listen {
         v.extend(["--metrics-listen".into(), addr.to_string()]);
     }
+    if let Some(p) = n.prefetch {
+        v.extend(["--prefetch".into(), p.to_string()]);
+    }
     v
 }
 
