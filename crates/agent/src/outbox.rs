@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use zenith_model::AttemptId;
 use zenith_protocol::agent::AttemptResult;
 
@@ -22,7 +23,8 @@ const EMPTY_AT_BYTES: u64 = 256 << 10;
 
 pub struct Outbox {
     path: PathBuf,
-    file: File,
+    /// Shared with the blocking thread that writes and syncs a batch.
+    file: Arc<File>,
     written: u64,
     pending: BTreeMap<AttemptId, AttemptResult>,
 }
@@ -44,7 +46,7 @@ impl Outbox {
             }
         }
         let mut ob = Outbox {
-            file: OpenOptions::new().create(true).append(true).open(&path)?,
+            file: Arc::new(OpenOptions::new().create(true).append(true).open(&path)?),
             path,
             written: 0,
             pending,
@@ -53,8 +55,10 @@ impl Outbox {
         Ok(ob)
     }
 
-    /// Durably records results: one write and one fsync for the whole batch.
-    pub fn add(&mut self, results: Vec<AttemptResult>) -> std::io::Result<()> {
+    /// Durably records results: one write and one fsync for the whole batch, on a blocking
+    /// thread, so that the agent's one runtime thread goes on reaping and starting jobs
+    /// while the disk syncs.
+    pub async fn add(&mut self, results: Vec<AttemptResult>) -> std::io::Result<()> {
         if results.is_empty() {
             return Ok(());
         }
@@ -63,9 +67,15 @@ impl Outbox {
             serde_json::to_writer(&mut buf, r).map_err(std::io::Error::other)?;
             buf.push(b'\n');
         }
-        self.file.write_all(&buf)?;
-        self.file.sync_data()?;
-        self.written += buf.len() as u64;
+        let file = self.file.clone();
+        let len = buf.len() as u64;
+        tokio::task::spawn_blocking(move || {
+            (&*file).write_all(&buf)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.written += len;
         for r in results {
             self.pending.insert(r.attempt, r);
         }
@@ -98,7 +108,7 @@ impl Outbox {
         }
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file = Arc::new(OpenOptions::new().append(true).open(&self.path)?);
         self.written = n;
         Ok(())
     }
@@ -130,11 +140,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn survives_reopen_and_acks_empty_it() {
+    #[tokio::test]
+    async fn survives_reopen_and_acks_empty_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut ob = Outbox::open(dir.path()).unwrap();
-        ob.add(vec![r(1), r(2), r(3)]).unwrap();
+        ob.add(vec![r(1), r(2), r(3)]).await.unwrap();
         ob.ack(&[AttemptId(2)]).unwrap();
         drop(ob);
         // A torn line at the end (crash mid-write) is ignored.
@@ -153,7 +163,7 @@ mod tests {
         assert!(ob.is_empty());
         // A large, fully acknowledged outbox is emptied.
         let many: Vec<_> = (10..5000).map(r).collect();
-        ob.add(many).unwrap();
+        ob.add(many).await.unwrap();
         let ids: Vec<_> = ob.pending().map(|x| x.attempt).collect();
         ob.ack(&ids).unwrap();
         let len = std::fs::metadata(dir.path().join("outbox.jsonl"))
