@@ -11,6 +11,16 @@
 //! and takes its resources here then ([`Engine::agent_started`]). Cancelling, timing out,
 //! losing the node and reconciliation treat backlogged attempts like started ones, except
 //! that one lost before it started does not count against `max_node_loss_requeues`.
+//!
+//! A backlog pays off for short attempts (a round trip to the server is a large share of
+//! their slot time) and costs long ones: work queued behind a long attempt waits for it, even
+//! when another node or a later, higher-priority job would have run first. So a node takes
+//! backlog only while the attempts that ended there ran [`BACKLOG_MAX_RUN_MS`] or less on
+//! average (a moving average, none until one ended); the wait it can add is then at most
+//! about `prefetch` short runs.
+
+/// A node whose attempts ran longer than this on average takes no backlog.
+pub const BACKLOG_MAX_RUN_MS: u64 = 250;
 
 use crate::state::Engine;
 use std::collections::HashSet;
@@ -25,6 +35,7 @@ impl Engine {
             .filter(|(_, n)| {
                 n.state == NodeState::Ready
                     && (n.backlog.len() as u64) < u64::from(n.prefetch)
+                    && n.recent_run_ms.is_some_and(|ms| ms <= BACKLOG_MAX_RUN_MS)
                     && spec.resources.fits_in(&n.total)
                     && spec.constraints.iter().all(|k| k.matches(&n.labels))
             })
@@ -124,6 +135,30 @@ impl Engine {
             self.note_attempt_started(aid, &r, index);
         }
         self.counters.backlog_started += 1;
+    }
+
+    /// Folds the run time of an attempt that ended on `node` (as its agent reported) into the
+    /// node's moving average. One that ended before the engine saw it start ran within one
+    /// report interval: counted as 0.
+    pub(crate) fn note_run_time(&mut self, node: &NodeId, r: &crate::state::Running, now: Millis) {
+        if r.killing.is_some() {
+            return;
+        }
+        let ran = if r.queued {
+            0
+        } else {
+            now.saturating_sub(r.started_at)
+        };
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.recent_run_ms = Some(match n.recent_run_ms {
+                None => ran,
+                // An eighth of the way to the new value (integer arithmetic, deterministic).
+                Some(avg) => {
+                    let avg = i128::from(avg);
+                    (avg + (i128::from(ran) - avg) / 8).max(0) as u64
+                }
+            });
+        }
     }
 
     /// Moves a started attempt back to the backlog: after a server restart the engine

@@ -62,6 +62,7 @@ impl Engine {
             running: BTreeSet::new(),
             backlog: BTreeSet::new(),
             prefetch: 0,
+            recent_run_ms: None,
         });
         node.name = reg.name;
         node.prefetch = reg.prefetch;

@@ -141,6 +141,7 @@ impl Engine {
         let Some(r) = self.release_attempt(aid) else {
             return Err(StaleReport(aid));
         };
+        self.note_run_time(node, &r, now);
         let outcome = match r.killing {
             Some(_) if outcome.succeeded() => outcome,
             Some(reason) => reason.outcome(),

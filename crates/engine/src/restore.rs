@@ -43,6 +43,7 @@ impl Engine {
                     running: BTreeSet::new(),
                     backlog: BTreeSet::new(),
                     prefetch: 0,
+                    recent_run_ms: None,
                 },
             );
         }

@@ -130,6 +130,9 @@ pub(crate) struct Node {
     pub backlog: BTreeSet<AttemptId>,
     /// How many assignments the agent holds beyond what fits (its `--prefetch`).
     pub prefetch: u32,
+    /// Moving average of how long attempts ran here (`None` until one ended): the backlog
+    /// is only used while they are short (`backlog.rs`).
+    pub recent_run_ms: Option<u64>,
 }
 
 /// The whole cluster state. Create with [`Engine::new`] or [`Engine::restore`].

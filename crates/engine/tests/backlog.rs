@@ -35,6 +35,17 @@ fn register(
     env.settle();
 }
 
+/// Runs one short attempt on the (only idle) node so that it has a run-time history.
+fn warm(env: &mut TestEnv) {
+    env.submit(spec(1.0));
+    let d = take_dispatches(env);
+    assert_eq!(d.len(), 1);
+    env.engine
+        .attempt_finished(&d[0].1, d[0].0, AttemptOutcome::Exited { code: 0 }, env.now)
+        .unwrap();
+    env.settle();
+}
+
 /// Dispatches so far as (attempt, node, queued), oldest first; empties `env.running`.
 fn take_dispatches(env: &mut TestEnv) -> Vec<(AttemptId, NodeId, bool)> {
     std::mem::take(&mut env.running)
@@ -57,6 +68,7 @@ fn node_view(env: &TestEnv, id: &str) -> (usize, usize) {
 fn a_full_node_takes_work_into_its_backlog_up_to_prefetch() {
     let mut env = TestEnv::new(EngineConfig::default());
     register(&mut env, "n1", 2, 2, &[], &[]);
+    warm(&mut env);
     let mut s = spec(1.0);
     s.array = Some("0-5".parse().unwrap());
     let job = env.submit(s);
@@ -86,6 +98,40 @@ fn a_full_node_takes_work_into_its_backlog_up_to_prefetch() {
 }
 
 #[test]
+fn a_node_running_long_attempts_takes_no_backlog() {
+    let mut env = TestEnv::new(EngineConfig::default());
+    register(&mut env, "n1", 1, 4, &[], &[]);
+    let n1 = NodeId("n1".into());
+    env.submit(spec(1.0));
+    env.submit(spec(1.0));
+    assert_eq!(
+        node_view(&env, "n1"),
+        (1, 0),
+        "no history yet: only what fits"
+    );
+    let first = take_dispatches(&mut env)[0].0;
+    // It ran 10 ms: short, so the next job starts and one more waits behind it.
+    env.advance(10);
+    env.engine
+        .attempt_finished(&n1, first, AttemptOutcome::Exited { code: 0 }, env.now)
+        .unwrap();
+    env.settle();
+    env.submit(spec(1.0));
+    assert_eq!(node_view(&env, "n1"), (1, 1));
+    let d = take_dispatches(&mut env);
+    // The next ran 5 s: the average passes the limit; the backlog gets nothing new.
+    env.advance(5_000);
+    env.engine
+        .attempt_finished(&n1, d[0].0, AttemptOutcome::Exited { code: 0 }, env.now)
+        .unwrap();
+    env.engine.agent_started(&n1, &[d[1].0], &[], env.now);
+    env.settle();
+    let late = env.submit(spec(1.0));
+    assert_eq!(node_view(&env, "n1"), (1, 0));
+    assert_eq!(env.job_state(late), Some(JobState::Queued));
+}
+
+#[test]
 fn without_prefetch_nothing_is_queued_on_nodes() {
     let mut env = TestEnv::new(EngineConfig::default());
     register(&mut env, "n1", 2, 0, &[], &[]);
@@ -101,12 +147,14 @@ fn without_prefetch_nothing_is_queued_on_nodes() {
 fn an_idle_node_gets_new_work_before_a_backlog_does() {
     let mut env = TestEnv::new(EngineConfig::default());
     register(&mut env, "a", 1, 4, &[], &[]);
+    warm(&mut env);
     let first = env.submit(spec(1.0));
     let second = env.submit(spec(1.0));
     let d = take_dispatches(&mut env);
     assert_eq!(d.len(), 2);
     assert!(d[1].2, "the second waits on a");
     register(&mut env, "b", 1, 4, &[], &[]);
+    warm(&mut env);
     let third = env.submit(spec(1.0));
     let d = take_dispatches(&mut env);
     assert_eq!(d.len(), 1);
@@ -124,6 +172,7 @@ fn an_idle_node_gets_new_work_before_a_backlog_does() {
 fn a_backlogged_attempt_times_out_from_its_start_not_its_assignment() {
     let mut env = TestEnv::new(EngineConfig::default());
     register(&mut env, "n1", 1, 1, &[], &[]);
+    warm(&mut env);
     env.submit(spec(1.0));
     let mut s = spec(1.0);
     s.timeout = Some(DurationMs(3_000));
@@ -157,6 +206,7 @@ fn losing_a_node_requeues_its_backlog_without_counting_a_loss() {
     };
     let mut env = TestEnv::new(cfg);
     register(&mut env, "n1", 1, 1, &[], &[]);
+    warm(&mut env);
     let started = env.submit(spec(1.0));
     let waiting = env.submit(spec(1.0));
     take_dispatches(&mut env);
@@ -178,6 +228,7 @@ fn losing_a_node_requeues_its_backlog_without_counting_a_loss() {
 fn cancelling_a_backlogged_job_kills_it_on_the_agent() {
     let mut env = TestEnv::new(EngineConfig::default());
     register(&mut env, "n1", 1, 1, &[], &[]);
+    warm(&mut env);
     env.submit(spec(1.0));
     let job = env.submit(spec(1.0));
     let d = take_dispatches(&mut env);
@@ -198,6 +249,7 @@ fn cancelling_a_backlogged_job_kills_it_on_the_agent() {
 fn reregistration_takes_the_agents_word_on_what_waits() {
     let mut env = TestEnv::new(EngineConfig::default());
     register(&mut env, "n1", 1, 2, &[], &[]);
+    warm(&mut env);
     for _ in 0..3 {
         env.submit(spec(1.0));
     }

@@ -73,8 +73,8 @@ pub struct NodeOpts {
     resources: Vec<(String, u64)>,
     /// Jobs the node accepts beyond what fits, each started the moment resources free
     /// instead of after a round trip to the server (its backlog); 0 takes only what fits.
-    /// Default: one per CPU core offered. A long job delays the work queued behind it on
-    /// its node, so use 0 where jobs run for hours.
+    /// Default: 8 per CPU core offered. The server fills a backlog only while the node's jobs
+    /// run 250 ms or less on average, so long jobs never wait behind each other there.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     prefetch: Option<u32>,
     /// Grace period between SIGTERM and SIGKILL when a job is killed.
@@ -208,9 +208,11 @@ fn agent_config(
     }
     resources.gpus = n.gpus.unwrap_or(0);
     resources.custom = n.resources.iter().cloned().collect();
-    let cores = resources.cpu_millis.div_ceil(1000).min(10_000) as u32;
+    let cores = resources.cpu_millis.div_ceil(1000);
     zenith_agent::AgentConfig {
-        prefetch: n.prefetch.unwrap_or(cores),
+        prefetch: n
+            .prefetch
+            .unwrap_or_else(|| cores.saturating_mul(8).min(10_000) as u32),
         server,
         token,
         data_dir,
