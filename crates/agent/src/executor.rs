@@ -379,7 +379,7 @@ impl Executor {
                 };
                 // The attempt's span covers the process's whole life on this node.
                 let span =
-                    tracing::info_span!("run", job = a.job.0, task = a.task, attempt = attempt.0);
+                    tracing::debug_span!("run", job = a.job.0, task = a.task, attempt = attempt.0);
                 tokio::spawn(tracing::Instrument::instrument(
                     async move { this.watch(attempt, child, pgid, uploads).await },
                     span,

@@ -22,10 +22,15 @@ impl Telemetry {
     }
 }
 
+/// Directives enabling the per-attempt spans for the trace exporter.
+#[cfg(feature = "otlp")]
+const ATTEMPT_SPANS: &str = "info,zenith_server::control=debug,zenith_agent::executor=debug";
+
 /// `service` names the process in traces (`zenith-server`, `zenith-agent`).
 pub fn init(daemon: bool, json: bool, otlp: Option<&str>, service: &str) -> Telemetry {
     let default = if daemon { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZENITH_LOG")
+    let directives = std::env::var("ZENITH_LOG").unwrap_or_else(|_| default.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let fmt = if json {
         tracing_subscriber::fmt::layer()
@@ -38,7 +43,11 @@ pub fn init(daemon: bool, json: bool, otlp: Option<&str>, service: &str) -> Tele
             .with_writer(std::io::stderr)
             .boxed()
     };
-    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    // Each layer filters for itself: the per-attempt spans (`dispatch`, `report`, `run`) are
+    // at debug level, so the log output does not build them (formatting their fields for
+    // every job was 2% of the server at 50,000 jobs/s) unless asked to, while the trace
+    // exporter below takes them.
+    let registry = tracing_subscriber::registry().with(fmt.with_filter(filter));
     #[cfg(feature = "otlp")]
     {
         let provider = otlp.and_then(|endpoint| match exporter(endpoint, service) {
@@ -50,7 +59,13 @@ pub fn init(daemon: bool, json: bool, otlp: Option<&str>, service: &str) -> Tele
         });
         let layer = provider.as_ref().map(|p| {
             use opentelemetry::trace::TracerProvider as _;
-            tracing_opentelemetry::layer().with_tracer(p.tracer("zenith"))
+            // What the log shows, plus the job lifecycle's spans.
+            let traced =
+                tracing_subscriber::EnvFilter::try_new(format!("{directives},{ATTEMPT_SPANS}"))
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(ATTEMPT_SPANS));
+            tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("zenith"))
+                .with_filter(traced)
         });
         let _ = registry.with(layer).try_init();
         Telemetry { provider }

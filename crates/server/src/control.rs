@@ -411,7 +411,7 @@ impl ControlLoop {
                         req.results
                     };
                     for r in results {
-                        let _span = tracing::info_span!("report", attempt = r.attempt.0, node = %req.node_id, outcome = r.outcome.kind()).entered();
+                        let _span = tracing::debug_span!("report", attempt = r.attempt.0, node = %req.node_id, outcome = r.outcome.kind()).entered();
                         tracing::debug!(outcome = ?r.outcome, "attempt ended");
                         if let Err(stale) = self.engine.attempt_finished_with(
                             &req.node_id,
@@ -511,7 +511,7 @@ impl ControlLoop {
                     node,
                     assignment: a,
                 } => {
-                    let _span = tracing::info_span!("dispatch", job = a.job.0, task = a.task, attempt = a.attempt.0, node = %node).entered();
+                    let _span = tracing::debug_span!("dispatch", job = a.job.0, task = a.task, attempt = a.attempt.0, node = %node).entered();
                     tracing::debug!("dispatch");
                     assign.entry(node).or_default().push(Assignment {
                         attempt: a.attempt,
