@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use zenith_engine::{Assignment, EngineConfig, NodeRegistration};
+use zenith_engine::{EngineConfig, NodeRegistration};
 type TaskKey = (zenith_model::JobId, u32);
 use zenith_model::{AttemptId, AttemptOutcome, DurationMs, JobState, NodeId, Resources};
 use zenith_testkit::{spec, TestEnv};
