@@ -212,6 +212,8 @@ async fn metrics_report_totals_levels_and_latencies() {
         ("zenith_jobs", "gauge"),
         ("zenith_nodes", "gauge"),
         ("zenith_running_attempts", "gauge"),
+        ("zenith_backlogged_attempts", "gauge"),
+        ("zenith_backlog_started", "counter"),
         ("zenith_cpus_capacity", "gauge"),
         ("zenith_cpus_free", "gauge"),
         ("zenith_memory_capacity_bytes", "gauge"),
