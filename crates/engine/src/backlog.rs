@@ -30,8 +30,9 @@ impl Engine {
     /// The ready node with room in its backlog that `spec` fits once the node is empty, with
     /// the shortest backlog (first in ID order among equals).
     pub(crate) fn backlog_node(&self, spec: &JobSpec) -> Option<NodeId> {
-        self.nodes
+        self.prefetching
             .iter()
+            .filter_map(|id| self.nodes.get(id).map(|n| (id, n)))
             .filter(|(_, n)| {
                 n.state == NodeState::Ready
                     && (n.backlog.len() as u64) < u64::from(n.prefetch)
@@ -137,30 +138,6 @@ impl Engine {
         self.counters.backlog_started += 1;
     }
 
-    /// Folds the run time of an attempt that ended on `node` (as its agent reported) into the
-    /// node's moving average. One that ended before the engine saw it start ran within one
-    /// report interval: counted as 0.
-    pub(crate) fn note_run_time(&mut self, node: &NodeId, r: &crate::state::Running, now: Millis) {
-        if r.killing.is_some() {
-            return;
-        }
-        let ran = if r.queued {
-            0
-        } else {
-            now.saturating_sub(r.started_at)
-        };
-        if let Some(n) = self.nodes.get_mut(node) {
-            n.recent_run_ms = Some(match n.recent_run_ms {
-                None => ran,
-                // An eighth of the way to the new value (integer arithmetic, deterministic).
-                Some(avg) => {
-                    let avg = i128::from(avg);
-                    (avg + (i128::from(ran) - avg) / 8).max(0) as u64
-                }
-            });
-        }
-    }
-
     /// Moves a started attempt back to the backlog: after a server restart the engine
     /// restores every open attempt as started, and the registering agent says which wait.
     pub(crate) fn unstart(&mut self, aid: AttemptId) {
@@ -178,4 +155,26 @@ impl Engine {
             n.backlog.insert(aid);
         }
     }
+}
+
+/// Folds the run time of an attempt that ended on node `n` (as its agent reported) into the
+/// node's moving average. One that ended before the engine saw it start ran within one report
+/// interval: counted as 0. Killed attempts say nothing about how long work runs there.
+pub(crate) fn note_run_time(n: &mut crate::state::Node, r: &crate::state::Running, now: Millis) {
+    if r.killing.is_some() {
+        return;
+    }
+    let ran = if r.queued {
+        0
+    } else {
+        now.saturating_sub(r.started_at)
+    };
+    n.recent_run_ms = Some(match n.recent_run_ms {
+        None => ran,
+        // An eighth of the way to the new value (integer arithmetic, deterministic).
+        Some(avg) => {
+            let avg = i128::from(avg);
+            (avg + (i128::from(ran) - avg) / 8).max(0) as u64
+        }
+    });
 }

@@ -66,6 +66,11 @@ impl Engine {
         });
         node.name = reg.name;
         node.prefetch = reg.prefetch;
+        if reg.prefetch > 0 {
+            self.prefetching.insert(reg.id.clone());
+        } else {
+            self.prefetching.remove(&reg.id);
+        }
         node.labels = reg.labels;
         node.state = NodeState::Ready;
         node.last_heartbeat = now;
@@ -162,7 +167,7 @@ impl Engine {
 
     /// An attempt's node is gone or lost track of it: record it lost and requeue its task.
     pub(crate) fn lose_attempt(&mut self, aid: AttemptId, now: Millis) {
-        if let Some(r) = self.release_attempt(aid) {
+        if let Some(r) = self.release_attempt(aid, None) {
             let outcome = match r.killing {
                 Some(reason) => reason.outcome(),
                 None => AttemptOutcome::NodeLost,
@@ -200,6 +205,7 @@ impl Engine {
         }
         for id in &forget {
             self.nodes.remove(id);
+            self.prefetching.remove(id);
             self.changes.nodes.remove(id);
             self.changes.removed_nodes.push(id.clone());
         }
@@ -233,6 +239,7 @@ impl Engine {
         }
         self.mark_lost(id, now);
         self.nodes.remove(id);
+        self.prefetching.remove(id);
         self.changes.nodes.remove(id);
         self.changes.removed_nodes.push(id.clone());
         Ok(())

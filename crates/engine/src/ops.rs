@@ -138,10 +138,9 @@ impl Engine {
                 return Err(StaleReport(aid));
             }
         }
-        let Some(r) = self.release_attempt(aid) else {
+        let Some(r) = self.release_attempt(aid, Some(now)) else {
             return Err(StaleReport(aid));
         };
-        self.note_run_time(node, &r, now);
         let outcome = match r.killing {
             Some(_) if outcome.succeeded() => outcome,
             Some(reason) => reason.outcome(),
@@ -154,13 +153,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes a running attempt from every index and gives its resources back.
-    pub(crate) fn release_attempt(&mut self, aid: AttemptId) -> Option<Running> {
+    /// Removes a running attempt from every index and gives its resources back. `reported`:
+    /// the time its agent reported it ended (its run time then counts for the node's
+    /// backlog, `backlog.rs`).
+    pub(crate) fn release_attempt(
+        &mut self,
+        aid: AttemptId,
+        reported: Option<Millis>,
+    ) -> Option<Running> {
         let r = self.attempts.remove(&aid)?;
         if let Some(d) = r.deadline {
             self.deadlines.remove(&(d, aid));
         }
         if let Some(n) = self.nodes.get_mut(&r.node) {
+            if let Some(now) = reported {
+                crate::backlog::note_run_time(n, &r, now);
+            }
             n.running.remove(&aid);
             if r.queued {
                 n.backlog.remove(&aid);

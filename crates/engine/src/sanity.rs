@@ -34,6 +34,9 @@ impl Engine {
                     used.give(&job.spec.resources);
                 }
             }
+            if (n.prefetch > 0) != self.prefetching.contains(id) {
+                return Err(format!("node {id}: prefetch index out of date"));
+            }
             if !n.backlog.is_subset(&n.running) {
                 return Err(format!("node {id}: backlog attempt not on the node"));
             }
@@ -51,6 +54,13 @@ impl Engine {
             if n.state == NodeState::Lost && !n.running.is_empty() {
                 return Err(format!("lost node {id} still runs attempts"));
             }
+        }
+        if let Some(id) = self
+            .prefetching
+            .iter()
+            .find(|id| !self.nodes.contains_key(*id))
+        {
+            return Err(format!("prefetch index holds unknown node {id}"));
         }
         // Attempts: each is the current attempt of a running task, on a known node.
         for (aid, r) in &self.attempts {

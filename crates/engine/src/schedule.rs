@@ -118,7 +118,9 @@ impl Engine {
                     scan_from.insert(shape, sel.first_feasible.clone());
                     (sel.chosen.clone(), false)
                 }
-                None if backlogs_full.contains(&shape) => return (placed, false),
+                None if self.prefetching.is_empty() || backlogs_full.contains(&shape) => {
+                    return (placed, false)
+                }
                 None => match self.backlog_node(&spec) {
                     Some(n) => (n, true),
                     None => {

@@ -145,6 +145,8 @@ pub struct Engine {
     pub(crate) live_tasks: u64,
     pub(crate) queues: BTreeMap<String, crate::queue::Queue>,
     pub(crate) nodes: BTreeMap<NodeId, Node>,
+    /// Nodes registered with a `prefetch` (the only ones a backlog scan looks at).
+    pub(crate) prefetching: BTreeSet<NodeId>,
     /// When `tick` next checks nodes for silence.
     pub(crate) next_node_scan: Millis,
     pub(crate) attempts: HashMap<AttemptId, Running>,
@@ -206,6 +208,7 @@ impl Engine {
             live_tasks: 0,
             queues: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            prefetching: BTreeSet::new(),
             next_node_scan: 0,
             attempts: HashMap::new(),
             deadlines: BTreeSet::new(),
