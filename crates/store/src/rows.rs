@@ -104,6 +104,9 @@ pub(crate) const JOB_COLS: &str = "id, state, spec, queued, running, succeeded, 
 pub(crate) const TASK_COLS: &str =
     "t.job_id, t.idx, t.state, t.failures, t.attempts, t.attempt_id, t.ready_at, t.reason";
 pub(crate) const ATTEMPT_COLS: &str = "id, job_id, idx, node, started_at, finished_at, outcome";
+/// [`ATTEMPT_COLS`] of `attempts a` in a join.
+pub(crate) const ATTEMPT_COLS_A: &str =
+    "a.id, a.job_id, a.idx, a.node, a.started_at, a.finished_at, a.outcome";
 pub(crate) const NODE_COLS: &str = "id, name, resources, labels, state, registered_at, last_seen";
 pub(crate) const RUN_COLS: &str = "id, name, spec, params, state, reason, retries_used, trigger, cancel_requested, deadline_at, created_at, finished_at, expires_at";
 pub(crate) const STEP_COLS: &str = "run_id, step, state, reason, blocked, instances";

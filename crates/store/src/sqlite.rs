@@ -2,8 +2,8 @@
 //! and a small pool of read-only connections.
 
 use crate::rows::{
-    self, json, keep_good, keep_good_in, stored_spec, Cols, ATTEMPT_COLS, JOB_COLS, NODE_COLS,
-    TASK_COLS,
+    self, json, keep_good, keep_good_in, stored_spec, Cols, ATTEMPT_COLS, ATTEMPT_COLS_A, JOB_COLS,
+    NODE_COLS, TASK_COLS,
 };
 use crate::{JobFilter, Store, StoreError, StoreReader};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 fn db_path(dir: &Path) -> PathBuf {
@@ -119,24 +120,29 @@ impl Store for SqliteStore {
     fn load(&mut self) -> Result<Loaded, StoreError> {
         let mut out = Loaded::default();
         {
+            // Live jobs are those queued or running (`jobs_state`); finished ones have a
+            // final state and `finished_at`.
             let live: i64 = self.conn.query_row(
-                "SELECT COUNT(*) FROM jobs WHERE finished_at IS NULL",
+                "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')",
                 [],
                 |r| r.get(0),
             )?;
             let mut st = self.conn.prepare(&format!(
-                "SELECT {JOB_COLS} FROM jobs WHERE finished_at IS NULL"
+                "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'running')"
             ))?;
             out.jobs = keep_good_in(
                 Vec::with_capacity(live.max(0) as usize),
                 st.query_map([], |r| Ok(rows::job(r)))?,
             )?;
             let mut st = self.conn.prepare(&format!(
-                "SELECT {TASK_COLS} FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.finished_at IS NULL"
+                "SELECT {TASK_COLS} FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.state IN ('queued', 'running')"
             ))?;
             out.tasks = keep_good(st.query_map([], |r| Ok(rows::task(r)))?)?;
+            // Open attempts are those of running tasks of live jobs.
             let mut st = self.conn.prepare(&format!(
-                "SELECT {ATTEMPT_COLS} FROM attempts WHERE finished_at IS NULL"
+                "SELECT {ATTEMPT_COLS_A} FROM jobs j JOIN tasks t ON t.job_id = j.id \
+                 JOIN attempts a ON a.id = t.attempt_id \
+                 WHERE j.state = 'running' AND t.state = 'running' AND a.finished_at IS NULL"
             ))?;
             out.running = keep_good(st.query_map([], |r| Ok(rows::attempt(r)))?)?;
             let mut st = self

@@ -269,7 +269,16 @@ fn a_version_one_database_is_migrated() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
+    // Version 4 dropped the two partial indexes every job paid for twice.
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('jobs_live', 'attempts_open')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 0);
 }
 
 fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl(b: &Backend) {
