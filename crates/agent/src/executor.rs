@@ -63,6 +63,8 @@ struct Inner {
     /// `$ZENITH_OUTPUTS` of each attempt that declares outputs: `<data>/outputs/<attempt>/`.
     outputs_dir: PathBuf,
     grace: Duration,
+    /// `/dev/null`, opened once: every job's stdin is a duplicate of it.
+    dev_null: std::fs::File,
     /// The node offers GPUs: every job gets `CUDA_VISIBLE_DEVICES` (empty when it asked for none).
     has_gpus: bool,
     table: Mutex<Table>,
@@ -123,6 +125,7 @@ impl Executor {
                 log_dir,
                 outputs_dir,
                 grace,
+                dev_null: std::fs::File::open("/dev/null")?,
                 has_gpus: gpus > 0,
                 table: Mutex::new(Table {
                     free_gpus: (0..gpus.min(1024) as u32).collect(),
@@ -415,7 +418,7 @@ impl Executor {
             .env("ZENITH_ATTEMPT_ID", a.attempt.to_string())
             .env("ZENITH_NODE_ID", self.inner.node.as_str())
             .current_dir(cwd)
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(self.inner.dev_null.try_clone()?))
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .process_group(0);
