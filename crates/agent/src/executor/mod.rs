@@ -12,6 +12,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+mod kill;
 use zenith_model::flow::ArtifactOut;
 use zenith_model::{AttemptId, AttemptOutcome, NodeId, Resources};
 use zenith_protocol::agent::{Assignment, AttemptResult};
@@ -586,99 +588,6 @@ impl Executor {
             (o, _) => (o, out),
         }
     }
-
-    /// Kills an attempt: SIGTERM to its process group and to processes that left the group,
-    /// SIGKILL to all of them after the grace period (or as soon as the leader exits).
-    pub fn kill(&self, attempt: AttemptId) {
-        let pgid = {
-            let Ok(mut t) = self.inner.table.lock() else {
-                return;
-            };
-            if let Some(i) = t.waiting.iter().position(|a| a.attempt == attempt) {
-                // Not started: it leaves the backlog and ends as killed.
-                t.waiting.remove(i);
-                self.inner.metrics.waiting.set(t.waiting.len() as i64);
-                drop(t);
-                self.end_unstarted(attempt, AttemptOutcome::Signaled { signal: 9 });
-                return;
-            }
-            let Some(p) = t.running.get_mut(&attempt) else {
-                return;
-            };
-            p.killing = true;
-            p.pgid
-        };
-        let Some(pg) = pgid else { return };
-        tracing::debug!(%attempt, pgid = pg, "killing attempt");
-        let _ = killpg(Pid::from_raw(pg), Signal::SIGTERM);
-        self.signal_escapees(attempt, Signal::SIGTERM);
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(this.inner.grace).await;
-            let still = this
-                .inner
-                .table
-                .lock()
-                .map(|t| t.running.contains_key(&attempt))
-                .unwrap_or(false);
-            if still {
-                let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
-                this.signal_escapees(attempt, Signal::SIGKILL);
-            }
-        });
-    }
-
-    /// Signals every process carrying this node's ID and this attempt's ID in its environment
-    /// (what a job starts inherits them, whatever group or session it moves to).
-    fn signal_escapees(&self, attempt: AttemptId, sig: Signal) {
-        let marks = [
-            format!("ZENITH_NODE_ID={}", self.inner.node),
-            format!("ZENITH_ATTEMPT_ID={attempt}"),
-        ];
-        let hit = processes_with_env(&marks)
-            .into_iter()
-            .filter(|p| nix::sys::signal::kill(Pid::from_raw(*p), sig).is_ok())
-            .count();
-        tracing::debug!(%attempt, signal = %sig, processes = hit, "signalled the attempt's processes");
-    }
-
-    /// After a crash of a previous agent run on this node: kills the process groups of jobs it
-    /// left behind. They are found by the `ZENITH_NODE_ID` every job carries in its environment,
-    /// so nothing is written to disk per job and no unrelated process is ever hit.
-    pub fn reap_leftovers(&self) -> usize {
-        let my_group = nix::unistd::getpgrp().as_raw();
-        let groups: std::collections::BTreeSet<i32> =
-            processes_with_env(&[format!("ZENITH_NODE_ID={}", self.inner.node)])
-                .into_iter()
-                .filter_map(|p| nix::unistd::getpgid(Some(Pid::from_raw(p))).ok())
-                .map(|pg| pg.as_raw())
-                .filter(|pg| *pg != my_group && *pg > 1)
-                .collect();
-        groups
-            .into_iter()
-            .filter(|pg| killpg(Pid::from_raw(*pg), Signal::SIGKILL).is_ok())
-            .count()
-    }
-}
-
-/// Processes (other than this one) whose environment holds every `KEY=VALUE` of `marks`.
-fn processes_with_env(marks: &[String]) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse::<i32>().ok()?, e.path())))
-        .filter(|(pid, _)| *pid != me)
-        .filter(|(_, path)| {
-            std::fs::read(path.join("environ")).is_ok_and(|env| {
-                let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-                marks.iter().all(|m| vars.contains(&m.as_bytes()))
-            })
-        })
-        .map(|(pid, _)| pid)
-        .collect()
 }
 
 /// One output value: at most 64 KiB of UTF-8, one trailing newline trimmed.
