@@ -178,7 +178,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                         _ = &mut shutdown => break 'connect,
                         _ = &mut pause => break,
                         // Attempts keep finishing while the server is away: keep their results.
-                        r = results_rx.recv() => stash(&mut outbox, r, &mut results_rx).await?,
+                        r = results_rx.recv() => stash(&exec, &mut outbox, r, &mut results_rx).await?,
                     }
                 }
                 if !moved {
@@ -219,7 +219,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                     }
                     continue 'connect;
                 }
-                r = results_rx.recv() => stash(&mut outbox, r, &mut results_rx).await?,
+                r = results_rx.recv() => stash(&exec, &mut outbox, r, &mut results_rx).await?,
                 _ = tick.tick() => {}
             }
             match conn
@@ -258,6 +258,7 @@ impl Drop for AbortOnDrop {
 
 /// Moves a finished result, and any others waiting, into the outbox (one fsync).
 async fn stash(
+    exec: &executor::Executor,
     outbox: &mut outbox::Outbox,
     first: Option<zenith_protocol::agent::AttemptResult>,
     rx: &mut mpsc::Receiver<zenith_protocol::agent::AttemptResult>,
@@ -266,7 +267,10 @@ async fn stash(
     while let Ok(more) = rx.try_recv() {
         batch.push(more);
     }
-    outbox.add(batch).await
+    let ids: Vec<_> = batch.iter().map(|r| r.attempt).collect();
+    outbox.add(batch).await?;
+    exec.stashed(&ids);
+    Ok(())
 }
 
 /// Adds up to 50% random jitter so that agents do not retry in lockstep.

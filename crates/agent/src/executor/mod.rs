@@ -46,6 +46,9 @@ struct Table {
     free: Resources,
     /// A `promote` is under way (a start that fails at once ends inside it).
     promoting: bool,
+    /// Ended attempts whose results are on their way to the outbox (bounded by the result
+    /// channel): still known to the server, so reports list them.
+    ended: HashSet<AttemptId>,
     seen: HashSet<AttemptId>,
     seen_order: VecDeque<AttemptId>,
     /// GPU indices of this node not bound to a running attempt.
@@ -147,20 +150,30 @@ impl Executor {
         &self.inner.log_dir
     }
 
-    /// Attempts started and not ended, and those in the backlog waiting for resources (in
-    /// the order they will start), read together: an attempt moving from one to the other
-    /// is in exactly one of them.
+    /// Attempts started and not yet in the outbox (running, or ended with the result on its
+    /// way there), and those in the backlog waiting for resources (in the order they will
+    /// start), read together: an attempt moving from one state to the next is in exactly one
+    /// of them or already in the outbox.
     pub fn attempts(&self) -> (Vec<AttemptId>, Vec<AttemptId>) {
         self.inner
             .table
             .lock()
             .map(|t| {
                 (
-                    t.running.keys().copied().collect(),
+                    t.running.keys().chain(t.ended.iter()).copied().collect(),
                     t.waiting.iter().map(|a| a.attempt).collect(),
                 )
             })
             .unwrap_or_default()
+    }
+
+    /// These attempts' results are now in the outbox.
+    pub fn stashed(&self, ids: &[AttemptId]) {
+        if let Ok(mut t) = self.inner.table.lock() {
+            for id in ids {
+                t.ended.remove(id);
+            }
+        }
     }
 
     /// Takes an assignment unless it was seen before (fencing against duplicate delivery):
@@ -513,6 +526,7 @@ impl Executor {
                 Some(p) => {
                     t.free_gpus.extend(p.gpus);
                     t.free.give(&p.resources);
+                    t.ended.insert(attempt);
                     (p.killing, p.outputs, p.scratch)
                 }
                 None => (false, Vec::new(), None),
