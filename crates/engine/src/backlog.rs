@@ -102,39 +102,24 @@ impl Engine {
 
     /// Moves a backlogged attempt to started: it takes its resources, its timeout starts.
     pub(crate) fn start_backlogged(&mut self, aid: AttemptId, now: Millis) {
-        let Some(r) = self.attempts.get_mut(&aid) else {
+        let Some(r) = self.attempts.get_mut(&aid).filter(|r| r.queued) else {
             return;
         };
-        if !r.queued {
-            return;
-        }
-        r.queued = false;
-        r.started_at = now;
         let Some(job) = self.jobs.get(&r.job) else {
             return;
         };
-        if let Some(t) = job.spec.timeout {
-            let d = now.saturating_add(t.as_millis());
-            r.deadline = Some(d);
+        r.queued = false;
+        r.started_at = now;
+        r.deadline = job.spec.timeout.map(|t| now.saturating_add(t.as_millis()));
+        if let Some(d) = r.deadline {
             self.deadlines.insert((d, aid));
         }
         if let Some(n) = self.nodes.get_mut(&r.node) {
             n.backlog.remove(&aid);
             n.free.take(&job.spec.resources);
         }
-        let index = job.first_index + r.slot;
-        if let Some(r) = self.attempts.get(&aid) {
-            let r = crate::state::Running {
-                job: r.job,
-                slot: r.slot,
-                node: r.node.clone(),
-                started_at: r.started_at,
-                deadline: r.deadline,
-                killing: r.killing,
-                queued: false,
-            };
-            self.note_attempt_started(aid, &r, index);
-        }
+        let record = crate::changes::started_record(aid, r, job.first_index + r.slot);
+        self.changes.attempts.insert(aid, record);
         self.counters.backlog_started += 1;
     }
 

@@ -68,18 +68,9 @@ impl Engine {
     }
 
     pub(crate) fn note_attempt_started(&mut self, aid: AttemptId, r: &Running, index: u32) {
-        self.changes.attempts.insert(
-            aid,
-            AttemptRecord {
-                id: aid,
-                job: r.job,
-                task: index,
-                node: r.node.clone(),
-                started_at: r.started_at,
-                finished_at: None,
-                outcome: None,
-            },
-        );
+        self.changes
+            .attempts
+            .insert(aid, started_record(aid, r, index));
     }
 
     pub(crate) fn note_attempt_finished(
@@ -119,5 +110,18 @@ impl Engine {
                 },
             );
         }
+    }
+}
+
+/// The record of an attempt that started (or was assigned to a node's backlog).
+pub(crate) fn started_record(aid: AttemptId, r: &Running, index: u32) -> AttemptRecord {
+    AttemptRecord {
+        id: aid,
+        job: r.job,
+        task: index,
+        node: r.node.clone(),
+        started_at: r.started_at,
+        finished_at: None,
+        outcome: None,
     }
 }

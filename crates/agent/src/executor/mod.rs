@@ -221,37 +221,28 @@ impl Executor {
                     t.promoting = false;
                     break;
                 };
-                if head.resources.fits_in(&t.free) {
-                    t.waiting.pop_front().map(|a| (a, true))
-                } else if !head.resources.fits_in(&t.total) {
-                    t.waiting.pop_front().map(|a| (a, false))
+                // `None`: it fits what is free; else why it can never fit this node.
+                let refusal = if head.resources.fits_in(&t.free) {
+                    None
+                } else if let Some(s) = head.resources.first_shortfall(&t.total) {
+                    Some(format!("needs more than this node offers: {s}"))
                 } else {
                     t.promoting = false;
                     break;
-                }
-            };
-            let Some((a, fits)) = next else { break };
-            if fits {
-                self.launch(a);
-            } else {
-                let message = match a.resources.first_shortfall(&self.total()) {
-                    Some(s) => format!("needs more than this node offers: {s}"),
-                    None => "needs more than this node offers".to_string(),
                 };
-                self.end_unstarted(a.attempt, AttemptOutcome::StartFailed { message });
+                t.waiting.pop_front().map(|a| (a, refusal))
+            };
+            match next {
+                Some((a, None)) => self.launch(a),
+                Some((a, Some(message))) => {
+                    self.end_unstarted(a.attempt, AttemptOutcome::StartFailed { message })
+                }
+                None => break,
             }
         }
         if let Ok(t) = self.inner.table.lock() {
             self.inner.metrics.waiting.set(t.waiting.len() as i64);
         }
-    }
-
-    fn total(&self) -> Resources {
-        self.inner
-            .table
-            .lock()
-            .map(|t| t.total.clone())
-            .unwrap_or_default()
     }
 
     /// Ends an attempt that never started (refused, or killed while waiting).
