@@ -72,12 +72,22 @@ fn wait_queued(c: &Cluster) -> u64 {
 fn a_backlog_runs_each_task_once_within_its_bound() {
     let c = cluster();
     let file = c.dir.path().join("runs");
-    let id = array(&c, 30, &file, "0.05");
+    let id = array(&c, 60, &file, "0.05");
     let mut most = wait_queued(&c);
     assert_eq!(c.nodes()[0]["prefetch"], 4);
-    // `zenith nodes` shows it as "<running> +<n> queued".
+    // `zenith nodes` shows it as "<running> +<n> queued", and the server's gauge counts it.
     wait_for("the backlog in `zenith nodes`", 30, || {
         c.ok(&["nodes"]).contains(" queued").then_some(())
+    });
+    wait_for("the backlog gauge", 30, || {
+        let m = get_metrics(&c);
+        let v: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("zenith_backlogged_attempts "))?
+            .trim()
+            .parse()
+            .ok()?;
+        (v > 0.0).then_some(())
     });
     while c.job(id)["state"] == "running" {
         most = most.max(c.nodes()[0]["queued"].as_u64().unwrap());
@@ -86,7 +96,7 @@ fn a_backlog_runs_each_task_once_within_its_bound() {
     let j = c.wait_final(id, 60);
     assert_eq!(j["state"], "succeeded", "{j}");
     let runs = runs_per_index(&file);
-    assert_eq!(runs.len(), 30);
+    assert_eq!(runs.len(), 60);
     assert!(
         runs.values().all(|n| *n == 1),
         "each task ran once: {runs:?}"
@@ -99,6 +109,26 @@ fn a_backlog_runs_each_task_once_within_its_bound() {
         .parse()
         .unwrap();
     assert!(started > 0.0, "the agent started work from its backlog");
+}
+
+#[test]
+fn zenith_up_gives_its_agent_a_backlog_of_eight_per_core_or_as_told() {
+    let c = Cluster::up(&[]);
+    assert_eq!(c.nodes()[0]["prefetch"], 16, "2 cores: 16");
+    drop(c);
+    let c = Cluster::up(&["--prefetch", "3"]);
+    assert_eq!(c.nodes()[0]["prefetch"], 3);
+    let bad = c.cli(&[
+        "agent",
+        "--server",
+        &c.url(),
+        "--token",
+        "x",
+        "--prefetch",
+        "10001",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("prefetch"));
 }
 
 #[test]

@@ -277,6 +277,7 @@ fn agents_expose_their_own_metrics() {
         "{text}"
     );
     assert!(text.contains("zenith_agent_running_attempts 0"), "{text}");
+    assert!(text.contains("zenith_agent_waiting_attempts 0"), "{text}");
     assert!(
         text.contains("zenith_agent_registrations_total 1"),
         "{text}"

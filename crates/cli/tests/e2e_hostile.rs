@@ -154,6 +154,17 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
             br#"{"protocol_version":1,"node_id":"../x","name":"n","resources":{}}"#.to_vec(),
         ),
         (
+            "/agent/v1/register",
+            "backlog beyond the limit",
+            br#"{"protocol_version":1,"node_id":"n","name":"n","resources":{},"prefetch":10001}"#
+                .to_vec(),
+        ),
+        (
+            "/agent/v1/report",
+            "waiting list of the wrong type",
+            br#"{"node_id":"n","session":1,"known":[],"waiting":"all"}"#.to_vec(),
+        ),
+        (
             "/agent/v1/report",
             "unknown field",
             br#"{"node_id":"n","session":1,"known":[],"evil":1}"#.to_vec(),
