@@ -137,6 +137,7 @@ mod tests {
             outputs: Default::default(),
             attempt: AttemptId(id),
             outcome: AttemptOutcome::Exited { code: 0 },
+            ran_ms: Some(id),
         }
     }
 

@@ -151,6 +151,7 @@ impl Agent {
                         attempt: *a,
                         outcome: AttemptOutcome::Exited { code: 0 },
                         outputs: Default::default(),
+                        ran_ms: Some(0),
                     })
                     .collect(),
             };

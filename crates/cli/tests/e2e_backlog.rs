@@ -112,9 +112,9 @@ fn a_backlog_runs_each_task_once_within_its_bound() {
 }
 
 #[test]
-fn zenith_up_gives_its_agent_a_backlog_of_eight_per_core_or_as_told() {
+fn zenith_up_gives_its_agent_a_backlog_of_32_per_core_or_as_told() {
     let c = Cluster::up(&[]);
-    assert_eq!(c.nodes()[0]["prefetch"], 16, "2 cores: 16");
+    assert_eq!(c.nodes()[0]["prefetch"], 64, "2 cores: 64");
     drop(c);
     let c = Cluster::up(&["--prefetch", "3"]);
     assert_eq!(c.nodes()[0]["prefetch"], 3);

@@ -127,6 +127,11 @@ fn results_survive_a_server_outage() {
     wait_for("the result in the agent's outbox", 30, || {
         (std::fs::metadata(&outbox).map(|m| m.len()).unwrap_or(0) > 0).then_some(())
     });
+    // The result carries the run time by the agent's clock (it sizes node backlogs).
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&outbox).unwrap().trim()).unwrap();
+    let ran = line["ran_ms"].as_u64().expect("ran_ms in the result");
+    assert!((2_000..60_000).contains(&ran), "ran {ran} ms: {line}");
     c.start_server();
     let j = c.wait_final(id, 60);
     assert_eq!(j["state"], "succeeded", "{j}");
@@ -314,6 +319,11 @@ fn gpus_are_bound_through_cuda_visible_devices() {
     ]);
     let none = c.submit(&["--", "sh", "-c", "echo \"[$CUDA_VISIBLE_DEVICES]\""]);
     let too_many = c.submit(&["--gpus", "3", "--", "true"]);
+    // `zenith nodes` gets a GPU column: both taken while the pair runs.
+    wait_for("both GPUs taken", 30, || {
+        let out = c.ok(&["nodes"]);
+        (out.contains("GPUS FREE") && out.contains(" 0/2 ")).then_some(())
+    });
     assert_eq!(c.wait_final(pair, 30)["state"], "succeeded");
     let mut seen: Vec<String> = (1..=2)
         .map(|t| c.ok(&["job", "logs", &pair.to_string(), "--task", &t.to_string()]))

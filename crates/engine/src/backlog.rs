@@ -16,11 +16,15 @@
 //! their slot time) and costs long ones: work queued behind a long attempt waits for it, even
 //! when another node or a later, higher-priority job would have run first. So a node takes
 //! backlog only while the attempts that ended there ran [`BACKLOG_MAX_RUN_MS`] or less on
-//! average (a moving average, none until one ended); the wait it can add is then at most
-//! about `prefetch` short runs.
+//! average (a moving average, none until one ended), and holds no more than about
+//! [`BACKLOG_HORIZON_MS`] of such work ([`backlog_depth`]): enough to cover a round trip
+//! while the server is busy, and a bound on the wait it adds for later, more urgent work.
+//! `prefetch` caps it (what the agent agreed to hold).
 
 /// A node whose attempts ran longer than this on average takes no backlog.
 pub const BACKLOG_MAX_RUN_MS: u64 = 250;
+/// A backlog holds about this much work at the node's recent run time per attempt.
+pub const BACKLOG_HORIZON_MS: u64 = 100;
 
 use crate::state::Engine;
 use std::collections::HashSet;
@@ -35,8 +39,7 @@ impl Engine {
             .filter_map(|id| self.nodes.get(id).map(|n| (id, n)))
             .filter(|(_, n)| {
                 n.state == NodeState::Ready
-                    && (n.backlog.len() as u64) < u64::from(n.prefetch)
-                    && n.recent_run_ms.is_some_and(|ms| ms <= BACKLOG_MAX_RUN_MS)
+                    && (n.backlog.len() as u64) < backlog_depth(n)
                     && spec.resources.fits_in(&n.total)
                     && spec.constraints.iter().all(|k| k.matches(&n.labels))
             })
@@ -142,17 +145,37 @@ impl Engine {
     }
 }
 
-/// Folds the run time of an attempt that ended on node `n` (as its agent reported) into the
-/// node's moving average. One that ended before the engine saw it start ran within one report
-/// interval: counted as 0. Killed attempts say nothing about how long work runs there.
-pub(crate) fn note_run_time(n: &mut crate::state::Node, r: &crate::state::Running, now: Millis) {
+/// How many attempts node `n` may hold in its backlog now: none without a history of short
+/// attempts; else as many as its started attempts get through in [`BACKLOG_HORIZON_MS`] at
+/// their recent average run time (at least one), and at most `prefetch`. The engine sees an
+/// attempt's run time to within a report interval, so very short ones read as a few ms or 0:
+/// they get the whole `prefetch`.
+pub(crate) fn backlog_depth(n: &crate::state::Node) -> u64 {
+    let Some(avg) = n.recent_run_ms.filter(|ms| *ms <= BACKLOG_MAX_RUN_MS) else {
+        return 0;
+    };
+    let slots = n.running.len().saturating_sub(n.backlog.len()).max(1) as u64;
+    let by_time = (slots.saturating_mul(BACKLOG_HORIZON_MS) / avg.max(1)).max(1);
+    by_time.min(u64::from(n.prefetch))
+}
+
+/// Folds the run time of an attempt that ended on node `n` into the node's moving average:
+/// the agent's measure (`ran_ms`) when it sent one, else the engine's view (from the start it
+/// saw to `now`; one that ended before the engine saw it start ran within one report
+/// interval: 0). Killed attempts say nothing about how long work runs there.
+pub(crate) fn note_run_time(
+    n: &mut crate::state::Node,
+    r: &crate::state::Running,
+    now: Millis,
+    ran_ms: Option<u64>,
+) {
     if r.killing.is_some() {
         return;
     }
-    let ran = if r.queued {
-        0
-    } else {
-        now.saturating_sub(r.started_at)
+    let ran = match ran_ms {
+        Some(ms) => ms,
+        None if r.queued => 0,
+        None => now.saturating_sub(r.started_at),
     };
     n.recent_run_ms = Some(match n.recent_run_ms {
         None => ran,

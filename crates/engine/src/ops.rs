@@ -117,17 +117,19 @@ impl Engine {
         outcome: AttemptOutcome,
         now: Millis,
     ) -> Result<(), StaleReport> {
-        self.attempt_finished_with(node, aid, outcome, Default::default(), now)
+        self.attempt_finished_with(node, aid, outcome, Default::default(), None, now)
     }
 
     /// [`Engine::attempt_finished`] with the output parameters the attempt wrote (kept when
-    /// it succeeded, for the flow step it runs).
+    /// it succeeded, for the flow step it runs) and how long it ran by the agent's clock
+    /// (`ran_ms`, for the node's backlog; without it the engine's own view counts).
     pub fn attempt_finished_with(
         &mut self,
         node: &NodeId,
         aid: AttemptId,
         outcome: AttemptOutcome,
         outputs: std::collections::BTreeMap<String, String>,
+        ran_ms: Option<u64>,
         now: Millis,
     ) -> Result<(), StaleReport> {
         let now = self.clamp(now);
@@ -138,7 +140,7 @@ impl Engine {
                 return Err(StaleReport(aid));
             }
         }
-        let Some(r) = self.release_attempt(aid, Some(now)) else {
+        let Some(r) = self.release_attempt(aid, Some((now, ran_ms))) else {
             return Err(StaleReport(aid));
         };
         let outcome = match r.killing {
@@ -154,20 +156,20 @@ impl Engine {
     }
 
     /// Removes a running attempt from every index and gives its resources back. `reported`:
-    /// the time its agent reported it ended (its run time then counts for the node's
-    /// backlog, `backlog.rs`).
+    /// the time its agent reported it ended and how long it ran by the agent's clock (its run
+    /// time then counts for the node's backlog, `backlog.rs`).
     pub(crate) fn release_attempt(
         &mut self,
         aid: AttemptId,
-        reported: Option<Millis>,
+        reported: Option<(Millis, Option<u64>)>,
     ) -> Option<Running> {
         let r = self.attempts.remove(&aid)?;
         if let Some(d) = r.deadline {
             self.deadlines.remove(&(d, aid));
         }
         if let Some(n) = self.nodes.get_mut(&r.node) {
-            if let Some(now) = reported {
-                crate::backlog::note_run_time(n, &r, now);
+            if let Some((now, ran_ms)) = reported {
+                crate::backlog::note_run_time(n, &r, now, ran_ms);
             }
             n.running.remove(&aid);
             if r.queued {

@@ -131,6 +131,65 @@ fn a_node_running_long_attempts_takes_no_backlog() {
     assert_eq!(env.job_state(late), Some(JobState::Queued));
 }
 
+/// A node with `cpus` cores whose one attempt so far was reported `seen_ms` after it started
+/// (and ran `agent_ms` by its agent's clock, when given), then an array of `tasks`: what the
+/// node runs and holds.
+fn backlog_with(
+    cpus: u64,
+    prefetch: u32,
+    seen_ms: u64,
+    agent_ms: Option<u64>,
+    tasks: u32,
+) -> (usize, usize) {
+    let mut env = TestEnv::new(EngineConfig::default());
+    register(&mut env, "n1", cpus, prefetch, &[], &[]);
+    env.submit(spec(1.0));
+    let first = take_dispatches(&mut env)[0].0;
+    env.advance(seen_ms);
+    env.engine
+        .attempt_finished_with(
+            &NodeId("n1".into()),
+            first,
+            AttemptOutcome::Exited { code: 0 },
+            Default::default(),
+            agent_ms,
+            env.now,
+        )
+        .unwrap();
+    env.settle();
+    let mut s = spec(1.0);
+    s.array = Some(format!("0-{}", tasks - 1).parse().unwrap());
+    env.submit(s);
+    node_view(&env, "n1")
+}
+
+#[test]
+fn a_backlog_holds_about_100_ms_of_work_and_at_most_prefetch() {
+    // 50 ms attempts on 2 cores: 2 × 100 / 50 = 4 wait, however large the prefetch.
+    assert_eq!(backlog_after_history(2, 64, 50, 40), (2, 4));
+    // 20 ms on 1 core: 5.
+    assert_eq!(backlog_after_history(1, 64, 20, 40), (1, 5));
+    // Attempts that end within a report read as 0–1 ms: the whole prefetch.
+    assert_eq!(backlog_after_history(2, 64, 0, 100), (2, 64));
+    assert_eq!(backlog_after_history(2, 64, 1, 100), (2, 64));
+    // At the limit of short (250 ms) a node still holds one, past it none.
+    assert_eq!(backlog_after_history(1, 64, 250, 10), (1, 1));
+    assert_eq!(backlog_after_history(1, 64, 251, 10), (1, 0));
+}
+
+fn backlog_after_history(cpus: u64, prefetch: u32, ran_ms: u64, tasks: u32) -> (usize, usize) {
+    backlog_with(cpus, prefetch, ran_ms, None, tasks)
+}
+
+#[test]
+fn the_agents_measure_of_run_time_beats_the_engines_view() {
+    // The result came 50 ms after the engine saw the start (reports were slow), but the
+    // process ran 1 ms: the backlog is sized by the 1 ms.
+    assert_eq!(backlog_with(2, 64, 50, Some(1), 100), (2, 64));
+    // And the other way: reported at once, ran 400 ms by the agent's clock: no backlog.
+    assert_eq!(backlog_with(1, 64, 0, Some(400), 10), (1, 0));
+}
+
 #[test]
 fn without_prefetch_nothing_is_queued_on_nodes() {
     let mut env = TestEnv::new(EngineConfig::default());

@@ -108,6 +108,11 @@ pub struct AttemptResult {
     /// Output parameters the attempt wrote (only when it asked for some and exited 0).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// How long the process ran, spawn to exit, on the agent's clock (ms); absent when it
+    /// never started. Sizes the node's backlog (more exact than the server's view, which
+    /// sees starts and ends only as reports arrive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]

@@ -418,6 +418,7 @@ impl ControlLoop {
                             r.attempt,
                             r.outcome,
                             r.outputs,
+                            r.ran_ms,
                             now,
                         ) {
                             tracing::debug!(attempt = %stale.0, node = %req.node_id, "refused stale report");

@@ -311,8 +311,15 @@ fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl(b: &Backend) {
     let outputs = [("p".to_string(), "echo".to_string())]
         .into_iter()
         .collect();
-    e.attempt_finished_with(&n1, a, AttemptOutcome::Exited { code: 0 }, outputs, 2000)
-        .unwrap();
+    e.attempt_finished_with(
+        &n1,
+        a,
+        AttemptOutcome::Exited { code: 0 },
+        outputs,
+        None,
+        2000,
+    )
+    .unwrap();
     e.schedule(2000);
     let b = match &e.take_effects()[0] {
         zenith_engine::Effect::Dispatch { assignment, .. } => {

@@ -99,7 +99,7 @@ impl TestEnv {
             .collect();
         let ok = self
             .engine
-            .attempt_finished_with(&node, aid, outcome, outputs, self.now)
+            .attempt_finished_with(&node, aid, outcome, outputs, None, self.now)
             .is_ok();
         self.settle();
         ok

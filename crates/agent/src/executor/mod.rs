@@ -33,6 +33,8 @@ struct Proc {
     scratch: Option<PathBuf>,
     /// What it holds of the node, given back when it ends.
     resources: Resources,
+    /// When its process was spawned (its run time goes with the result).
+    spawned: Option<tokio::time::Instant>,
 }
 
 #[derive(Default)]
@@ -257,6 +259,7 @@ impl Executor {
                     outputs: Vec::new(),
                     scratch: None,
                     resources: Resources::default(),
+                    spawned: None,
                 },
             );
         }
@@ -294,6 +297,7 @@ impl Executor {
                     outputs: a.io.outputs.clone(),
                     scratch: None,
                     resources: a.resources.clone(),
+                    spawned: None,
                 },
             );
             self.inner.metrics.running.set(t.running.len() as i64);
@@ -378,6 +382,7 @@ impl Executor {
                 if let Ok(mut t) = self.inner.table.lock() {
                     if let Some(p) = t.running.get_mut(&attempt) {
                         p.pgid = pgid;
+                        p.spawned = Some(tokio::time::Instant::now());
                     }
                 }
                 self.inner.metrics.attempts_started.inc();
@@ -512,18 +517,19 @@ impl Executor {
             let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
             self.inner.guardian.ended(pg);
         }
-        let (killed, wanted, scratch) = match self.inner.table.lock() {
+        let (killed, wanted, scratch, spawned) = match self.inner.table.lock() {
             Ok(mut t) => match t.running.remove(&attempt) {
                 Some(p) => {
                     t.free_gpus.extend(p.gpus);
                     t.free.give(&p.resources);
                     t.ended.insert(attempt);
-                    (p.killing, p.outputs, p.scratch)
+                    (p.killing, p.outputs, p.scratch, p.spawned)
                 }
-                None => (false, Vec::new(), None),
+                None => (false, Vec::new(), None, None),
             },
-            Err(_) => (false, Vec::new(), None),
+            Err(_) => (false, Vec::new(), None, None),
         };
+        let ran_ms = spawned.map(|s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX));
         if let Some(d) = scratch {
             let _ = std::fs::remove_dir_all(d);
         }
@@ -547,6 +553,7 @@ impl Executor {
             attempt,
             outcome,
             outputs,
+            ran_ms,
         };
         if results.try_send(r.clone()).is_err() {
             tokio::spawn(async move {

@@ -73,8 +73,9 @@ pub struct NodeOpts {
     resources: Vec<(String, u64)>,
     /// Jobs the node accepts beyond what fits, each started the moment resources free
     /// instead of after a round trip to the server (its backlog); 0 takes only what fits.
-    /// Default: 8 per CPU core offered. The server fills a backlog only while the node's jobs
-    /// run 250 ms or less on average, so long jobs never wait behind each other there.
+    /// Default: 32 per CPU core offered. The server fills a backlog only while the node's jobs
+    /// run 250 ms or less on average, and with about 100 ms of such work at most, so long
+    /// jobs never wait behind each other there.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     prefetch: Option<u32>,
     /// Grace period between SIGTERM and SIGKILL when a job is killed.
@@ -212,7 +213,7 @@ fn agent_config(
     zenith_agent::AgentConfig {
         prefetch: n
             .prefetch
-            .unwrap_or_else(|| cores.saturating_mul(8).min(10_000) as u32),
+            .unwrap_or_else(|| cores.saturating_mul(32).min(10_000) as u32),
         server,
         token,
         data_dir,

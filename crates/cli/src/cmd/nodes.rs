@@ -20,12 +20,14 @@ pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let now = output::now_ms();
+    // GPUs get a column when some node offers them.
+    let gpus = list.nodes.iter().any(|n| n.resources.gpus > 0);
     let rows: Vec<Vec<String>> = list
         .nodes
         .iter()
         .map(|n| {
             let cpus = |m: u64| format!("{}", m as f64 / 1000.0);
-            vec![
+            let mut row = vec![
                 n.id.to_string(),
                 n.name.clone(),
                 n.state.as_str().to_string(),
@@ -39,6 +41,11 @@ pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
                     output::bytes(n.free.memory),
                     output::bytes(n.resources.memory)
                 ),
+            ];
+            if gpus {
+                row.push(format!("{}/{}", n.free.gpus, n.resources.gpus));
+            }
+            row.extend([
                 match n.queued {
                     0 => n.running.to_string(),
                     q => format!("{} +{q} queued", n.running),
@@ -49,21 +56,15 @@ pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect::<Vec<_>>()
                     .join(","),
-            ]
+            ]);
+            row
         })
         .collect();
-    output::table(
-        &[
-            "ID",
-            "NAME",
-            "STATE",
-            "CPUS FREE",
-            "MEMORY FREE",
-            "RUNNING",
-            "HEARTBEAT",
-            "LABELS",
-        ],
-        &rows,
-    );
+    let mut header = vec!["ID", "NAME", "STATE", "CPUS FREE", "MEMORY FREE"];
+    if gpus {
+        header.push("GPUS FREE");
+    }
+    header.extend(["RUNNING", "HEARTBEAT", "LABELS"]);
+    output::table(&header, &rows);
     Ok(0)
 }
