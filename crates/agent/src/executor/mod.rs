@@ -563,6 +563,7 @@ impl Executor {
         // Its resources are free: the next in the backlog starts now, not after a round
         // trip to the server.
         self.promote();
+        self.inner.guardian.flush();
     }
 
     /// Reads the declared output parameters of an attempt that exited (one trailing newline
