@@ -147,9 +147,8 @@ impl Engine {
 
 /// How many attempts node `n` may hold in its backlog now: none without a history of short
 /// attempts; else as many as its started attempts get through in [`BACKLOG_HORIZON_MS`] at
-/// their recent average run time (at least one), and at most `prefetch`. The engine sees an
-/// attempt's run time to within a report interval, so very short ones read as a few ms or 0:
-/// they get the whole `prefetch`.
+/// their recent average run time (at least one), and at most `prefetch`. Attempts that ran
+/// under a millisecond count as 1 ms: they get the whole `prefetch`.
 pub(crate) fn backlog_depth(n: &crate::state::Node) -> u64 {
     let Some(avg) = n.recent_run_ms.filter(|ms| *ms <= BACKLOG_MAX_RUN_MS) else {
         return 0;

@@ -108,8 +108,8 @@ pub struct AttemptResult {
     /// Output parameters the attempt wrote (only when it asked for some and exited 0).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
-    /// How long the process ran, spawn to exit, on the agent's clock (ms); absent when it
-    /// never started. Sizes the node's backlog (more exact than the server's view, which
+    /// How long the attempt ran on the agent's clock (ms), from its process's spawn until its
+    /// end was recorded (after any artifact upload); absent when it never started. Sizes the node's backlog (more exact than the server's view, which
     /// sees starts and ends only as reports arrive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ran_ms: Option<u64>,
