@@ -105,6 +105,15 @@ class Zenith:
     def get(self, path):
         return self.request("GET", path)
 
+    def metric(self, name):
+        """One unlabelled value from the server's Prometheus metrics (0 when absent)."""
+        r = urllib.request.Request(self.url + "/metrics", headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(r, timeout=30) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def post(self, path, body):
         return self.request("POST", path, body)
 

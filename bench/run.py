@@ -81,15 +81,18 @@ class Suite:
     def array(self):
         n = self.n("array")
         with cluster(self.zenith, "--cpus", "2") as z:
+            commits0 = z.metric("zenith_store_commit_seconds_count")
             t0 = time.monotonic()
             jid = z.cli("submit", "--array", f"0-{n - 1}", "--cpus", "1", "--", "true").strip()
             z.cli("job", "wait", jid)
             wall = time.monotonic() - t0
+            commits = z.metric("zenith_store_commit_seconds_count") - commits0
             j = z.get(f"/jobs/{jid}")
             secs = (j["finished_at"] - j["created_at"]) / 1000
             assert j["tasks"]["succeeded"] == n, j["tasks"]
             self.record("array", {"tasks": n, "concurrency": 2, "seconds": secs, "wall_seconds": wall,
-                                  "per_second": n / secs, "server_rss_kb": rss_kb(z.proc.pid),
+                                  "per_second": n / secs, "store_commits": commits,
+                                  "server_rss_kb": rss_kb(z.proc.pid),
                                   "agent_rss_kb": rss_kb_matching(f"agent --server {z.url}")})
 
     def latency(self):

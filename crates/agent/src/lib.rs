@@ -67,6 +67,9 @@ pub enum AgentError {
 
 /// Capacity of the executor -> reporter result channel.
 const RESULT_CHANNEL: usize = 65_536;
+/// While work waits in the backlog, how long a result waits for others to share its outbox
+/// sync and its report (one server commit).
+const REPORT_LINGER: Duration = Duration::from_millis(5);
 
 /// Runs the agent until `shutdown` resolves. Server outages are ridden out: results wait in
 /// the outbox and the agent keeps re-registering with backoff.
@@ -219,7 +222,15 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
                     }
                     continue 'connect;
                 }
-                r = results_rx.recv() => stash(&exec, &mut outbox, r, &mut results_rx).await?,
+                r = results_rx.recv() => {
+                    // The node is saturated with short work, which starts from the backlog
+                    // without waiting for the server: let the next few ms of results share
+                    // one outbox sync, one report and one commit.
+                    if exec.has_waiting() {
+                        tokio::time::sleep(REPORT_LINGER).await;
+                    }
+                    stash(&exec, &mut outbox, r, &mut results_rx).await?
+                }
                 _ = tick.tick() => {}
             }
             match conn

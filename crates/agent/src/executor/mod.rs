@@ -169,6 +169,16 @@ impl Executor {
             .unwrap_or_default()
     }
 
+    /// Whether assignments wait in the backlog for resources (the node is saturated with
+    /// short work).
+    pub fn has_waiting(&self) -> bool {
+        self.inner
+            .table
+            .lock()
+            .map(|t| !t.waiting.is_empty())
+            .unwrap_or(false)
+    }
+
     /// These attempts' results are now in the outbox.
     pub fn stashed(&self, ids: &[AttemptId]) {
         if let Ok(mut t) = self.inner.table.lock() {
