@@ -84,13 +84,9 @@ impl Engine {
         self.changes.attempts.insert(
             aid,
             AttemptRecord {
-                id: aid,
-                job: r.job,
-                task: index,
-                node: r.node.clone(),
-                started_at: r.started_at,
                 finished_at: Some(now),
                 outcome: Some(outcome),
+                ..started_record(aid, r, index)
             },
         );
     }

@@ -367,13 +367,8 @@ impl Executor {
                 return self.finish(attempt, None, AttemptOutcome::StartFailed { message });
             }
         }
-        let killed = self
-            .inner
-            .table
-            .lock()
-            .map(|t| t.running.get(&attempt).is_none_or(|p| p.killing))
-            .unwrap_or(true);
-        if killed {
+        // Gone from the table counts as killed.
+        if self.kill_requested(attempt).unwrap_or(true) {
             return self.finish(attempt, None, AttemptOutcome::Signaled { signal: 9 });
         }
         self.spawn_and_watch(a, &gpus);
@@ -492,6 +487,13 @@ impl Executor {
         self.finish(attempt, pgid, outcome);
     }
 
+    /// Whether a kill of this running attempt was requested; `None` when it is not in the
+    /// table (ended, or never started here).
+    fn kill_requested(&self, attempt: AttemptId) -> Option<bool> {
+        let t = self.inner.table.lock().ok()?;
+        t.running.get(&attempt).map(|p| p.killing)
+    }
+
     /// Uploads a succeeded step's artifacts (not when it is being killed).
     async fn upload(
         &self,
@@ -503,13 +505,7 @@ impl Executor {
             return Err("this agent cannot move artifacts".into());
         };
         for a in artifacts {
-            let killing = self
-                .inner
-                .table
-                .lock()
-                .map(|t| t.running.get(&attempt).is_some_and(|p| p.killing))
-                .unwrap_or(false);
-            if killing {
+            if self.kill_requested(attempt).unwrap_or(false) {
                 return Ok(());
             }
             let bytes = t
