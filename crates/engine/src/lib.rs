@@ -11,6 +11,7 @@
 
 mod backlog;
 mod changes;
+mod command;
 mod flows;
 mod idempotency;
 mod nodes;
@@ -23,12 +24,15 @@ mod state;
 mod stats;
 
 pub use changes::Changes;
-pub use flows::{RunLive, Trigger};
+pub use command::{AttemptReport, Command, NodeReport, Outcome, RunOf};
+pub use flows::RunLive;
 pub use idempotency::{IdempotencyKey, Submitted};
 pub use nodes::{NodeRegistration, NodeReply};
 pub use restore::Loaded;
 pub use state::{Engine, JobLive, NodeInfo};
 pub use stats::{Counters, Levels, Observation, MAX_OBSERVATIONS};
+/// Why a job does not run (from placement), for explain views.
+pub use zenith_placement::Explanation;
 
 use std::sync::Arc;
 use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
@@ -137,8 +141,12 @@ pub enum EngineError {
     TooManyFlows(usize),
     #[error("no applied flow named {0:?}")]
     UnknownFlow(String),
+    /// The flow's `schedule` (cron pattern or timezone) does not parse.
     #[error("{0}")]
-    BadSchedule(String),
+    BadSchedule(zenith_model::ValidationError),
+    /// A run's parameters do not match its flow's.
+    #[error("{0}")]
+    BadParams(zenith_model::ValidationError),
 }
 
 /// A report the engine ignored because the attempt is no longer current (fencing).

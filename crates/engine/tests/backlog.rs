@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use zenith_engine::{EngineConfig, NodeRegistration};
+use zenith_engine::{AttemptReport, Command, EngineConfig, NodeRegistration, NodeReport, Outcome};
 type TaskKey = (zenith_model::JobId, u32);
 use zenith_model::{AttemptId, AttemptOutcome, DurationMs, JobState, NodeId, Resources};
 use zenith_testkit::{spec, TestEnv};
@@ -438,18 +438,31 @@ impl Sim {
         }
         let quiet = ag.inflight.is_empty() && ag.results.is_empty();
         let now = self.env.now;
-        let done: HashSet<AttemptId> = results.iter().map(|r| r.0).collect();
-        for (a, o) in results {
-            let _ = self.env.engine.attempt_finished(&node, a, o, now);
-        }
-        let known: Vec<_> = known.into_iter().filter(|a| !done.contains(a)).collect();
         let ag = &self.agents[name];
         let waiting: Vec<_> = waiting
             .into_iter()
             .filter(|a| ag.waiting.iter().any(|w| w.0 == *a))
             .collect();
-        self.env.engine.agent_started(&node, &known, &waiting, now);
-        let reply = self.env.engine.heartbeat(&node, &known, now);
+        // The same command the server's control loop applies to an agent's report.
+        let report = NodeReport {
+            node: node.clone(),
+            results: results
+                .into_iter()
+                .map(|(attempt, outcome)| AttemptReport {
+                    attempt,
+                    outcome,
+                    outputs: Default::default(),
+                    ran_ms: None,
+                })
+                .collect(),
+            known,
+            waiting,
+        };
+        let Ok(Outcome::Reported { reply, .. }) =
+            self.env.engine.apply(Command::Report(report), now)
+        else {
+            panic!("a report is always answered");
+        };
         if quiet && !reply.reregister {
             let ag = &self.agents[name];
             assert_eq!(
@@ -514,7 +527,9 @@ proptest! {
                     if tasks > 1 { s.array = Some(format!("0-{}", tasks - 1).parse().unwrap()); }
                     s.retry.limit = 1;
                     if timeout { s.timeout = Some(DurationMs(2_000)); }
-                    jobs.push(sim.env.engine.submit(vec![std::sync::Arc::new(s)], sim.env.now).unwrap()[0]);
+                    let cmd = Command::Submit { specs: vec![std::sync::Arc::new(s)], key: None };
+                    let Ok(Outcome::Submitted(done)) = sim.env.engine.apply(cmd, sim.env.now) else { panic!("submit refused") };
+                    jobs.push(done.ids[0]);
                 }
                 Op::Deliver { node } => sim.agents.get_mut(&format!("n{node}")).unwrap().deliver(),
                 Op::Exit { pick, code } => {
@@ -531,7 +546,8 @@ proptest! {
                 Op::Report { node, hold } => sim.report(&format!("n{node}"), hold),
                 Op::Cancel { pick } => {
                     if !jobs.is_empty() {
-                        let _ = sim.env.engine.cancel(jobs[pick as usize % jobs.len()], sim.env.now);
+                        // Refused when the job already ended: a valid move too.
+                        let _ = sim.env.engine.apply(Command::Cancel { job: jobs[pick as usize % jobs.len()] }, sim.env.now);
                     }
                 }
                 Op::Crash { node } => {
@@ -544,7 +560,7 @@ proptest! {
                 }
                 Op::Advance { ms } => {
                     sim.env.now += u64::from(ms);
-                    sim.env.engine.tick(sim.env.now);
+                    sim.env.engine.apply(Command::Tick, sim.env.now).unwrap();
                 }
             }
             sim.pump();
@@ -564,7 +580,7 @@ proptest! {
                 sim.report(&name, false);
             }
             sim.env.now += 500;
-            sim.env.engine.tick(sim.env.now);
+            sim.env.engine.apply(Command::Tick, sim.env.now).unwrap();
             sim.pump();
         }
         prop_assert_eq!(sim.env.engine.live_jobs(), 0, "every job finishes");

@@ -224,7 +224,7 @@ fn concurrency_forbid_refuses_and_replace_cancels() {
             spec,
             plan,
             Default::default(),
-            zenith_engine::Trigger::Manual,
+            zenith_model::flow::Trigger::Manual,
             env.now,
         )
         .unwrap_err();

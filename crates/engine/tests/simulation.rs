@@ -1,15 +1,18 @@
 //! Property tests: random interleavings of submissions, completions, cancellations, node
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! deaths and clock movement. After every step `sanity_check()` runs (inside `TestEnv`); at the
-//! end every job must finish once the cluster is healthy: nothing over-committed, nothing
-//! lost, never two attempts of one task at once.
+//! deaths and clock movement. Each move becomes the same [`Command`]s the server's control
+//! loop applies (agents' results and heartbeats are `Report`s, as on the wire). After every
+//! step `sanity_check()` runs (inside `TestEnv`); at the end every job must finish once the
+//! cluster is healthy: nothing over-committed, nothing lost, never two attempts of one task
+//! at once.
 
 use proptest::prelude::*;
 use std::collections::HashSet;
-use zenith_engine::{EngineConfig, NodeRegistration};
+use zenith_engine::{AttemptReport, Command, EngineConfig, NodeRegistration, NodeReport, Outcome};
 use zenith_model::{AttemptOutcome, DurationMs, NodeId, Resources};
 use zenith_testkit::{spec, TestEnv};
 
+/// A move of the random history; each is carried out as engine commands.
 #[derive(Clone, Debug)]
 enum Op {
     Submit {
@@ -100,22 +103,49 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn register(env: &mut TestEnv, i: u8, known: Vec<zenith_model::AttemptId>) {
     let id = NodeId(format!("n{i}"));
-    env.engine.register_node(
-        NodeRegistration {
-            id,
-            name: format!("n{i}"),
-            resources: Resources {
-                cpu_millis: 4000,
-                memory: 1 << 30,
-                ..Default::default()
-            },
-            labels: Default::default(),
-            known,
-            waiting: Vec::new(),
-            prefetch: 0,
+    env.apply(Command::Register(NodeRegistration {
+        id,
+        name: format!("n{i}"),
+        resources: Resources {
+            cpu_millis: 4000,
+            memory: 1 << 30,
+            ..Default::default()
         },
-        env.now,
-    );
+        labels: Default::default(),
+        known,
+        waiting: Vec::new(),
+        prefetch: 0,
+    }))
+    .unwrap();
+}
+
+/// What the agent of `node` knows: the attempts the test still runs there.
+fn known_on(env: &TestEnv, node: &NodeId) -> Vec<zenith_model::AttemptId> {
+    env.running
+        .iter()
+        .filter(|(_, (n, _))| n == node)
+        .map(|(a, _)| *a)
+        .collect()
+}
+
+/// The agent of `node` reports the attempt's end (with everything else it knows).
+fn report_end(env: &mut TestEnv, aid: zenith_model::AttemptId, outcome: AttemptOutcome) {
+    let Some((node, _)) = env.running.remove(&aid) else {
+        return;
+    };
+    let known = known_on(env, &node);
+    let report = NodeReport {
+        node,
+        results: vec![AttemptReport {
+            attempt: aid,
+            outcome,
+            outputs: Default::default(),
+            ran_ms: None,
+        }],
+        known,
+        waiting: Vec::new(),
+    };
+    env.apply(Command::Report(report)).unwrap();
 }
 
 fn heartbeat_alive(env: &mut TestEnv, silent: &HashSet<u8>) {
@@ -124,30 +154,27 @@ fn heartbeat_alive(env: &mut TestEnv, silent: &HashSet<u8>) {
             continue;
         }
         let id = NodeId(format!("n{i}"));
-        let known: Vec<_> = env
-            .running
-            .iter()
-            .filter(|(_, (n, _))| *n == id)
-            .map(|(a, _)| *a)
-            .collect();
-        let reply = env.engine.heartbeat(&id, &known, env.now);
+        let known = known_on(env, &id);
+        let report = NodeReport {
+            node: id.clone(),
+            results: Vec::new(),
+            known,
+            waiting: Vec::new(),
+        };
+        let Ok(Outcome::Reported { reply, .. }) = env.apply(Command::Report(report)) else {
+            panic!("a report is always answered");
+        };
         for k in reply.kill {
             // The agent kills it and reports the signal.
             if env.running.contains_key(&k) {
-                env.finish(k, AttemptOutcome::Signaled { signal: 9 });
+                report_end(env, k, AttemptOutcome::Signaled { signal: 9 });
             }
         }
         if reply.reregister {
-            let known: Vec<_> = env
-                .running
-                .iter()
-                .filter(|(_, (n, _))| *n == id)
-                .map(|(a, _)| *a)
-                .collect();
+            let known = known_on(env, &id);
             register(env, i, known);
         }
     }
-    env.settle();
 }
 
 fn no_duplicate_tasks(env: &TestEnv) {
@@ -186,13 +213,13 @@ proptest! {
                     let alive: Vec<_> = env.running.iter().filter(|(_, (n, _))| !silent.iter().any(|i| n.0 == format!("n{i}"))).map(|(a, _)| *a).collect();
                     if !alive.is_empty() {
                         let aid = alive[pick as usize % alive.len()];
-                        env.finish(aid, AttemptOutcome::Exited { code });
+                        report_end(&mut env, aid, AttemptOutcome::Exited { code });
                     }
                 }
                 Op::Cancel { pick } => {
                     if !jobs.is_empty() {
-                        let _ = env.engine.cancel(jobs[pick as usize % jobs.len()], env.now);
-                        env.settle();
+                        // Refused when the job already ended: that is a valid move too.
+                        let _ = env.apply(Command::Cancel { job: jobs[pick as usize % jobs.len()] });
                     }
                 }
                 Op::Silence { node } => { silent.insert(node); }
@@ -202,14 +229,12 @@ proptest! {
                         let id = NodeId(format!("n{node}"));
                         env.running.retain(|_, (n, _)| *n != id);
                         register(&mut env, node, vec![]);
-                        env.settle();
                     }
                 }
                 Op::Advance { ms } => {
                     env.now += u64::from(ms);
                     heartbeat_alive(&mut env, &silent);
-                    env.engine.tick(env.now);
-                    env.settle();
+                    env.apply(Command::Tick).unwrap();
                     // Attempts on nodes that were declared lost are gone from the engine.
                     let live: HashSet<_> = env.engine.nodes().into_iter().filter(|n| n.state == zenith_model::NodeState::Ready).map(|n| n.id).collect();
                     env.running.retain(|_, (n, _)| live.contains(n));
@@ -219,11 +244,11 @@ proptest! {
                 }
                 Op::CancelRun { pick } => {
                     if !runs.is_empty() {
-                        let _ = env.engine.cancel_run(runs[pick as usize % runs.len()], env.now);
-                        env.settle();
+                        // Refused when the run already ended: a valid move too.
+                        let _ = env.apply(Command::CancelRun { run: runs[pick as usize % runs.len()] });
                     }
                 }
-                Op::ClockBack => { env.now = env.now.saturating_sub(10_000); env.engine.tick(env.now); env.settle(); }
+                Op::ClockBack => { env.now = env.now.saturating_sub(10_000); env.apply(Command::Tick).unwrap(); }
             }
             no_duplicate_tasks(&env);
         }
@@ -236,11 +261,13 @@ proptest! {
         env.settle();
         for _ in 0..2000 {
             if env.engine.live_jobs() == 0 { break; }
-            env.finish_all_ok();
+            let ids: Vec<_> = env.running.keys().copied().collect();
+            for aid in ids {
+                report_end(&mut env, aid, AttemptOutcome::Exited { code: 0 });
+            }
             env.now += 1000;
             heartbeat_alive(&mut env, &HashSet::new());
-            env.engine.tick(env.now);
-            env.settle();
+            env.apply(Command::Tick).unwrap();
             no_duplicate_tasks(&env);
         }
         prop_assert_eq!(env.engine.live_jobs(), 0, "every job finishes");

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use zenith_model::flow::{
     FlowDefRecord, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord, StepState,
+    Trigger,
 };
 use zenith_model::{JobId, Millis};
 
@@ -61,7 +62,7 @@ pub struct RunSummary {
     pub state: RunState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub created_at: Millis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
@@ -74,7 +75,7 @@ pub struct RunView {
     pub state: RunState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub params: BTreeMap<String, String>,
     pub retries_used: u32,
     pub created_at: Millis,
@@ -111,7 +112,7 @@ pub fn run_summary(r: &RunRecord) -> RunSummary {
         name: r.name.clone(),
         state: r.state,
         reason: r.reason.clone(),
-        trigger: r.trigger.clone(),
+        trigger: r.trigger,
         created_at: r.created_at,
         finished_at: r.finished_at,
     }
@@ -187,7 +188,7 @@ pub fn run_view(
         name: r.name.clone(),
         state: r.state,
         reason: r.reason.clone(),
-        trigger: r.trigger.clone(),
+        trigger: r.trigger,
         params: r.params.clone(),
         retries_used: r.retries_used,
         created_at: r.created_at,

@@ -7,17 +7,18 @@
 //! once from memory; everything else is read from the store.
 
 use crate::clock::Stopwatch;
+use crate::convert;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::writer::{AfterCommit, CommitFailed, WriterMsg};
 use crate::Clock;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use zenith_engine::{Effect, Engine, EngineConfig, EngineError, NodeRegistration};
-use zenith_model::flow::{merge_params, FlowPlan, FlowSpec, RunId};
+use zenith_engine::{Command, Effect, Engine, EngineConfig, Outcome, RunOf};
+use zenith_model::flow::{FlowPlan, FlowSpec, RunId, Trigger};
 use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
 use zenith_protocol::agent::{
     Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
@@ -241,7 +242,10 @@ impl ControlLoop {
                 _ = tick.tick() => {
                     let now = self.clock.now();
                     let watch = Stopwatch::start();
-                    let forgotten = self.engine.tick(now);
+                    let forgotten = match self.engine.apply(Command::Tick, now) {
+                        Ok(Outcome::Ticked { forgotten }) => forgotten,
+                        _ => Vec::new(), // a tick is never refused
+                    };
                     self.metrics.pass_time.observe(watch.seconds());
                     // Sessions go with the nodes the engine forgets (not a scan per tick: with
                     // 10,000 nodes that cost 15% of a core).
@@ -266,118 +270,64 @@ impl ControlLoop {
         }
     }
 
+    /// Applies a batch: refuses what a degraded store cannot take, turns each message into an
+    /// engine command (or answers a read from memory), queues its reply behind the commit,
+    /// then runs one scheduling pass for the whole batch.
     fn apply(&mut self, batch: Vec<LoopMsg>) -> Vec<AfterCommit> {
         let now = self.clock.now();
         let mut after: Vec<AfterCommit> = Vec::new();
         for msg in batch {
             match msg {
-                LoopMsg::Submit { reply, .. } if self.degraded.is_some() => {
-                    let _ = reply.send(Err(self.refusal()));
+                LoopMsg::Submit { specs, key, reply } => {
+                    let r = self.command(Command::Submit { specs, key }, now);
+                    self.answer(r, reply, &mut after, |o| match o {
+                        Outcome::Submitted(s) => Some(s),
+                        _ => None,
+                    });
                 }
-                LoopMsg::Cancel { reply, .. } if self.degraded.is_some() => {
-                    let _ = reply.send(Err(self.refusal()));
-                }
-                LoopMsg::SubmitRun { reply, .. } if self.degraded.is_some() => {
-                    let _ = reply.send(Err(self.refusal()));
-                }
-                LoopMsg::ApplyFlow { reply, .. }
-                | LoopMsg::DeleteFlow { reply, .. }
-                | LoopMsg::CancelRun { reply, .. }
-                | LoopMsg::Approve { reply, .. }
-                    if self.degraded.is_some() =>
-                {
-                    let _ = reply.send(Err(self.refusal()));
+                LoopMsg::Cancel { id, reply } => {
+                    let r = self.command(Command::Cancel { job: id }, now);
+                    self.answer(r, reply, &mut after, done);
                 }
                 LoopMsg::SubmitRun {
                     flow,
                     params,
                     reply,
                 } => {
-                    let r = self.submit_run(flow, params, now);
-                    match r {
-                        Ok(id) => after.push(reply_after(reply, id)),
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
+                    let flow = match flow {
+                        FlowSource::Spec(spec, plan) => RunOf::Spec(spec, plan),
+                        FlowSource::Applied(name) => RunOf::Applied(name),
+                    };
+                    let cmd = Command::SubmitRun {
+                        flow,
+                        params,
+                        trigger: Trigger::Manual,
+                    };
+                    let r = self.command(cmd, now);
+                    self.answer(r, reply, &mut after, |o| match o {
+                        Outcome::RunStarted(id) => Some(id),
+                        _ => None,
+                    });
                 }
                 LoopMsg::ApplyFlow { spec, plan, reply } => {
-                    match self.engine.apply_flow(spec, plan, now) {
-                        Ok(()) => after.push(reply_after(reply, ())),
-                        Err(e) => {
-                            let _ = reply.send(Err(engine_error(e)));
-                        }
-                    }
+                    let r = self.command(Command::ApplyFlow { spec, plan }, now);
+                    self.answer(r, reply, &mut after, done);
                 }
-                LoopMsg::DeleteFlow { name, reply } => match self.engine.delete_flow(&name) {
-                    Ok(()) => after.push(reply_after(reply, ())),
-                    Err(e) => {
-                        let _ = reply.send(Err(engine_error(e)));
-                    }
-                },
-                LoopMsg::CancelRun { id, reply } => match self.engine.cancel_run(id, now) {
-                    Ok(()) => after.push(reply_after(reply, ())),
-                    Err(e) => {
-                        let _ = reply.send(Err(engine_error(e)));
-                    }
-                },
-                LoopMsg::Approve { id, step, reply } => match self.engine.approve(id, &step, now) {
-                    Ok(()) => after.push(reply_after(reply, ())),
-                    Err(e) => {
-                        let _ = reply.send(Err(engine_error(e)));
-                    }
-                },
-                LoopMsg::Submit { specs, key, reply } => {
-                    match self.engine.submit_idempotent(key, specs, now) {
-                        Ok(done) => after.push(reply_after(reply, done)),
-                        Err(e) => {
-                            let _ = reply.send(Err(engine_error(e)));
-                        }
-                    }
+                LoopMsg::DeleteFlow { name, reply } => {
+                    let r = self.command(Command::DeleteFlow { name }, now);
+                    self.answer(r, reply, &mut after, done);
                 }
-                LoopMsg::Cancel { id, reply } => match self.engine.cancel(id, now) {
-                    Ok(()) => after.push(reply_after(reply, ())),
-                    Err(e) => {
-                        let _ = reply.send(Err(engine_error(e)));
-                    }
-                },
+                LoopMsg::CancelRun { id, reply } => {
+                    let r = self.command(Command::CancelRun { run: id }, now);
+                    self.answer(r, reply, &mut after, done);
+                }
+                LoopMsg::Approve { id, step, reply } => {
+                    let r = self.command(Command::Approve { run: id, step }, now);
+                    self.answer(r, reply, &mut after, done);
+                }
                 LoopMsg::Register { req, reply } => {
-                    self.next_session += 1;
-                    let session = self.next_session;
-                    let node = req.node_id.clone();
-                    let r = self.engine.register_node(
-                        NodeRegistration {
-                            id: node.clone(),
-                            name: req.name,
-                            resources: req.resources,
-                            labels: req.labels,
-                            known: req.known,
-                            waiting: req.waiting,
-                            prefetch: req.prefetch,
-                        },
-                        now,
-                    );
-                    let (tx, rx) = mpsc::channel(SESSION_BUFFER);
-                    self.sessions.insert(
-                        node,
-                        Session {
-                            id: session,
-                            tx,
-                            rx: Some(rx),
-                        },
-                    );
-                    let resp = RegisterResponse {
-                        session,
-                        heartbeat_interval_ms: self.cfg.heartbeat_interval_ms,
-                        heartbeat_timeout_ms: self.cfg.engine.heartbeat_timeout_ms,
-                        kill: r.kill,
-                    };
-                    if self.degraded.is_some() {
-                        // The node record waits in the engine for the store to recover.
-                        let _ = reply.send(Ok(resp));
-                    } else {
-                        after.push(reply_after(reply, resp));
-                    }
+                    let resp = self.register(req, now);
+                    self.reply_when_durable(reply, resp, &mut after);
                 }
                 LoopMsg::OpenStream {
                     node,
@@ -389,7 +339,7 @@ impl ControlLoop {
                         .get_mut(&node)
                         .filter(|s| s.id == session)
                         .and_then(|s| s.rx.take());
-                    let _ = reply.send(rx);
+                    let _ = reply.send(rx); // the stream request gave up waiting: nothing to do
                 }
                 LoopMsg::Report { req, reply } => {
                     if self
@@ -400,96 +350,132 @@ impl ControlLoop {
                         let _ = reply.send(Ok(ReportResponse {
                             reregister: true,
                             ..Default::default()
-                        }));
+                        })); // an agent that gave up re-sends its report
                         continue;
                     }
-                    let mut acked = Vec::with_capacity(req.results.len());
-                    // While the store refuses writes, results stay in the agent's outbox.
-                    let results = if self.degraded.is_some() {
-                        Vec::new()
-                    } else {
-                        req.results
-                    };
-                    for r in results {
-                        let _span = tracing::debug_span!("report", attempt = r.attempt.0, node = %req.node_id, outcome = r.outcome.kind()).entered();
-                        tracing::debug!(outcome = ?r.outcome, "attempt ended");
-                        if let Err(stale) = self.engine.attempt_finished_with(
-                            &req.node_id,
-                            r.attempt,
-                            r.outcome,
-                            r.outputs,
-                            r.ran_ms,
-                            now,
-                        ) {
-                            tracing::debug!(attempt = %stale.0, node = %req.node_id, "refused stale report");
-                        }
-                        acked.push(r.attempt);
-                    }
-                    let done: HashSet<AttemptId> = acked.iter().copied().collect();
-                    let known: Vec<AttemptId> = req
-                        .known
-                        .into_iter()
-                        .filter(|a| !done.contains(a))
-                        .collect();
-                    self.engine
-                        .agent_started(&req.node_id, &known, &req.waiting, now);
-                    let hb = self.engine.heartbeat(&req.node_id, &known, now);
-                    let resp = ReportResponse {
-                        acked,
-                        kill: hb.kill,
-                        reregister: hb.reregister,
-                    };
-                    if self.degraded.is_some() {
-                        let _ = reply.send(Ok(resp));
-                    } else {
-                        after.push(reply_after(reply, resp));
-                    }
+                    let resp = self.report(req, now);
+                    self.reply_when_durable(reply, resp, &mut after);
                 }
                 LoopMsg::Explain { id, reply } => {
-                    let view = self.engine.explain(id).map(|(state, e)| ExplainView {
-                        id,
-                        state,
-                        message: e.summary(),
-                        nodes: e.nodes,
-                        feasible: e.feasible,
-                        rejections: e.rejections,
-                    });
-                    let _ = reply.send(view);
+                    let view = self
+                        .engine
+                        .explain(id)
+                        .map(|(state, e)| convert::explain_view(id, state, e));
+                    let _ = reply.send(view); // a reader that left needs no answer
                 }
                 LoopMsg::AttemptOwner { attempt, reply } => {
-                    let _ = reply.send(self.engine.attempt_owner(attempt));
+                    let _ = reply.send(self.engine.attempt_owner(attempt)); // as above
                 }
                 LoopMsg::Levels { reply } => {
-                    let _ = reply.send(self.engine.levels());
+                    let _ = reply.send(self.engine.levels()); // as above
                 }
                 LoopMsg::Barrier { reply } => after.push(Box::new(move |_| {
-                    let _ = reply.send(());
+                    let _ = reply.send(()); // the subscriber that waited left
                 })),
                 LoopMsg::Nodes { reply } => {
                     let nodes = self
                         .engine
                         .nodes()
                         .into_iter()
-                        .map(|n| NodeView {
-                            id: n.id,
-                            name: n.name,
-                            state: n.state,
-                            resources: n.total,
-                            free: n.free,
-                            labels: n.labels,
-                            running: n.running,
-                            queued: n.queued,
-                            prefetch: n.prefetch,
-                            registered_at: n.registered_at,
-                            last_heartbeat: n.last_heartbeat,
-                        })
+                        .map(convert::node_view)
                         .collect();
-                    let _ = reply.send(nodes);
+                    let _ = reply.send(nodes); // a reader that left needs no answer
                 }
             }
         }
         self.engine.schedule(now);
         after
+    }
+
+    /// A command that changes work: refused while the store refuses writes (the degraded
+    /// gate), else applied.
+    fn command(&mut self, cmd: Command, now: u64) -> Result<Outcome, ApiError> {
+        if self.degraded.is_some() {
+            return Err(self.refusal());
+        }
+        self.engine.apply(cmd, now).map_err(convert::engine_error)
+    }
+
+    /// Replies after the commit when the command took effect, at once when it was refused.
+    fn answer<T: Send + 'static>(
+        &self,
+        r: Result<Outcome, ApiError>,
+        reply: Reply<T>,
+        after: &mut Vec<AfterCommit>,
+        pick: impl FnOnce(Outcome) -> Option<T>,
+    ) {
+        match r.and_then(|o| {
+            pick(o).ok_or_else(|| ApiError::Internal("the engine answered another command".into()))
+        }) {
+            Ok(v) => after.push(reply_after(reply, v)),
+            Err(e) => {
+                let _ = reply.send(Err(e)); // the client that left needs no answer
+            }
+        }
+    }
+
+    /// Agent replies go after the commit; while degraded at once (their records wait in
+    /// the engine for the store to recover).
+    fn reply_when_durable<T: Send + 'static>(
+        &self,
+        reply: Reply<T>,
+        value: T,
+        after: &mut Vec<AfterCommit>,
+    ) {
+        if self.degraded.is_some() {
+            let _ = reply.send(Ok(value)); // an agent that left registers or reports again
+        } else {
+            after.push(reply_after(reply, value));
+        }
+    }
+
+    /// Registers a node (registration goes on while degraded: it is a heartbeat too) and
+    /// opens its session.
+    fn register(&mut self, req: RegisterRequest, now: u64) -> RegisterResponse {
+        self.next_session += 1;
+        let session = self.next_session;
+        let node = req.node_id.clone();
+        let kill = match self
+            .engine
+            .apply(Command::Register(convert::registration(req)), now)
+        {
+            Ok(Outcome::Registered(r)) => r.kill,
+            // Registration is never refused and answers `Registered`.
+            _ => Vec::new(),
+        };
+        let (tx, rx) = mpsc::channel(SESSION_BUFFER);
+        self.sessions.insert(
+            node,
+            Session {
+                id: session,
+                tx,
+                rx: Some(rx),
+            },
+        );
+        RegisterResponse {
+            session,
+            heartbeat_interval_ms: self.cfg.heartbeat_interval_ms,
+            heartbeat_timeout_ms: self.cfg.engine.heartbeat_timeout_ms,
+            kill,
+        }
+    }
+
+    /// Applies a report; while the store refuses writes, results stay in the agent's outbox
+    /// and the report counts as a heartbeat only.
+    fn report(&mut self, req: ReportRequest, now: u64) -> ReportResponse {
+        let report = convert::node_report(req, self.degraded.is_none());
+        match self.engine.apply(Command::Report(report), now) {
+            Ok(Outcome::Reported { acked, reply, .. }) => ReportResponse {
+                acked,
+                kill: reply.kill,
+                reregister: reply.reregister,
+            },
+            // A report is never refused and answers `Reported`.
+            _ => ReportResponse {
+                reregister: true,
+                ..Default::default()
+            },
+        }
     }
 
     /// Hands the engine's changes, effects and the batch's replies to the writer.
@@ -514,17 +500,10 @@ impl ControlLoop {
                 } => {
                     let _span = tracing::debug_span!("dispatch", job = a.job.0, task = a.task, attempt = a.attempt.0, node = %node).entered();
                     tracing::debug!("dispatch");
-                    assign.entry(node).or_default().push(Assignment {
-                        attempt: a.attempt,
-                        job: a.job,
-                        task: a.task,
-                        attempt_number: a.attempt_number,
-                        command: a.spec.command.clone(),
-                        env: a.spec.env.clone(),
-                        cwd: a.spec.cwd.clone(),
-                        resources: a.spec.resources.clone(),
-                        io: a.io,
-                    });
+                    assign
+                        .entry(node)
+                        .or_default()
+                        .push(convert::assignment(&a));
                 }
                 Effect::Kill { node, attempt } => kill.entry(node).or_default().push(attempt),
             }
@@ -590,25 +569,6 @@ impl ControlLoop {
 }
 
 impl ControlLoop {
-    fn submit_run(
-        &mut self,
-        flow: FlowSource,
-        params: BTreeMap<String, String>,
-        now: u64,
-    ) -> Result<RunId, ApiError> {
-        let (spec, plan) = match flow {
-            FlowSource::Spec(s, p) => (s, p),
-            FlowSource::Applied(name) => self
-                .engine
-                .flow_def(&name)
-                .ok_or_else(|| ApiError::NotFound(format!("no applied flow named {name:?}")))?,
-        };
-        let params = merge_params(&spec, &params).map_err(ApiError::Invalid)?;
-        self.engine
-            .submit_run(spec, plan, params, zenith_engine::Trigger::Manual, now)
-            .map_err(engine_error)
-    }
-
     fn refusal(&self) -> ApiError {
         let why = self.degraded.as_deref().unwrap_or("unknown error");
         ApiError::Unavailable(format!(
@@ -674,27 +634,7 @@ impl ControlLoop {
     }
 }
 
-fn engine_error(e: EngineError) -> ApiError {
-    match e {
-        EngineError::JobNotLive(id) => {
-            ApiError::Conflict(format!("job {id} is not queued or running"))
-        }
-        EngineError::KeyReused(_) => ApiError::Conflict(e.to_string()),
-        EngineError::TooManyJobs(_)
-        | EngineError::TooManyTasks(_)
-        | EngineError::TooManyKeys(_) => ApiError::Overloaded(e.to_string()),
-        EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
-        EngineError::RunNotLive(_)
-        | EngineError::FlowBusy(..)
-        | EngineError::NotWaitingApproval(..) => ApiError::Conflict(e.to_string()),
-        EngineError::TooManyRuns(_) | EngineError::TooManyFlows(_) => {
-            ApiError::Overloaded(e.to_string())
-        }
-        EngineError::UnknownStep(_) | EngineError::UnknownFlow(_) => {
-            ApiError::NotFound(e.to_string())
-        }
-        EngineError::BadSchedule(m) => {
-            ApiError::Invalid(zenith_model::ValidationError::new("schedule", m))
-        }
-    }
+/// For commands whose only answer is success.
+fn done(o: Outcome) -> Option<()> {
+    matches!(o, Outcome::Done).then_some(())
 }

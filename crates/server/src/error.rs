@@ -26,6 +26,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A bug: the server broke one of its own invariants (answered 500, logged).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None)
             }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
 }

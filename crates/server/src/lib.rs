@@ -9,6 +9,7 @@ mod artifacts;
 pub mod auth;
 mod clock;
 mod control;
+mod convert;
 mod error;
 mod events;
 mod flows_api;

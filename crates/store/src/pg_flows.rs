@@ -136,7 +136,7 @@ fn commit_runs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
                         &state,
                         &r.reason,
                         &retries,
-                        &r.trigger,
+                        &r.trigger.as_str(),
                         &cancel,
                         &opt(r.deadline_at),
                         &(r.created_at as i64),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use zenith_model::flow::{
     FlowDefRecord, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord, StepRef,
-    StepState,
+    StepState, Trigger,
 };
 use zenith_model::{
     AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, NodeId,
@@ -224,7 +224,10 @@ pub(crate) fn run(r: &impl Cols) -> Result<RunRecord, StoreError> {
         state,
         reason: r.opt_text(5)?,
         retries_used: r.u32(6)?,
-        trigger: r.text(7)?,
+        trigger: {
+            let t = r.text(7)?;
+            Trigger::parse(&t).ok_or_else(|| corrupt(&what, format!("trigger {t:?}")))?
+        },
         cancel_requested: r.flag(8)?,
         deadline_at: r.opt_u64(9)?,
         created_at: r.u64(10)?,

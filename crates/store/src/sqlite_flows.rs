@@ -60,7 +60,7 @@ pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreErro
                     r.state.as_str(),
                     r.reason,
                     r.retries_used,
-                    r.trigger,
+                    r.trigger.as_str(),
                     r.cancel_requested,
                     r.deadline_at.map(|v| v as i64),
                     r.created_at as i64,

@@ -297,7 +297,7 @@ fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl(b: &Backend) {
             Arc::new(spec),
             Arc::new(plan),
             params,
-            zenith_engine::Trigger::Manual,
+            zenith_model::flow::Trigger::Manual,
             1000,
         )
         .unwrap();

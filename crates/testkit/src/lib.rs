@@ -6,7 +6,10 @@ pub mod pg;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use zenith_engine::{Assignment, Effect, Engine, EngineConfig, NodeRegistration};
+use zenith_engine::{
+    Assignment, Command, Effect, Engine, EngineConfig, EngineError, NodeRegistration, Outcome,
+    RunOf,
+};
 use zenith_model::flow::{InstanceRecord, RunId, RunRecord, StepRecord, StepState, Templates};
 use zenith_model::{AttemptId, AttemptOutcome, JobId, JobSpec, Millis, NodeId, Resources};
 
@@ -57,25 +60,33 @@ impl TestEnv {
             waiting: Vec::new(),
             prefetch: 0,
         };
-        self.engine.register_node(reg, self.now);
-        self.settle();
+        self.apply(Command::Register(reg)).expect("register");
         nid
     }
 
-    pub fn submit(&mut self, spec: JobSpec) -> JobId {
-        let id = self
-            .engine
-            .submit(vec![Arc::new(spec)], self.now)
-            .expect("submit")[0];
+    /// Applies a command at the fake clock's `now`, as the control loop does, then settles
+    /// (a scheduling pass, effects collected, invariants checked).
+    pub fn apply(&mut self, cmd: Command) -> Result<Outcome, EngineError> {
+        let r = self.engine.apply(cmd, self.now);
         self.settle();
-        id
+        r
+    }
+
+    pub fn submit(&mut self, spec: JobSpec) -> JobId {
+        let cmd = Command::Submit {
+            specs: vec![Arc::new(spec)],
+            key: None,
+        };
+        match self.apply(cmd) {
+            Ok(Outcome::Submitted(s)) => s.ids[0],
+            other => panic!("submit: {other:?}"),
+        }
     }
 
     /// Advances the fake clock and ticks.
     pub fn advance(&mut self, ms: u64) {
         self.now += ms;
-        self.engine.tick(self.now);
-        self.settle();
+        self.apply(Command::Tick).expect("tick");
     }
 
     /// Reports an attempt's outcome as its node would.
@@ -113,19 +124,15 @@ impl TestEnv {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let params = zenith_model::flow::merge_params(&spec, &given).expect("params");
-        let id = self
-            .engine
-            .submit_run(
-                Arc::new(spec),
-                Arc::new(plan),
-                params,
-                zenith_engine::Trigger::Manual,
-                self.now,
-            )
-            .expect("submit_run");
-        self.settle();
-        id
+        let cmd = Command::SubmitRun {
+            flow: RunOf::Spec(Arc::new(spec), Arc::new(plan)),
+            params: given,
+            trigger: zenith_model::flow::Trigger::Manual,
+        };
+        match self.apply(cmd) {
+            Ok(Outcome::RunStarted(id)) => id,
+            other => panic!("submit_run: {other:?}"),
+        }
     }
 
     /// The latest state written for step `name` of a run (instance 0's record for details).

@@ -345,7 +345,7 @@ pub async fn list(a: ListArgs) -> anyhow::Result<u8> {
                 r.id.to_string(),
                 r.name.clone(),
                 r.state.to_string(),
-                r.trigger.clone(),
+                r.trigger.to_string(),
                 output::ago(now, r.created_at),
                 r.reason.clone().unwrap_or_default(),
             ]

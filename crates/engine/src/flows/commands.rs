@@ -6,24 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use zenith_model::flow::{
     cron::Schedule, Concurrency, FlowDefRecord, FlowPlan, FlowSpec, RunId, RunState, StepState,
+    Trigger,
 };
 use zenith_model::Millis;
-
-/// How a run was started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    Manual,
-    Schedule,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Schedule => "schedule",
-        }
-    }
-}
 
 impl Engine {
     /// Starts a run of a validated spec (`plan` from `zenith_model::flow::check`) with
@@ -82,7 +67,7 @@ impl Engine {
             spec: spec.clone(),
             plan,
             params,
-            trigger: trigger.as_str().to_string(),
+            trigger,
             state: RunState::Running,
             reason: None,
             steps,
@@ -157,10 +142,9 @@ impl Engine {
             return Err(EngineError::TooManyFlows(self.cfg.max_flow_defs));
         }
         let schedule = match &spec.schedule {
-            Some(p) => Some(
-                Schedule::parse(p, spec.timezone.as_deref())
-                    .map_err(|(_, m)| EngineError::BadSchedule(m))?,
-            ),
+            Some(p) => Some(Schedule::parse(p, spec.timezone.as_deref()).map_err(
+                |(field, m)| EngineError::BadSchedule(zenith_model::ValidationError::new(field, m)),
+            )?),
             None => None,
         };
         self.disarm(&spec.name);

@@ -7,7 +7,6 @@
 //! definition.
 
 mod commands;
-pub use commands::Trigger;
 mod progress;
 mod render;
 mod restore;
@@ -17,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use zenith_model::flow::{
     cron::Schedule, FlowPlan, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord,
-    StepState,
+    StepState, Trigger,
 };
 use zenith_model::{JobId, Millis};
 
@@ -53,7 +52,7 @@ pub(crate) struct FlowRun {
     pub spec: Arc<FlowSpec>,
     pub plan: Arc<FlowPlan>,
     pub params: BTreeMap<String, String>,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub state: RunState,
     pub reason: Option<String>,
     pub steps: Vec<StepRun>,
@@ -102,7 +101,7 @@ impl crate::Engine {
             state: run.state,
             reason: run.reason.clone(),
             retries_used: run.retries_used,
-            trigger: run.trigger.clone(),
+            trigger: run.trigger,
             cancel_requested: run.ending == Some(Ending::Cancelled),
             deadline_at: run.deadline_at,
             created_at: run.created_at,

@@ -1,8 +1,8 @@
 //! Run deadlines and cron schedules of applied definitions.
 
-use super::commands::Trigger;
 use super::Ending;
 use crate::{Engine, EngineError};
+use zenith_model::flow::Trigger;
 use zenith_model::Millis;
 
 impl Engine {

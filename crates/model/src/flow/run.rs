@@ -36,6 +36,16 @@ pub enum StepState {
     WaitingApproval,
 }
 
+/// How a run was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// By a person or client (`zenith run`, `POST /api/v1/runs`).
+    Manual,
+    /// By the flow's cron schedule.
+    Schedule,
+}
+
 macro_rules! str_enum {
     ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
         impl $t {
@@ -60,6 +70,11 @@ str_enum!(RunState {
     Succeeded = "succeeded",
     Failed = "failed",
     Cancelled = "cancelled",
+});
+
+str_enum!(Trigger {
+    Manual = "manual",
+    Schedule = "schedule",
 });
 
 str_enum!(StepState {
@@ -108,8 +123,7 @@ pub struct RunRecord {
     pub state: RunState,
     pub reason: Option<String>,
     pub retries_used: u32,
-    /// `manual` or `schedule`.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub cancel_requested: bool,
     pub deadline_at: Option<Millis>,
     pub created_at: Millis,

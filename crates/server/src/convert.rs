@@ -1,0 +1,115 @@
+//! Conversions between the engine's vocabulary and the wire's: agent requests into engine
+//! commands, engine answers and views into protocol bodies, engine refusals into API errors.
+//! One place, so the control loop only gates, applies and replies.
+
+use crate::error::ApiError;
+use zenith_engine::{
+    AttemptReport, EngineError, Explanation, NodeInfo, NodeRegistration, NodeReport,
+};
+use zenith_model::{JobId, JobState};
+use zenith_protocol::agent::{Assignment, RegisterRequest, ReportRequest};
+use zenith_protocol::api::{ExplainView, NodeView};
+
+/// A registration request as the engine's command.
+pub fn registration(req: RegisterRequest) -> NodeRegistration {
+    NodeRegistration {
+        id: req.node_id,
+        name: req.name,
+        resources: req.resources,
+        labels: req.labels,
+        known: req.known,
+        waiting: req.waiting,
+        prefetch: req.prefetch,
+    }
+}
+
+/// A report request as the engine's command; `with_results: false` leaves the results in
+/// the agent's outbox (the store refuses writes) and keeps only the heartbeat.
+pub fn node_report(req: ReportRequest, with_results: bool) -> NodeReport {
+    let results = if with_results {
+        req.results
+            .into_iter()
+            .map(|r| AttemptReport {
+                attempt: r.attempt,
+                outcome: r.outcome,
+                outputs: r.outputs,
+                ran_ms: r.ran_ms,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    NodeReport {
+        node: req.node_id,
+        results,
+        known: req.known,
+        waiting: req.waiting,
+    }
+}
+
+/// A dispatch as the message the agent receives.
+pub fn assignment(a: &zenith_engine::Assignment) -> Assignment {
+    Assignment {
+        attempt: a.attempt,
+        job: a.job,
+        task: a.task,
+        attempt_number: a.attempt_number,
+        command: a.spec.command.clone(),
+        env: a.spec.env.clone(),
+        cwd: a.spec.cwd.clone(),
+        resources: a.spec.resources.clone(),
+        io: a.io.clone(),
+    }
+}
+
+pub fn node_view(n: NodeInfo) -> NodeView {
+    NodeView {
+        id: n.id,
+        name: n.name,
+        state: n.state,
+        resources: n.total,
+        free: n.free,
+        labels: n.labels,
+        running: n.running,
+        queued: n.queued,
+        prefetch: n.prefetch,
+        registered_at: n.registered_at,
+        last_heartbeat: n.last_heartbeat,
+    }
+}
+
+pub fn explain_view(id: JobId, state: JobState, e: Explanation) -> ExplainView {
+    ExplainView {
+        id,
+        state,
+        message: e.summary(),
+        nodes: e.nodes,
+        feasible: e.feasible,
+        rejections: e.rejections,
+    }
+}
+
+/// The API's answer to a command the engine refused.
+pub fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::JobNotLive(id) => {
+            ApiError::Conflict(format!("job {id} is not queued or running"))
+        }
+        EngineError::KeyReused(_) => ApiError::Conflict(e.to_string()),
+        EngineError::TooManyJobs(_)
+        | EngineError::TooManyTasks(_)
+        | EngineError::TooManyKeys(_) => ApiError::Overloaded(e.to_string()),
+        EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+        EngineError::RunNotLive(_)
+        | EngineError::FlowBusy(..)
+        | EngineError::NotWaitingApproval(..) => ApiError::Conflict(e.to_string()),
+        EngineError::TooManyRuns(_) | EngineError::TooManyFlows(_) => {
+            ApiError::Overloaded(e.to_string())
+        }
+        EngineError::UnknownStep(_) => ApiError::NotFound(e.to_string()),
+        EngineError::UnknownFlow(name) => {
+            ApiError::NotFound(format!("no applied flow named {name:?}"))
+        }
+        EngineError::BadSchedule(v) | EngineError::BadParams(v) => ApiError::Invalid(v),
+    }
+}
