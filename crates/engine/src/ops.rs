@@ -6,7 +6,8 @@ use crate::{EngineError, StaleReport};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use zenith_model::{
-    AttemptId, AttemptOutcome, ExitAction, JobId, JobSpec, Millis, NodeId, TaskCounts, TaskState,
+    AttemptId, AttemptOutcome, ExitAction, JobId, JobSpec, Millis, NodeId, Reason, TaskCounts,
+    TaskState,
 };
 
 impl Engine {
@@ -242,7 +243,9 @@ impl Engine {
                 t.node_losses += 1;
             }
             if t.node_losses > max_losses {
-                t.reason = Some(format!("node lost {} times", t.node_losses));
+                t.reason = Some(Reason::NodeLostTimes {
+                    times: t.node_losses,
+                });
                 TaskState::Failed
             } else {
                 self.counters.node_loss_requeues += 1;
@@ -250,11 +253,16 @@ impl Engine {
             }
         } else if action == Some(ExitAction::Fail) {
             t.failures += 1;
-            t.reason = Some(format!("{} (failurePolicy: fail)", outcome.reason()));
+            t.reason = Some(Reason::FailurePolicy {
+                cause: Box::new(Reason::of_outcome(&outcome)),
+            });
             TaskState::Failed
-        } else if let Err(why) = budget {
+        } else if let Err(spent) = budget {
             t.failures += 1;
-            t.reason = Some(format!("{}; {why}", outcome.reason()));
+            t.reason = Some(Reason::RetryBudgetSpent {
+                cause: Box::new(Reason::of_outcome(&outcome)),
+                budget: spent.budget,
+            });
             TaskState::Failed
         } else {
             t.failures += 1;
@@ -265,17 +273,17 @@ impl Engine {
                 self.counters.retries_scheduled += 1;
                 TaskState::Queued
             } else {
-                t.reason = Some(outcome.reason());
+                t.reason = Some(Reason::of_outcome(&outcome));
                 TaskState::Failed
             }
         };
         t.state = next;
         job.counts.shift(TaskState::Running, next);
         if next == TaskState::Failed && job.reason.is_none() {
-            job.reason = Some(format!(
-                "task {index}: {}",
-                t.reason.as_deref().unwrap_or("failed")
-            ));
+            job.reason = Some(Reason::Task {
+                index,
+                cause: Box::new(t.reason.clone().unwrap_or(Reason::Failed)),
+            });
         }
         if next == TaskState::Queued && t.ready_at.is_none() {
             // Requeued after node loss: run again soon, ahead of never-run tasks.
@@ -330,7 +338,7 @@ impl Engine {
             let attempts = job.tasks.iter().map(|t| t.attempts).sum();
             let task_reason = job.tasks.iter().find_map(|t| t.reason.clone());
             let reason = task_reason.or_else(|| job.reason.take()).or_else(|| {
-                (state == zenith_model::JobState::Cancelled).then(|| "cancelled".to_string())
+                (state == zenith_model::JobState::Cancelled).then_some(Reason::Cancelled)
             });
             let outputs = std::mem::take(&mut job.outputs);
             self.instance_job_ended(owner, state, outputs, attempts, reason, now);

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use zenith_model::flow::{RunId, Templates};
 use zenith_model::{
-    AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Resources,
-    TaskCounts, TaskState,
+    AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Reason,
+    Resources, TaskCounts, TaskState,
 };
 
 /// A job's place in its queue: higher priority first, then older jobs.
@@ -30,7 +30,7 @@ pub(crate) struct Task {
     /// The latest attempt, running or ended.
     pub last_attempt: Option<AttemptId>,
     pub ready_at: Option<Millis>,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
 }
 
 impl Task {
@@ -56,7 +56,7 @@ pub(crate) struct Job {
     pub pending: VecDeque<u32>,
     pub counts: TaskCounts,
     pub cancel_requested: bool,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub created_at: Millis,
     /// The job row has not been written yet (carry the spec in the next record).
     pub unsaved: bool,

@@ -114,7 +114,10 @@ steps:
     env.finish(one(&env, "fail/side"), OK);
     let r = &env.runs[&run];
     assert_eq!(r.state, RunState::Failed);
-    assert_eq!(r.reason.as_deref(), Some("step a failed: exit code 2"));
+    assert_eq!(
+        r.reason.as_ref().map(ToString::to_string).as_deref(),
+        Some("step a failed: exit code 2")
+    );
 
     let yaml = r#"
 name: cof
@@ -161,6 +164,8 @@ steps:
     assert_eq!(env.instances[&(run, 0, 0)].attempts, 3);
     assert!(env.steps[&(run, 1)]
         .reason
+        .as_ref()
+        .map(ToString::to_string)
         .as_deref()
         .unwrap()
         .contains("retry budget of 2 spent"));
@@ -202,7 +207,10 @@ fn deadline_kills_running_steps_and_fails_the_run() {
     env.finish(a, AttemptOutcome::Signaled { signal: 15 });
     let r = &env.runs[&run];
     assert_eq!(
-        (r.state, r.reason.as_deref()),
+        (
+            r.state,
+            r.reason.as_ref().map(ToString::to_string).as_deref()
+        ),
         (RunState::Failed, Some("deadline_exceeded"))
     );
     assert_eq!(env.engine.live_runs(), 0);

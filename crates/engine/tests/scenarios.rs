@@ -112,7 +112,10 @@ fn timeout_kills_and_records_timed_out() {
     assert_eq!(ch.attempts[&aid].outcome, Some(AttemptOutcome::TimedOut));
     let job = ch.jobs.values().next().unwrap();
     assert_eq!(job.state, JobState::Failed);
-    assert_eq!(job.reason.as_deref(), Some("task 0: timed_out"));
+    assert_eq!(
+        job.reason.as_ref().map(ToString::to_string).as_deref(),
+        Some("task 0: timed_out")
+    );
 }
 
 #[test]

@@ -2,8 +2,8 @@
 
 use crate::flow::{FlowDefRecord, InstanceRecord, RunId, RunRecord, StepRecord, StepRef};
 use crate::{
-    AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Resources,
-    TaskCounts, TaskState,
+    AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Reason,
+    Resources, TaskCounts, TaskState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +18,7 @@ pub struct JobRecord {
     pub counts: TaskCounts,
     pub cancel_requested: bool,
     /// Why the job failed, from its first failed task.
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub created_at: Millis,
     pub finished_at: Option<Millis>,
     /// The flow step instance this job runs, if any.
@@ -39,7 +39,7 @@ pub struct TaskRecord {
     pub attempt: Option<AttemptId>,
     /// When a queued task waiting out a backoff becomes ready.
     pub ready_at: Option<Millis>,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
 }
 
 /// An attempt row: written at dispatch, rewritten when it ends.

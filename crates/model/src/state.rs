@@ -197,19 +197,6 @@ impl AttemptOutcome {
             AttemptOutcome::OutputsFailed { .. } => "outputs_failed",
         }
     }
-
-    /// A short reason for a failure, e.g. "exit code 1", "timed_out".
-    pub fn reason(&self) -> String {
-        match self {
-            AttemptOutcome::Exited { code } => format!("exit code {code}"),
-            AttemptOutcome::Signaled { signal } => format!("signal {signal}"),
-            AttemptOutcome::TimedOut => "timed_out".into(),
-            AttemptOutcome::Cancelled => "cancelled".into(),
-            AttemptOutcome::NodeLost => "node_lost".into(),
-            AttemptOutcome::StartFailed { message } => format!("start failed: {message}"),
-            AttemptOutcome::OutputsFailed { message } => format!("outputs: {message}"),
-        }
-    }
 }
 
 /// A node's liveness as the server sees it.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use zenith_model::{
     AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, Millis, NodeId,
-    NodeState, Resources, TaskCounts,
+    NodeState, Reason, Resources, TaskCounts,
 };
 
 /// Every error: `{"error": {"code", "message", "field"}}`.
@@ -148,7 +148,7 @@ pub fn job_summary(r: &JobRecord) -> JobSummary {
         priority,
         tasks: r.counts,
         task_count,
-        reason: r.reason.clone(),
+        reason: r.reason.as_ref().map(Reason::to_string),
         created_at: r.created_at,
         finished_at: r.finished_at,
     }
@@ -176,7 +176,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
             .outcome
             .as_ref()
             .filter(|o| !o.succeeded())
-            .map(AttemptOutcome::reason),
+            .map(|o| Reason::of_outcome(o).to_string()),
         outcome: a.outcome.clone(),
     }
 }
@@ -283,7 +283,7 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
             job: j.id,
             state: j.state,
             tasks: j.counts,
-            reason: j.reason.clone(),
+            reason: j.reason.as_ref().map(Reason::to_string),
         });
     }
     let mut steps: Vec<_> = changes.steps.values().collect();
@@ -293,7 +293,7 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
             run: s.run,
             step: s.name.clone(),
             state: s.state,
-            reason: s.reason.clone(),
+            reason: s.reason.as_ref().map(Reason::to_string),
         });
     }
     let mut runs: Vec<_> = changes.runs.values().collect();
@@ -303,7 +303,7 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
             run: r.id,
             flow: r.name.clone(),
             state: r.state,
-            reason: r.reason.clone(),
+            reason: r.reason.as_ref().map(Reason::to_string),
         });
     }
     let mut nodes: Vec<_> = changes.nodes.values().collect();

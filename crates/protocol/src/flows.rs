@@ -6,7 +6,7 @@ use zenith_model::flow::{
     FlowDefRecord, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord, StepState,
     Trigger,
 };
-use zenith_model::{JobId, Millis};
+use zenith_model::{JobId, Millis, Reason};
 
 /// `POST /api/v1/flows/runs`: a flow given as YAML text, or the name of an applied flow.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -111,7 +111,7 @@ pub fn run_summary(r: &RunRecord) -> RunSummary {
         id: r.id,
         name: r.name.clone(),
         state: r.state,
-        reason: r.reason.clone(),
+        reason: r.reason.as_ref().map(Reason::to_string),
         trigger: r.trigger,
         created_at: r.created_at,
         finished_at: r.finished_at,
@@ -153,13 +153,13 @@ pub fn run_view(
     for (si, s) in spec.steps.iter().enumerate() {
         let row = rows[si];
         let step_state = row.map(|r| r.state).unwrap_or(StepState::Pending);
-        let reason = row.and_then(|r| r.reason.clone());
+        let reason = row.and_then(|r| r.reason.as_ref().map(Reason::to_string));
         if s.for_each.is_some() && !insts[si].is_empty() {
             for i in &insts[si] {
                 out.push(StepView {
                     name: s.name.clone(),
                     state: i.state,
-                    reason: i.reason.clone(),
+                    reason: i.reason.as_ref().map(Reason::to_string),
                     attempts: i.attempts,
                     outputs: i.outputs.clone(),
                     index: Some(i.instance),
@@ -187,7 +187,7 @@ pub fn run_view(
         id: r.id,
         name: r.name.clone(),
         state: r.state,
-        reason: r.reason.clone(),
+        reason: r.reason.as_ref().map(Reason::to_string),
         trigger: r.trigger,
         params: r.params.clone(),
         retries_used: r.retries_used,
@@ -260,7 +260,7 @@ pub fn run_graph(
     for row in steps {
         if let Some(g) = out.get_mut(row.step as usize) {
             g.state = row.state;
-            g.reason = row.reason.clone();
+            g.reason = row.reason.as_ref().map(Reason::to_string);
         }
     }
     for i in instances {

@@ -56,7 +56,7 @@ pub(crate) fn commit_jobs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), Store
                 v.push(i64::from(n));
             }
             self.cancel.push(i64::from(j.cancel_requested));
-            self.reason.push(j.reason.clone());
+            self.reason.push(crate::rows::reason_text(&j.reason));
             self.finished.push(opt(j.finished_at));
         }
     }
@@ -150,7 +150,7 @@ pub(crate) fn commit_tasks(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), Stor
         attempts.push(i64::from(t.attempts));
         attempt.push(t.attempt.map(|a| a.0 as i64));
         ready.push(opt(t.ready_at));
-        reason.push(t.reason.clone());
+        reason.push(crate::rows::reason_text(&t.reason));
     }
     tx.execute(
         "INSERT INTO tasks (job_id, idx, state, failures, attempts, attempt_id, ready_at, reason) \

@@ -55,7 +55,7 @@ pub(crate) fn commit(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError
             run.push(s.run.0 as i64);
             step.push(i64::from(s.step));
             state.push(s.state.as_str());
-            reason.push(s.reason.clone());
+            reason.push(crate::rows::reason_text(&s.reason));
             blocked.push(i64::from(s.blocked));
             instances.push(i64::from(s.instances));
         }
@@ -81,7 +81,7 @@ pub(crate) fn commit(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError
             item.push(i.item.as_ref().map(json));
             outputs.push(json(&i.outputs));
             attempts.push(i64::from(i.attempts));
-            reason.push(i.reason.clone());
+            reason.push(crate::rows::reason_text(&i.reason));
         }
         tx.execute(
             "INSERT INTO flow_instances (run_id, step, instance, state, job_id, item, outputs, attempts, reason) \
@@ -134,7 +134,7 @@ fn commit_runs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
                         &stored_spec(spec.as_ref()),
                         &json(&r.params),
                         &state,
-                        &r.reason,
+                        &crate::rows::reason_text(&r.reason),
                         &retries,
                         &r.trigger.as_str(),
                         &cancel,
@@ -150,7 +150,13 @@ fn commit_runs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
                     "UPDATE flow_runs SET state = $2, reason = $3, retries_used = $4, \
                      cancel_requested = $5, finished_at = $6, expires_at = $7 WHERE id = $1",
                     &[
-                        &id, &state, &r.reason, &retries, &cancel, &finished, &expires,
+                        &id,
+                        &state,
+                        &crate::rows::reason_text(&r.reason),
+                        &retries,
+                        &cancel,
+                        &finished,
+                        &expires,
                     ],
                 )?;
             }

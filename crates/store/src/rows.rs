@@ -11,6 +11,7 @@ use zenith_model::flow::{
     FlowDefRecord, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord, StepRef,
     StepState, Trigger,
 };
+use zenith_model::Reason;
 use zenith_model::{
     AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, NodeId,
     NodeRecord, NodeState, TaskCounts, TaskRecord, TaskState,
@@ -145,7 +146,7 @@ pub(crate) fn job(r: &impl Cols) -> Result<JobRecord, StoreError> {
             cancelled: r.u32(7)?,
         },
         cancel_requested: r.flag(8)?,
-        reason: r.opt_text(9)?,
+        reason: r.opt_text(9)?.as_deref().map(Reason::parse),
         created_at: r.u64(10)?,
         finished_at: r.opt_u64(11)?,
         owner: match (r.opt_u64(12)?, r.opt_u32(13)?, r.opt_u32(14)?) {
@@ -171,7 +172,7 @@ pub(crate) fn task(r: &impl Cols) -> Result<TaskRecord, StoreError> {
         attempts: r.u32(4)?,
         attempt: r.opt_u64(5)?.map(AttemptId),
         ready_at: r.opt_u64(6)?,
-        reason: r.opt_text(7)?,
+        reason: r.opt_text(7)?.as_deref().map(Reason::parse),
     })
 }
 
@@ -222,7 +223,7 @@ pub(crate) fn run(r: &impl Cols) -> Result<RunRecord, StoreError> {
         spec: Some(Arc::new(spec)),
         params,
         state,
-        reason: r.opt_text(5)?,
+        reason: r.opt_text(5)?.as_deref().map(Reason::parse),
         retries_used: r.u32(6)?,
         trigger: {
             let t = r.text(7)?;
@@ -246,7 +247,7 @@ pub(crate) fn step(r: &impl Cols) -> Result<StepRecord, StoreError> {
         step: r.u32(1)?,
         name: String::new(),
         state,
-        reason: r.opt_text(3)?,
+        reason: r.opt_text(3)?.as_deref().map(Reason::parse),
         blocked: r.flag(4)?,
         instances: r.u32(5)?,
     })
@@ -271,7 +272,7 @@ pub(crate) fn instance(r: &impl Cols) -> Result<InstanceRecord, StoreError> {
         item,
         outputs: parse_json(&what, &r.text(6)?)?,
         attempts: r.u32(7)?,
-        reason: r.opt_text(8)?,
+        reason: r.opt_text(8)?.as_deref().map(Reason::parse),
     })
 }
 
@@ -301,4 +302,9 @@ pub(crate) fn next_id(counter: Option<String>, max_in_use: i64) -> u64 {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(1)
         .max(max_in_use as u64 + 1)
+}
+
+/// A reason as the text it is stored as (the same text the API shows).
+pub(crate) fn reason_text(r: &Option<Reason>) -> Option<String> {
+    r.as_ref().map(Reason::to_string)
 }

@@ -217,7 +217,7 @@ impl Store for SqliteStore {
                             c.failed,
                             c.cancelled,
                             j.cancel_requested,
-                            j.reason,
+                            crate::rows::reason_text(&j.reason),
                             j.created_at as i64,
                             j.finished_at.map(|v| v as i64),
                             j.owner.map(|o| o.run.0 as i64),
@@ -235,7 +235,7 @@ impl Store for SqliteStore {
                             c.failed,
                             c.cancelled,
                             j.cancel_requested,
-                            j.reason,
+                            crate::rows::reason_text(&j.reason),
                             j.finished_at.map(|v| v as i64),
                         ])?;
                     }
@@ -256,7 +256,7 @@ impl Store for SqliteStore {
                     t.attempts,
                     t.attempt.map(|a| a.0 as i64),
                     t.ready_at.map(|v| v as i64),
-                    t.reason,
+                    crate::rows::reason_text(&t.reason),
                 ])?;
             }
             let mut up_att = tx.prepare_cached(

@@ -58,7 +58,7 @@ pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreErro
                     stored_spec(spec.as_ref()),
                     json(&r.params),
                     r.state.as_str(),
-                    r.reason,
+                    crate::rows::reason_text(&r.reason),
                     r.retries_used,
                     r.trigger.as_str(),
                     r.cancel_requested,
@@ -72,7 +72,7 @@ pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreErro
                 upd_run.execute(params![
                     r.id.0 as i64,
                     r.state.as_str(),
-                    r.reason,
+                    crate::rows::reason_text(&r.reason),
                     r.retries_used,
                     r.cancel_requested,
                     r.finished_at.map(|v| v as i64),
@@ -90,7 +90,7 @@ pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreErro
             s.run.0 as i64,
             s.step,
             s.state.as_str(),
-            s.reason,
+            crate::rows::reason_text(&s.reason),
             s.blocked,
             s.instances
         ])?;
@@ -109,7 +109,7 @@ pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreErro
             i.item.as_ref().map(json),
             json(&i.outputs),
             i.attempts,
-            i.reason,
+            crate::rows::reason_text(&i.reason),
         ])?;
     }
     let mut put_def = tx.prepare_cached(

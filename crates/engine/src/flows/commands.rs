@@ -8,7 +8,7 @@ use zenith_model::flow::{
     cron::Schedule, Concurrency, FlowDefRecord, FlowPlan, FlowSpec, RunId, RunState, StepState,
     Trigger,
 };
-use zenith_model::Millis;
+use zenith_model::{Millis, Reason};
 
 impl Engine {
     /// Starts a run of a validated spec (`plan` from `zenith_model::flow::check`) with
@@ -40,7 +40,7 @@ impl Engine {
                     self.end_run_early(
                         old,
                         Ending::Cancelled,
-                        Some("replaced by a newer run"),
+                        Some(Reason::ReplacedByNewerRun),
                         now,
                     );
                 }
@@ -125,7 +125,7 @@ impl Engine {
             return Err(EngineError::NotWaitingApproval(step.to_string(), s.state));
         }
         s.state = StepState::Succeeded;
-        s.reason = Some("approved".into());
+        s.reason = Some(Reason::Approved);
         self.step_final(id, si, now);
         Ok(())
     }

@@ -18,7 +18,7 @@ use zenith_model::flow::{
     cron::Schedule, FlowPlan, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord,
     StepState, Trigger,
 };
-use zenith_model::{JobId, Millis};
+use zenith_model::{JobId, Millis, Reason};
 
 /// Why a run is being wound down before its steps are done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +33,12 @@ pub(crate) struct Instance {
     pub item: Option<serde_json::Value>,
     pub outputs: BTreeMap<String, String>,
     pub attempts: u32,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
 }
 
 pub(crate) struct StepRun {
     pub state: StepState,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// Skipped because a dependency failed or was skipped for that reason.
     pub blocked: bool,
     /// Dependencies not final yet.
@@ -54,7 +54,7 @@ pub(crate) struct FlowRun {
     pub params: BTreeMap<String, String>,
     pub trigger: Trigger,
     pub state: RunState,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub steps: Vec<StepRun>,
     /// Steps not final yet.
     pub open: usize,

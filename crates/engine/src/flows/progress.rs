@@ -6,7 +6,13 @@ use crate::Engine;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use zenith_model::flow::{template, ForEach, RunId, RunState, StepKind, StepRef, StepState};
-use zenith_model::{JobId, JobState, Millis};
+use zenith_model::{JobId, JobState, Millis, Reason, StepFailure};
+
+/// A run's retry budget is spent: a failed task of its steps may not retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BudgetSpent {
+    pub budget: u32,
+}
 
 impl Engine {
     /// Starts a step whose dependencies are all final.
@@ -20,10 +26,10 @@ impl Engine {
         }
         if let Some(ending) = run.ending {
             let why = match ending {
-                Ending::Cancelled => "run cancelled",
-                Ending::DeadlineExceeded => "deadline_exceeded",
+                Ending::Cancelled => Reason::RunCancelled,
+                Ending::DeadlineExceeded => Reason::DeadlineExceeded,
             };
-            return self.set_step_final(id, si, StepState::Cancelled, Some(why.into()), false, now);
+            return self.set_step_final(id, si, StepState::Cancelled, Some(why), false, now);
         }
         let step = &run.spec.steps[si as usize];
         // A dependency that failed (without continueOnFailure), was cancelled, or was skipped
@@ -35,7 +41,10 @@ impl Engine {
             let blocked =
                 ds.state == StepState::Cancelled || (ds.state == StepState::Skipped && ds.blocked);
             if failed || blocked {
-                let why = format!("dependency {} {}", dspec.name, ds.state);
+                let why = Reason::DependencyNotMet {
+                    step: dspec.name.as_str().into(),
+                    state: ds.state,
+                };
                 return self.set_step_final(id, si, StepState::Skipped, Some(why), true, now);
             }
         }
@@ -44,11 +53,13 @@ impl Engine {
             match self.templates.eval(w, &ctx) {
                 Ok(v) if v.is_true() => {}
                 Ok(_) => {
-                    let why = "when was false".to_string();
+                    let why = Reason::WhenFalse;
                     return self.set_step_final(id, si, StepState::Skipped, Some(why), false, now);
                 }
                 Err(e) => {
-                    let why = format!("when: {e}");
+                    let why = Reason::WhenFailed {
+                        message: e.to_string().into(),
+                    };
                     return self.set_step_final(id, si, StepState::Failed, Some(why), false, now);
                 }
             }
@@ -70,14 +81,18 @@ impl Engine {
             {
                 Ok(items) => Some(items),
                 Err(e) => {
-                    let why = format!("forEach: {e}");
+                    let why = Reason::ForEachFailed {
+                        message: e.to_string().into(),
+                    };
                     return self.set_step_final(id, si, StepState::Failed, Some(why), false, now);
                 }
             },
         };
         let limit = zenith_model::flow::limits::MAX_FOREACH_ITEMS;
         if items.as_ref().is_some_and(|i| i.len() > limit) {
-            let why = format!("forEach gave more than {limit} items");
+            let why = Reason::TooManyItems {
+                limit: limit as u64,
+            };
             return self.set_step_final(id, si, StepState::Failed, Some(why), false, now);
         }
         let instances: Vec<Option<serde_json::Value>> = match items {
@@ -85,7 +100,7 @@ impl Engine {
             Some(items) => items.into_iter().map(Some).collect(),
         };
         if instances.is_empty() {
-            let why = "forEach gave no items".to_string();
+            let why = Reason::NoItems;
             return self.set_step_final(id, si, StepState::Succeeded, Some(why), false, now);
         }
         let mut specs = Vec::with_capacity(instances.len());
@@ -93,12 +108,15 @@ impl Engine {
             match self.step_job_spec(id, si, ii as u32, item.as_ref()) {
                 Ok(spec) => specs.push(Arc::new(spec)),
                 Err(e) => {
-                    let at = if item.is_some() {
-                        format!("item {ii}: ")
+                    let invalid = Reason::Invalid(Box::new(e));
+                    let why = if item.is_some() {
+                        Reason::Item {
+                            index: ii as u32,
+                            cause: Box::new(invalid),
+                        }
                     } else {
-                        String::new()
+                        invalid
                     };
-                    let why = format!("{at}{e}");
                     return self.set_step_final(id, si, StepState::Failed, Some(why), false, now);
                 }
             }
@@ -106,7 +124,9 @@ impl Engine {
         let jobs = match self.submit(specs, now) {
             Ok(jobs) => jobs,
             Err(e) => {
-                let why = e.to_string();
+                let why = Reason::Refused {
+                    message: e.to_string().into(),
+                };
                 return self.set_step_final(id, si, StepState::Failed, Some(why), false, now);
             }
         };
@@ -151,7 +171,7 @@ impl Engine {
         state: JobState,
         outputs: BTreeMap<String, String>,
         attempts: u32,
-        reason: Option<String>,
+        reason: Option<Reason>,
         now: Millis,
     ) {
         let Some(s) = self
@@ -199,9 +219,15 @@ impl Engine {
         let (next, why) = match first_bad {
             None => (StepState::Succeeded, None),
             Some((ii, i)) => {
-                let what = i.reason.clone().unwrap_or_else(|| i.state.to_string());
+                let what = i.reason.clone().unwrap_or(match i.state {
+                    StepState::Cancelled => Reason::Cancelled,
+                    _ => Reason::Failed,
+                });
                 let why = if fan_out {
-                    format!("item {ii}: {what}")
+                    Reason::Item {
+                        index: ii as u32,
+                        cause: Box::new(what),
+                    }
                 } else {
                     what
                 };
@@ -218,7 +244,7 @@ impl Engine {
         id: RunId,
         si: u32,
         state: StepState,
-        reason: Option<String>,
+        reason: Option<Reason>,
         blocked: bool,
         now: Millis,
     ) {
@@ -280,16 +306,15 @@ impl Engine {
         let (state, reason) = match (run.ending, failed) {
             (Some(Ending::Cancelled), _) => (RunState::Cancelled, run.reason.clone()),
             (Some(Ending::DeadlineExceeded), _) => {
-                (RunState::Failed, Some("deadline_exceeded".to_string()))
+                (RunState::Failed, Some(Reason::DeadlineExceeded))
             }
             (None, Some((s, spec))) => (
                 RunState::Failed,
-                Some(format!(
-                    "step {} {}: {}",
-                    spec.name,
-                    s.state,
-                    s.reason.as_deref().unwrap_or("no reason given")
-                )),
+                Some(Reason::Step(Box::new(StepFailure {
+                    name: spec.name.clone(),
+                    state: s.state,
+                    cause: s.reason.clone().unwrap_or(Reason::Unexplained),
+                }))),
             ),
             (None, None) => (RunState::Succeeded, None),
         };
@@ -320,7 +345,7 @@ impl Engine {
         &mut self,
         id: RunId,
         ending: Ending,
-        reason: Option<&str>,
+        reason: Option<Reason>,
         now: Millis,
     ) {
         let Some(run) = self.runs.get_mut(&id) else {
@@ -331,11 +356,11 @@ impl Engine {
         }
         run.ending = Some(ending);
         if let Some(r) = reason {
-            run.reason = Some(r.to_string());
+            run.reason = Some(r);
         }
         let why = match ending {
-            Ending::Cancelled => "run cancelled",
-            Ending::DeadlineExceeded => "deadline_exceeded",
+            Ending::Cancelled => Reason::RunCancelled,
+            Ending::DeadlineExceeded => Reason::DeadlineExceeded,
         };
         let mut waiting = Vec::new();
         let mut jobs: Vec<JobId> = Vec::new();
@@ -343,7 +368,7 @@ impl Engine {
             match s.state {
                 StepState::Pending | StepState::WaitingApproval => {
                     s.state = StepState::Cancelled;
-                    s.reason = Some(why.to_string());
+                    s.reason = Some(why.clone());
                     waiting.push(si as u32);
                 }
                 StepState::Running => jobs.extend(
@@ -363,7 +388,7 @@ impl Engine {
         for job in jobs {
             if let Some(j) = self.jobs.get_mut(&job) {
                 if ending == Ending::DeadlineExceeded && j.reason.is_none() {
-                    j.reason = Some("deadline_exceeded".into());
+                    j.reason = Some(Reason::DeadlineExceeded);
                 }
             }
             let _ = self.cancel(job, now);
@@ -373,7 +398,7 @@ impl Engine {
 
     /// Whether a failed task of a job owned by a run may retry: spends one unit of the run's
     /// retry budget. Jobs without a run always may.
-    pub(crate) fn spend_retry(&mut self, owner: Option<StepRef>) -> Result<(), String> {
+    pub(crate) fn spend_retry(&mut self, owner: Option<StepRef>) -> Result<(), BudgetSpent> {
         let Some(owner) = owner else {
             return Ok(());
         };
@@ -382,7 +407,7 @@ impl Engine {
         };
         if let Some(budget) = run.spec.retry_budget {
             if run.retries_used >= budget {
-                return Err(format!("retry budget of {budget} spent"));
+                return Err(BudgetSpent { budget });
             }
         }
         run.retries_used += 1;

@@ -7,7 +7,7 @@ use zenith_model::flow::{
     artifact_key, template, template::to_value, ArtifactIn, ArtifactOut, RunId, StepIo, StepRef,
     StepState,
 };
-use zenith_model::JobSpec;
+use zenith_model::{JobSpec, ValidationError};
 
 impl Engine {
     /// The template context of step `si`: `params`, `run`, `item`, and `steps.<name>` for the
@@ -109,8 +109,11 @@ impl Engine {
         si: u32,
         ii: u32,
         item: Option<&serde_json::Value>,
-    ) -> Result<JobSpec, String> {
-        let run = self.runs.get(&id).ok_or("run is gone")?;
+    ) -> Result<JobSpec, ValidationError> {
+        let run = self
+            .runs
+            .get(&id)
+            .ok_or_else(|| invalid("", "run is gone".into()))?;
         let step = &run.spec.steps[si as usize];
         let ctx = self.template_context(id, si, item);
         let t = &self.templates;
@@ -119,16 +122,19 @@ impl Engine {
             (Some(argv), _) => argv
                 .iter()
                 .enumerate()
-                .map(|(j, a)| t.render(a, &ctx).map_err(|e| format!("run[{j}]: {e}")))
+                .map(|(j, a)| {
+                    t.render(a, &ctx)
+                        .map_err(|e| invalid(&format!("run[{j}]"), e))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             (None, Some(script)) => {
                 let (text, values) = t
                     .render_script(script, &ctx)
-                    .map_err(|e| format!("script: {e}"))?;
+                    .map_err(|e| invalid("script", e))?;
                 script_values = values;
                 vec!["sh".to_string(), "-eu".to_string(), "-c".to_string(), text]
             }
-            (None, None) => return Err("step has nothing to run".into()),
+            (None, None) => return Err(invalid("", "step has nothing to run".into())),
         };
         let mut spec = JobSpec::new(command);
         spec.name = if item.is_some() {
@@ -137,7 +143,9 @@ impl Engine {
             format!("{}/{}", run.spec.name, step.name)
         };
         for (k, v) in &step.env {
-            let v = t.render(v, &ctx).map_err(|e| format!("env.{k}: {e}"))?;
+            let v = t
+                .render(v, &ctx)
+                .map_err(|e| invalid(&format!("env.{k}"), e))?;
             spec.env.insert(k.clone(), v);
         }
         for (n, v) in script_values.into_iter().enumerate() {
@@ -148,7 +156,7 @@ impl Engine {
         spec.env.insert("ZENITH_FLOW".into(), run.spec.name.clone());
         spec.env.insert("ZENITH_STEP".into(), step.name.clone());
         if let Some(cwd) = &step.cwd {
-            spec.cwd = Some(t.render(cwd, &ctx).map_err(|e| format!("cwd: {e}"))?);
+            spec.cwd = Some(t.render(cwd, &ctx).map_err(|e| invalid("cwd", e))?);
         }
         if let Some(r) = &step.resources {
             spec.resources = r.clone();
@@ -158,7 +166,12 @@ impl Engine {
         }
         spec.timeout = step.timeout;
         spec.failure_policy = step.failure_policy.clone();
-        spec.validate().map_err(|e| e.to_string())?;
+        spec.validate()?;
         Ok(spec)
     }
+}
+
+/// A step's job could not be rendered: which field, and why.
+fn invalid(field: &str, message: String) -> ValidationError {
+    ValidationError::new(field, message)
 }

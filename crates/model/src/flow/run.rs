@@ -2,7 +2,7 @@
 //! steps, step instances and applied definitions.
 
 use super::FlowSpec;
-use crate::{JobId, Millis};
+use crate::{JobId, Millis, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -121,7 +121,7 @@ pub struct RunRecord {
     pub spec: Option<Arc<FlowSpec>>,
     pub params: BTreeMap<String, String>,
     pub state: RunState,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub retries_used: u32,
     pub trigger: Trigger,
     pub cancel_requested: bool,
@@ -140,7 +140,7 @@ pub struct StepRecord {
     /// The step's name (for events; not stored: the run's spec has it).
     pub name: String,
     pub state: StepState,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// Skipped because a dependency failed (dependents are skipped too).
     pub blocked: bool,
     /// Fan-out instances created (1 for a plain step once started).
@@ -158,7 +158,7 @@ pub struct InstanceRecord {
     pub item: Option<serde_json::Value>,
     pub outputs: BTreeMap<String, String>,
     pub attempts: u32,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
 }
 
 /// An applied (stored) flow definition and its schedule's next fire time.
