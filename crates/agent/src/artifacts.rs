@@ -10,6 +10,38 @@ use zenith_model::{AttemptId, NodeId};
 /// Uploads are retried for about this long while the server is away.
 const UPLOAD_PATIENCE: Duration = Duration::from_secs(60);
 
+/// Why an artifact did not move. The executor puts the text, after the artifact's name, into
+/// the attempt's result.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The file or directory the step named does not exist.
+    #[error("not found")]
+    SourceMissing,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The server will not take this upload however often it is retried.
+    #[error("server refused the upload ({status}): {body}")]
+    Refused {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("server answered {status}")]
+    Status { status: reqwest::StatusCode },
+    #[error("destination has no parent")]
+    NoParent,
+    #[error("bad archive: {0}")]
+    BadArchive(std::io::Error),
+    #[error("empty archive")]
+    EmptyArchive,
+    #[error("{} already exists", .0.display())]
+    Exists(PathBuf),
+    /// The blocking thread that packs or unpacks failed (it panicked).
+    #[error(transparent)]
+    Blocking(#[from] tokio::task::JoinError),
+}
+
 /// Talks to `/agent/v1/artifacts`.
 #[derive(Clone)]
 pub struct Transfer {
@@ -28,27 +60,33 @@ fn url(server: &str, key: &str) -> String {
 impl Transfer {
     /// Packs `src` (file or directory) and uploads it under `key` for `attempt`, retrying
     /// with backoff while the server cannot be reached.
-    pub async fn put(&self, attempt: AttemptId, key: &str, src: &Path) -> Result<u64, String> {
+    pub async fn put(
+        &self,
+        attempt: AttemptId,
+        key: &str,
+        src: &Path,
+    ) -> Result<u64, ArtifactError> {
         let tar = self
             .spool
             .join(format!("{attempt}-{}.tar", key.replace('/', "_")));
         let (s, t) = (src.to_path_buf(), tar.clone());
-        tokio::task::spawn_blocking(move || pack(&s, &t))
-            .await
-            .map_err(|e| e.to_string())??;
+        tokio::task::spawn_blocking(move || pack(&s, &t)).await??;
         let result = self.upload(attempt, key, &tar).await;
-        let _ = tokio::fs::remove_file(&tar).await;
+        remove_spooled(&tar).await;
         result
     }
 
-    async fn upload(&self, attempt: AttemptId, key: &str, tar: &Path) -> Result<u64, String> {
+    async fn upload(
+        &self,
+        attempt: AttemptId,
+        key: &str,
+        tar: &Path,
+    ) -> Result<u64, ArtifactError> {
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_millis(200);
         loop {
-            let file = tokio::fs::File::open(tar)
-                .await
-                .map_err(|e| e.to_string())?;
-            let len = file.metadata().await.map_err(|e| e.to_string())?.len();
+            let file = tokio::fs::File::open(tar).await?;
+            let len = file.metadata().await?.len();
             let resp = self
                 .http
                 .put(url(&self.servers.current(), key))
@@ -66,12 +104,12 @@ impl Transfer {
                 Ok(r) if r.status().is_client_error() => {
                     let status = r.status();
                     let body = r.text().await.unwrap_or_default();
-                    return Err(format!("server refused the upload ({status}): {body}"));
+                    return Err(ArtifactError::Refused { status, body });
                 }
                 Ok(r) if started.elapsed() > UPLOAD_PATIENCE => {
-                    return Err(format!("server answered {}", r.status()))
+                    return Err(ArtifactError::Status { status: r.status() })
                 }
-                Err(e) if started.elapsed() > UPLOAD_PATIENCE => return Err(e.to_string()),
+                Err(e) if started.elapsed() > UPLOAD_PATIENCE => return Err(e.into()),
                 _ => {}
             }
             tokio::time::sleep(delay).await;
@@ -80,73 +118,74 @@ impl Transfer {
     }
 
     /// Downloads the artifact `key` and places it at `dest` (a file or a directory).
-    pub async fn fetch(&self, key: &str, dest: &Path) -> Result<(), String> {
+    pub async fn fetch(&self, key: &str, dest: &Path) -> Result<(), ArtifactError> {
         let resp = self
             .http
             .get(url(&self.servers.current(), key))
             .bearer_auth(&self.token)
             .send()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if !resp.status().is_success() {
-            return Err(format!("server answered {}", resp.status()));
+            return Err(ArtifactError::Status {
+                status: resp.status(),
+            });
         }
         let tar = self.spool.join(format!(
             "in-{}-{}.tar",
             std::process::id(),
             key.replace('/', "_")
         ));
-        let mut file = tokio::fs::File::create(&tar)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut file = tokio::fs::File::create(&tar).await?;
         let mut stream = resp.bytes_stream();
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| e.to_string())?;
-            file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+            file.write_all(&chunk?).await?;
         }
-        file.flush().await.map_err(|e| e.to_string())?;
+        file.flush().await?;
         drop(file);
         let (t, d) = (tar.clone(), dest.to_path_buf());
-        let r = tokio::task::spawn_blocking(move || unpack(&t, &d))
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = tokio::fs::remove_file(&tar).await;
+        let r = tokio::task::spawn_blocking(move || unpack(&t, &d)).await?;
+        remove_spooled(&tar).await;
         r
     }
 }
 
+/// Deletes a tar file that has done its work. Failing to only leaves it in the spool, which
+/// the next agent start empties: logged, not fatal to the artifact that moved.
+async fn remove_spooled(tar: &Path) {
+    if let Err(e) = tokio::fs::remove_file(tar).await {
+        tracing::warn!(path = %tar.display(), error = %e, "cannot remove a spooled artifact");
+    }
+}
+
 /// Packs a file as entry `file`, a directory as the tree under `dir/`.
-fn pack(src: &Path, tar: &Path) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(src).map_err(|_| "not found".to_string())?;
-    let out = std::fs::File::create(tar).map_err(|e| e.to_string())?;
+fn pack(src: &Path, tar: &Path) -> Result<(), ArtifactError> {
+    let meta = std::fs::symlink_metadata(src).map_err(|_| ArtifactError::SourceMissing)?;
+    let out = std::fs::File::create(tar)?;
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     if meta.is_dir() {
-        b.append_dir_all("dir", src).map_err(|e| e.to_string())?;
+        b.append_dir_all("dir", src)?;
     } else {
-        let mut f = std::fs::File::open(src).map_err(|e| e.to_string())?;
-        b.append_file("file", &mut f).map_err(|e| e.to_string())?;
+        let mut f = std::fs::File::open(src)?;
+        b.append_file("file", &mut f)?;
     }
-    b.into_inner()
-        .and_then(|f| f.sync_all())
-        .map_err(|e| e.to_string())
+    Ok(b.into_inner().and_then(|f| f.sync_all())?)
 }
 
 /// Unpacks into a fresh directory beside `dest`, then moves the file or tree into place.
-fn unpack(tar: &Path, dest: &Path) -> Result<(), String> {
-    let parent = dest.parent().ok_or("destination has no parent")?;
-    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+fn unpack(tar: &Path, dest: &Path) -> Result<(), ArtifactError> {
+    let parent = dest.parent().ok_or(ArtifactError::NoParent)?;
+    std::fs::create_dir_all(parent)?;
     let tmp = tempfile::Builder::new()
         .prefix(".zenith-unpack-")
-        .tempdir_in(parent)
-        .map_err(|e| e.to_string())?;
-    let f = std::fs::File::open(tar).map_err(|e| e.to_string())?;
+        .tempdir_in(parent)?;
+    let f = std::fs::File::open(tar)?;
     // `unpack` refuses entries with `..` or absolute paths.
     tar::Archive::new(f)
         .unpack(tmp.path())
-        .map_err(|e| format!("bad archive: {e}"))?;
+        .map_err(ArtifactError::BadArchive)?;
     let file = tmp.path().join("file");
     let dir = tmp.path().join("dir");
     let src = if dir.is_dir() {
@@ -154,12 +193,12 @@ fn unpack(tar: &Path, dest: &Path) -> Result<(), String> {
     } else if file.exists() {
         file
     } else {
-        return Err("empty archive".into());
+        return Err(ArtifactError::EmptyArchive);
     };
     if std::fs::symlink_metadata(dest).is_ok() {
-        return Err(format!("{} already exists", dest.display()));
+        return Err(ArtifactError::Exists(dest.to_path_buf()));
     }
-    std::fs::rename(&src, dest).map_err(|e| e.to_string())
+    Ok(std::fs::rename(&src, dest)?)
 }
 
 #[cfg(test)]
@@ -193,10 +232,17 @@ mod tests {
             std::fs::read_to_string(d.path().join("work/g")).unwrap(),
             "one file"
         );
-        assert!(
-            unpack(&tar, &d.path().join("work/g")).is_err(),
+        let g = d.path().join("work/g");
+        assert_eq!(
+            unpack(&tar, &g).unwrap_err().to_string(),
+            format!("{} already exists", g.display()),
             "no overwrite"
         );
-        assert!(pack(&d.path().join("missing"), &tar).is_err());
+        assert_eq!(
+            pack(&d.path().join("missing"), &tar)
+                .unwrap_err()
+                .to_string(),
+            "not found"
+        );
     }
 }

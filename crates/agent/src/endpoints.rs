@@ -3,7 +3,21 @@
 //! one; a failed connection moves on to the next in the list, a standby's answer straight to
 //! the leader it names.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
+
+/// What is wrong with the `--server` list.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerListError {
+    #[error("--server: no URL given")]
+    Empty,
+    #[error("--server: {count} URLs; at most {MAX_SERVERS}")]
+    TooMany { count: usize },
+    #[error("--server: {url:?} is not an http:// or https:// URL")]
+    NotHttp { url: String },
+}
+
+/// Most URLs in the `--server` list.
+const MAX_SERVERS: usize = 16;
 
 #[derive(Debug)]
 pub struct Endpoints {
@@ -13,25 +27,23 @@ pub struct Endpoints {
 
 impl Endpoints {
     /// `servers`: comma-separated URLs (at least one, at most 16, each http:// or https://).
-    pub fn parse(servers: &str) -> Result<Endpoints, String> {
+    pub fn parse(servers: &str) -> Result<Endpoints, ServerListError> {
         let list: Vec<String> = servers
             .split(',')
             .map(|s| s.trim().trim_end_matches('/').to_string())
             .filter(|s| !s.is_empty())
             .collect();
         if list.is_empty() {
-            return Err("--server: no URL given".into());
+            return Err(ServerListError::Empty);
         }
-        if list.len() > 16 {
-            return Err(format!("--server: {} URLs; at most 16", list.len()));
+        if list.len() > MAX_SERVERS {
+            return Err(ServerListError::TooMany { count: list.len() });
         }
         if let Some(bad) = list
             .iter()
             .find(|u| !u.starts_with("http://") && !u.starts_with("https://"))
         {
-            return Err(format!(
-                "--server: {bad:?} is not an http:// or https:// URL"
-            ));
+            return Err(ServerListError::NotHttp { url: bad.clone() });
         }
         Ok(Endpoints {
             current: Mutex::new(list[0].clone()),
@@ -40,17 +52,11 @@ impl Endpoints {
     }
 
     pub fn current(&self) -> String {
-        match self.current.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.current.lock().clone()
     }
 
     fn set(&self, url: String) {
-        match self.current.lock() {
-            Ok(mut g) => *g = url,
-            Err(p) => *p.into_inner() = url,
-        }
+        *self.current.lock() = url;
     }
 
     /// `failed` did not answer: move to the next in the list (unless another caller already
@@ -108,6 +114,22 @@ mod tests {
             "only http(s) leaders are followed"
         );
         assert!(Endpoints::parse(" , ").is_err());
-        assert!(Endpoints::parse("a:1").unwrap_err().contains("a:1"));
+        assert!(Endpoints::parse("a:1")
+            .unwrap_err()
+            .to_string()
+            .contains("a:1"));
+        assert_eq!(
+            Endpoints::parse("a:1").unwrap_err().to_string(),
+            "--server: \"a:1\" is not an http:// or https:// URL"
+        );
+        let many = vec!["http://a"; 17].join(",");
+        assert_eq!(
+            Endpoints::parse(&many).unwrap_err().to_string(),
+            "--server: 17 URLs; at most 16"
+        );
+        assert_eq!(
+            Endpoints::parse(" , ").unwrap_err().to_string(),
+            "--server: no URL given"
+        );
     }
 }

@@ -13,12 +13,12 @@
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
 
 /// The hidden subcommand of the `zenith` binary that runs [`run`].
 pub const SUBCOMMAND: &str = "__guardian";
@@ -54,6 +54,8 @@ pub fn run() -> i32 {
         .filter(|pg| killpg(Pid::from_raw(**pg), Signal::SIGKILL).is_ok())
         .count();
     if killed > 0 {
+        // Best effort: stderr is the guardian's only channel, and if it is closed there is
+        // nowhere left to say so (the groups are killed either way).
         let _ = writeln!(
             std::io::stderr(),
             "zenith guardian: the agent is gone; killed {killed} job process groups"
@@ -100,7 +102,7 @@ impl Guardian {
 
     /// Writes the held-back lines and `line` (if any) in one system call.
     fn send(&self, line: Option<(char, i32)>) {
-        let Ok(mut g) = self.child.lock() else { return };
+        let mut g = self.child.lock();
         let failed = match g.as_mut() {
             Some(p) => {
                 if let Some((op, pgid)) = line {
@@ -133,10 +135,8 @@ impl Guardian {
     /// of `true`). Until then the guardian would kill a group that just ended: microseconds,
     /// and only if the agent died in them.
     pub fn ended(&self, pgid: i32) {
-        if let Ok(mut g) = self.child.lock() {
-            if let Some(p) = g.as_mut() {
-                p.pending.extend_from_slice(format!("-{pgid}\n").as_bytes());
-            }
+        if let Some(p) = self.child.lock().as_mut() {
+            p.pending.extend_from_slice(format!("-{pgid}\n").as_bytes());
         }
     }
 
@@ -149,10 +149,10 @@ impl Guardian {
 impl Drop for Guardian {
     fn drop(&mut self) {
         // Closing the pipe ends the guardian (the agent killed its jobs itself by now).
-        if let Ok(mut g) = self.child.lock() {
-            if let Some(mut p) = g.take() {
-                drop(p.stdin);
-                let _ = p.child.wait();
+        if let Some(mut p) = self.child.get_mut().take() {
+            drop(p.stdin);
+            if let Err(e) = p.child.wait() {
+                tracing::warn!(error = %e, "cannot wait for the guardian process to exit");
             }
         }
     }

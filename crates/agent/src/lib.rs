@@ -1,5 +1,8 @@
 //! The node agent: joins a server, runs the attempts it is assigned, reports their results
 //! and output. It executes; it never decides placement.
+//!
+//! [`run`] is setup (this file: config checked, data directory locked, identity, outbox,
+//! metrics server, executor) followed by the session loop (`run_loop`).
 
 mod artifacts;
 mod endpoints;
@@ -10,17 +13,24 @@ mod logship;
 mod metrics;
 mod outbox;
 mod proc;
+mod run_loop;
 mod session;
 
+pub use endpoints::ServerListError;
 pub use identity::{detect_resources, hostname};
 pub use proc::die_with_parent;
 
+use nix::fcntl::{Flock, FlockArg};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::future::Future;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use zenith_model::Resources;
+use zenith_protocol::agent::AttemptResult;
 
 /// Everything an agent can be told.
 #[derive(Clone, Debug)]
@@ -42,7 +52,7 @@ pub struct AgentConfig {
     /// Where attempts without `cwd` run (default `<data_dir>/work`).
     pub work_dir: Option<PathBuf>,
     /// Serve the agent's Prometheus metrics at `/metrics` on this address.
-    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     /// Assignments held beyond what fits, each started the moment resources free (the
     /// node's backlog; 0: only what fits).
     pub prefetch: u32,
@@ -61,201 +71,158 @@ pub enum AgentError {
     Server { status: u16, body: String },
     #[error("data directory {0} is in use by another zenith agent")]
     InUse(String),
-    #[error("{0}")]
-    Config(String),
+    /// `AgentConfig::server` is not a usable list of URLs.
+    #[error(transparent)]
+    ServerList(#[from] ServerListError),
 }
 
 /// Capacity of the executor -> reporter result channel.
 const RESULT_CHANNEL: usize = 65_536;
-/// While work waits in the backlog, how long a result waits for others to share its outbox
-/// sync and its report (one server commit).
-const REPORT_LINGER: Duration = Duration::from_millis(5);
 
 /// Runs the agent until `shutdown` resolves. Server outages are ridden out: results wait in
 /// the outbox and the agent keeps re-registering with backoff.
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-    let servers =
-        std::sync::Arc::new(endpoints::Endpoints::parse(&cfg.server).map_err(AgentError::Config)?);
-    std::fs::create_dir_all(&cfg.data_dir)?;
-    // Two agents on one data directory would share a node identity: refuse the second.
+    let mut agent = Agent::start(cfg).await?;
+    agent.serve(shutdown).await?;
+    agent.stop();
+    Ok(())
+}
+
+/// A started agent: what setup made, driven by the session loop (`run_loop`). Fields drop
+/// in the order written: the data directory's lock goes last.
+struct Agent {
+    conn: Arc<session::Conn>,
+    logs: logship::LogShipper,
+    outbox: outbox::Outbox,
+    exec: executor::Executor,
+    /// Results of ended attempts, from the executor.
+    results: mpsc::Receiver<AttemptResult>,
+    /// Serves `/metrics` (when asked to) for as long as the agent runs.
+    _metrics_server: Option<AbortOnDrop>,
+    metrics: Arc<metrics::AgentMetrics>,
+    /// Held for the agent's life (see [`lock_data_dir`]).
+    _lock: Flock<File>,
+}
+
+impl Agent {
+    /// Setup: checks the server list, takes the data directory and the node's identity,
+    /// starts the metrics server, the guardian and the executor (killing what a previous
+    /// run left behind) and opens the outbox.
+    async fn start(cfg: AgentConfig) -> Result<Agent, AgentError> {
+        let servers = Arc::new(endpoints::Endpoints::parse(&cfg.server)?);
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let lock = lock_data_dir(&cfg.data_dir)?;
+        let node = identity::node_id(&cfg.data_dir)?;
+        let metrics = metrics::AgentMetrics::new();
+        let metrics_server = serve_metrics(cfg.metrics_listen, &metrics).await?;
+        let (results_tx, results) = mpsc::channel(RESULT_CHANNEL);
+        let work_dir = cfg
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("work"));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()?;
+        let transfer = artifacts::Transfer {
+            http: http.clone(),
+            servers: servers.clone(),
+            token: cfg.token.clone(),
+            node: node.clone(),
+            spool: fresh_spool(&cfg.data_dir)?,
+        };
+        let exec = executor::Executor::new(
+            executor::Setup {
+                node: node.clone(),
+                data_dir: cfg.data_dir.clone(),
+                work_dir,
+                grace: cfg.kill_grace,
+                resources: cfg.resources.clone(),
+                transfer: Some(transfer),
+                guardian: Arc::new(guardian::Guardian::start(&cfg.guardian_exe)?),
+            },
+            results_tx,
+            metrics.clone(),
+        )?;
+        let leftovers = exec.reap_leftovers();
+        if leftovers > 0 {
+            tracing::warn!(
+                killed = leftovers,
+                "killed process groups left by a previous agent run"
+            );
+        }
+        let outbox = outbox::Outbox::open(&cfg.data_dir)?;
+        let conn = Arc::new(session::Conn::new(
+            http,
+            cfg,
+            servers,
+            node.clone(),
+            metrics.clone(),
+        ));
+        tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
+        Ok(Agent {
+            conn,
+            logs: logship::LogShipper::default(),
+            outbox,
+            exec,
+            results,
+            _metrics_server: metrics_server,
+            metrics,
+            _lock: lock,
+        })
+    }
+}
+
+/// Two agents on one data directory would share a node identity: the second is refused
+/// (the lock is held until the returned value is dropped).
+fn lock_data_dir(dir: &Path) -> Result<Flock<File>, AgentError> {
     let lock_file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(cfg.data_dir.join("agent.lock"))?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| AgentError::InUse(cfg.data_dir.display().to_string()))?;
-    let node = identity::node_id(&cfg.data_dir)?;
-    let metrics = metrics::AgentMetrics::new();
-    let _metrics_server = match cfg.metrics_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            tracing::info!(%addr, "agent metrics at /metrics");
-            Some(AbortOnDrop(tokio::spawn(metrics::serve(
-                listener,
-                metrics.clone(),
-            ))))
-        }
-        None => None,
+        .open(dir.join("agent.lock"))?;
+    Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| AgentError::InUse(dir.display().to_string()))
+}
+
+/// Serves `/metrics` on `addr` when one is given, until the returned handle is dropped.
+async fn serve_metrics(
+    addr: Option<SocketAddr>,
+    metrics: &Arc<metrics::AgentMetrics>,
+) -> std::io::Result<Option<AbortOnDrop>> {
+    let Some(addr) = addr else {
+        return Ok(None);
     };
-    let (results_tx, mut results_rx) = mpsc::channel(RESULT_CHANNEL);
-    let work_dir = cfg
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("work"));
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .build()?;
-    let spool = cfg.data_dir.join("spool");
-    // Tar files in flight when a previous run of the agent stopped.
-    let _ = std::fs::remove_dir_all(&spool);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "agent metrics at /metrics");
+    Ok(Some(AbortOnDrop(tokio::spawn(metrics::serve(
+        listener,
+        metrics.clone(),
+    )))))
+}
+
+/// The directory for artifact tar files, emptied of those in flight when a previous run of
+/// the agent stopped.
+fn fresh_spool(data_dir: &Path) -> std::io::Result<PathBuf> {
+    let spool = data_dir.join("spool");
+    warn_unless_gone(
+        std::fs::remove_dir_all(&spool),
+        &spool,
+        "spool of a previous agent run",
+    );
     std::fs::create_dir_all(&spool)?;
-    let transfer = artifacts::Transfer {
-        http: http.clone(),
-        servers: servers.clone(),
-        token: cfg.token.clone(),
-        node: node.clone(),
-        spool,
-    };
-    let exec = executor::Executor::new(
-        executor::Setup {
-            node: node.clone(),
-            data_dir: cfg.data_dir.clone(),
-            work_dir,
-            grace: cfg.kill_grace,
-            resources: cfg.resources.clone(),
-            transfer: Some(transfer),
-            guardian: std::sync::Arc::new(guardian::Guardian::start(&cfg.guardian_exe)?),
-        },
-        results_tx,
-        metrics.clone(),
-    )?;
-    let leftovers = exec.reap_leftovers();
-    if leftovers > 0 {
-        tracing::warn!(
-            killed = leftovers,
-            "killed process groups left by a previous agent run"
-        );
+    Ok(spool)
+}
+
+/// Reports the outcome of removing `what` at `path`, which the agent no longer needs.
+/// Already gone is fine; any other failure only leaves files behind, so it is logged rather
+/// than failing the step that cleans up.
+fn warn_unless_gone(removed: std::io::Result<()>, path: &Path, what: &str) {
+    match removed {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(what, path = %path.display(), error = %e, "cannot remove"),
     }
-    let mut outbox = outbox::Outbox::open(&cfg.data_dir)?;
-    let mut logs = logship::LogShipper::default();
-    let conn = std::sync::Arc::new(session::Conn::new(
-        http,
-        cfg,
-        servers,
-        node.clone(),
-        metrics.clone(),
-    ));
-    tracing::info!(node = %node, server = %conn.cfg.server, "agent starting");
-    tokio::pin!(shutdown);
-    let mut retry = Duration::from_millis(100);
-    let mut hopped = false;
-    'connect: loop {
-        let (mut known, waiting) = exec.attempts();
-        known.extend(waiting.iter().copied());
-        known.extend(outbox.pending().map(|r| r.attempt));
-        let tried = conn.servers.current();
-        let reg = tokio::select! {
-            _ = &mut shutdown => break 'connect,
-            r = conn.register(known, waiting) => r,
-        };
-        let reg = match reg {
-            Ok(r) => r,
-            Err(e) => {
-                // Sent elsewhere (the next server, or the leader a standby named): go at once,
-                // but only once in a row, so that servers pointing at each other during a
-                // failover are not hammered.
-                let moved = conn.servers.current() != tried && !hopped;
-                hopped = moved;
-                let wait = if moved {
-                    Duration::from_millis(50)
-                } else {
-                    retry
-                };
-                tracing::warn!(error = %e, retry_ms = wait.as_millis() as u64, "registration failed");
-                let pause = tokio::time::sleep(jitter(wait));
-                tokio::pin!(pause);
-                loop {
-                    tokio::select! {
-                        _ = &mut shutdown => break 'connect,
-                        _ = &mut pause => break,
-                        // Attempts keep finishing while the server is away: keep their results.
-                        r = results_rx.recv() => stash(&exec, &mut outbox, r, &mut results_rx).await?,
-                    }
-                }
-                if !moved {
-                    retry = (retry * 2).min(Duration::from_secs(5));
-                }
-                continue;
-            }
-        };
-        retry = Duration::from_millis(100);
-        hopped = false;
-        tracing::info!(session = reg.session, "registered");
-        metrics.registrations.inc();
-        conn.adopt_heartbeat_timeout(reg.heartbeat_timeout_ms);
-        for k in &reg.kill {
-            exec.kill(*k);
-        }
-        // The stream runs in its own task so that assignments start while a report is in
-        // flight; it is aborted whenever this session ends.
-        let stream_conn = conn.clone();
-        let stream_exec = exec.clone();
-        let session = reg.session;
-        let mut stream = AbortOnDrop(tokio::spawn(async move {
-            stream_conn.read_stream(session, stream_exec).await
-        }));
-        let mut tick = tokio::time::interval(Duration::from_millis(
-            reg.heartbeat_interval_ms.clamp(50, 60_000),
-        ));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break 'connect,
-                _ = &mut stream.0 => {
-                    // The stream ended (server restart, partition): reconnect after a pause,
-                    // so that a server that keeps dropping streams is not hammered.
-                    tokio::select! {
-                        _ = &mut shutdown => break 'connect,
-                        _ = tokio::time::sleep(jitter(Duration::from_millis(300))) => {}
-                    }
-                    continue 'connect;
-                }
-                r = results_rx.recv() => {
-                    // The node is saturated with short work, which starts from the backlog
-                    // without waiting for the server: let the next few ms of results share
-                    // one outbox sync, one report and one commit.
-                    if exec.has_waiting() {
-                        tokio::time::sleep(REPORT_LINGER).await;
-                    }
-                    stash(&exec, &mut outbox, r, &mut results_rx).await?
-                }
-                _ = tick.tick() => {}
-            }
-            match conn
-                .report(reg.session, &exec, &mut outbox, &mut logs)
-                .await
-            {
-                Ok(true) => continue 'connect,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, pending = outbox.len(), "report failed; results kept in the outbox");
-                    tokio::select! {
-                        _ = &mut shutdown => break 'connect,
-                        _ = tokio::time::sleep(jitter(Duration::from_millis(500))) => {}
-                    }
-                }
-            }
-        }
-    }
-    let (mut running, waiting) = exec.attempts();
-    running.extend(waiting);
-    for a in &running {
-        exec.kill(*a);
-    }
-    tracing::info!(killed = running.len(), "agent stopped");
-    Ok(())
 }
 
 /// Aborts a task when dropped, so no stream reader outlives its session.
@@ -265,29 +232,4 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// Moves a finished result, and any others waiting, into the outbox (one fsync).
-async fn stash(
-    exec: &executor::Executor,
-    outbox: &mut outbox::Outbox,
-    first: Option<zenith_protocol::agent::AttemptResult>,
-    rx: &mut mpsc::Receiver<zenith_protocol::agent::AttemptResult>,
-) -> std::io::Result<()> {
-    let mut batch: Vec<_> = first.into_iter().collect();
-    while let Ok(more) = rx.try_recv() {
-        batch.push(more);
-    }
-    let ids: Vec<_> = batch.iter().map(|r| r.attempt).collect();
-    outbox.add(batch).await?;
-    exec.stashed(&ids);
-    Ok(())
-}
-
-/// Adds up to 50% random jitter so that agents do not retry in lockstep.
-fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let _ = getrandom::fill(&mut b);
-    let frac = u16::from_le_bytes(b) as u64 % 500;
-    d + d * frac as u32 / 1000
 }

@@ -90,7 +90,9 @@ impl LogShipper {
     pub fn forget(&mut self, log_dir: &Path, a: AttemptId) {
         for s in [LogStream::Stdout, LogStream::Stderr] {
             self.shipped.remove(&(a, s));
-            let _ = std::fs::remove_file(log_path(log_dir, a, s.as_str()));
+            // An attempt that never spawned has no files.
+            let path = log_path(log_dir, a, s.as_str());
+            crate::warn_unless_gone(std::fs::remove_file(&path), &path, "output file");
         }
     }
 }

@@ -12,9 +12,7 @@ impl Executor {
     /// SIGKILL to all of them after the grace period (or as soon as the leader exits).
     pub fn kill(&self, attempt: AttemptId) {
         let pgid = {
-            let Ok(mut t) = self.inner.table.lock() else {
-                return;
-            };
+            let mut t = self.inner.table.lock();
             if let Some(i) = t.waiting.iter().position(|a| a.attempt == attempt) {
                 // Not started: it leaves the backlog and ends as killed.
                 t.waiting.remove(i);
@@ -31,19 +29,14 @@ impl Executor {
         };
         let Some(pg) = pgid else { return };
         tracing::debug!(%attempt, pgid = pg, "killing attempt");
-        let _ = killpg(Pid::from_raw(pg), Signal::SIGTERM);
+        signal_group(pg, Signal::SIGTERM);
         self.signal_escapees(attempt, Signal::SIGTERM);
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(this.inner.grace).await;
-            let still = this
-                .inner
-                .table
-                .lock()
-                .map(|t| t.running.contains_key(&attempt))
-                .unwrap_or(false);
+            let still = this.inner.table.lock().running.contains_key(&attempt);
             if still {
-                let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+                signal_group(pg, Signal::SIGKILL);
                 this.signal_escapees(attempt, Signal::SIGKILL);
             }
         });
@@ -79,6 +72,18 @@ impl Executor {
             .into_iter()
             .filter(|pg| killpg(Pid::from_raw(*pg), Signal::SIGKILL).is_ok())
             .count()
+    }
+}
+
+/// Signals a job's process group. A group already gone (the leader exited and nothing else
+/// was left in it) is the usual case for a sweep and not worth a word; any other failure
+/// may leave processes running, so it is logged.
+pub(super) fn signal_group(pg: i32, sig: Signal) {
+    match killpg(Pid::from_raw(pg), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => {
+            tracing::warn!(pgid = pg, signal = %sig, error = %e, "cannot signal a job's process group")
+        }
     }
 }
 
