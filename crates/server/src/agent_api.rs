@@ -2,6 +2,7 @@
 
 use crate::control::LoopMsg;
 use crate::error::ApiError;
+use crate::handler::{ask_waiting, decode_agent_body};
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -10,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use zenith_model::{NodeId, ValidationError};
 use zenith_protocol::agent::{
     decode_log_frames, LogAck, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse,
@@ -19,30 +19,6 @@ use zenith_protocol::agent::{
 
 /// An idle stream carries a ping this often.
 const PING_EVERY: Duration = Duration::from_secs(10);
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        ApiError::Invalid(ValidationError::new(
-            if field == "." { String::new() } else { field },
-            e.into_inner().to_string(),
-        ))
-    })
-}
-
-async fn ask<T>(
-    state: &AppState,
-    make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg,
-) -> Result<T, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    state
-        .control
-        .send(make(tx))
-        .await
-        .map_err(|_| ApiError::loop_stopped())?;
-    rx.await.map_err(|_| ApiError::loop_stopped())
-}
 
 fn check_known(field: &str, n: usize) -> Result<(), ApiError> {
     if n > MAX_BATCH {
@@ -58,7 +34,7 @@ pub async fn register(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<RegisterResponse>, ApiError> {
-    let req: RegisterRequest = json_body(&body)?;
+    let req: RegisterRequest = decode_agent_body(&body)?;
     if req.protocol_version != PROTOCOL_VERSION {
         return Err(ApiError::Invalid(ValidationError::new(
             "protocol_version",
@@ -85,7 +61,7 @@ pub async fn register(
         )));
     }
     Ok(Json(
-        ask(&state, |reply| LoopMsg::Register { req, reply }).await??,
+        ask_waiting(&state, |reply| LoopMsg::Register { req, reply }).await??,
     ))
 }
 
@@ -103,7 +79,7 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let node = NodeId::parse(&q.node_id)?;
     let session = q.session;
-    let rx = ask(&state, |reply| LoopMsg::OpenStream {
+    let rx = ask_waiting(&state, |reply| LoopMsg::OpenStream {
         node,
         session,
         reply,
@@ -119,7 +95,10 @@ pub async fn stream(
             _ = tokio::time::sleep(PING_EVERY) => StreamMessage::Ping,
             _ = shutdown.changed() => return None,
         };
-        let mut line = serde_json::to_vec(&msg).unwrap_or_default();
+        let mut line = serde_json::to_vec(&msg).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot serialize a stream message");
+            Vec::new()
+        });
         line.push(b'\n');
         Some((Ok::<_, std::io::Error>(Bytes::from(line)), (rx, shutdown)))
     });
@@ -135,7 +114,7 @@ pub async fn report(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<ReportResponse>, ApiError> {
-    let req: ReportRequest = json_body(&body)?;
+    let req: ReportRequest = decode_agent_body(&body)?;
     NodeId::parse(req.node_id.as_str())?;
     check_known("known", req.known.len())?;
     check_known("waiting", req.waiting.len())?;
@@ -157,7 +136,7 @@ pub async fn report(
         }
     }
     Ok(Json(
-        ask(&state, |reply| LoopMsg::Report { req, reply }).await??,
+        ask_waiting(&state, |reply| LoopMsg::Report { req, reply }).await??,
     ))
 }
 

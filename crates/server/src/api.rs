@@ -2,6 +2,7 @@
 
 use crate::control::LoopMsg;
 use crate::error::ApiError;
+use crate::handler::{ask, read};
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -12,57 +13,16 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use zenith_engine::IdempotencyKey;
 use zenith_model::{AttemptId, JobId, JobSpec, JobState};
 use zenith_protocol::agent::LogStream;
 use zenith_protocol::api::{
     attempt_view, job_summary, ExplainView, JobList, JobView, NodeList, Submitted, SubmittedBatch,
 };
-use zenith_store::{JobFilter, StoreReader};
+use zenith_store::JobFilter;
 
 /// Most specs in one batch submission.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
-
-pub(crate) async fn ask<T>(
-    state: &AppState,
-    make: impl FnOnce(oneshot::Sender<T>) -> LoopMsg,
-) -> Result<T, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    state.control.try_send(make(tx)).map_err(|e| match e {
-        tokio::sync::mpsc::error::TrySendError::Full(_) => {
-            ApiError::Overloaded("server busy; retry later".into())
-        }
-        tokio::sync::mpsc::error::TrySendError::Closed(_) => ApiError::loop_stopped(),
-    })?;
-    rx.await.map_err(|_| ApiError::loop_stopped())
-}
-
-pub(crate) async fn read<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&dyn StoreReader) -> Result<T, zenith_store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let reader = state.reader.clone();
-    tokio::task::spawn_blocking(move || f(reader.as_ref()))
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("read task failed: {e}")))?
-        .map_err(ApiError::from)
-}
-
-/// Decodes a JSON body into `T`; errors name the field path.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("body is not valid JSON: {inner}"))
-        } else {
-            ApiError::Invalid(zenith_model::ValidationError::new(field, inner.to_string()))
-        }
-    })
-}
 
 fn parse_spec(v: serde_json::Value, prefix: &str) -> Result<JobSpec, ApiError> {
     let spec: JobSpec = serde_path_to_error::deserialize(v).map_err(|e| {

@@ -100,7 +100,13 @@ pub async fn put(
             Ok(axum::Json(serde_json::json!({"stored": n})).into_response())
         }
         Err(e) => {
-            let _ = tokio::fs::remove_file(&part).await;
+            // Drop what arrived of the failed upload; there is nothing to drop when the part
+            // file could not even be created.
+            if let Err(rm) = tokio::fs::remove_file(&part).await {
+                if rm.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %part.display(), error = %rm, "cannot remove a partial artifact");
+                }
+            }
             Err(e)
         }
     }
@@ -162,10 +168,15 @@ pub struct ArtifactStore {
 }
 
 impl ArtifactStore {
-    /// Deletes the artifacts of runs that were swept.
+    /// Deletes the artifacts of runs that were swept (most runs have none).
     pub fn remove_runs(&self, runs: &[RunId]) {
         for r in runs {
-            let _ = std::fs::remove_dir_all(run_dir(&self.root, *r));
+            let dir = run_dir(&self.root, *r);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %dir.display(), error = %e, "cannot delete a swept run's artifacts");
+                }
+            }
         }
     }
 }

@@ -75,8 +75,12 @@ impl Tokens {
         if store.init_meta(&[(ADMIN_KEY, &a), (AGENT_KEY, &g)])? {
             return Ok(t);
         }
-        let _ = std::fs::remove_file(&admin_file);
-        let _ = std::fs::remove_file(&agent_file);
+        for file in [&admin_file, &agent_file] {
+            // What is left holds a token that was never valid: confusing, not dangerous.
+            if let Err(e) = std::fs::remove_file(file) {
+                tracing::warn!(path = %file.display(), error = %e, "cannot remove an unused token file");
+            }
+        }
         Self::stored(store)?.ok_or(ServerError::Io(
             "token hashes are missing from the store after another server created them".into(),
         ))

@@ -61,7 +61,11 @@ impl Filter {
 }
 
 fn sse(e: &Event) -> String {
-    format!("data: {}\n\n", serde_json::to_string(e).unwrap_or_default())
+    let json = serde_json::to_string(e).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "cannot serialize an event");
+        String::new()
+    });
+    format!("data: {json}\n\n")
 }
 
 pub async fn events(
@@ -92,7 +96,7 @@ pub async fn events(
     let rx = state.events.subscribe();
     // Batches flushed before this subscription carry no events: answer only once they are in
     // the store, where the client's next read finds them.
-    crate::api::ask(&state, |reply| crate::control::LoopMsg::Barrier { reply }).await?;
+    crate::handler::ask(&state, |reply| crate::control::LoopMsg::Barrier { reply }).await?;
     let shutdown = state.shutdown.clone();
     let body = futures_util::stream::unfold(
         (rx, shutdown, filter),

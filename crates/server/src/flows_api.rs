@@ -1,9 +1,9 @@
 //! Public API v1 for flows (`/api/v1/flows...`), behind the admin token. Specs arrive as YAML
 //! text and are parsed and validated completely here, before anything is started.
 
-use crate::api::{ask, read};
 use crate::control::{FlowSource, LoopMsg};
 use crate::error::ApiError;
+use crate::handler::{ask, decode, read};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -52,7 +52,7 @@ pub async fn submit_run(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: RunRequest = crate::api::decode(&body)?;
+    let req: RunRequest = decode(&body)?;
     let flow = match (req.flow, req.name) {
         (Some(text), None) => {
             let (spec, plan) = compile_off_loop(text).await?;
@@ -78,7 +78,7 @@ pub async fn submit_run(
 
 /// `POST /api/v1/flows/validate`
 pub async fn validate(body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: FlowText = crate::api::decode(&body)?;
+    let req: FlowText = decode(&body)?;
     let (spec, _) = compile_off_loop(req.flow).await?;
     Ok(Json(
         serde_json::json!({"valid": true, "name": spec.name, "steps": spec.steps.len()}),
@@ -266,7 +266,7 @@ pub async fn apply(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: FlowText = crate::api::decode(&body)?;
+    let req: FlowText = decode(&body)?;
     let (spec, plan) = compile_off_loop(req.flow).await?;
     if spec.name != name {
         return Err(ApiError::Invalid(ValidationError::new(

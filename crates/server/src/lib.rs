@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod flows_api;
 mod ha;
+mod handler;
 mod leader;
 mod limiter;
 pub mod logs;

@@ -84,7 +84,12 @@ impl LogStore {
     pub fn remove(&self, attempts: &[AttemptId]) {
         for a in attempts {
             for s in [LogStream::Stdout, LogStream::Stderr] {
-                let _ = fs::remove_file(self.path(*a, s));
+                let path = self.path(*a, s);
+                if let Err(e) = fs::remove_file(&path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot delete a swept log");
+                    }
+                }
             }
         }
     }

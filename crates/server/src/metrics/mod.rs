@@ -13,6 +13,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use zenith_engine::{Counters, Levels, Observation};
 
+mod register;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
@@ -146,189 +148,12 @@ impl Metrics {
             exported: Mutex::new(Counters::default()),
             registry: Registry::default(),
         };
-        r.register("jobs_submitted", "Jobs accepted", m.jobs_submitted.clone());
-        r.register(
-            "jobs_finished",
-            "Jobs that reached a final state, by state",
-            m.jobs_finished.clone(),
-        );
-        r.register(
-            "attempts_started",
-            "Attempts dispatched to nodes",
-            m.attempts_started.clone(),
-        );
-        r.register(
-            "attempts_ended",
-            "Attempts that ended, by outcome",
-            m.attempts_ended.clone(),
-        );
-        r.register(
-            "retries",
-            "Retries scheduled after a failed attempt",
-            m.retries.clone(),
-        );
-        r.register(
-            "node_loss_requeues",
-            "Tasks requeued because their node was lost",
-            m.requeues.clone(),
-        );
-        r.register(
-            "backlog_started",
-            "Attempts started by an agent from its backlog (assigned before a slot freed)",
-            m.backlog_started.clone(),
-        );
-        r.register(
-            "stale_reports",
-            "Agent reports refused by fencing",
-            m.stale_reports.clone(),
-        );
-        r.register(
-            "flow_runs_started",
-            "Flow runs started",
-            m.runs_started.clone(),
-        );
-        r.register(
-            "flow_runs_finished",
-            "Flow runs that reached a final state, by state",
-            m.runs_finished.clone(),
-        );
-        r.register(
-            "flow_schedule_fires",
-            "Cron fires of applied flows, by result (started, skipped, failed)",
-            m.schedule_fires.clone(),
-        );
-        r.register(
-            "flow_deadlines_exceeded",
-            "Flow runs failed by their deadline",
-            m.run_deadlines.clone(),
-        );
-        r.register(
-            "flow_retry_budget_exhausted",
-            "Retries refused because the run's retryBudget was spent",
-            m.retry_budget_exhausted.clone(),
-        );
-        r.register(
-            "flow_runs_live",
-            "Flow runs not yet finished",
-            m.runs_live.clone(),
-        );
-        r.register(
-            "artifact_bytes_stored",
-            "Bytes of flow artifacts stored",
-            m.artifact_bytes.clone(),
-        );
-        r.register(
-            "flows_applied",
-            "Applied flow definitions",
-            m.flows_applied.clone(),
-        );
-        r.register("jobs", "Live jobs by queue and state", m.jobs.clone());
-        r.register("nodes", "Nodes by state", m.nodes.clone());
-        r.register(
-            "running_attempts",
-            "Attempts running now",
-            m.running_attempts.clone(),
-        );
-        r.register(
-            "backlogged_attempts",
-            "Of the running attempts, those assigned to a node's backlog and not started yet",
-            m.backlogged_attempts.clone(),
-        );
-        r.register(
-            "cpus_capacity",
-            "CPU cores of ready nodes",
-            m.cpus_total.clone(),
-        );
-        r.register(
-            "cpus_free",
-            "Unreserved CPU cores of ready nodes",
-            m.cpus_free.clone(),
-        );
-        r.register(
-            "memory_capacity_bytes",
-            "Memory of ready nodes",
-            m.memory_total.clone(),
-        );
-        r.register(
-            "memory_free_bytes",
-            "Unreserved memory of ready nodes",
-            m.memory_free.clone(),
-        );
-        r.register(
-            "submit_to_dispatch_seconds",
-            "From submission to the first dispatch of a task",
-            m.queue_wait.clone(),
-        );
-        r.register(
-            "attempt_run_seconds",
-            "From dispatch to the end of an attempt",
-            m.run_time.clone(),
-        );
-        r.register(
-            "control_pass_seconds",
-            "One control-loop batch: apply and scheduling pass",
-            m.pass_time.clone(),
-        );
-        r.register(
-            "store_commit_seconds",
-            "One group commit of the store",
-            m.commit_time.clone(),
-        );
-        r.register(
-            "store_batch_records",
-            "Records written per group commit",
-            m.batch_size.clone(),
-        );
-        r.register(
-            "api_clients_tracked",
-            "Client addresses with a rate-limit bucket",
-            m.api_clients.clone(),
-        );
-        r.register(
-            "store_degraded",
-            "1 while the store refuses writes (new work is refused)",
-            m.store_degraded.clone(),
-        );
-        r.register(
-            "api_requests",
-            "HTTP requests by route, method and status",
-            m.api_requests.clone(),
-        );
-        r.register(
-            "api_request_seconds",
-            "HTTP request latency by route",
-            m.api_latency.clone(),
-        );
-        r.register(
-            "leader",
-            "1 while this server holds the leader lease (PostgreSQL store; always 1 embedded)",
-            m.leader.clone(),
-        );
-        r.register(
-            "lease_epoch",
-            "Leader lease epoch this server holds or last saw",
-            m.lease_epoch.clone(),
-        );
-        r.register(
-            "leader_terms",
-            "Times this server took the leader lease",
-            m.leader_terms.clone(),
-        );
-        r.register(
-            "leader_losses",
-            "Times this server lost the leader lease while running",
-            m.leader_losses.clone(),
-        );
-        r.register(
-            "forwarded_requests",
-            "API requests this standby forwarded to the leader",
-            m.forwarded.clone(),
-        );
-        r.register(
-            "control_batches_unwritten",
-            "Control-loop batches with nothing to write, answered without a store round trip",
-            m.batches_unwritten.clone(),
-        );
+        // Registration order is the order of the exposition text.
+        m.register_work(&mut r);
+        m.register_flows(&mut r);
+        m.register_levels(&mut r);
+        m.register_timings(&mut r);
+        m.register_server(&mut r);
         Metrics { registry: r, ..m }
     }
 
@@ -346,6 +171,13 @@ impl Metrics {
         if *last == *now {
             return;
         }
+        self.absorb_work(now, &last);
+        self.absorb_flows(now, &last);
+        *last = now.clone();
+    }
+
+    /// Increments of the job and attempt totals since `last`.
+    fn absorb_work(&self, now: &Counters, last: &Counters) {
         let d = |a: u64, b: u64| a.saturating_sub(b);
         self.jobs_submitted
             .inc_by(d(now.jobs_submitted, last.jobs_submitted));
@@ -382,6 +214,11 @@ impl Metrics {
             .inc_by(d(now.backlog_started, last.backlog_started));
         self.stale_reports
             .inc_by(d(now.stale_reports, last.stale_reports));
+    }
+
+    /// Increments of the flow totals since `last`.
+    fn absorb_flows(&self, now: &Counters, last: &Counters) {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
         self.runs_started
             .inc_by(d(now.runs_started, last.runs_started));
         for (family, label, a, b) in [
@@ -434,7 +271,6 @@ impl Metrics {
             .inc_by(d(now.run_deadlines_exceeded, last.run_deadlines_exceeded));
         self.retry_budget_exhausted
             .inc_by(d(now.retry_budget_exhausted, last.retry_budget_exhausted));
-        *last = now.clone();
     }
 
     /// After the engine was rebuilt its totals restart from zero: export from there on.
