@@ -6,6 +6,8 @@ use zenith_model::{NodeState, Resources, TaskCounts, TaskState};
 
 impl Engine {
     /// Verifies every cross-index invariant; returns the first violation found.
+    // String: a description of a broken invariant for a failing test to print; no caller
+    // acts on which one it was.
     pub fn sanity_check(&self) -> Result<(), String> {
         // Nodes: free + reserved == total, never over-committed.
         for (id, n) in &self.nodes {
@@ -178,6 +180,7 @@ impl Engine {
     }
 
     /// Runs and their jobs point at each other; every index holds live runs only.
+    // String: as `sanity_check`.
     fn sanity_check_flows(&self) -> Result<(), String> {
         for (id, job) in &self.jobs {
             let Some(o) = job.owner else { continue };

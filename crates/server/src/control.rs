@@ -10,7 +10,7 @@ use crate::clock::Stopwatch;
 use crate::convert;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::writer::{AfterCommit, CommitFailed, WriterMsg};
+use crate::writer::{AfterCommit, CommitError, CommitFailed, WriterMsg};
 use crate::Clock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,7 @@ use zenith_protocol::agent::{
     Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
 };
 use zenith_protocol::api::{ExplainView, NodeView};
+use zenith_store::StoreError;
 
 /// Most messages applied in one batch.
 pub const MAX_BATCH: usize = 4096;
@@ -145,7 +146,15 @@ pub struct ControlLoop {
     /// Generation of the engine's memory; bumped when it is rebuilt after a failed commit.
     gen: u64,
     /// Why the store refuses writes, while it does (new work is refused meanwhile).
-    degraded: Option<String>,
+    degraded: Option<Arc<StoreError>>,
+}
+
+/// Why the loop stopped the server.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Fatal {
+    /// After a failed commit the store could not even be read back.
+    #[error("cannot reload the store after a failed commit: {0}")]
+    Reload(Arc<StoreError>),
 }
 
 /// What the loop shares with the rest of the server besides its inbox.
@@ -153,7 +162,7 @@ pub struct Shared {
     /// Failed commits, from the writer.
     pub failures: mpsc::Receiver<CommitFailed>,
     /// Set when the server must stop (the store cannot even be read).
-    pub fatal: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    pub fatal: Arc<tokio::sync::watch::Sender<Option<Fatal>>>,
     /// Mirrors `degraded` for `/readyz` and metrics.
     pub degraded: Arc<AtomicBool>,
     /// Commit batches sent to the writer whose after-commit actions have not run yet.
@@ -161,7 +170,7 @@ pub struct Shared {
 }
 
 fn reply_after<T: Send + 'static>(reply: Reply<T>, value: T) -> AfterCommit {
-    Box::new(move |r: Result<(), &str>| {
+    Box::new(move |r: Result<(), &CommitError>| {
         let _ = reply.send(match r {
             Ok(()) => Ok(value),
             Err(e) => Err(ApiError::Unavailable(format!(
@@ -172,7 +181,7 @@ fn reply_after<T: Send + 'static>(reply: Reply<T>, value: T) -> AfterCommit {
 }
 
 fn send_after(tx: mpsc::Sender<StreamMessage>, msg: StreamMessage) -> AfterCommit {
-    Box::new(move |r: Result<(), &str>| {
+    Box::new(move |r: Result<(), &CommitError>| {
         if r.is_ok() {
             // A full or closed stream drops the message: the node's next heartbeat reconciles
             // (unreceived assignments are requeued after the dispatch grace; kills are resent).
@@ -273,6 +282,7 @@ impl ControlLoop {
     /// Applies a batch: refuses what a degraded store cannot take, turns each message into an
     /// engine command (or answers a read from memory), queues its reply behind the commit,
     /// then runs one scheduling pass for the whole batch.
+    // Long by design: one short arm per message kind, so the whole dispatch reads in one place.
     fn apply(&mut self, batch: Vec<LoopMsg>) -> Vec<AfterCommit> {
         let now = self.clock.now();
         let mut after: Vec<AfterCommit> = Vec::new();
@@ -486,7 +496,7 @@ impl ControlLoop {
         if self.degraded.is_some() {
             // Changes and effects wait in the engine until the store accepts writes again.
             for a in after {
-                a(Err("the store refuses writes"));
+                a(Err(&CommitError::Degraded));
             }
             return Ok(());
         }
@@ -530,7 +540,7 @@ impl ControlLoop {
         if self.events.receiver_count() > 0 && !changes.is_empty() {
             let batch = Arc::new(zenith_protocol::api::events_of(&changes));
             let tx = self.events.clone();
-            after.push(Box::new(move |r: Result<(), &str>| {
+            after.push(Box::new(move |r: Result<(), &CommitError>| {
                 if r.is_ok() {
                     let _ = tx.send(batch);
                 }
@@ -570,7 +580,10 @@ impl ControlLoop {
 
 impl ControlLoop {
     fn refusal(&self) -> ApiError {
-        let why = self.degraded.as_deref().unwrap_or("unknown error");
+        let why = self
+            .degraded
+            .as_ref()
+            .map_or_else(|| "unknown error".to_string(), |e| e.to_string());
         ApiError::Unavailable(format!(
             "the store cannot write ({why}); new work is refused until it can, retry later"
         ))
@@ -591,9 +604,7 @@ impl ControlLoop {
         let loaded = match rx.await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
-                self.stop(format!(
-                    "cannot reload the store after a failed commit: {e}"
-                ));
+                self.stop(Fatal::Reload(Arc::new(e)));
                 return Err(());
             }
             Err(_) => return Err(()),
@@ -622,13 +633,13 @@ impl ControlLoop {
         Ok(())
     }
 
-    fn set_degraded(&mut self, why: Option<String>) {
+    fn set_degraded(&mut self, why: Option<Arc<StoreError>>) {
         self.shared.degraded.store(why.is_some(), Ordering::Relaxed);
         self.metrics.set_degraded(why.is_some());
         self.degraded = why;
     }
 
-    fn stop(&self, why: String) {
+    fn stop(&self, why: Fatal) {
         tracing::error!(error = %why, "stopping the server");
         self.shared.fatal.send_replace(Some(why));
     }

@@ -3,6 +3,7 @@
 //! life; with PostgreSQL a server runs a term each time it wins the lease and ends it when the
 //! lease is lost (see `ha.rs`).
 
+use crate::control::Fatal;
 use crate::{
     artifacts, auth, clock::Clock, control, events, limiter, logs, metrics, router, writer,
     AppInner, AppState, ServerConfig, ServerError, CONTROL_INBOX,
@@ -19,7 +20,7 @@ pub(crate) struct Leader {
     pub router: Router,
     stop_tx: Arc<watch::Sender<bool>>,
     stop_rx: watch::Receiver<bool>,
-    fatal_rx: watch::Receiver<Option<String>>,
+    fatal_rx: watch::Receiver<Option<Fatal>>,
     control_task: tokio::task::JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
 }
@@ -52,7 +53,7 @@ impl Leader {
         let logs = logs::LogStore::new(cfg.data_dir.join("logs"), cfg.max_log_bytes);
         let (events_tx, _) = tokio::sync::broadcast::channel(events::EVENT_BUFFER);
         let (writer_tx, writer_rx) = mpsc::channel(64);
-        let (fatal_tx, fatal_rx) = watch::channel(None::<String>);
+        let (fatal_tx, fatal_rx) = watch::channel(None::<Fatal>);
         let (failures_tx, failures_rx) = mpsc::channel(16);
         let artifacts = artifacts::ArtifactStore {
             root: cfg.data_dir.join("artifacts"),
@@ -125,7 +126,7 @@ impl Leader {
     }
 
     /// Changes when a store failure makes the term unable to go on.
-    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+    pub fn fatal(&self) -> watch::Receiver<Option<Fatal>> {
         self.fatal_rx.clone()
     }
 
@@ -135,7 +136,7 @@ impl Leader {
 
     /// Stops the loop (streams to agents and clients end), lets the writer drain what it has,
     /// and returns the fatal error that ended the term, if one did.
-    pub async fn finish(self) -> Option<String> {
+    pub async fn finish(self) -> Option<Fatal> {
         let _ = self.stop_tx.send(true);
         let _ = self.control_task.await;
         // The loop held the writer's only sender: the writer drains what it has and stops.

@@ -23,6 +23,7 @@ mod ui;
 mod writer;
 
 pub use clock::Clock;
+pub use control::Fatal;
 pub use error::ApiError;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -111,8 +112,12 @@ pub enum ServerError {
     Store(#[from] zenith_store::StoreError),
     #[error("{0}")]
     Io(String),
+    /// The control loop stopped the server.
     #[error("{0}")]
-    Fatal(String),
+    Fatal(#[from] control::Fatal),
+    /// `serve_ha` was called without a PostgreSQL store.
+    #[error("no PostgreSQL store configured")]
+    NoHaStore,
 }
 
 /// Shared by all handlers; cloned per request, so one reference count (a clone per field

@@ -15,10 +15,24 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use zenith_model::records::{Changes, Loaded};
 use zenith_model::Millis;
-use zenith_store::Store;
+use zenith_store::{Store, StoreError};
 
 /// Runs after its batch is committed (`Ok`) or failed (`Err` with the reason).
-pub type AfterCommit = Box<dyn FnOnce(Result<(), &str>) + Send>;
+pub type AfterCommit = Box<dyn FnOnce(Result<(), &CommitError>) + Send>;
+
+/// Why a batch's changes are not durable.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The store failed this commit (shared by every batch merged into it).
+    #[error("{0}")]
+    Store(Arc<StoreError>),
+    /// An earlier commit failed: batches built on the memory it left are refused.
+    #[error("the store refused an earlier write; retry")]
+    AfterFailure,
+    /// The store refuses writes (degraded): the changes wait in the engine.
+    #[error("the store refuses writes")]
+    Degraded,
+}
 
 pub enum WriterMsg {
     /// One batch of engine changes built on generation `gen` of the engine's memory.
@@ -31,11 +45,11 @@ pub enum WriterMsg {
     Sweep { now: Millis, before: Millis },
     /// Reads every live record back, to rebuild the engine after a failed commit.
     Reload {
-        reply: oneshot::Sender<Result<Loaded, String>>,
+        reply: oneshot::Sender<Result<Loaded, StoreError>>,
     },
     /// Tries a small write: does the store accept writes again?
     Probe {
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -43,7 +57,7 @@ pub enum WriterMsg {
 #[derive(Debug)]
 pub struct CommitFailed {
     pub gen: u64,
-    pub error: String,
+    pub error: Arc<StoreError>,
 }
 
 /// Most batches merged into one transaction.
@@ -125,14 +139,13 @@ pub fn spawn(
                     }
                     WriterMsg::Sweep { now, before } => w.sweep(now, before),
                     WriterMsg::Reload { reply } => {
-                        let _ = reply.send(w.store.load().map_err(|e| e.to_string()));
+                        // The loop stops waiting only when it stops itself.
+                        let _ = reply.send(w.store.load());
                     }
                     WriterMsg::Probe { reply } => {
-                        let _ = reply.send(
-                            w.store
-                                .set_meta("write_probe", &w.accept_gen.to_string())
-                                .map_err(|e| e.to_string()),
-                        );
+                        // As above.
+                        let _ =
+                            reply.send(w.store.set_meta("write_probe", &w.accept_gen.to_string()));
                     }
                 }
             }
@@ -142,18 +155,23 @@ pub fn spawn(
 impl Writer {
     fn commit(&mut self, gen: u64, changes: Changes, after: Vec<AfterCommit>) {
         let result = if gen < self.accept_gen {
-            Err("the store refused an earlier write; retry".to_string())
+            Err(CommitError::AfterFailure)
         } else if changes.is_empty() {
             Ok(())
         } else {
             let _span = tracing::info_span!("commit", records = changes.len()).entered();
             let watch = Stopwatch::start();
-            let r = self.store.commit(&changes).map_err(|e| e.to_string());
+            let r = self
+                .store
+                .commit(&changes)
+                .map_err(|e| CommitError::Store(Arc::new(e)));
             self.metrics.commit_time.observe(watch.seconds());
             self.metrics.batch_size.observe(changes.len() as f64);
-            if let Err(e) = &r {
+            if let Err(CommitError::Store(e)) = &r {
                 tracing::error!(error = %e, "store commit failed; refusing new work until writes succeed");
                 self.accept_gen = gen + 1;
+                // Full only while the loop still handles an earlier failure of this
+                // generation, which rebuilds the engine all the same.
                 let _ = self.failures.try_send(CommitFailed {
                     gen,
                     error: e.clone(),
@@ -161,7 +179,7 @@ impl Writer {
             }
             r
         };
-        let r = result.as_ref().map(|_| ()).map_err(|e| e.as_str());
+        let r = result.as_ref().map(|_| ());
         for a in after {
             a(r);
         }

@@ -40,8 +40,12 @@ pub enum StoreError {
     Pg(#[from] ::postgres::Error),
     #[error("this server no longer holds the leader lease (epoch {epoch}); write refused")]
     Fenced { epoch: i64 },
-    #[error("{0}")]
-    Config(String),
+    /// A `--store` URL that does not parse.
+    #[error("--store {url:?}: {source}")]
+    BadUrl {
+        url: String,
+        source: ::postgres::Error,
+    },
 }
 
 /// The database's own message where it sent one (the driver's text is often just "db error").

@@ -105,9 +105,12 @@ impl Drop for PgConn {
 /// instead of hanging them: 5 s to connect, 10 s for unacknowledged data (TCP_USER_TIMEOUT),
 /// 30 s per statement.
 pub fn connect(url: &str) -> Result<PgConn, StoreError> {
-    let mut cfg: postgres::Config = url
-        .parse()
-        .map_err(|e: postgres::Error| StoreError::Config(format!("--store {url:?}: {e}")))?;
+    let mut cfg: postgres::Config =
+        url.parse()
+            .map_err(|source: postgres::Error| StoreError::BadUrl {
+                url: url.to_string(),
+                source,
+            })?;
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(5));
     }

@@ -123,7 +123,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let Some(hc) = cfg.ha.clone() else {
-        return Err(ServerError::Fatal("no PostgreSQL store configured".into()));
+        return Err(ServerError::NoHaStore);
     };
     let _lock = lock_data_dir(&cfg.data_dir, "server.lock", "server")?;
     let mut store = open_store(&hc.store_url).await?;
