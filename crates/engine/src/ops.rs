@@ -184,6 +184,9 @@ impl Engine {
     }
 
     /// Moves the attempt's task on after the attempt ended with `outcome`.
+    // Long by design: the one place a task's next state is decided from an attempt's end
+    // (success, cancel, node loss, failure policy, retry budget, retry or fail), on the
+    // report hot path; the branches share the task borrow.
     pub(crate) fn end_attempt(
         &mut self,
         aid: AttemptId,

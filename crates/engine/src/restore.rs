@@ -3,7 +3,10 @@
 use crate::state::{Engine, Job, Node, Running, Task};
 use crate::EngineConfig;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use zenith_model::{AttemptId, AttemptRecord, Millis, NodeState, TaskCounts, TaskState};
+use zenith_model::{
+    AttemptId, AttemptRecord, JobRecord, Millis, NodeRecord, NodeState, TaskCounts, TaskRecord,
+    TaskState,
+};
 
 pub use zenith_model::records::Loaded;
 
@@ -25,8 +28,32 @@ impl Engine {
             loaded.instances,
             now,
         );
-        for n in loaded.nodes {
-            e.nodes.insert(
+        e.restore_nodes(loaded.nodes, now);
+        e.restore_jobs(loaded.jobs);
+        e.restore_tasks(loaded.tasks);
+        let lost = e.restore_running(loaded.running);
+        for aid in lost {
+            e.lose_attempt(aid, now);
+        }
+        // Jobs whose every task is already final (nothing else to wait for) retire now.
+        let done: Vec<_> = e
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state().is_final())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            e.after_task_change(id, now);
+        }
+        e.reconcile_runs(now);
+        e.sched_dirty = true;
+        e
+    }
+
+    /// Nodes as they were; ready ones get a fresh heartbeat grace from `now`.
+    fn restore_nodes(&mut self, nodes: Vec<NodeRecord>, now: Millis) {
+        for n in nodes {
+            self.nodes.insert(
                 n.id.clone(),
                 Node {
                     name: n.name,
@@ -47,8 +74,13 @@ impl Engine {
                 },
             );
         }
-        e.jobs.reserve(loaded.jobs.len());
-        for rec in loaded.jobs {
+    }
+
+    /// Jobs with every task queued (or cancelled, when cancel was requested) until their
+    /// task rows say otherwise.
+    fn restore_jobs(&mut self, jobs: Vec<JobRecord>) {
+        self.jobs.reserve(jobs.len());
+        for rec in jobs {
             let Some(spec) = rec.spec else { continue };
             let n = spec.task_count();
             let default = if rec.cancel_requested {
@@ -63,7 +95,7 @@ impl Engine {
                     t
                 })
                 .collect();
-            e.jobs.insert(
+            self.jobs.insert(
                 rec.id,
                 Box::new(Job {
                     first_index: spec.first_index(),
@@ -81,8 +113,12 @@ impl Engine {
                 }),
             );
         }
-        for tr in loaded.tasks {
-            let Some(job) = e.jobs.get_mut(&tr.job) else {
+    }
+
+    /// Task rows: tasks that ever left `queued`.
+    fn restore_tasks(&mut self, tasks: Vec<TaskRecord>) {
+        for tr in tasks {
+            let Some(job) = self.jobs.get_mut(&tr.job) else {
                 continue;
             };
             let slot = tr.index.wrapping_sub(job.first_index);
@@ -100,12 +136,17 @@ impl Engine {
             };
             t.reason = tr.reason;
         }
+    }
+
+    /// Reattaches open attempts to their tasks and nodes, rebuilds queues, timers and counts;
+    /// returns the attempts whose node is unknown (to be lost).
+    fn restore_running(&mut self, running: Vec<AttemptRecord>) -> Vec<AttemptId> {
         let running: HashMap<AttemptId, AttemptRecord> =
-            loaded.running.into_iter().map(|a| (a.id, a)).collect();
+            running.into_iter().map(|a| (a.id, a)).collect();
         let mut lost = Vec::new();
-        let ids: Vec<_> = e.jobs.keys().copied().collect();
+        let ids: Vec<_> = self.jobs.keys().copied().collect();
         for id in ids {
-            let Some(job) = e.jobs.get_mut(&id) else {
+            let Some(job) = self.jobs.get_mut(&id) else {
                 continue;
             };
             for (slot, t) in job.tasks.iter_mut().enumerate() {
@@ -128,7 +169,7 @@ impl Engine {
                                 // Until the agent registers and names what still waits.
                                 queued: false,
                             };
-                            match e.nodes.get_mut(&a.node) {
+                            match self.nodes.get_mut(&a.node) {
                                 Some(n) => {
                                     n.free.take(&job.spec.resources);
                                     n.running.insert(a.id);
@@ -136,10 +177,10 @@ impl Engine {
                                 None => lost.push(a.id),
                             }
                             if let Some(d) = deadline {
-                                e.deadlines.insert((d, a.id));
+                                self.deadlines.insert((d, a.id));
                             }
                             t.current = Some(a.id);
-                            e.attempts.insert(a.id, r);
+                            self.attempts.insert(a.id, r);
                         }
                         None => t.state = TaskState::Queued,
                     }
@@ -147,36 +188,21 @@ impl Engine {
                 if t.state == TaskState::Queued {
                     match t.ready_at {
                         Some(at) => {
-                            e.retry_timers.insert((at, id, slot));
+                            self.retry_timers.insert((at, id, slot));
                         }
                         None => job.pending.push_back(slot),
                     }
                 }
                 *job.counts.slot(t.state) += 1;
             }
-            e.live_tasks += u64::from(job.counts.total());
+            self.live_tasks += u64::from(job.counts.total());
             if !job.pending.is_empty() {
-                e.queues
+                self.queues
                     .entry(job.spec.queue.clone())
                     .or_default()
                     .insert(job.shape, job.queue_key(id));
             }
         }
-        for aid in lost {
-            e.lose_attempt(aid, now);
-        }
-        // Jobs whose every task is already final (nothing else to wait for) retire now.
-        let done: Vec<_> = e
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.state().is_final())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in done {
-            e.after_task_change(id, now);
-        }
-        e.reconcile_runs(now);
-        e.sched_dirty = true;
-        e
+        lost
     }
 }

@@ -8,6 +8,7 @@ impl Engine {
     /// Verifies every cross-index invariant; returns the first violation found.
     // String: a description of a broken invariant for a failing test to print; no caller
     // acts on which one it was.
+    // Long by design: one short block per invariant, read top to bottom like a checklist.
     pub fn sanity_check(&self) -> Result<(), String> {
         // Nodes: free + reserved == total, never over-committed.
         for (id, n) in &self.nodes {

@@ -72,6 +72,8 @@ impl Engine {
 
     /// Places pending tasks of one job until it has none or no node fits. Returns how many
     /// were placed and whether the job has no pending tasks left.
+    // Long by design: the placement hot path, holding one borrow of the job and its shape's
+    // scan position across the loop (split, each piece would look the job up again).
     fn place_job(
         &mut self,
         id: JobId,

@@ -186,6 +186,8 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    // Long by design: one transaction whose cached statements are prepared once and reused
+    // across every table of the batch (the group commit's hot path).
     fn commit(&mut self, ch: &Changes) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {

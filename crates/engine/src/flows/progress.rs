@@ -16,6 +16,8 @@ pub(crate) struct BudgetSpent {
 
 impl Engine {
     /// Starts a step whose dependencies are all final.
+    // Long by design: one decision sequence (run ending, dependencies, `when`, approval,
+    // `forEach`, render, submit) where each early return ends the step with its reason.
     pub(crate) fn start_step(&mut self, id: RunId, si: u32, now: Millis) {
         let Some(run) = self.runs.get(&id) else {
             return;
