@@ -6,10 +6,8 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_api_route_needs_the_admin_token() {
-    let c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let c = blocking(|| Cluster::up(&[])).await;
+    let api = c.api();
     let routes: &[(&str, &str)] = &[
         ("POST", "/api/v1/jobs"),
         ("GET", "/api/v1/jobs"),
@@ -41,8 +39,8 @@ async fn every_api_route_needs_the_admin_token() {
     ];
     for (method, path) in routes {
         for token in [None, Some("wrong"), Some("Bearer-less")] {
-            let mut rb = http
-                .request(method.parse().unwrap(), format!("{}{path}", c.url()))
+            let mut rb = api
+                .unauthenticated(method.parse().unwrap(), path)
                 .body(r#"{"command":["true"]}"#);
             if let Some(t) = token {
                 rb = rb.bearer_auth(t);
@@ -53,9 +51,9 @@ async fn every_api_route_needs_the_admin_token() {
             assert_eq!(body["error"]["code"], "unauthorized");
         }
         if path.starts_with("/api/") {
-            let resp = http
-                .request(method.parse().unwrap(), format!("{}{path}", c.url()))
-                .bearer_auth(&c.agent_token)
+            let resp = api
+                .with_token(&c.agent_token)
+                .request(method.parse().unwrap(), path)
                 .send()
                 .await
                 .unwrap();
@@ -63,44 +61,21 @@ async fn every_api_route_needs_the_admin_token() {
         }
     }
     // Nothing was submitted by any of that.
-    let list: serde_json::Value = http
-        .get(format!("{}/api/v1/jobs", c.url()))
-        .bearer_auth(&c.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = api.get_json("/api/v1/jobs").await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
-    let flows: serde_json::Value = http
-        .get(format!("{}/api/v1/flows", c.url()))
-        .bearer_auth(&c.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let flows = api.get_json("/api/v1/flows").await;
     assert!(flows["runs"].as_array().unwrap().is_empty());
     assert!(flows["flows"].as_array().unwrap().is_empty());
-    let health = http
-        .get(format!("{}/healthz", c.url()))
-        .send()
-        .await
-        .unwrap();
+    let health = api.get_unauthenticated("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_name_the_field_and_batches_are_atomic() {
-    let c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let c = blocking(|| Cluster::up(&[])).await;
+    let api = c.api();
     let post = |body: &'static str| {
-        http.post(format!("{}/api/v1/jobs", c.url()))
-            .bearer_auth(&c.admin_token)
+        api.post("/api/v1/jobs")
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -131,15 +106,7 @@ async fn errors_name_the_field_and_batches_are_atomic() {
     let resp = post("{not json").await.unwrap();
     assert_eq!(resp.status(), 400);
     // The rejected batch left nothing behind.
-    let list: serde_json::Value = http
-        .get(format!("{}/api/v1/jobs", c.url()))
-        .bearer_auth(&c.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = api.get_json("/api/v1/jobs").await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
     // A good batch returns IDs in order.
     let ok: serde_json::Value =
@@ -154,19 +121,13 @@ async fn errors_name_the_field_and_batches_are_atomic() {
     assert!(ids[0].as_u64().unwrap() < ids[1].as_u64().unwrap());
     // Oversized bodies are refused before parsing.
     let huge = "x".repeat(17 << 20);
-    let resp = http
-        .post(format!("{}/api/v1/jobs", c.url()))
-        .bearer_auth(&c.admin_token)
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let resp = api.post("/api/v1/jobs").body(huge).send().await.unwrap();
     assert_eq!(resp.status(), 413);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_report_totals_levels_and_latencies() {
-    let c = tokio::task::spawn_blocking(|| {
+    let c = blocking(|| {
         let c = Cluster::up(&[]);
         let ok = c.submit(&["--", "true"]);
         let bad = c.submit(&["--retries", "1", "--retry-delay", "10ms", "--", "false"]);
@@ -186,9 +147,8 @@ async fn metrics_report_totals_levels_and_latencies() {
         assert!(out.status.success());
         c
     })
-    .await
-    .unwrap();
-    let resp = reqwest::get(format!("{}/metrics", c.url())).await.unwrap();
+    .await;
+    let resp = c.api().get_unauthenticated("/metrics").await;
     assert_eq!(resp.status(), 200, "scrapes need no token");
     assert!(resp.headers()["content-type"]
         .to_str()
@@ -296,13 +256,10 @@ async fn metrics_report_totals_levels_and_latencies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotency_keys_survive_restarts_and_refuse_other_requests() {
-    let mut c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let mut c = blocking(|| Cluster::up(&[])).await;
+    let api = c.api();
     let submit = |body: &'static str, key: &'static str| {
-        http.post(format!("{}/api/v1/jobs", c.url()))
-            .bearer_auth(&c.admin_token)
+        api.post("/api/v1/jobs")
             .header("Idempotency-Key", key)
             .body(body)
             .send()
@@ -327,16 +284,15 @@ async fn idempotency_keys_survive_restarts_and_refuse_other_requests() {
         "Idempotency-Key"
     );
     // The key outlives a crash of the server.
-    let c2 = tokio::task::spawn_blocking(move || {
+    let c2 = blocking(move || {
         c.kill_server();
         c.start_server();
         c
     })
-    .await
-    .unwrap();
-    let after = http
-        .post(format!("{}/api/v1/jobs", c2.url()))
-        .bearer_auth(&c2.admin_token)
+    .await;
+    let after = api
+        .with_token(&c2.admin_token)
+        .post("/api/v1/jobs")
         .header("Idempotency-Key", "abc-123")
         .body(body)
         .send()
@@ -344,30 +300,22 @@ async fn idempotency_keys_survive_restarts_and_refuse_other_requests() {
         .unwrap();
     assert_eq!(after.json::<serde_json::Value>().await.unwrap()["id"], id);
     // The CLI takes a key too; the same key twice is one job.
-    let (a, b) = tokio::task::spawn_blocking(move || {
+    let (a, b) = blocking(move || {
         let a = c2.submit(&["--idempotency-key", "cli-key-1", "--", "true"]);
         let b = c2.submit(&["--idempotency-key", "cli-key-1", "--", "true"]);
         (a, b)
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(a, b);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_over_its_rate_gets_429_with_retry_after() {
-    let c = tokio::task::spawn_blocking(|| Cluster::up(&["--rate-limit", "5"]))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let c = blocking(|| Cluster::up(&["--rate-limit", "5"])).await;
+    let api = c.api();
     let mut limited = None;
     for _ in 0..50 {
-        let resp = http
-            .get(format!("{}/api/v1/nodes", c.url()))
-            .bearer_auth(&c.admin_token)
-            .send()
-            .await
-            .unwrap();
+        let resp = api.get("/api/v1/nodes").send().await.unwrap();
         if resp.status() == 429 {
             limited = Some(resp);
             break;
@@ -379,23 +327,9 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
     assert_eq!(e["error"]["code"], "resource_exhausted");
     // Health and metrics are not limited.
     for _ in 0..20 {
-        assert_eq!(
-            http.get(format!("{}/healthz", c.url()))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(api.get_unauthenticated("/healthz").await.status(), 200);
     }
-    let metrics = http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     assert!(
         metrics.contains("zenith_api_clients_tracked 1"),
         "{metrics}"
@@ -404,13 +338,10 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotency_keys_expire_after_the_configured_ttl() {
-    let c = tokio::task::spawn_blocking(|| Cluster::up(&["--idempotency-ttl", "1s"]))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let c = blocking(|| Cluster::up(&["--idempotency-ttl", "1s"])).await;
+    let api = c.api();
     let submit = || async {
-        http.post(format!("{}/api/v1/jobs", c.url()))
-            .bearer_auth(&c.admin_token)
+        api.post("/api/v1/jobs")
             .header("Idempotency-Key", "short-lived")
             .body(r#"{"command":["true"]}"#)
             .send()
@@ -443,10 +374,8 @@ async fn idempotency_keys_expire_after_the_configured_ttl() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_graph_and_attempt_pages_for_the_ui() {
-    let c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let c = blocking(|| Cluster::up(&[])).await;
+    let api = c.api();
     let mark = c.dir.path().join("mark");
     let flow = format!(
         r#"
@@ -467,25 +396,16 @@ steps:
         mark.display()
     );
     let get = |path: String| {
-        let rb = http
-            .get(format!("{}/api/v1{path}", c.url()))
-            .bearer_auth(&c.admin_token);
+        let rb = api.get(&format!("/api/v1{path}"));
         async move {
             let r = rb.send().await.unwrap();
             let status = r.status().as_u16();
             (status, r.json::<serde_json::Value>().await.unwrap())
         }
     };
-    let submitted: serde_json::Value = http
-        .post(format!("{}/api/v1/flows/runs", c.url()))
-        .bearer_auth(&c.admin_token)
-        .json(&serde_json::json!({ "flow": flow }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let submitted = api
+        .post_json("/api/v1/flows/runs", &serde_json::json!({ "flow": flow }))
+        .await;
     let id = submitted["id"].as_u64().unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let graph = loop {

@@ -5,15 +5,16 @@
 
 mod common;
 
-use common::{processes_matching, wait_for, Cluster};
+use common::{processes_matching, raw_get, wait_for, Cluster};
 use std::collections::HashMap;
 
 /// A server with one 1-core agent that holds up to 4 jobs beyond what fits, after one short
 /// job (a node takes backlog once its jobs are known to run short).
 fn cluster() -> Cluster {
-    let mut c = Cluster::server(&["--heartbeat-timeout", "3s"]);
-    c.add_agent("a", &["--cpus", "1", "--prefetch", "4"]);
-    c.wait_nodes(1);
+    let c = Cluster::with_agents(
+        &["--heartbeat-timeout", "3s"],
+        &[("a", &["--cpus", "1", "--prefetch", "4"])],
+    );
     let warm = c.submit(&["--", "true"]);
     assert_eq!(c.wait_final(warm, 30)["state"], "succeeded");
     c
@@ -39,17 +40,7 @@ fn array(c: &Cluster, n: u32, file: &std::path::Path, secs: &str) -> u64 {
 
 /// The server's `/metrics` text (a plain HTTP/1.1 request).
 fn get_metrics(c: &Cluster) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        c.admin_token
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    raw_get(c.port, "/metrics", Some(&c.admin_token), None).unwrap()
 }
 
 fn runs_per_index(file: &std::path::Path) -> HashMap<u32, usize> {

@@ -34,34 +34,32 @@ async fn repeated_server_kill9_loses_and_duplicates_nothing() {
         .unwrap()
         .as_nanos() as u64;
     eprintln!("torture seed {seed}: {kills} kills, {jobs} jobs");
-    let mut c = tokio::task::spawn_blocking(|| {
-        let mut c = Cluster::server(&["--heartbeat-timeout", "30s", "--rate-limit", "100000"]);
-        c.add_agent("worker", &["--cpus", "4"]);
-        c.wait_nodes(1);
-        c
+    let mut c = blocking(|| {
+        Cluster::with_agents(
+            &["--heartbeat-timeout", "30s", "--rate-limit", "100000"],
+            &[("worker", &["--cpus", "4"])],
+        )
     })
-    .await
-    .unwrap();
-    let url = c.url();
-    let token = c.admin_token.clone();
+    .await;
+    let api = c.api();
     let done = Arc::new(AtomicBool::new(false));
 
     // The client: submits `jobs` jobs one by one, retrying each (same key) until acknowledged.
     let client = {
-        let (url, token) = (url.clone(), token.clone());
-        tokio::spawn(async move {
-            let http = reqwest::Client::builder()
+        let api = api.with_client(
+            reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
-                .unwrap();
+                .unwrap(),
+        );
+        tokio::spawn(async move {
             let mut acked: BTreeMap<String, u64> = BTreeMap::new();
             let mut retries = 0u64;
             for i in 0..jobs {
                 let key = format!("torture-{seed}-{i}");
                 loop {
-                    let resp = http
-                        .post(format!("{url}/api/v1/jobs"))
-                        .bearer_auth(&token)
+                    let resp = api
+                        .post("/api/v1/jobs")
                         .header("Idempotency-Key", &key)
                         .json(&serde_json::json!({"command": ["sh", "-c", "echo $ZENITH_JOB_ID"], "resources": {"cpus": 0.25}}))
                         .send()
@@ -109,23 +107,14 @@ async fn repeated_server_kill9_loses_and_duplicates_nothing() {
     assert_eq!(ids.len(), jobs, "one job per key, no duplicates");
 
     // Nothing but the acknowledged jobs exists (paging through the listing).
-    let http = reqwest::Client::new();
     let mut listed = 0;
     let mut before: Option<u64> = None;
     loop {
-        let mut q = format!("{url}/api/v1/jobs?limit=1000");
+        let mut q = "/api/v1/jobs?limit=1000".to_string();
         if let Some(b) = before {
             q.push_str(&format!("&before={b}"));
         }
-        let page: serde_json::Value = http
-            .get(q)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = api.get_json(&q).await;
         listed += page["jobs"].as_array().unwrap().len();
         match page["next_before"].as_u64() {
             Some(b) => before = Some(b),
@@ -133,7 +122,7 @@ async fn repeated_server_kill9_loses_and_duplicates_nothing() {
         }
     }
     assert_eq!(listed, ids.len());
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         for id in &ids {
             let j = c.wait_final(*id, 120);
             assert_eq!(j["state"], "succeeded", "job {id}: {j}");
@@ -147,8 +136,7 @@ async fn repeated_server_kill9_loses_and_duplicates_nothing() {
             assert_eq!(c.ok(&["job", "logs", &id.to_string()]), format!("{id}\n"));
         }
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 /// Agents killed with SIGKILL mid-run, again and again, and restarted on their data dirs:
@@ -163,37 +151,26 @@ async fn repeated_agent_kill9_runs_every_job_to_success_once() {
         .unwrap()
         .as_nanos() as u64;
     eprintln!("agent torture seed {seed}: {kills} agent kills, {jobs} jobs");
-    let c = tokio::task::spawn_blocking(|| {
-        let mut c = Cluster::server(&["--heartbeat-timeout", "2s", "--rate-limit", "100000"]);
-        c.add_agent("a", &["--cpus", "2"]);
-        c.add_agent("b", &["--cpus", "2"]);
-        c.wait_nodes(2);
-        c
+    let c = blocking(|| {
+        Cluster::with_agents(
+            &["--heartbeat-timeout", "2s", "--rate-limit", "100000"],
+            &[("a", &["--cpus", "2"]), ("b", &["--cpus", "2"])],
+        )
     })
-    .await
-    .unwrap();
+    .await;
     let specs: Vec<_> = (0..jobs)
         .map(|_| {
             serde_json::json!({"command": ["sh", "-c", "sleep 0.1; echo $ZENITH_JOB_ID"], "resources": {"cpus": 0.5}})
         })
         .collect();
-    let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/jobs", c.url()))
-        .bearer_auth(&c.admin_token)
-        .json(&specs)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let resp = c.api().post_json("/api/v1/jobs", &specs).await;
     let ids: Vec<u64> = resp["ids"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let mut c = c;
         let mut rng = Lcg(seed);
         for k in 0..kills {
@@ -226,6 +203,5 @@ async fn repeated_agent_kill9_runs_every_job_to_success_once() {
             ids.len()
         );
     })
-    .await
-    .unwrap();
+    .await;
 }

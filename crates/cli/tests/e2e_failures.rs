@@ -17,9 +17,7 @@ fn successes_per_task(j: &serde_json::Value) -> HashMap<u64, usize> {
 
 #[test]
 fn server_kill9_loses_no_acknowledged_job() {
-    let mut c = Cluster::server(&["--heartbeat-timeout", "5s"]);
-    c.add_agent("a", &["--cpus", "2"]);
-    c.wait_nodes(1);
+    let mut c = Cluster::with_agents(&["--heartbeat-timeout", "5s"], &[("a", &["--cpus", "2"])]);
     let running = c.submit(&[
         "--array",
         "1-6",
@@ -89,10 +87,7 @@ fn agent_kill9_requeues_on_another_node_once() {
 
 #[test]
 fn second_agent_shares_the_work() {
-    let mut c = Cluster::server(&[]);
-    c.add_agent("one", &["--cpus", "1"]);
-    c.add_agent("two", &["--cpus", "1"]);
-    c.wait_nodes(2);
+    let c = Cluster::with_agents(&[], &[("one", &["--cpus", "1"]), ("two", &["--cpus", "1"])]);
     let id = c.submit(&["--array", "1-8", "--", "sleep", "0.2"]);
     let j = c.wait_final(id, 60);
     assert_eq!(j["state"], "succeeded");
@@ -109,9 +104,7 @@ fn second_agent_shares_the_work() {
 
 #[test]
 fn results_survive_a_server_outage() {
-    let mut c = Cluster::server(&["--heartbeat-timeout", "30s"]);
-    c.add_agent("a", &["--cpus", "1"]);
-    c.wait_nodes(1);
+    let mut c = Cluster::with_agents(&["--heartbeat-timeout", "30s"], &[("a", &["--cpus", "1"])]);
     let id = c.submit(&[
         "--",
         "sh",
@@ -239,31 +232,17 @@ fn a_killed_agent_takes_its_jobs_with_it() {
 
 #[test]
 fn agents_expose_their_own_metrics() {
-    let mut c = Cluster::server(&[]);
     let port = free_port();
-    c.add_agent(
-        "measured",
-        &[
-            "--cpus",
-            "2",
-            "--metrics-listen",
-            &format!("127.0.0.1:{port}"),
-        ],
+    let listen = format!("127.0.0.1:{port}");
+    let c = Cluster::with_agents(
+        &[],
+        &[("measured", &["--cpus", "2", "--metrics-listen", &listen])],
     );
-    c.wait_nodes(1);
     let ok = c.submit(&["--", "echo", "hello"]);
     let bad = c.submit(&["--", "false"]);
     c.wait_final(ok, 30);
     c.wait_final(bad, 30);
-    let scrape = || -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        use std::io::{Read, Write};
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let scrape = || raw_get(port, "/metrics", None, None).unwrap();
     let text = wait_for("the agent to count both attempts", 30, || {
         let t = scrape();
         t.contains("zenith_agent_attempts_ended_total{outcome=\"exited_error\"} 1")
@@ -303,9 +282,7 @@ fn agents_expose_their_own_metrics() {
 
 #[test]
 fn gpus_are_bound_through_cuda_visible_devices() {
-    let mut c = Cluster::server(&[]);
-    c.add_agent("gpu-node", &["--cpus", "4", "--gpus", "2"]);
-    c.wait_nodes(1);
+    let c = Cluster::with_agents(&[], &[("gpu-node", &["--cpus", "4", "--gpus", "2"])]);
     // Two one-GPU tasks at once get different devices; a job without GPUs sees none.
     let pair = c.submit(&[
         "--gpus",

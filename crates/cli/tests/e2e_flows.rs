@@ -348,10 +348,13 @@ fn malformed_specs_are_refused_with_the_field_and_nothing_runs() {
 
 #[test]
 fn artifacts_move_between_steps_on_different_nodes_and_go_with_the_run() {
-    let mut c = Cluster::server(&["--sweep-interval", "200ms"]);
-    c.add_agent("left", &["--cpus", "1", "--resource", "left=1"]);
-    c.add_agent("right", &["--cpus", "1", "--resource", "right=1"]);
-    c.wait_nodes(2);
+    let c = Cluster::with_agents(
+        &["--sweep-interval", "200ms"],
+        &[
+            ("left", &["--cpus", "1", "--resource", "left=1"]),
+            ("right", &["--cpus", "1", "--resource", "right=1"]),
+        ],
+    );
     let f = write(
         &c,
         "art.yaml",
@@ -404,19 +407,15 @@ steps:
         "{missing}"
     );
     // Only the node running that very attempt may upload.
-    let url = format!(
-        "{}/agent/v1/artifacts/{id}/0/0/tree?attempt=1&node=left",
-        c.url()
-    );
-    let token = c.agent_token.clone();
+    let path = format!("/agent/v1/artifacts/{id}/0/0/tree?attempt=1&node=left");
+    let agent = c.api().with_token(&c.agent_token);
     let status = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
         .block_on(async move {
-            reqwest::Client::new()
-                .put(url)
-                .bearer_auth(token)
+            agent
+                .request(reqwest::Method::PUT, &path)
                 .body("junk")
                 .send()
                 .await

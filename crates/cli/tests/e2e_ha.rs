@@ -100,12 +100,7 @@ impl HaCluster {
     }
 
     fn wait_up(&self, i: usize) {
-        let port = self.servers[i].port;
-        wait_for("server port", 30, || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .ok()
-                .map(|_| ())
-        });
+        wait_listening("server port", self.servers[i].port);
     }
 
     fn add_agent(&mut self, name: &str, first: usize) {
@@ -180,13 +175,13 @@ impl HaCluster {
 
     /// A metric's value from server `i`'s `/metrics`.
     fn metric(&self, i: usize, name: &str) -> Option<f64> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.servers[i].port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
+        let body = raw_get(
+            self.servers[i].port,
+            "/metrics",
+            None,
+            Some(Duration::from_secs(5)),
+        )
+        .ok()?;
         body.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -218,13 +213,6 @@ impl HaCluster {
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
         v["jobs"].as_array().cloned()
     }
-}
-
-fn read_token(p: &std::path::Path) -> Option<String> {
-    std::fs::read_to_string(p)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
 }
 
 #[test]

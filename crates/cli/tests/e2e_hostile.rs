@@ -12,10 +12,8 @@ fn deep(n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_hostile_inputs_are_refused_cleanly() {
-    let c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let c = blocking(|| Cluster::up(&[])).await;
+    let api = c.api();
     let big_arg = "a".repeat(1_100_000);
     let many_env: serde_json::Map<String, serde_json::Value> = (0..1100)
         .map(|i| (format!("K{i}"), serde_json::Value::String("v".into())))
@@ -110,9 +108,8 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
     let mut slowest = (Duration::ZERO, "");
     for (what, body, field) in &cases {
         let t = Instant::now();
-        let resp = http
-            .post(format!("{}/api/v1/jobs", c.url()))
-            .bearer_auth(&c.admin_token)
+        let resp = api
+            .post("/api/v1/jobs")
             .header("content-type", "application/json")
             .body(body.clone())
             .send()
@@ -180,14 +177,9 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
             b"{\"attempt\":1,\"stream\":\"stdout\",\"offset\":0,\"len\":999}\nabc".to_vec(),
         ),
     ];
+    let agent = api.with_token(&c.agent_token);
     for (path, what, body) in agent_cases {
-        let resp = http
-            .post(format!("{}{path}", c.url()))
-            .bearer_auth(&c.agent_token)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let resp = agent.post(path).body(body).send().await.unwrap();
         assert!(
             (400..500).contains(&resp.status().as_u16()),
             "{path} {what}: {}",
@@ -196,25 +188,20 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
     }
     // Shell metacharacters reach the process as one argv element, untouched.
     let tricky = "$(touch /tmp/zenith-pwned); `id` | rm -rf / ; 'quote\" && echo";
-    let job: serde_json::Value = http
-        .post(format!("{}/api/v1/jobs", c.url()))
-        .bearer_auth(&c.admin_token)
-        .json(&serde_json::json!({"command": ["printf", "%s", tricky]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = api
+        .post_json(
+            "/api/v1/jobs",
+            &serde_json::json!({"command": ["printf", "%s", tricky]}),
+        )
+        .await;
     let id = job["id"].as_u64().unwrap();
-    let out = tokio::task::spawn_blocking(move || {
+    let out = blocking(move || {
         c.wait_final(id, 30);
         let logs = c.ok(&["job", "logs", &id.to_string()]);
         let jobs: serde_json::Value = serde_json::from_str(&c.ok(&["jobs", "-o", "json"])).unwrap();
         (logs, jobs["jobs"].as_array().unwrap().len(), c)
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(out.0, tricky);
     assert_eq!(out.1, 1, "none of the refused requests created a job");
     assert!(!std::path::Path::new("/tmp/zenith-pwned").exists());
@@ -222,10 +209,8 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_flow_requests_are_refused_cleanly() {
-    let c = tokio::task::spawn_blocking(|| Cluster::up(&[]))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let c = blocking(|| Cluster::up(&[])).await;
+    let api = c.api();
     let ok = "name: x\nsteps:\n  - {name: a, run: [true]}\n";
     let big = format!(
         "name: x\nsteps:\n  - {{name: a, run: [true]}}\n#{}\n",
@@ -256,9 +241,8 @@ async fn hostile_flow_requests_are_refused_cleanly() {
     let mut slowest = (Duration::ZERO, "");
     for (method, path, what, body, field) in &cases {
         let t = Instant::now();
-        let resp = http
-            .request(method.parse().unwrap(), format!("{}{path}", c.url()))
-            .bearer_auth(&c.admin_token)
+        let resp = api
+            .request(method.parse().unwrap(), path)
             .header("content-type", "application/json")
             .body(body.clone())
             .send()
@@ -284,15 +268,7 @@ async fn hostile_flow_requests_are_refused_cleanly() {
         slowest.0,
         slowest.1
     );
-    let flows: serde_json::Value = http
-        .get(format!("{}/api/v1/flows", c.url()))
-        .bearer_auth(&c.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let flows = api.get_json("/api/v1/flows").await;
     assert!(flows["runs"].as_array().unwrap().is_empty(), "{flows}");
     assert!(flows["flows"].as_array().unwrap().is_empty(), "{flows}");
     drop(c);

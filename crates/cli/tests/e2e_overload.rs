@@ -11,26 +11,14 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_times_overload_is_refused_while_accepted_work_goes_on() {
-    let c = tokio::task::spawn_blocking(|| {
-        Cluster::up(&["--rate-limit", "20", "--max-live-jobs", "400"])
-    })
-    .await
-    .unwrap();
-    let url = c.url();
-    let token = c.admin_token.clone();
+    let c = blocking(|| Cluster::up(&["--rate-limit", "20", "--max-live-jobs", "400"])).await;
     let pid = c.server.as_ref().unwrap().pid();
-    let http = reqwest::Client::new();
+    let api = c.api();
     // Accepted before the flood: 200 short jobs on 2 cores (4 at a time).
     let batch: Vec<_> = (0..200)
         .map(|_| serde_json::json!({"command": ["sleep", "0.02"], "resources": {"cpus": 0.5}}))
         .collect();
-    let r = http
-        .post(format!("{url}/api/v1/jobs"))
-        .bearer_auth(&token)
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let r = api.post("/api/v1/jobs").json(&batch).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let first: Vec<u64> = r.json::<serde_json::Value>().await.unwrap()["ids"]
         .as_array()
@@ -47,33 +35,22 @@ async fn ten_times_overload_is_refused_while_accepted_work_goes_on() {
     let stop_at = Instant::now() + Duration::from_secs(6);
     let mut tasks = Vec::new();
     for n in 0..8u8 {
-        let (url, token) = (url.clone(), token.clone());
+        let flood = api.with_client(
+            client_from(std::net::Ipv4Addr::new(127, 0, 2, n + 1))
+                .build()
+                .unwrap(),
+        );
         let (accepted, limited, missing) = (
             accepted.clone(),
             limited.clone(),
             without_retry_after.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-                    127,
-                    0,
-                    2,
-                    n + 1,
-                )))
-                .build()
-                .unwrap();
             let body: Vec<_> = (0..10)
                 .map(|_| serde_json::json!({"command": ["true"], "resources": {"cpus": 0.1}}))
                 .collect();
             while Instant::now() < stop_at {
-                let r = http
-                    .post(format!("{url}/api/v1/jobs"))
-                    .bearer_auth(&token)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = flood.post("/api/v1/jobs").json(&body).send().await.unwrap();
                 match r.status().as_u16() {
                     201 => {
                         accepted.fetch_add(1, Ordering::Relaxed);
@@ -91,13 +68,9 @@ async fn ten_times_overload_is_refused_while_accepted_work_goes_on() {
     }
     // The first jobs' states, in one request (the checker has its own address and rate).
     let last_first = *first.iter().max().unwrap();
-    let first_done = |http: reqwest::Client, url: String, token: String| async move {
-        let v: serde_json::Value = http
-            .get(format!(
-                "{url}/api/v1/jobs?before={}&limit=200",
-                last_first + 1
-            ))
-            .bearer_auth(&token)
+    let first_done = |api: Api| async move {
+        let v: serde_json::Value = api
+            .get(&format!("/api/v1/jobs?before={}&limit=200", last_first + 1))
             .send()
             .await
             .ok()?
@@ -112,11 +85,7 @@ async fn ten_times_overload_is_refused_while_accepted_work_goes_on() {
     let mut peak = baseline;
     while Instant::now() < stop_at {
         peak = peak.max(rss_kb(pid));
-        if done_during_flood.is_none()
-            && first_done(http.clone(), url.clone(), token.clone())
-                .await
-                .is_some()
-        {
+        if done_during_flood.is_none() && first_done(api.clone()).await.is_some() {
             done_during_flood = Some(flood_start.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 /// A client bound to its own loopback address, as a distinct client would be.
 fn client_at(n: u8) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, n)))
+    client_from(std::net::Ipv4Addr::new(127, 0, 1, n))
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
@@ -20,26 +19,23 @@ fn client_at(n: u8) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread")]
 async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
     let secs = env_num("ZENITH_SOAK_SECONDS", 20);
-    let mut c = tokio::task::spawn_blocking(|| {
-        let mut c = Cluster::server(&[
-            "--retention",
-            "2s",
-            "--sweep-interval",
-            "250ms",
-            "--heartbeat-timeout",
-            "3s",
-        ]);
-        c.add_agent("steady", &["--cpus", "1"]);
-        c.add_agent("churn", &["--cpus", "1"]);
-        c.wait_nodes(2);
-        c
+    let mut c = blocking(|| {
+        Cluster::with_agents(
+            &[
+                "--retention",
+                "2s",
+                "--sweep-interval",
+                "250ms",
+                "--heartbeat-timeout",
+                "3s",
+            ],
+            &[("steady", &["--cpus", "1"]), ("churn", &["--cpus", "1"])],
+        )
     })
-    .await
-    .unwrap();
+    .await;
     let server_pid = c.server.as_ref().unwrap().pid();
     let agent_pid = c.agents[0].pid();
-    let url = c.url();
-    let token = c.admin_token.clone();
+    let api = c.api();
     let flow = "name: soak\nsteps:\n  - {name: a, run: [true], resources: {cpus: 0.1}}\n  - {name: b, depends: [a], run: [true], resources: {cpus: 0.1}}\n";
     let started = Instant::now();
     let (mut jobs, mut runs, mut restarts, mut refused) = (0u64, 0u64, 0u64, 0u64);
@@ -47,13 +43,12 @@ async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
     let mut tick = 0u64;
     while started.elapsed() < Duration::from_secs(secs) {
         tick += 1;
-        let http = client_at((tick % 250 + 2) as u8);
+        let client = api.with_client(client_at((tick % 250 + 2) as u8));
         let batch: Vec<_> = (0..20)
             .map(|_| serde_json::json!({"command": ["true"], "resources": {"cpus": 0.1}}))
             .collect();
-        let r = http
-            .post(format!("{url}/api/v1/jobs"))
-            .bearer_auth(&token)
+        let r = client
+            .post("/api/v1/jobs")
             .json(&batch)
             .send()
             .await
@@ -64,9 +59,8 @@ async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
             s => panic!("submit answered {s}"),
         }
         if tick.is_multiple_of(10) {
-            let r = http
-                .post(format!("{url}/api/v1/flows/runs"))
-                .bearer_auth(&token)
+            let r = client
+                .post("/api/v1/flows/runs")
                 .json(&serde_json::json!({ "flow": flow }))
                 .send()
                 .await
@@ -76,12 +70,11 @@ async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
             }
         }
         if tick.is_multiple_of(40) {
-            c = tokio::task::spawn_blocking(move || {
+            c = blocking(move || {
                 c.restart_agent(1, "churn", &["--cpus", "1"]);
                 c
             })
-            .await
-            .unwrap();
+            .await;
             restarts += 1;
         }
         if tick.is_multiple_of(10) {
@@ -94,41 +87,17 @@ async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Drain: every job and run finishes, then retention empties the store.
-    let http = reqwest::Client::new();
-    let count = |path: String| {
-        let http = http.clone();
-        let token = token.clone();
-        async move {
-            let v: serde_json::Value = http
-                .get(path)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v
-        }
-    };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let live = count(format!("{url}/api/v1/jobs?state=queued&limit=1")).await["jobs"]
+        let live = api.get_json("/api/v1/jobs?state=queued&limit=1").await["jobs"]
             .as_array()
             .unwrap()
             .len()
-            + count(format!("{url}/api/v1/jobs?state=running&limit=1")).await["jobs"]
+            + api.get_json("/api/v1/jobs?state=running&limit=1").await["jobs"]
                 .as_array()
                 .unwrap()
                 .len();
-        let metrics = http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = api.metrics().await;
         let runs_live = metrics
             .lines()
             .find(|l| l.starts_with("zenith_flow_runs_live "))
@@ -143,11 +112,12 @@ async fn soak_with_churn_keeps_memory_flat_and_retention_empties_the_store() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let left = count(format!("{url}/api/v1/jobs?limit=10")).await["jobs"]
+        let left = api.get_json("/api/v1/jobs?limit=10").await["jobs"]
             .as_array()
             .unwrap()
             .len()
-            + count(format!("{url}/api/v1/flows/runs?limit=10"))
+            + api
+                .get_json("/api/v1/flows/runs?limit=10")
                 .await
                 .as_array()
                 .unwrap()

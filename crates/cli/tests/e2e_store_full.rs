@@ -7,20 +7,15 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_store_refuses_new_work_keeps_reads_and_recovers() {
-    let c = tokio::task::spawn_blocking(|| {
-        Cluster::up(&["--store-max-size", "1M", "--retention", "1s"])
-    })
-    .await
-    .unwrap();
-    let http = reqwest::Client::new();
+    let c = blocking(|| Cluster::up(&["--store-max-size", "1M", "--retention", "1s"])).await;
+    let api = c.api();
     let pad = "x".repeat(60_000);
     let body = serde_json::json!({"command": ["true"], "env": {"PAD": pad}}).to_string();
     let mut accepted = 0;
     let mut refusal = None;
     for _ in 0..400 {
-        let resp = http
-            .post(format!("{}/api/v1/jobs", c.url()))
-            .bearer_auth(&c.admin_token)
+        let resp = api
+            .post("/api/v1/jobs")
             .body(body.clone())
             .send()
             .await
@@ -46,17 +41,12 @@ async fn a_full_store_refuses_new_work_keeps_reads_and_recovers() {
         "{refusal}"
     );
     // Reads keep working; readiness and the metric say why the server refuses work.
-    let list = http
-        .get(format!("{}/api/v1/jobs?limit=5", c.url()))
-        .bearer_auth(&c.admin_token)
-        .send()
-        .await
-        .unwrap();
+    let list = api.get("/api/v1/jobs?limit=5").send().await.unwrap();
     assert_eq!(list.status(), 200);
     // Retention sweeps the finished jobs, the store has room again, and the server takes work.
     let url = c.url();
     let token = c.admin_token.clone();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         wait_for("the server to accept work again", 60, || {
             let out = zenith()
                 .args([
@@ -67,22 +57,10 @@ async fn a_full_store_refuses_new_work_keeps_reads_and_recovers() {
             out.status.success().then_some(())
         })
     })
-    .await
-    .unwrap();
-    let ready = http
-        .get(format!("{}/readyz", c.url()))
-        .send()
-        .await
-        .unwrap();
+    .await;
+    let ready = api.get_unauthenticated("/readyz").await;
     assert_eq!(ready.status(), 200);
-    let metrics = http
-        .get(format!("{}/metrics", c.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     assert!(metrics.contains("zenith_store_degraded 0"), "{metrics}");
     let log = std::fs::read_to_string(&c.server.as_ref().unwrap().log).unwrap();
     assert!(log.contains("engine rebuilt from the store"), "{log}");

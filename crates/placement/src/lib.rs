@@ -80,30 +80,6 @@ pub fn score(c: &Candidate<'_>, req: &Resources) -> u64 {
     (cpu + mem) / 2
 }
 
-/// Chooses a node for `req` among `candidates`: the best-scoring of the first
-/// [`CANDIDATE_LIMIT`] feasible ones; ties go to the earlier node.
-pub fn select<'a, K, I>(candidates: I, req: &Resources, constraints: &[Constraint]) -> Option<K>
-where
-    I: IntoIterator<Item = (K, Candidate<'a>)>,
-{
-    let mut best: Option<(u64, K)> = None;
-    let mut seen = 0usize;
-    for (key, c) in candidates {
-        if check(&c, req, constraints).is_err() {
-            continue;
-        }
-        let s = score(&c, req);
-        if best.as_ref().is_none_or(|(b, _)| s > *b) {
-            best = Some((s, key));
-        }
-        seen += 1;
-        if seen >= CANDIDATE_LIMIT {
-            break;
-        }
-    }
-    best.map(|(_, k)| k)
-}
-
 /// What [`select_scan`] found: the chosen node and the first feasible one it saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection<K> {
@@ -113,7 +89,9 @@ pub struct Selection<K> {
     pub first_feasible: K,
 }
 
-/// [`select`], also reporting where the feasible candidates begin.
+/// Chooses a node for `req` among `candidates`: the best-scoring of the first
+/// [`CANDIDATE_LIMIT`] feasible ones; ties go to the earlier node. Also reports where the
+/// feasible candidates begin.
 pub fn select_scan<'a, K, I>(
     candidates: I,
     req: &Resources,
@@ -257,6 +235,15 @@ mod tests {
         })
     }
 
+    /// The node [`select_scan`] chooses.
+    fn chosen<'a>(
+        candidates: impl Iterator<Item = (usize, Candidate<'a>)>,
+        req: &Resources,
+        constraints: &[Constraint],
+    ) -> Option<usize> {
+        select_scan(candidates, req, constraints).map(|s| s.chosen)
+    }
+
     #[test]
     fn binpacks_onto_fullest_node() {
         let ns = vec![
@@ -265,9 +252,9 @@ mod tests {
             node(8, 100, 4, &[]),
         ];
         let req = Resources::cpus(1.0);
-        assert_eq!(select(view(&ns), &req, &[]), Some(1));
+        assert_eq!(chosen(view(&ns), &req, &[]), Some(1));
         let req3 = Resources::cpus(3.0);
-        assert_eq!(select(view(&ns), &req3, &[]), Some(2));
+        assert_eq!(chosen(view(&ns), &req3, &[]), Some(2));
     }
 
     #[test]
@@ -285,7 +272,7 @@ mod tests {
             ..Default::default()
         };
         let gpu: Constraint = "gpu=a100".parse().unwrap();
-        assert_eq!(select(view(&ns), &req, std::slice::from_ref(&gpu)), None);
+        assert_eq!(chosen(view(&ns), &req, std::slice::from_ref(&gpu)), None);
         let e = explain(view(&ns).map(|(_, c)| c), &req, std::slice::from_ref(&gpu));
         assert_eq!(e.nodes, 4);
         assert_eq!(e.feasible, 0);

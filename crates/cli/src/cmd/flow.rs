@@ -12,6 +12,8 @@ use zenith_model::flow::{check, limits::MAX_SPEC_BYTES, parse_yaml, RunId, StepS
 use zenith_model::DurationMs;
 use zenith_protocol::flows::{RunView, StepView};
 
+/// Parses a run ID argument.
+/// A clap `value_parser`: clap prints a String error as given, after the argument's name.
 fn parse_run_id(s: &str) -> Result<RunId, String> {
     s.parse::<u64>()
         .map(RunId)

@@ -91,6 +91,7 @@ pub fn hint_for(e: &anyhow::Error) -> Option<String> {
 pub struct UsageError(pub String);
 
 /// Parses a job ID argument.
+/// A clap `value_parser`: clap prints a String error as given, after the argument's name.
 pub fn parse_job_id(s: &str) -> Result<zenith_model::JobId, String> {
     s.parse::<u64>()
         .map(zenith_model::JobId)
@@ -98,6 +99,7 @@ pub fn parse_job_id(s: &str) -> Result<zenith_model::JobId, String> {
 }
 
 /// Parses `K=V` arguments.
+/// A clap `value_parser`: clap prints a String error as given, after the argument's name.
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -105,6 +107,7 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 /// Parses `NAME=COUNT` arguments.
+/// A clap `value_parser`: clap prints a String error as given, after the argument's name.
 pub fn parse_kv_count(s: &str) -> Result<(String, u64), String> {
     let (k, v) = parse_kv(s)?;
     Ok((

@@ -51,6 +51,20 @@ pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T
     }
 }
 
+/// Runs blocking harness work (starting a cluster, CLI verbs) from an async test.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Waits until something accepts connections on loopback `port`.
+pub fn wait_listening(what: &str, port: u16) {
+    wait_for(what, 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+}
+
 /// A child process killed (SIGKILL) when dropped.
 pub struct Proc {
     pub child: Child,
@@ -111,6 +125,16 @@ impl Cluster {
         c
     }
 
+    /// `zenith server` with one agent per `(name, extra args)`, waiting until all are ready.
+    pub fn with_agents(extra: &[&str], agents: &[(&str, &[&str])]) -> Cluster {
+        let mut c = Cluster::server(extra);
+        for (name, args) in agents {
+            c.add_agent(name, args);
+        }
+        c.wait_nodes(agents.len());
+        c
+    }
+
     fn new(all_in_one: bool, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut server_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -162,13 +186,7 @@ impl Cluster {
         let data = self.data();
         self.admin_token = wait_for("admin.token", 30, || read_token(&data.join("admin.token")));
         self.agent_token = wait_for("agent.token", 30, || read_token(&data.join("agent.token")));
-        let url = format!("{}/healthz", self.url());
-        wait_for("healthz", 30, || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port))
-                .ok()
-                .map(|_| ())
-        });
-        let _ = url;
+        wait_listening("healthz", self.port);
     }
 
     pub fn kill_server(&mut self) {
@@ -221,6 +239,11 @@ impl Cluster {
             .map(|d| d.count())
             .unwrap_or(0);
         Proc::spawn(cmd, self.dir.path().join(format!("agent-{name}-{n}.log")))
+    }
+
+    /// Raw HTTP on this cluster's API with the admin token (a new client each call).
+    pub fn api(&self) -> Api {
+        Api::new(reqwest::Client::new(), self.url(), self.admin_token.clone())
     }
 
     /// Runs a client verb against this cluster.
@@ -287,9 +310,119 @@ impl Cluster {
     }
 }
 
-fn read_token(p: &Path) -> Option<String> {
+/// A token file's contents, once the server has written them.
+pub fn read_token(p: &Path) -> Option<String> {
     let t = std::fs::read_to_string(p).ok()?.trim().to_string();
     (!t.is_empty()).then_some(t)
+}
+
+/// Raw HTTP on a server's API, for what the CLI does not show: status codes, headers, error
+/// bodies. Requests built with [`Api::request`] (and its shorthands) carry `token`.
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    /// `http://HOST:PORT`, with no trailing slash; paths are appended to it.
+    pub url: String,
+    pub token: String,
+}
+
+impl Api {
+    pub fn new(http: reqwest::Client, url: String, token: String) -> Api {
+        Api { http, url, token }
+    }
+
+    /// The same client and server with another token (e.g. the agent token).
+    pub fn with_token(&self, token: &str) -> Api {
+        Api::new(self.http.clone(), self.url.clone(), token.to_string())
+    }
+
+    /// The same server and token through another client (its own address or timeout).
+    pub fn with_client(&self, http: reqwest::Client) -> Api {
+        Api::new(http, self.url.clone(), self.token.clone())
+    }
+
+    /// `method` on `path` (e.g. `/api/v1/jobs`) with no token.
+    pub fn unauthenticated(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url))
+    }
+
+    /// `method` on `path` with the token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.unauthenticated(method, path).bearer_auth(&self.token)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    /// GET `path` with the token; the answer's body as JSON, whatever its status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// POST `body` as JSON to `path` with the token; the answer's body as JSON, whatever its
+    /// status.
+    pub async fn post_json(&self, path: &str, body: &impl serde::Serialize) -> serde_json::Value {
+        self.post(path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// GET a route that needs no token (`/healthz`, `/readyz`).
+    pub async fn get_unauthenticated(&self, path: &str) -> reqwest::Response {
+        self.unauthenticated(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The `/metrics` page (it needs no token).
+    pub async fn metrics(&self) -> String {
+        self.get_unauthenticated("/metrics")
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// A client builder bound to its own loopback address, as a distinct client would be (the
+/// server's per-client rate limits key on the address).
+pub fn client_from(ip: std::net::Ipv4Addr) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().local_address(std::net::IpAddr::V4(ip))
+}
+
+/// One GET over a fresh HTTP/1.1 connection to loopback `port`, with no client library and
+/// `Connection: close`: the whole response, head and body. For scrapes of processes that may
+/// be stopped, and of ports the [`Api`] does not cover (an agent's metrics).
+pub fn raw_get(
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+    read_timeout: Option<Duration>,
+) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(read_timeout)?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 /// Counts processes whose `/proc/PID/<file>` satisfies `pred`.
