@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = serde_json::from_slice::<RunRequest>(data) {
         if let Some(text) = r.flow {
-            let _ = zenith_model::flow::parse_yaml(&text);
+            let _ = zenith_flowspec::parse_yaml(&text);
         }
     }
     let _ = serde_json::from_slice::<FlowText>(data);

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use zenith_model::flow::{check, parse_yaml, Templates};
+use zenith_flowspec::{check, parse_yaml, Templates};
 
 fn templates() -> &'static Templates {
     static T: OnceLock<Templates> = OnceLock::new();
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(spec) = parse_yaml(text) {
         if check(&spec, templates()).is_ok() {
-            let ctx = zenith_model::flow::template::to_value(&serde_json::json!({
+            let ctx = zenith_flowspec::template::to_value(&serde_json::json!({
                 "params": spec.params, "run": {"id": "1", "name": spec.name}, "steps": {}
             }));
             for s in &spec.steps {

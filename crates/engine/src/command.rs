@@ -13,7 +13,8 @@ use crate::state::Engine;
 use crate::EngineError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use zenith_model::flow::{merge_params, FlowPlan, FlowSpec, RunId, Trigger};
+use zenith_flowspec::{merge_params, FlowPlan};
+use zenith_model::flow::{FlowSpec, RunId, Trigger};
 use zenith_model::{AttemptId, AttemptOutcome, JobId, JobSpec, Millis, NodeId};
 
 /// One change to the engine.
@@ -60,7 +61,7 @@ pub enum Command {
 /// Which flow a run is of.
 #[derive(Clone, Debug)]
 pub enum RunOf {
-    /// A spec checked by the caller (`zenith_model::flow::check`).
+    /// A spec checked by the caller (`zenith_flowspec::check`).
     Spec(Arc<FlowSpec>, Arc<FlowPlan>),
     /// The definition applied under this name.
     Applied(String),

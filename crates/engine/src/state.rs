@@ -9,7 +9,8 @@ use crate::{Changes, Effect, EngineConfig};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use zenith_model::flow::{RunId, Templates};
+use zenith_flowspec::Templates;
+use zenith_model::flow::RunId;
 use zenith_model::{
     AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Reason,
     Resources, TaskCounts, TaskState,

@@ -222,9 +222,9 @@ fn concurrency_forbid_refuses_and_replace_cancels() {
     let mut env = env(8);
     let forbid = "name: one\nconcurrency: forbid\nsteps: [{name: a, run: [x]}]\n";
     let first = env.run_flow(forbid, &[]);
-    let spec = std::sync::Arc::new(zenith_model::flow::parse_yaml(forbid).unwrap());
+    let spec = std::sync::Arc::new(zenith_flowspec::parse_yaml(forbid).unwrap());
     let plan = std::sync::Arc::new(
-        zenith_model::flow::check(&spec, &zenith_model::flow::Templates::new()).unwrap(),
+        zenith_flowspec::check(&spec, &zenith_flowspec::Templates::new()).unwrap(),
     );
     let e = env
         .engine
@@ -273,9 +273,9 @@ fn cron_fires_on_time_and_once_after_a_clock_jump() {
     let yaml = "name: tick\nschedule: '*/10 * * * * *'\nsteps: [{name: a, run: [x]}]\n";
     let mut env = env(64);
     env.now = 1_767_225_600_000; // on a 10 s boundary
-    let spec = std::sync::Arc::new(zenith_model::flow::parse_yaml(yaml).unwrap());
+    let spec = std::sync::Arc::new(zenith_flowspec::parse_yaml(yaml).unwrap());
     let plan = std::sync::Arc::new(
-        zenith_model::flow::check(&spec, &zenith_model::flow::Templates::new()).unwrap(),
+        zenith_flowspec::check(&spec, &zenith_flowspec::Templates::new()).unwrap(),
     );
     env.engine.apply_flow(spec, plan, env.now).unwrap();
     env.settle();
@@ -299,9 +299,9 @@ fn cron_fires_on_time_and_once_after_a_clock_jump() {
     // silent during the clock jump and is lost: a fresh node runs it.)
     env.add_node("n2", 64, 1 << 30, &[]);
     let yaml = "name: busy\nconcurrency: forbid\nschedule: '*/10 * * * * *'\nsteps: [{name: a, run: [x]}]\n";
-    let spec = std::sync::Arc::new(zenith_model::flow::parse_yaml(yaml).unwrap());
+    let spec = std::sync::Arc::new(zenith_flowspec::parse_yaml(yaml).unwrap());
     let plan = std::sync::Arc::new(
-        zenith_model::flow::check(&spec, &zenith_model::flow::Templates::new()).unwrap(),
+        zenith_flowspec::check(&spec, &zenith_flowspec::Templates::new()).unwrap(),
     );
     env.engine.apply_flow(spec, plan, env.now).unwrap();
     env.advance(10_000);

@@ -1,5 +1,6 @@
 //! Durations in specs: written as humantime strings ("30s", "1m 30s") or whole seconds.
 
+use crate::ParseError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
@@ -18,14 +19,17 @@ impl DurationMs {
     }
 
     /// Parses "1s", "500ms", "1h 30m", or a bare number of seconds.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
         let t = s.trim();
         if let Ok(secs) = t.parse::<u64>() {
             return Ok(DurationMs::from_secs(secs));
         }
         humantime::parse_duration(t)
             .map(|d| DurationMs(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-            .map_err(|e| format!("invalid duration {t:?}: {e}"))
+            .map_err(|cause| ParseError::Duration {
+                text: t.to_string(),
+                cause,
+            })
     }
 }
 
@@ -60,6 +64,7 @@ impl<'de> Deserialize<'de> for DurationMs {
     }
 }
 
+#[cfg(feature = "schema")]
 impl schemars::JsonSchema for DurationMs {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Duration".into()

@@ -1,6 +1,6 @@
 //! The job spec users submit (API body and CLI flags map onto it one to one) and its validation.
 
-use crate::{DurationMs, Resources, ValidationError};
+use crate::{DurationMs, ParseError, Resources, ValidationError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
@@ -62,7 +62,8 @@ pub struct JobSpec {
 }
 
 /// `{exitCodes: [..], action: fail|ignore|retry}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExitRule {
     #[serde(rename = "exitCodes", alias = "exit_codes")]
@@ -71,7 +72,8 @@ pub struct ExitRule {
 }
 
 /// What an exit code listed in a rule does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ExitAction {
     /// Fail now, without retries.
@@ -143,6 +145,7 @@ impl JobSpec {
         }
     }
 
+    // Long by design: one check per field, in the order of the spec, each naming its field.
     pub fn validate(&self) -> Result<(), ValidationError> {
         use limits::*;
         if self.command.is_empty() {
@@ -256,7 +259,7 @@ impl JobSpec {
 }
 
 /// An environment variable name: 1-256 bytes without '=' or NUL, not starting with a digit.
-pub(crate) fn env_key_ok(k: &str) -> bool {
+pub fn env_key_ok(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 256
         && !k.contains('=')
@@ -394,9 +397,8 @@ impl RetryPolicy {
 }
 
 /// Backoff between retries.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Backoff {
     Fixed,
@@ -406,15 +408,15 @@ pub enum Backoff {
 }
 
 impl std::str::FromStr for Backoff {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s {
             "fixed" => Ok(Backoff::Fixed),
             "linear" => Ok(Backoff::Linear),
             "exponential" => Ok(Backoff::Exponential),
-            _ => Err(format!(
-                "backoff must be fixed, linear or exponential, not {s:?}"
-            )),
+            _ => Err(ParseError::Backoff {
+                text: s.to_string(),
+            }),
         }
     }
 }
@@ -437,9 +439,11 @@ impl ArrayRange {
 }
 
 impl std::str::FromStr for ArrayRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("array must be START-END with non-negative integers, not {s:?}");
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let bad = || ParseError::Array {
+            text: s.to_string(),
+        };
         let (a, b) = match s.split_once('-') {
             Some((a, b)) => (a, b),
             None => (s, s),
@@ -447,7 +451,9 @@ impl std::str::FromStr for ArrayRange {
         let start: u32 = a.trim().parse().map_err(|_| bad())?;
         let end: u32 = b.trim().parse().map_err(|_| bad())?;
         if end < start {
-            return Err(format!("array {s:?}: end must not be below start"));
+            return Err(ParseError::ArrayEnd {
+                text: s.to_string(),
+            });
         }
         Ok(ArrayRange { start, end })
     }
@@ -497,14 +503,16 @@ impl std::fmt::Display for Constraint {
 }
 
 impl std::str::FromStr for Constraint {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok(Constraint {
                 key: k.to_string(),
                 value: v.to_string(),
             }),
-            _ => Err(format!("constraint must be KEY=VALUE, not {s:?}")),
+            _ => Err(ParseError::Constraint {
+                text: s.to_string(),
+            }),
         }
     }
 }

@@ -19,7 +19,7 @@ pub use reason::{Reason, StepFailure};
 pub use records::{AttemptRecord, IdempotencyRecord, JobRecord, NodeRecord, TaskRecord};
 pub use resources::Resources;
 pub use state::{AttemptOutcome, JobState, NodeState, TaskCounts, TaskState};
-pub use validate::ValidationError;
+pub use validate::{ParseError, ValidationError};
 
 /// Milliseconds since the Unix epoch, as handed to the engine by the server's clock module.
 pub type Millis = u64;

@@ -1,6 +1,6 @@
 //! Resource vectors: CPU in millicores, memory in bytes, GPUs, and named custom counts.
 
-use crate::ValidationError;
+use crate::{ParseError, ValidationError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
@@ -128,13 +128,15 @@ impl Resources {
 }
 
 /// Parses "512M", "2G", "1.5GiB", "1048576" into bytes (binary units: K = 1024).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+pub fn parse_bytes(s: &str) -> Result<u64, ParseError> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid size {t:?}"))?;
+    let n: f64 = num.parse().map_err(|_| ParseError::Size {
+        text: t.to_string(),
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -142,27 +144,33 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
         "p" | "pb" | "pib" => 1 << 50,
-        other => return Err(format!("unknown size unit {other:?} in {t:?}")),
+        other => {
+            return Err(ParseError::SizeUnit {
+                unit: other.to_string(),
+                text: t.to_string(),
+            })
+        }
     };
     let v = n * mult as f64;
     if !v.is_finite() || v < 0.0 || v > MAX_MEMORY as f64 * 4.0 {
-        return Err(format!("size {t:?} out of range"));
+        return Err(ParseError::SizeRange {
+            text: t.to_string(),
+        });
     }
     Ok(v.round() as u64)
 }
 
 /// Parses a CPU count such as "2" or "0.5" into millicores.
-pub fn parse_cpus(s: &str) -> Result<u64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid cpu count {s:?}"))?;
+pub fn parse_cpus(s: &str) -> Result<u64, ParseError> {
+    let v: f64 = s.trim().parse().map_err(|_| ParseError::Cpus {
+        text: s.to_string(),
+    })?;
     cpus_to_millis(v)
 }
 
-fn cpus_to_millis(v: f64) -> Result<u64, String> {
+fn cpus_to_millis(v: f64) -> Result<u64, ParseError> {
     if !v.is_finite() || v < 0.0 || v > MAX_CPUS as f64 {
-        return Err(format!("cpu count {v} out of range 0..={MAX_CPUS}"));
+        return Err(ParseError::CpusRange { value: v });
     }
     Ok((v * 1000.0).round() as u64)
 }
@@ -202,6 +210,7 @@ fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+#[cfg(feature = "schema")]
 impl schemars::JsonSchema for Resources {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Resources".into()

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use zenith_engine::{Command, Effect, Engine, EngineConfig, Outcome, RunOf};
-use zenith_model::flow::{FlowPlan, FlowSpec, RunId, Trigger};
+use zenith_flowspec::FlowPlan;
+use zenith_model::flow::{FlowSpec, RunId, Trigger};
 use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
 use zenith_protocol::agent::{
     Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,

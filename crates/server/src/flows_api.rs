@@ -12,7 +12,8 @@ use axum::Json;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use zenith_model::flow::{check, parse_yaml, FlowPlan, FlowSpec, RunId, Templates};
+use zenith_flowspec::{check, parse_yaml, FlowPlan, Templates};
+use zenith_model::flow::{FlowSpec, RunId};
 use zenith_model::ValidationError;
 use zenith_protocol::flows::{
     def_view, run_graph, run_summary, run_view, FlowList, FlowText, RunAttemptView, RunAttempts,

@@ -282,7 +282,8 @@ fn a_version_one_database_is_migrated() {
 }
 
 fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl(b: &Backend) {
-    use zenith_model::flow::{check, parse_yaml, RunState, StepState, Templates};
+    use zenith_flowspec::{check, parse_yaml, Templates};
+    use zenith_model::flow::{RunState, StepState};
     let mut store = b.open();
     let reader = b.reader();
     let cfg = EngineConfig::default();

@@ -2,6 +2,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // dev-only crate: a failed helper is a failed test
 //! invariants after every step.
 
+pub mod cluster;
 pub mod pg;
 
 use std::collections::BTreeMap;
@@ -10,7 +11,8 @@ use zenith_engine::{
     Assignment, Command, Effect, Engine, EngineConfig, EngineError, NodeRegistration, Outcome,
     RunOf,
 };
-use zenith_model::flow::{InstanceRecord, RunId, RunRecord, StepRecord, StepState, Templates};
+use zenith_flowspec::Templates;
+use zenith_model::flow::{InstanceRecord, RunId, RunRecord, StepRecord, StepState};
 use zenith_model::{AttemptId, AttemptOutcome, JobId, JobSpec, Millis, NodeId, Resources};
 
 /// An engine driven by hand: a fake clock and the effects it produced so far.
@@ -118,8 +120,8 @@ impl TestEnv {
 
     /// Starts a run of a YAML flow with parameter overrides.
     pub fn run_flow(&mut self, yaml: &str, params: &[(&str, &str)]) -> RunId {
-        let spec = zenith_model::flow::parse_yaml(yaml).expect("parse");
-        let plan = zenith_model::flow::check(&spec, &Templates::new()).expect("check");
+        let spec = zenith_flowspec::parse_yaml(yaml).expect("parse");
+        let plan = zenith_flowspec::check(&spec, &Templates::new()).expect("check");
         let given = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use zenith_client::Output;
-use zenith_model::flow::{check, limits::MAX_SPEC_BYTES, parse_yaml, RunId, StepState, Templates};
+use zenith_flowspec::{check, parse_yaml, Templates};
+use zenith_model::flow::{limits::MAX_SPEC_BYTES, RunId, StepState};
 use zenith_model::DurationMs;
 use zenith_protocol::flows::{RunView, StepView};
 
@@ -186,7 +187,7 @@ pub async fn run(verb: FlowVerb) -> anyhow::Result<u8> {
             Ok(0)
         }
         FlowVerb::Schema => {
-            output::json(&zenith_model::flow::json_schema())?;
+            output::json(&zenith_flowspec::json_schema())?;
             Ok(0)
         }
         FlowVerb::Delete(a) => {

@@ -4,14 +4,14 @@ use super::{Ending, FlowDef, FlowRun, StepRun};
 use crate::{Engine, EngineError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use zenith_flowspec::{cron::Schedule, FlowPlan};
 use zenith_model::flow::{
-    cron::Schedule, Concurrency, FlowDefRecord, FlowPlan, FlowSpec, RunId, RunState, StepState,
-    Trigger,
+    Concurrency, FlowDefRecord, FlowSpec, RunId, RunState, StepState, Trigger,
 };
 use zenith_model::{Millis, Reason};
 
 impl Engine {
-    /// Starts a run of a validated spec (`plan` from `zenith_model::flow::check`) with
+    /// Starts a run of a validated spec (`plan` from `zenith_flowspec::check`) with
     /// merged `params`. Honours the flow's concurrency policy against its active runs.
     pub fn submit_run(
         &mut self,
@@ -142,9 +142,9 @@ impl Engine {
             return Err(EngineError::TooManyFlows(self.cfg.max_flow_defs));
         }
         let schedule = match &spec.schedule {
-            Some(p) => Some(Schedule::parse(p, spec.timezone.as_deref()).map_err(
-                |(field, m)| EngineError::BadSchedule(zenith_model::ValidationError::new(field, m)),
-            )?),
+            Some(p) => Some(
+                Schedule::parse(p, spec.timezone.as_deref()).map_err(EngineError::BadSchedule)?,
+            ),
             None => None,
         };
         self.disarm(&spec.name);

@@ -14,9 +14,9 @@ mod timers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use zenith_flowspec::{cron::Schedule, FlowPlan};
 use zenith_model::flow::{
-    cron::Schedule, FlowPlan, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord,
-    StepState, Trigger,
+    FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord, StepState, Trigger,
 };
 use zenith_model::{JobId, Millis, Reason};
 

@@ -5,7 +5,8 @@ use super::{Ending, Instance};
 use crate::Engine;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use zenith_model::flow::{template, ForEach, RunId, RunState, StepKind, StepRef, StepState};
+use zenith_flowspec::template;
+use zenith_model::flow::{ForEach, RunId, RunState, StepKind, StepRef, StepState};
 use zenith_model::{JobId, JobState, Millis, Reason, StepFailure};
 
 /// A run's retry budget is spent: a failed task of its steps may not retry.

@@ -3,9 +3,9 @@
 use crate::Engine;
 use minijinja::value::Value;
 use serde_json::{json, Map};
+use zenith_flowspec::template::{self, to_value};
 use zenith_model::flow::{
-    artifact_key, template, template::to_value, ArtifactIn, ArtifactOut, RunId, StepIo, StepRef,
-    StepState,
+    artifact_key, ArtifactIn, ArtifactOut, RunId, StepIo, StepRef, StepState,
 };
 use zenith_model::{JobSpec, ValidationError};
 
@@ -124,13 +124,13 @@ impl Engine {
                 .enumerate()
                 .map(|(j, a)| {
                     t.render(a, &ctx)
-                        .map_err(|e| invalid(&format!("run[{j}]"), e))
+                        .map_err(|e| invalid(&format!("run[{j}]"), e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             (None, Some(script)) => {
                 let (text, values) = t
                     .render_script(script, &ctx)
-                    .map_err(|e| invalid("script", e))?;
+                    .map_err(|e| invalid("script", e.to_string()))?;
                 script_values = values;
                 vec!["sh".to_string(), "-eu".to_string(), "-c".to_string(), text]
             }
@@ -145,7 +145,7 @@ impl Engine {
         for (k, v) in &step.env {
             let v = t
                 .render(v, &ctx)
-                .map_err(|e| invalid(&format!("env.{k}"), e))?;
+                .map_err(|e| invalid(&format!("env.{k}"), e.to_string()))?;
             spec.env.insert(k.clone(), v);
         }
         for (n, v) in script_values.into_iter().enumerate() {
@@ -156,7 +156,10 @@ impl Engine {
         spec.env.insert("ZENITH_FLOW".into(), run.spec.name.clone());
         spec.env.insert("ZENITH_STEP".into(), step.name.clone());
         if let Some(cwd) = &step.cwd {
-            spec.cwd = Some(t.render(cwd, &ctx).map_err(|e| invalid("cwd", e))?);
+            spec.cwd = Some(
+                t.render(cwd, &ctx)
+                    .map_err(|e| invalid("cwd", e.to_string()))?,
+            );
         }
         if let Some(r) = &step.resources {
             spec.resources = r.clone();

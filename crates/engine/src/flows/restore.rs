@@ -4,9 +4,8 @@ use super::{Ending, FlowDef, FlowRun, Instance, StepRun};
 use crate::Engine;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use zenith_model::flow::{
-    check, cron::Schedule, FlowDefRecord, InstanceRecord, RunRecord, StepRecord, StepState,
-};
+use zenith_flowspec::{check, cron::Schedule};
+use zenith_model::flow::{FlowDefRecord, InstanceRecord, RunRecord, StepRecord, StepState};
 use zenith_model::Millis;
 
 impl Engine {

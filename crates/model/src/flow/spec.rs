@@ -3,12 +3,12 @@
 
 use crate::job::ExitRule;
 use crate::{Backoff, DurationMs, Resources, RetryPolicy};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A whole flow definition.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FlowSpec {
     /// `[a-z0-9-]`, at most 63 characters.
@@ -38,7 +38,8 @@ pub struct FlowSpec {
 }
 
 /// What happens when a run of the same flow is already active.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Concurrency {
     #[default]
@@ -50,7 +51,8 @@ pub enum Concurrency {
 }
 
 /// What a step is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
     /// Runs `run` or `script` as a job.
@@ -61,7 +63,8 @@ pub enum StepKind {
 }
 
 /// One step.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StepSpec {
     /// Unique in the flow; letters, digits and `_` so that templates can say `steps.<name>`.
@@ -112,7 +115,8 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// `retry:` of a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StepRetry {
     #[serde(default)]
@@ -138,7 +142,8 @@ impl StepRetry {
 }
 
 /// `outputs:` of a step.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StepOutputs {
     /// Read after success from `$ZENITH_OUTPUTS/<name>` (one trailing newline trimmed).
@@ -156,7 +161,8 @@ impl StepOutputs {
 }
 
 /// An artifact a step produces: `path` is relative to its working directory.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactDecl {
     pub name: String,
@@ -164,7 +170,8 @@ pub struct ArtifactDecl {
 }
 
 /// `inputs:` of a step.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StepInputs {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -178,7 +185,8 @@ impl StepInputs {
 }
 
 /// An artifact placed in the working directory before the step starts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactInput {
     /// `<step>.<artifact>`.
@@ -194,7 +202,8 @@ impl ArtifactInput {
 }
 
 /// `forEach:` a literal list, or an expression giving one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum ForEach {
     Items(Vec<serde_json::Value>),

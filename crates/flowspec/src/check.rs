@@ -1,14 +1,19 @@
 //! Complete validation of a flow spec at submit: names, the dependency graph, templates and
 //! their references, artifacts, schedules. Every error names the field path.
 
-use super::limits::*;
-use super::{cron::Schedule, FlowSpec, ForEach, StepKind, StepSpec, Templates};
-use crate::job::{limits as job_limits, validate_failure_policy};
-use crate::{DurationMs, ValidationError};
+use crate::cron::Schedule;
+use crate::template::{TemplateError, Templates};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use zenith_model::flow::limits::*;
+use zenith_model::flow::{FlowSpec, ForEach, StepKind, StepSpec};
+use zenith_model::job::{env_key_ok, limits as job_limits, validate_failure_policy};
+use zenith_model::{DurationMs, JobSpec, ValidationError};
 
-/// The validated shape of a flow: step indices and edges, for the engine.
+/// The validated shape of a flow: step indices and edges, for the engine. It lives here, beside
+/// `check`, its only producer: every index in it is valid and the graph acyclic because
+/// `check` made it from a spec it accepted; it is never stored (a restore checks the stored
+/// spec again) and nothing below the engine reads it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowPlan {
     /// Step name -> index in `spec.steps`.
@@ -64,6 +69,25 @@ fn check_duration(d: Option<DurationMs>, field: &str) -> Result<(), ValidationEr
 
 /// Validates `spec` completely and returns its plan.
 pub fn check(spec: &FlowSpec, t: &Templates) -> Result<FlowPlan, ValidationError> {
+    check_flow_fields(spec)?;
+    let index = index_steps(spec)?;
+    let mut plan = link_steps(spec, index)?;
+    let mut reads = Vec::with_capacity(spec.steps.len());
+    let mut ancestry = Ancestry::new(&plan);
+    for (i, s) in spec.steps.iter().enumerate() {
+        let mut r = Vec::new();
+        check_step(spec, &plan, &mut ancestry, t, i, s, &mut r)
+            .map_err(|e| e.within(&format!("steps[{i}]")))?;
+        r.sort_unstable();
+        r.dedup();
+        reads.push(r);
+    }
+    plan.reads = reads;
+    Ok(plan)
+}
+
+/// The flow's own fields: name, params, deadline, ttl, retryBudget, schedule and timezone.
+fn check_flow_fields(spec: &FlowSpec) -> Result<(), ValidationError> {
     let name_ok = !spec.name.is_empty()
         && spec.name.len() <= MAX_NAME
         && spec
@@ -94,11 +118,16 @@ pub fn check(spec: &FlowSpec, t: &Templates) -> Result<FlowPlan, ValidationError
     }
     match (&spec.schedule, &spec.timezone) {
         (Some(s), tz) => {
-            Schedule::parse(s, tz.as_deref()).map_err(|(f, m)| err(f, m))?;
+            Schedule::parse(s, tz.as_deref())?;
         }
         (None, Some(_)) => return Err(err("timezone", "needs a schedule")),
         (None, None) => {}
     }
+    Ok(())
+}
+
+/// Step count and names: name -> index in `spec.steps`.
+fn index_steps(spec: &FlowSpec) -> Result<HashMap<String, u32>, ValidationError> {
     if spec.steps.is_empty() {
         return Err(err("steps", "must list at least one step"));
     }
@@ -117,6 +146,12 @@ pub fn check(spec: &FlowSpec, t: &Templates) -> Result<FlowPlan, ValidationError
             ));
         }
     }
+    Ok(index)
+}
+
+/// The dependency graph: each `depends` entry resolved, no cycle. Returns the plan without
+/// `reads` (the step checks fill them in).
+fn link_steps(spec: &FlowSpec, index: HashMap<String, u32>) -> Result<FlowPlan, ValidationError> {
     let n = spec.steps.len();
     let mut deps = vec![Vec::new(); n];
     let mut dependents = vec![Vec::new(); n];
@@ -147,24 +182,12 @@ pub fn check(spec: &FlowSpec, t: &Templates) -> Result<FlowPlan, ValidationError
             format!("dependency cycle through step {:?}", spec.steps[i].name),
         ));
     }
-    let mut plan = FlowPlan {
+    Ok(FlowPlan {
         index,
         deps,
         dependents,
         reads: Vec::new(),
-    };
-    let mut reads = Vec::with_capacity(n);
-    let mut ancestry = Ancestry::new(&plan);
-    for (i, s) in spec.steps.iter().enumerate() {
-        let mut r = Vec::new();
-        check_step(spec, &plan, &mut ancestry, t, i, s, &mut r)
-            .map_err(|e| e.within(&format!("steps[{i}]")))?;
-        r.sort_unstable();
-        r.dedup();
-        reads.push(r);
-    }
-    plan.reads = reads;
-    Ok(plan)
+    })
 }
 
 /// Answers "is A an ancestor of B" with a memo, walking `depends` edges.
@@ -202,6 +225,8 @@ impl<'a> Ancestry<'a> {
     }
 }
 
+/// Checks step `i` (`s`) field by field, in the order its errors are reported, and collects
+/// in `reads` the steps its templates read.
 fn check_step(
     spec: &FlowSpec,
     plan: &FlowPlan,
@@ -211,7 +236,35 @@ fn check_step(
     s: &StepSpec,
     reads: &mut Vec<u32>,
 ) -> Result<(), ValidationError> {
-    let me = i as u32;
+    check_kind(s)?;
+    let names = Names {
+        spec,
+        plan,
+        me: i as u32,
+        has_item: s.for_each.is_some(),
+    };
+    let mut templates = StepTemplates {
+        t,
+        names,
+        anc,
+        reads,
+    };
+    check_command(s, &mut templates)?;
+    if let Some(r) = &s.resources {
+        r.validate().map_err(|e| e.within("resources"))?;
+    }
+    if let Some(w) = &s.when {
+        // `when` decides whether the step runs at all: before any item exists.
+        templates.expression(w, "when")?;
+    }
+    check_retry_and_limits(s)?;
+    check_outputs(s)?;
+    check_inputs(s, names, templates.anc)?;
+    check_for_each(s, &mut templates)
+}
+
+/// An approval step takes nothing a job would; a job step has `run` or `script`.
+fn check_kind(s: &StepSpec) -> Result<(), ValidationError> {
     if s.kind == StepKind::Approval {
         let extra = s.run.is_some()
             || s.script.is_some()
@@ -238,12 +291,11 @@ fn check_step(
             _ => {}
         }
     }
-    let names = Names {
-        spec,
-        plan,
-        me,
-        has_item: s.for_each.is_some(),
-    };
+    Ok(())
+}
+
+/// The templated fields of the process: `run`, `script`, `env`, `cwd`.
+fn check_command(s: &StepSpec, templates: &mut StepTemplates) -> Result<(), ValidationError> {
     if let Some(run) = &s.run {
         if run.is_empty() || run.len() > job_limits::MAX_ARGS {
             return Err(err("run", "must have 1-4096 elements"));
@@ -256,27 +308,27 @@ fn check_step(
             if a.contains('\0') {
                 return Err(err(f, "must not contain NUL"));
             }
-            names.check(anc, reads, t.names_in_template(a), &f)?;
+            templates.template(a, &f)?;
         }
     }
     if let Some(script) = &s.script {
         if script.len() > job_limits::MAX_ARGV_BYTES || script.contains('\0') {
             return Err(err("script", "at most 1 MiB without NUL"));
         }
-        names.check(anc, reads, t.names_in_template(script), "script")?;
+        templates.template(script, "script")?;
     }
     if s.env.len() > job_limits::MAX_ENV {
         return Err(err("env", "at most 1024 variables"));
     }
     for (k, v) in &s.env {
         let f = format!("env.{k}");
-        if !crate::job::env_key_ok(k) || v.contains('\0') {
+        if !env_key_ok(k) || v.contains('\0') {
             return Err(err(
                 f,
                 "name of 1-256 bytes without '=' or NUL; value without NUL",
             ));
         }
-        names.check(anc, reads, t.names_in_template(v), &f)?;
+        templates.template(v, &f)?;
     }
     if let Some(cwd) = &s.cwd {
         if cwd.contains('\0') || cwd.len() > job_limits::MAX_CWD {
@@ -285,21 +337,15 @@ fn check_step(
         if !cwd.contains("{{") && !cwd.starts_with('/') {
             return Err(err("cwd", "must be an absolute path"));
         }
-        names.check(anc, reads, t.names_in_template(cwd), "cwd")?;
+        templates.template(cwd, "cwd")?;
     }
-    if let Some(r) = &s.resources {
-        r.validate().map_err(|e| e.within("resources"))?;
-    }
-    if let Some(w) = &s.when {
-        // `when` decides whether the step runs at all: before any item exists.
-        let before_items = Names {
-            has_item: false,
-            ..names
-        };
-        before_items.check(anc, reads, t.names_in_expression(w), "when")?;
-    }
+    Ok(())
+}
+
+/// `retry` (by the job rules, named as in the flow spec), `timeout`, `failurePolicy`.
+fn check_retry_and_limits(s: &StepSpec) -> Result<(), ValidationError> {
     if let Some(r) = &s.retry {
-        let mut job = crate::JobSpec::new(vec!["x".into()]);
+        let mut job = JobSpec::new(vec!["x".into()]);
         job.retry = r.policy();
         job.validate().map_err(|e| {
             let f = e.field.replace("max_delay", "maxDelay");
@@ -307,7 +353,12 @@ fn check_step(
         })?;
     }
     check_duration(s.timeout, "timeout")?;
-    validate_failure_policy(&s.failure_policy, "failurePolicy")?;
+    validate_failure_policy(&s.failure_policy, "failurePolicy")
+}
+
+/// `outputs`: parameter names, and artifact names and paths (the artifact count limit covers
+/// inputs too).
+fn check_outputs(s: &StepSpec) -> Result<(), ValidationError> {
     let mut seen = HashSet::new();
     if s.outputs.params.len() > MAX_OUTPUT_PARAMS {
         return Err(err(
@@ -341,22 +392,27 @@ fn check_step(
         }
         check_rel_path(&a.path, &format!("{f}.path"))?;
     }
+    Ok(())
+}
+
+/// `inputs`: each artifact comes from an ancestor that declares it and does not fan out.
+fn check_inputs(s: &StepSpec, names: Names, anc: &mut Ancestry) -> Result<(), ValidationError> {
     for (j, a) in s.inputs.artifacts.iter().enumerate() {
         let f = format!("inputs.artifacts[{j}]");
         check_rel_path(&a.path, &format!("{f}.path"))?;
         let Some((step, name)) = a.source() else {
             return Err(err(format!("{f}.from"), "must be <step>.<artifact>"));
         };
-        let Some(&si) = plan.index.get(step) else {
+        let Some(&si) = names.plan.index.get(step) else {
             return Err(err(format!("{f}.from"), format!("unknown step {step:?}")));
         };
-        if !anc.is_ancestor(si, me) {
+        if !anc.is_ancestor(si, names.me) {
             return Err(err(
                 format!("{f}.from"),
                 format!("step {step:?} must be a dependency (direct or indirect) of this step"),
             ));
         }
-        let src = &spec.steps[si as usize];
+        let src = &names.spec.steps[si as usize];
         if src.for_each.is_some() {
             return Err(err(
                 format!("{f}.from"),
@@ -370,20 +426,45 @@ fn check_step(
             ));
         }
     }
+    Ok(())
+}
+
+/// `forEach`: a literal list within the limit, or an expression (evaluated before any item).
+fn check_for_each(s: &StepSpec, templates: &mut StepTemplates) -> Result<(), ValidationError> {
     match &s.for_each {
         Some(ForEach::Items(items)) if items.len() > MAX_FOREACH_ITEMS => {
-            return Err(err("forEach", format!("at most {MAX_FOREACH_ITEMS} items")));
+            Err(err("forEach", format!("at most {MAX_FOREACH_ITEMS} items")))
         }
-        Some(ForEach::Expr(e)) => {
-            let names_no_item = Names {
-                has_item: false,
-                ..names
-            };
-            names_no_item.check(anc, reads, t.names_in_expression(e), "forEach")?;
-        }
-        _ => {}
+        Some(ForEach::Expr(e)) => templates.expression(e, "forEach"),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// The templates of one step: compiles each, checks the names it reads and collects the steps
+/// it reads.
+struct StepTemplates<'a, 'b, 'p> {
+    t: &'a Templates,
+    names: Names<'a>,
+    anc: &'b mut Ancestry<'p>,
+    reads: &'b mut Vec<u32>,
+}
+
+impl StepTemplates<'_, '_, '_> {
+    /// A template (`{{ ... }}` inside text), where `item` exists if the step fans out.
+    fn template(&mut self, source: &str, field: &str) -> Result<(), ValidationError> {
+        let names = self.t.names_in_template(source);
+        self.names.check(self.anc, self.reads, names, field)
+    }
+
+    /// An expression evaluated for the step as a whole, before any item exists.
+    fn expression(&mut self, source: &str, field: &str) -> Result<(), ValidationError> {
+        let names = self.t.names_in_expression(source);
+        let before_items = Names {
+            has_item: false,
+            ..self.names
+        };
+        before_items.check(self.anc, self.reads, names, field)
+    }
 }
 
 /// Checks the names a template reads against what exists for one step.
@@ -400,7 +481,7 @@ impl Names<'_> {
         &self,
         anc: &mut Ancestry,
         reads: &mut Vec<u32>,
-        names: Result<HashSet<String>, String>,
+        names: Result<HashSet<String>, TemplateError>,
         field: &str,
     ) -> Result<(), ValidationError> {
         let names = names.map_err(|m| err(field, format!("template: {m}")))?;
@@ -418,6 +499,8 @@ impl Names<'_> {
     }
 
     /// Checks one dotted name; returns the step it reads, if any.
+    // String: private to `Names`; `check` wraps each message at once into a ValidationError
+    // naming the field and the name ("template reads <name>: <message>").
     fn check_one(&self, anc: &mut Ancestry, name: &str) -> Result<Option<u32>, String> {
         let parts: Vec<&str> = name.split('.').collect();
         match parts.as_slice() {

@@ -13,6 +13,27 @@ const FUEL: u64 = 100_000;
 /// Longest rendered string.
 pub const MAX_RENDERED: usize = 1 << 20;
 
+/// Why a template or expression could not be compiled, rendered or evaluated. The engine
+/// keeps the text (a step's failure reason), the checker prefixes it with `template: `.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// minijinja refused it: syntax, an undefined name, out of fuel. Shown on one line
+    /// (minijinja's message and detail); it is the message, not also a `source`, so a chain
+    /// printer does not repeat it.
+    #[error("{}", describe(.0))]
+    Eval(minijinja::Error),
+    #[error("rendered text is larger than {MAX_RENDERED} bytes")]
+    TooLarge,
+    /// A `forEach` string that looks like a JSON list is not one.
+    #[error("forEach: not a JSON list: {0}")]
+    ItemsNotJson(serde_json::Error),
+    /// A `forEach` value that has no JSON form.
+    #[error("forEach: {0}")]
+    ItemsUnrepresentable(serde_json::Error),
+    #[error("forEach must give a list, not {0}")]
+    ItemsNotList(serde_json::Value),
+}
+
 /// The template environments; build once and share.
 pub struct Templates {
     plain: Environment<'static>,
@@ -141,26 +162,32 @@ impl Templates {
     }
 
     /// Compiles a template and returns the dotted names it reads (`params.x`, `steps.a.outputs.p`).
-    pub fn names_in_template(&self, source: &str) -> Result<HashSet<String>, String> {
-        let t = self.plain.template_from_str(source).map_err(describe)?;
+    pub fn names_in_template(&self, source: &str) -> Result<HashSet<String>, TemplateError> {
+        let t = self
+            .plain
+            .template_from_str(source)
+            .map_err(TemplateError::Eval)?;
         Ok(t.undeclared_variables(true))
     }
 
     /// Compiles an expression (`{{ }}` around it optional) and returns the names it reads.
-    pub fn names_in_expression(&self, source: &str) -> Result<HashSet<String>, String> {
+    pub fn names_in_expression(&self, source: &str) -> Result<HashSet<String>, TemplateError> {
         let e = self
             .plain
             .compile_expression(strip_braces(source))
-            .map_err(describe)?;
+            .map_err(TemplateError::Eval)?;
         Ok(e.undeclared_variables(true))
     }
 
     /// Renders a template for an argv element, env value or cwd.
-    pub fn render(&self, source: &str, ctx: &Value) -> Result<String, String> {
+    pub fn render(&self, source: &str, ctx: &Value) -> Result<String, TemplateError> {
         if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
             return Ok(source.to_string());
         }
-        let out = self.plain.render_str(source, ctx).map_err(describe)?;
+        let out = self
+            .plain
+            .render_str(source, ctx)
+            .map_err(TemplateError::Eval)?;
         bounded(out)
     }
 
@@ -170,26 +197,29 @@ impl Templates {
         &self,
         source: &str,
         ctx: &Value,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), TemplateError> {
         SCRIPT_VALUES.with(|v| v.borrow_mut().clear());
-        let out = self.shell.render_str(source, ctx).map_err(describe);
+        let out = self
+            .shell
+            .render_str(source, ctx)
+            .map_err(TemplateError::Eval);
         let values = SCRIPT_VALUES.with(|v| std::mem::take(&mut *v.borrow_mut()));
         Ok((bounded(place_references(&out?))?, values))
     }
 
     /// Evaluates an expression.
-    pub fn eval(&self, source: &str, ctx: &Value) -> Result<Value, String> {
+    pub fn eval(&self, source: &str, ctx: &Value) -> Result<Value, TemplateError> {
         let e = self
             .plain
             .compile_expression(strip_braces(source))
-            .map_err(describe)?;
-        e.eval(ctx).map_err(describe)
+            .map_err(TemplateError::Eval)?;
+        e.eval(ctx).map_err(TemplateError::Eval)
     }
 }
 
-fn bounded(out: String) -> Result<String, String> {
+fn bounded(out: String) -> Result<String, TemplateError> {
     if out.len() > MAX_RENDERED {
-        Err(format!("rendered text is larger than {MAX_RENDERED} bytes"))
+        Err(TemplateError::TooLarge)
     } else {
         Ok(out)
     }
@@ -205,7 +235,7 @@ pub fn strip_braces(s: &str) -> &str {
 }
 
 /// One line: minijinja's message with its detail, without the debug dump.
-fn describe(e: minijinja::Error) -> String {
+fn describe(e: &minijinja::Error) -> String {
     let mut s = e.to_string();
     if let Some(d) = e.detail() {
         if !s.contains(d) {
@@ -218,12 +248,12 @@ fn describe(e: minijinja::Error) -> String {
 
 /// Turns a `forEach` expression's value into items: a list as is, a string holding a JSON
 /// array parsed, any other string split into non-empty lines.
-pub fn items_of(v: &Value) -> Result<Vec<serde_json::Value>, String> {
+pub fn items_of(v: &Value) -> Result<Vec<serde_json::Value>, TemplateError> {
     if let Some(s) = v.as_str() {
         let t = s.trim();
         if t.starts_with('[') {
             return serde_json::from_str::<Vec<serde_json::Value>>(t)
-                .map_err(|e| format!("forEach: not a JSON list: {e}"));
+                .map_err(TemplateError::ItemsNotJson);
         }
         return Ok(t
             .lines()
@@ -232,10 +262,10 @@ pub fn items_of(v: &Value) -> Result<Vec<serde_json::Value>, String> {
             .map(|l| serde_json::Value::String(l.to_string()))
             .collect());
     }
-    let json = serde_json::to_value(v).map_err(|e| format!("forEach: {e}"))?;
+    let json = serde_json::to_value(v).map_err(TemplateError::ItemsUnrepresentable)?;
     match json {
         serde_json::Value::Array(items) => Ok(items),
-        other => Err(format!("forEach must give a list, not {other}")),
+        other => Err(TemplateError::ItemsNotList(other)),
     }
 }
 
@@ -294,7 +324,7 @@ mod tests {
                 &ctx,
             )
             .unwrap_err();
-        assert!(e.contains("fuel"), "{e}");
+        assert!(e.to_string().contains("fuel"), "{e}");
     }
 
     #[test]

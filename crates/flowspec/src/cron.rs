@@ -1,11 +1,11 @@
 //! Cron schedules of applied flows: croner patterns (5 fields, or 6 with seconds first) in an
 //! IANA time zone, evaluated with chrono-tz so that DST changes are handled.
 
-use crate::Millis;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
+use zenith_model::{Millis, ValidationError};
 
 /// A parsed schedule.
 #[derive(Clone, Debug)]
@@ -15,11 +15,12 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Parses `pattern` in time zone `tz` (UTC when `None`).
-    pub fn parse(pattern: &str, tz: Option<&str>) -> Result<Self, (&'static str, String)> {
+    /// Parses `pattern` in time zone `tz` (UTC when `None`); an error names the spec's field
+    /// (`schedule` or `timezone`).
+    pub fn parse(pattern: &str, tz: Option<&str>) -> Result<Self, ValidationError> {
         let fields = pattern.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err((
+            return Err(ValidationError::new(
                 "schedule",
                 format!("cron must have 5 or 6 fields, not {fields}"),
             ));
@@ -28,12 +29,14 @@ impl Schedule {
             .seconds(Seconds::Optional)
             .build()
             .parse(pattern)
-            .map_err(|e| ("schedule", format!("invalid cron {pattern:?}: {e}")))?;
+            .map_err(|e| {
+                ValidationError::new("schedule", format!("invalid cron {pattern:?}: {e}"))
+            })?;
         let tz = match tz {
             None => Tz::UTC,
-            Some(name) => name
-                .parse::<Tz>()
-                .map_err(|_| ("timezone", format!("unknown IANA time zone {name:?}")))?,
+            Some(name) => name.parse::<Tz>().map_err(|_| {
+                ValidationError::new("timezone", format!("unknown IANA time zone {name:?}"))
+            })?,
         };
         Ok(Schedule { cron, tz })
     }
@@ -61,15 +64,18 @@ mod tests {
         assert_eq!(s.next_after(jan1), Some(jan1 + 8 * 3600 * 1000));
         let every = Schedule::parse("*/2 * * * * *", None).unwrap();
         assert_eq!(every.next_after(jan1 + 500), Some(jan1 + 2000));
-        assert_eq!(Schedule::parse("* * *", None).unwrap_err().0, "schedule");
         assert_eq!(
-            Schedule::parse("61 * * * *", None).unwrap_err().0,
+            Schedule::parse("* * *", None).unwrap_err().field,
+            "schedule"
+        );
+        assert_eq!(
+            Schedule::parse("61 * * * *", None).unwrap_err().field,
             "schedule"
         );
         assert_eq!(
             Schedule::parse("* * * * *", Some("Mars/Base"))
                 .unwrap_err()
-                .0,
+                .field,
             "timezone"
         );
     }

@@ -149,7 +149,7 @@ fn the_shipped_json_schema_is_current() {
     let shipped = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         shipped == generated,
-        "docs/flow.schema.json is stale: run ZENITH_BLESS=1 cargo test -p zenith-model"
+        "docs/flow.schema.json is stale: run ZENITH_BLESS=1 cargo test -p zenith-flowspec"
     );
     let v: serde_json::Value = serde_json::from_str(&shipped).unwrap();
     let step = &v["$defs"]["StepSpec"]["properties"];
