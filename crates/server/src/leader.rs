@@ -1,7 +1,7 @@
 //! One term of leadership: the engine rebuilt from the store, the control loop, the store
 //! writer and the API that talks to them. The embedded server runs one term for its whole
 //! life; with PostgreSQL a server runs a term each time it wins the lease and ends it when the
-//! lease is lost (see `ha.rs`).
+//! lease is lost (see `ha/pilot.rs`).
 
 use crate::control::Fatal;
 use crate::{

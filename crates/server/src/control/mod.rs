@@ -13,18 +13,16 @@ use crate::metrics::Metrics;
 use crate::writer::{AfterCommit, CommitError, CommitFailed, WriterMsg};
 use crate::Clock;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use zenith_engine::{Command, Effect, Engine, EngineConfig, Outcome, RunOf};
-use zenith_flowspec::FlowPlan;
-use zenith_model::flow::{FlowSpec, RunId, Trigger};
-use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
+use zenith_model::flow::Trigger;
+use zenith_model::{AttemptId, NodeId};
 use zenith_protocol::agent::{
     Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
 };
-use zenith_protocol::api::{ExplainView, NodeView};
 use zenith_store::StoreError;
 
 /// Most messages applied in one batch.
@@ -38,82 +36,11 @@ const TICK: Duration = Duration::from_millis(50);
 
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
-pub enum LoopMsg {
-    Submit {
-        specs: Vec<Arc<JobSpec>>,
-        key: Option<zenith_engine::IdempotencyKey>,
-        reply: Reply<zenith_engine::Submitted>,
-    },
-    Cancel {
-        id: JobId,
-        reply: Reply<()>,
-    },
-    Register {
-        req: RegisterRequest,
-        reply: Reply<RegisterResponse>,
-    },
-    OpenStream {
-        node: NodeId,
-        session: u64,
-        reply: oneshot::Sender<Option<mpsc::Receiver<StreamMessage>>>,
-    },
-    Report {
-        req: ReportRequest,
-        reply: Reply<ReportResponse>,
-    },
-    Explain {
-        id: JobId,
-        reply: oneshot::Sender<Option<ExplainView>>,
-    },
-    Nodes {
-        reply: oneshot::Sender<Vec<NodeView>>,
-    },
-    Levels {
-        reply: oneshot::Sender<zenith_engine::Levels>,
-    },
-    /// Answered once every batch flushed before it is committed (or refused). Batches flushed
-    /// while nobody listened carry no events; an event subscriber waits on this before it
-    /// answers, so a client that subscribes and then reads state finds those batches' changes
-    /// in the store instead of missing them in both places.
-    Barrier {
-        reply: oneshot::Sender<()>,
-    },
-    /// Start a run: of a validated spec, or of the applied flow `name`.
-    SubmitRun {
-        flow: FlowSource,
-        params: BTreeMap<String, String>,
-        reply: Reply<RunId>,
-    },
-    ApplyFlow {
-        spec: Arc<FlowSpec>,
-        plan: Arc<FlowPlan>,
-        reply: Reply<()>,
-    },
-    DeleteFlow {
-        name: String,
-        reply: Reply<()>,
-    },
-    CancelRun {
-        id: RunId,
-        reply: Reply<()>,
-    },
-    Approve {
-        id: RunId,
-        step: String,
-        reply: Reply<()>,
-    },
-    /// Who runs an attempt (for artifact uploads): its node and flow step instance.
-    AttemptOwner {
-        attempt: AttemptId,
-        reply: oneshot::Sender<Option<(NodeId, Option<zenith_model::flow::StepRef>)>>,
-    },
-}
+mod degraded;
+mod msg;
 
-/// Which flow a run request means.
-pub enum FlowSource {
-    Spec(Arc<FlowSpec>, Arc<FlowPlan>),
-    Applied(String),
-}
+pub use degraded::Fatal;
+pub use msg::{FlowSource, LoopMsg};
 
 struct Session {
     id: u64,
@@ -148,14 +75,6 @@ pub struct ControlLoop {
     gen: u64,
     /// Why the store refuses writes, while it does (new work is refused meanwhile).
     degraded: Option<Arc<StoreError>>,
-}
-
-/// Why the loop stopped the server.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum Fatal {
-    /// After a failed commit the store could not even be read back.
-    #[error("cannot reload the store after a failed commit: {0}")]
-    Reload(Arc<StoreError>),
 }
 
 /// What the loop shares with the rest of the server besides its inbox.
@@ -576,73 +495,6 @@ impl ControlLoop {
             })
             .await
             .map_err(|_| ())
-    }
-}
-
-impl ControlLoop {
-    fn refusal(&self) -> ApiError {
-        let why = self
-            .degraded
-            .as_ref()
-            .map_or_else(|| "unknown error".to_string(), |e| e.to_string());
-        ApiError::Unavailable(format!(
-            "the store cannot write ({why}); new work is refused until it can, retry later"
-        ))
-    }
-
-    /// A commit failed: the engine's memory is ahead of the store. Rebuild it from what is
-    /// durable and refuse new work until a probe write succeeds.
-    async fn on_commit_failed(&mut self, f: CommitFailed) -> Result<(), ()> {
-        if f.gen < self.gen {
-            return Ok(()); // this generation was already rebuilt
-        }
-        self.gen = f.gen + 1;
-        let (tx, rx) = oneshot::channel();
-        self.writer
-            .send(WriterMsg::Reload { reply: tx })
-            .await
-            .map_err(|_| ())?;
-        let loaded = match rx.await {
-            Ok(Ok(l)) => l,
-            Ok(Err(e)) => {
-                self.stop(Fatal::Reload(Arc::new(e)));
-                return Err(());
-            }
-            Err(_) => return Err(()),
-        };
-        self.engine = Engine::restore(self.cfg.engine.clone(), loaded, self.clock.now());
-        // The restored engine's restored state is already durable: drop its restore-time
-        // bookkeeping so that only new changes are written later.
-        self.metrics.reset_engine_baseline();
-        self.set_degraded(Some(f.error));
-        tracing::warn!("engine rebuilt from the store; new work refused until writes succeed");
-        Ok(())
-    }
-
-    /// While degraded: does the store accept writes again? Then commit what waited.
-    async fn probe(&mut self) -> Result<(), ()> {
-        let (tx, rx) = oneshot::channel();
-        self.writer
-            .send(WriterMsg::Probe { reply: tx })
-            .await
-            .map_err(|_| ())?;
-        if let Ok(Ok(())) = rx.await {
-            tracing::info!("the store accepts writes again; accepting new work");
-            self.set_degraded(None);
-            self.flush(Vec::new()).await?;
-        }
-        Ok(())
-    }
-
-    fn set_degraded(&mut self, why: Option<Arc<StoreError>>) {
-        self.shared.degraded.store(why.is_some(), Ordering::Relaxed);
-        self.metrics.set_degraded(why.is_some());
-        self.degraded = why;
-    }
-
-    fn stop(&self, why: Fatal) {
-        tracing::error!(error = %why, "stopping the server");
-        self.shared.fatal.send_replace(Some(why));
     }
 }
 

@@ -1,0 +1,90 @@
+//! The messages handlers and agent sessions send to the control loop.
+
+use super::Reply;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use zenith_flowspec::FlowPlan;
+use zenith_model::flow::{FlowSpec, RunId};
+use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
+use zenith_protocol::agent::{
+    RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
+};
+use zenith_protocol::api::{ExplainView, NodeView};
+
+pub enum LoopMsg {
+    Submit {
+        specs: Vec<Arc<JobSpec>>,
+        key: Option<zenith_engine::IdempotencyKey>,
+        reply: Reply<zenith_engine::Submitted>,
+    },
+    Cancel {
+        id: JobId,
+        reply: Reply<()>,
+    },
+    Register {
+        req: RegisterRequest,
+        reply: Reply<RegisterResponse>,
+    },
+    OpenStream {
+        node: NodeId,
+        session: u64,
+        reply: oneshot::Sender<Option<mpsc::Receiver<StreamMessage>>>,
+    },
+    Report {
+        req: ReportRequest,
+        reply: Reply<ReportResponse>,
+    },
+    Explain {
+        id: JobId,
+        reply: oneshot::Sender<Option<ExplainView>>,
+    },
+    Nodes {
+        reply: oneshot::Sender<Vec<NodeView>>,
+    },
+    Levels {
+        reply: oneshot::Sender<zenith_engine::Levels>,
+    },
+    /// Answered once every batch flushed before it is committed (or refused). Batches flushed
+    /// while nobody listened carry no events; an event subscriber waits on this before it
+    /// answers, so a client that subscribes and then reads state finds those batches' changes
+    /// in the store instead of missing them in both places.
+    Barrier {
+        reply: oneshot::Sender<()>,
+    },
+    /// Start a run: of a validated spec, or of the applied flow `name`.
+    SubmitRun {
+        flow: FlowSource,
+        params: BTreeMap<String, String>,
+        reply: Reply<RunId>,
+    },
+    ApplyFlow {
+        spec: Arc<FlowSpec>,
+        plan: Arc<FlowPlan>,
+        reply: Reply<()>,
+    },
+    DeleteFlow {
+        name: String,
+        reply: Reply<()>,
+    },
+    CancelRun {
+        id: RunId,
+        reply: Reply<()>,
+    },
+    Approve {
+        id: RunId,
+        step: String,
+        reply: Reply<()>,
+    },
+    /// Who runs an attempt (for artifact uploads): its node and flow step instance.
+    AttemptOwner {
+        attempt: AttemptId,
+        reply: oneshot::Sender<Option<(NodeId, Option<zenith_model::flow::StepRef>)>>,
+    },
+}
+
+/// Which flow a run request means.
+pub enum FlowSource {
+    Spec(Arc<FlowSpec>, Arc<FlowPlan>),
+    Applied(String),
+}
