@@ -24,7 +24,8 @@ impl Telemetry {
 
 /// Directives enabling the per-attempt spans for the trace exporter.
 #[cfg(feature = "otlp")]
-const ATTEMPT_SPANS: &str = "info,zenith_server::control=debug,zenith_agent::executor=debug";
+const ATTEMPT_SPANS: &str =
+    "info,zenith_server::control=debug,zenith_engine::command=debug,zenith_agent::executor=debug";
 
 /// `service` names the process in traces (`zenith-server`, `zenith-agent`).
 pub fn init(daemon: bool, json: bool, otlp: Option<&str>, service: &str) -> Telemetry {

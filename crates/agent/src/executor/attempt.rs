@@ -126,7 +126,11 @@ impl Executor {
             }
             Err(e) => {
                 let outcome = AttemptOutcome::StartFailed {
-                    message: truncate(format!("{}: {e}", a.command[0])),
+                    // An empty command never spawns; the server refuses one at submit.
+                    message: truncate(format!(
+                        "{}: {e}",
+                        a.command.first().map_or("", String::as_str)
+                    )),
                 };
                 self.finish(attempt, None, outcome);
             }
