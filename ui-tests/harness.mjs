@@ -51,11 +51,12 @@ export async function startZenith() {
     rmSync(dir, { recursive: true, force: true });
   };
   await waitFor(async () => (await api('GET', '/nodes')).nodes.length === 1, 'the local agent to register');
-  const link = (log.match(/web UI: (\S+)/) || [])[1];
   const cli = (...args) => execFileSync(binary(), args, {
     env: { ...process.env, ZENITH_SERVER: url, ZENITH_TOKEN: token }, encoding: 'utf8',
   });
-  return { url, token, api, stop, dir, link, cli };
+  // zenith up prints the signed-in link only to a terminal; here its output is a pipe.
+  const link = cli('ui').trim();
+  return { url, token, api, stop, dir, link, cli, log: () => log };
 }
 
 export async function startBrowser() {

@@ -9,8 +9,37 @@ pub enum Format {
     Json,
 }
 
-/// Prints rows as aligned columns.
+/// Text from the server (names, commands, reasons, outputs) as it may be printed to a
+/// terminal: control characters (escape sequences, carriage returns, newlines, tabs, C1
+/// controls) are shown escaped (`\x1b`, `\n`), so a job cannot repaint the reader's screen
+/// or break a table's rows. JSON output needs none of this: its encoder escapes them.
+pub fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Prints rows as aligned columns; every cell is shown [`safe`].
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| safe(c).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -74,4 +103,21 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(safe("plain name"), "plain name");
+        assert_eq!(
+            safe("\u{1b}[2J\u{1b}]0;pwned\u{7}"),
+            "\\x1b[2J\\x1b]0;pwned\\x07"
+        );
+        assert_eq!(safe("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+        assert_eq!(safe("\u{9b}31m\u{7f}"), "\\x9b31m\\x7f");
+        assert_eq!(safe("héllo ✓"), "héllo ✓");
+    }
 }

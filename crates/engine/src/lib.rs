@@ -26,7 +26,7 @@ mod stats;
 pub use changes::Changes;
 pub use command::{AttemptReport, Command, NodeReport, Outcome, RunOf};
 pub use flows::RunLive;
-pub use idempotency::{IdempotencyKey, Submitted};
+pub use idempotency::{IdempotencyKey, Submitted, SCOPE_LEN};
 pub use nodes::{NodeRegistration, NodeReply};
 pub use restore::Loaded;
 pub use state::{Engine, JobLive, NodeInfo};
@@ -57,8 +57,10 @@ pub struct EngineConfig {
     pub max_live_tasks: u64,
     /// An idempotency key is remembered this long after its first use.
     pub idempotency_ttl_ms: u64,
-    /// Most idempotency keys remembered at once.
+    /// Most idempotency keys remembered at once (beyond: the oldest is evicted).
     pub max_idempotency_keys: usize,
+    /// Most idempotency keys remembered for one client (beyond: its oldest is evicted).
+    pub max_idempotency_keys_per_client: usize,
     /// Most flow runs live at once; new runs beyond are refused.
     pub max_live_runs: usize,
     /// Most applied flow definitions.
@@ -77,6 +79,7 @@ impl Default for EngineConfig {
             max_live_tasks: 10_000_000,
             idempotency_ttl_ms: 24 * 3600 * 1000,
             max_idempotency_keys: 100_000,
+            max_idempotency_keys_per_client: 10_000,
             max_live_runs: 10_000,
             max_flow_defs: 10_000,
         }
@@ -125,8 +128,6 @@ pub enum EngineError {
     UnknownNode(NodeId),
     #[error("idempotency key {0:?} was used for a different request")]
     KeyReused(String),
-    #[error("too many idempotency keys in use (limit {0}); retry later")]
-    TooManyKeys(usize),
     #[error("run {0} is not live (unknown or already finished)")]
     RunNotLive(zenith_model::flow::RunId),
     #[error("too many live flow runs (limit {0}); retry later")]

@@ -172,6 +172,17 @@ impl Engine {
         {
             return Err("idempotency index out of step with its expiry index".into());
         }
+        let by_scope: usize = self.keys_by_scope.values().map(|s| s.len()).sum();
+        if by_scope != self.idempotency.len()
+            || self.keys_by_scope.iter().any(|(scope, set)| {
+                set.is_empty()
+                    || set.iter().any(|e| {
+                        !self.key_expiry.contains(e) || crate::idempotency::scope_of(&e.1) != scope
+                    })
+            })
+        {
+            return Err("idempotency keys by scope out of step with the keys".into());
+        }
         for (_, id, _) in &self.retry_timers {
             if !self.jobs.contains_key(id) {
                 return Err(format!("retry timer for retired job {id}"));

@@ -164,6 +164,9 @@ pub struct Engine {
     /// Bounded by `max_idempotency_keys`; entries leave at `expires_at` (see `idempotency.rs`).
     pub(crate) idempotency: HashMap<String, zenith_model::IdempotencyRecord>,
     pub(crate) key_expiry: BTreeSet<(Millis, String)>,
+    /// The same keys by scope (the client that sent them), each oldest first; a scope's
+    /// entry goes with its last key.
+    pub(crate) keys_by_scope: HashMap<String, BTreeSet<(Millis, String)>>,
     /// Drained by the server after every step; capped at `MAX_OBSERVATIONS`.
     pub(crate) observations: std::collections::VecDeque<crate::Observation>,
     pub(crate) runs: HashMap<RunId, crate::flows::FlowRun>,
@@ -223,6 +226,7 @@ impl Engine {
             counters: crate::Counters::default(),
             idempotency: HashMap::new(),
             key_expiry: BTreeSet::new(),
+            keys_by_scope: HashMap::new(),
             observations: std::collections::VecDeque::new(),
             runs: HashMap::new(),
             next_run_id: 1,

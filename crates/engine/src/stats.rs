@@ -34,6 +34,8 @@ pub struct Counters {
     /// Scheduled runs skipped because a run was active and the flow forbids overlap.
     pub schedules_skipped: u64,
     pub schedules_failed: u64,
+    /// Idempotency keys dropped before their TTL to make room (see `idempotency.rs`).
+    pub idempotency_keys_evicted: u64,
 }
 
 /// Durations measured inside the engine, drained by the server after every step.

@@ -331,59 +331,65 @@ fn counters_levels_and_observations() {
 }
 
 #[test]
-fn idempotent_submission_replays_refuses_mismatch_and_expires() {
+fn idempotent_submission_replays_refuses_mismatch_evicts_and_expires() {
     use std::sync::Arc;
     use zenith_engine::IdempotencyKey;
     let mut env = TestEnv::new(EngineConfig {
         idempotency_ttl_ms: 1000,
-        max_idempotency_keys: 2,
+        max_idempotency_keys: 3,
+        max_idempotency_keys_per_client: 2,
         ..cfg()
     });
-    let key = |k: &str, fp| {
+    let keyed = |scope: &str, k: &str, fp| {
         Some(IdempotencyKey {
+            scope: scope.into(),
             key: k.into(),
             fingerprint: fp,
         })
     };
-    let a = env
-        .engine
-        .submit_idempotent(key("k1", 7), vec![Arc::new(spec(1.0))], env.now)
-        .unwrap();
-    env.settle();
+    let alice = "aaaaaaaaaaaa";
+    let bob = "bbbbbbbbbbbb";
+    let key = |k: &str, fp| keyed(alice, k, fp);
+    let submit = |env: &mut TestEnv, key: Option<IdempotencyKey>| {
+        let r = env
+            .engine
+            .submit_idempotent(key, vec![Arc::new(spec(1.0))], env.now);
+        env.settle();
+        r
+    };
+    let a = submit(&mut env, key("k1", 7)).unwrap();
     assert!(!a.replayed);
-    let again = env
-        .engine
-        .submit_idempotent(key("k1", 7), vec![Arc::new(spec(1.0))], env.now)
-        .unwrap();
+    let again = submit(&mut env, key("k1", 7)).unwrap();
     assert_eq!((again.ids.clone(), again.replayed), (a.ids.clone(), true));
-    let err = env
-        .engine
-        .submit_idempotent(key("k1", 8), vec![Arc::new(spec(1.0))], env.now)
-        .unwrap_err();
+    let err = submit(&mut env, key("k1", 8)).unwrap_err();
     assert!(err.to_string().contains("different request"));
-    env.engine
-        .submit_idempotent(key("k2", 1), vec![Arc::new(spec(1.0))], env.now)
-        .unwrap();
-    let full = env
-        .engine
-        .submit_idempotent(key("k3", 1), vec![Arc::new(spec(1.0))], env.now)
-        .unwrap_err();
-    assert!(full.to_string().contains("too many idempotency keys"));
-    env.settle();
-    assert_eq!(
-        env.engine.live_jobs(),
-        2,
-        "replays and refusals created nothing"
-    );
+    // Another client's key of the same name is its own.
+    let b1 = submit(&mut env, keyed(bob, "k1", 9)).unwrap();
+    assert!(!b1.replayed);
+    assert_ne!(b1.ids, a.ids);
+    // Alice's third key evicts her oldest (k1), never refuses: her loop keeps submitting.
+    env.now += 1;
+    submit(&mut env, key("k2", 1)).unwrap();
+    env.now += 1;
+    submit(&mut env, key("k3", 1)).unwrap();
+    assert_eq!(env.engine.idempotency_keys(), 3);
+    let k1_again = submit(&mut env, key("k1", 8)).unwrap();
+    assert!(!k1_again.replayed, "k1 was evicted: a new job");
+    // ...which evicted k2 in turn (and k2 then k3); Bob's key is untouched by Alice's churn.
+    assert!(!submit(&mut env, key("k2", 1)).unwrap().replayed);
+    let bob_again = submit(&mut env, keyed(bob, "k1", 9)).unwrap();
+    assert_eq!((bob_again.ids, bob_again.replayed), (b1.ids.clone(), true));
+    assert_eq!(env.engine.counters().idempotency_keys_evicted, 3);
+    // The engine-wide bound evicts the oldest of all (Bob's): Carol's key makes room.
+    let carol = submit(&mut env, keyed("cccccccccccc", "k1", 1)).unwrap();
+    assert!(!carol.replayed);
+    assert_eq!(env.engine.idempotency_keys(), 3);
+    assert_eq!(env.engine.counters().idempotency_keys_evicted, 4);
+    assert!(!submit(&mut env, keyed(bob, "k1", 9)).unwrap().replayed);
     env.advance(1000);
     assert_eq!(env.engine.idempotency_keys(), 0, "expired after the TTL");
-    let fresh = env
-        .engine
-        .submit_idempotent(key("k1", 8), vec![Arc::new(spec(1.0))], env.now)
-        .unwrap();
+    let fresh = submit(&mut env, key("k3", 1)).unwrap();
     assert!(!fresh.replayed);
-    assert_ne!(fresh.ids, a.ids);
-    env.settle();
 }
 
 #[test]

@@ -215,6 +215,13 @@ impl JobSpec {
         self.resources
             .validate()
             .map_err(|e| e.within("resources"))?;
+        if self.resources.cpu_millis < crate::resources::MIN_JOB_CPU_MILLIS {
+            // A job of no CPU would escape the node's capacity: any number would fit.
+            return Err(ValidationError::new(
+                "resources.cpus",
+                "must be at least 0.001 (one millicore)",
+            ));
+        }
         validate_word(&self.queue, "queue")?;
         if self.priority.unsigned_abs() > MAX_PRIORITY as u32 {
             return Err(ValidationError::new(

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 pub const MAX_CUSTOM_RESOURCES: usize = 16;
 /// Largest CPU request or capacity, in cores.
 pub const MAX_CPUS: u64 = 65_536;
+/// The least CPU a job may ask for, in millicores (0.001 cores).
+pub const MIN_JOB_CPU_MILLIS: u64 = 1;
 /// Largest memory request or capacity (1 PiB).
 pub const MAX_MEMORY: u64 = 1 << 50;
 
@@ -15,8 +17,9 @@ pub const MAX_MEMORY: u64 = 1 << 50;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
+    /// One core when not given (as Slurm does), so `{memory: 1G}` does not ask for no CPU.
     #[serde(
-        default,
+        default = "one_core",
         rename = "cpus",
         serialize_with = "ser_cpus",
         deserialize_with = "de_cpus"
@@ -28,6 +31,10 @@ pub struct Resources {
     pub gpus: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom: BTreeMap<String, u64>,
+}
+
+fn one_core() -> u64 {
+    1000
 }
 
 fn is_zero(v: &u64) -> bool {

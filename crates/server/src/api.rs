@@ -74,9 +74,22 @@ fn idempotency_key(headers: &HeaderMap, body: &[u8]) -> Result<Option<Idempotenc
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&digest[..8]);
     Ok(Some(IdempotencyKey {
+        scope: key_scope(headers),
         key: key.to_string(),
         fingerprint: u64::from_le_bytes(fp),
     }))
+}
+
+/// Whose key it is: a hash of the request's bearer token (authenticated before this runs),
+/// so keys of one token never answer another's and each token's keys are bounded apart.
+fn key_scope(headers: &HeaderMap) -> String {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut scope = hex::encode(Sha256::digest(token.as_bytes()));
+    scope.truncate(zenith_engine::SCOPE_LEN);
+    scope
 }
 
 pub async fn submit(

@@ -96,9 +96,9 @@ pub fn engine_error(e: EngineError) -> ApiError {
             ApiError::Conflict(format!("job {id} is not queued or running"))
         }
         EngineError::KeyReused(_) => ApiError::Conflict(e.to_string()),
-        EngineError::TooManyJobs(_)
-        | EngineError::TooManyTasks(_)
-        | EngineError::TooManyKeys(_) => ApiError::Overloaded(e.to_string()),
+        EngineError::TooManyJobs(_) | EngineError::TooManyTasks(_) => {
+            ApiError::Overloaded(e.to_string())
+        }
         EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
         EngineError::RunNotLive(_)
         | EngineError::FlowBusy(..)

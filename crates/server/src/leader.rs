@@ -47,6 +47,8 @@ impl Leader {
             dispatch_grace_ms: (cfg.heartbeat_interval_ms * 10).max(5_000),
             max_live_jobs: cfg.max_live_jobs,
             idempotency_ttl_ms: cfg.idempotency_ttl_ms,
+            max_idempotency_keys: cfg.max_idempotency_keys,
+            max_idempotency_keys_per_client: cfg.max_idempotency_keys_per_client,
             ..EngineConfig::default()
         };
         let engine = Engine::restore(engine_cfg.clone(), loaded, clock.now());

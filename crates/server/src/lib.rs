@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub max_artifact_bytes: u64,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl_ms: u64,
+    /// Most idempotency keys kept, and kept per client token (beyond: the oldest evicted).
+    pub max_idempotency_keys: usize,
+    pub max_idempotency_keys_per_client: usize,
     /// Share a PostgreSQL store with other servers (one leader at a time); `None`: the
     /// embedded store in `data_dir`.
     pub ha: Option<HaConfig>,
@@ -101,6 +104,8 @@ impl ServerConfig {
             rate_limit_per_client: 1000,
             max_artifact_bytes: 1 << 30,
             idempotency_ttl_ms: 24 * 3600 * 1000,
+            max_idempotency_keys: 100_000,
+            max_idempotency_keys_per_client: 10_000,
             ha: None,
         }
     }
@@ -341,13 +346,13 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
 /// Counts every request by route template, method and status, and times it.
 async fn track_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = metrics::route_of(req.uri().path());
-    let method = req.method().as_str().to_owned();
+    let method = metrics::method_of(req.method());
     let watch = clock::Stopwatch::start();
     let resp = next.run(req).await;
     // Streams (logs, agent stream) are timed to their first byte, not their end.
     state
         .metrics
-        .observe_request(route, &method, resp.status().as_u16(), watch.seconds());
+        .observe_request(route, method, resp.status().as_u16(), watch.seconds());
     resp
 }
 

@@ -224,6 +224,7 @@ fn idempotency_keys_persist_and_expire(b: &Backend) {
     };
     let mut e = Engine::new(cfg.clone());
     let key = Some(IdempotencyKey {
+        scope: "0123456789ab".into(),
         key: "retry-me".into(),
         fingerprint: 42,
     });

@@ -5,6 +5,7 @@ use super::{parse_kv, parse_kv_count};
 use anyhow::Context;
 use clap::Args;
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,9 +41,16 @@ pub struct ServerOpts {
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     max_live_jobs: u64,
     /// How long an idempotency key is remembered (a retry with it within this returns the
-    /// same job; at most 100,000 keys are kept).
+    /// same job).
     #[arg(long, default_value = "24h", value_parser = DurationMs::parse)]
     idempotency_ttl: DurationMs,
+    /// Most idempotency keys kept; a new one beyond evicts the oldest.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_idempotency_keys: u64,
+    /// Most idempotency keys kept per client token; a new one beyond evicts that client's
+    /// oldest.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_idempotency_keys_per_client: u64,
     /// Largest flow artifact accepted, e.g. 1G.
     #[arg(long, default_value = "1G", value_parser = parse_bytes)]
     max_artifact_size: u64,
@@ -183,6 +191,8 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.max_artifact_bytes = o.max_artifact_size;
     c.max_live_jobs = o.max_live_jobs as usize;
     c.idempotency_ttl_ms = o.idempotency_ttl.as_millis().max(1);
+    c.max_idempotency_keys = o.max_idempotency_keys as usize;
+    c.max_idempotency_keys_per_client = o.max_idempotency_keys_per_client as usize;
     c.max_store_bytes = o.store_max_size;
     c.rate_limit_per_client = o.rate_limit;
     // Sweep often enough that nothing outlives its retention by more than a quarter of it.
@@ -334,10 +344,15 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
     let url = format!("http://{addr}");
     eprintln!("zenith is up at {url} (data in {})", data_dir.display());
     // The admin token rides in the fragment, which browsers never send to the server; the
-    // page stores it for the tab and drops it from the address bar.
-    match zenith_server::auth::read_token_file(&data_dir.join("admin.token")) {
-        Ok(admin) => eprintln!("  web UI: {url}/#token={admin}"),
-        Err(_) => eprintln!("  web UI: {url}/"),
+    // page stores it for the tab and drops it from the address bar. Only a person at a
+    // terminal sees it: in a service's log (journald, a file) it would be a standing secret.
+    let token_file = data_dir.join("admin.token");
+    match zenith_server::auth::read_token_file(&token_file) {
+        Ok(admin) if std::io::stderr().is_terminal() => eprintln!("  web UI: {url}/#token={admin}"),
+        _ => eprintln!(
+            "  web UI: {url}/ (sign in with the admin token in {}; `zenith ui` prints a link that signs you in)",
+            token_file.display()
+        ),
     }
     eprintln!("  try: zenith submit -- echo hello");
     // The local agent runs as a child process of its own: jobs are forked from a small

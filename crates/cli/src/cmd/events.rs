@@ -110,7 +110,7 @@ pub async fn run(a: EventsArgs) -> anyhow::Result<u8> {
         let e = e?;
         match a.format {
             Format::Json => out!("{}", serde_json::to_string(&e)?),
-            Format::Table => out!("{}", describe(&e)),
+            Format::Table => out!("{}", crate::output::safe(&describe(&e))),
         }
     }
     Ok(0)

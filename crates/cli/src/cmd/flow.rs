@@ -221,15 +221,15 @@ pub async fn start(a: StartArgs) -> anyhow::Result<u8> {
 
 fn print_run(v: &RunView) {
     out!("id:        {}", v.id);
-    out!("flow:      {}", v.name);
+    out!("flow:      {}", output::safe(&v.name));
     out!("state:     {}", v.state);
     if let Some(r) = &v.reason {
-        out!("reason:    {r}");
+        out!("reason:    {}", output::safe(r));
     }
     out!("trigger:   {}", v.trigger);
     if !v.params.is_empty() {
         let p: Vec<String> = v.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        out!("params:    {}", p.join(" "));
+        out!("params:    {}", output::safe(&p.join(" ")));
     }
     out!("retries:   {}", v.retries_used);
     out!();

@@ -80,7 +80,7 @@ pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
         JobVerb::Wait(a) => wait(a).await,
         JobVerb::Explain(a) => {
             let e = a.conn.client()?.explain(a.id).await?;
-            out!("job {} is {}: {}", e.id, e.state, e.message);
+            out!("job {} is {}: {}", e.id, e.state, output::safe(&e.message));
             Ok(0)
         }
     }
@@ -94,13 +94,13 @@ async fn show(a: ShowArgs) -> anyhow::Result<u8> {
     }
     let s = &j.summary;
     out!("id:        {}", s.id);
-    out!("name:      {}", s.name);
+    out!("name:      {}", output::safe(&s.name));
     out!("state:     {}", s.state);
     if let Some(r) = &s.reason {
-        out!("reason:    {r}");
+        out!("reason:    {}", output::safe(r));
     }
     out!("queue:     {} (priority {})", s.queue, s.priority);
-    out!("command:   {}", j.spec.command.join(" "));
+    out!("command:   {}", output::safe(&j.spec.command.join(" ")));
     out!(
         "tasks:     {} total, {} queued, {} running, {} succeeded, {} failed, {} cancelled",
         s.task_count,

@@ -144,7 +144,10 @@ fn table<'a>(title: &'a str, header: &'a [&'a str], rows: Vec<Vec<String>>) -> T
         .iter()
         .map(|_| Constraint::Ratio(1, header.len() as u32))
         .collect();
-    Table::new(rows.into_iter().map(Row::new), widths)
+    let rows = rows
+        .into_iter()
+        .map(|r| Row::new(r.into_iter().map(|c| crate::output::safe(&c).into_owned())));
+    Table::new(rows, widths)
         .header(Row::new(header.iter().copied()))
         .block(Block::bordered().title(title))
 }

@@ -66,6 +66,7 @@ pub struct Metrics {
     schedule_fires: Family<StateLabel, Counter>,
     run_deadlines: Counter,
     retry_budget_exhausted: Counter,
+    idempotency_keys_evicted: Counter,
     runs_live: Gauge,
     artifact_bytes: Counter,
     flows_applied: Gauge,
@@ -119,6 +120,7 @@ impl Metrics {
             schedule_fires: Family::default(),
             run_deadlines: Counter::default(),
             retry_budget_exhausted: Counter::default(),
+            idempotency_keys_evicted: Counter::default(),
             runs_live: Gauge::default(),
             artifact_bytes: Counter::default(),
             flows_applied: Gauge::default(),
@@ -271,6 +273,10 @@ impl Metrics {
             .inc_by(d(now.run_deadlines_exceeded, last.run_deadlines_exceeded));
         self.retry_budget_exhausted
             .inc_by(d(now.retry_budget_exhausted, last.retry_budget_exhausted));
+        self.idempotency_keys_evicted.inc_by(d(
+            now.idempotency_keys_evicted,
+            last.idempotency_keys_evicted,
+        ));
     }
 
     /// After the engine was rebuilt its totals restart from zero: export from there on.
@@ -324,7 +330,13 @@ impl Metrics {
         self.flows_applied.set(l.flow_defs as i64);
     }
 
-    pub fn observe_request(&self, route: &str, method: &str, code: u16, seconds: f64) {
+    pub fn observe_request(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        code: u16,
+        seconds: f64,
+    ) {
         self.api_requests
             .get_or_create(&RouteLabels {
                 route: route.into(),
@@ -357,6 +369,24 @@ impl Default for Metrics {
 
 /// The route template a request path belongs to, from the route table; IDs become `{id}`
 /// and anything unknown is `other`, so the label set stays bounded.
+/// A request method as a metric label: the methods HTTP defines, and `other` for the rest,
+/// so that made-up methods (`M00000001`) cannot grow the label set.
+pub fn method_of(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 pub fn route_of(path: &str) -> &'static str {
     // `{id}` matches a number, `{name}` any one segment.
     const ROUTES: &[&str] = &[
@@ -429,6 +459,29 @@ mod tests {
         assert_eq!(route_of("/api/v1/jobs"), "/api/v1/jobs");
         assert_eq!(route_of("/api/v1/jobs/abc"), "other");
         assert_eq!(route_of("/../../etc/passwd"), "other");
+    }
+
+    #[test]
+    fn methods_are_bounded() {
+        use axum::http::Method;
+        assert_eq!(method_of(&Method::GET), "GET");
+        assert_eq!(method_of(&Method::DELETE), "DELETE");
+        for m in ["M00000001", "get", "BREW", "X"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(method_of(&m), "other");
+        }
+        // However many made-up methods arrive, they share one series per route and code.
+        let metrics = Metrics::new();
+        for i in 0..1000 {
+            let m = Method::from_bytes(format!("M{i:08}").as_bytes()).unwrap();
+            metrics.observe_request("/healthz", method_of(&m), 405, 0.0);
+        }
+        let text = metrics.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("zenith_api_requests_total{"))
+            .count();
+        assert_eq!(series, 1, "{text}");
     }
 
     #[test]

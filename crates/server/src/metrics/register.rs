@@ -72,6 +72,11 @@ impl Metrics {
             self.run_deadlines.clone(),
         );
         r.register(
+            "idempotency_keys_evicted",
+            "Idempotency keys dropped before their TTL to make room for newer ones",
+            self.idempotency_keys_evicted.clone(),
+        );
+        r.register(
             "flow_retry_budget_exhausted",
             "Retries refused because the run's retryBudget was spent",
             self.retry_budget_exhausted.clone(),

@@ -1,0 +1,175 @@
+//! Security hygiene on the real binary (issue: secure across machines): made-up request
+//! methods cannot grow the metrics, a job cannot ask for no CPU, text from jobs cannot drive
+//! the reader's terminal, and `zenith up` keeps the admin token out of its logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+
+/// Sends one request with `method` on a fresh connection and reads the status line.
+fn raw_method(port: u16, method: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "{method} /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf); // a reset after the answer is fine
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn made_up_methods_share_one_metrics_series() {
+    let c = blocking(|| Cluster::up(&[])).await;
+    let port = c.port;
+    let statuses = blocking(move || {
+        (0..2_000)
+            .map(|i| raw_method(port, &format!("M{i:08}")))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    assert!(
+        statuses.iter().all(|s| s.starts_with("HTTP/1.1 ")),
+        "{statuses:?}"
+    );
+    let text = c.api().metrics().await;
+    assert!(!text.contains("M0000"), "a made-up method became a label");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("zenith_api_requests_total{") && l.contains("method=\"other\""))
+        .collect();
+    assert!(
+        !series.is_empty(),
+        "the flood is counted under method=other"
+    );
+    let total: f64 = series
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(total >= 2_000.0, "{series:?}");
+}
+
+#[test]
+fn a_job_cannot_ask_for_no_cpu() {
+    let c = Cluster::up(&[]);
+    for cpus in ["0", "0.0000001", "-1"] {
+        let out = c.cli(&["submit", &format!("--cpus={cpus}"), "--", "true"]);
+        assert_eq!(out.status.code(), Some(2), "--cpus {cpus}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cpus"), "--cpus {cpus}: {err}");
+    }
+    let api = c.api();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = api
+            .post("/api/v1/jobs")
+            .json(&serde_json::json!({"command": ["true"], "resources": {"cpus": 0}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "resources.cpus", "{body}");
+        // Resources without `cpus` ask for one core, not none.
+        let ok: serde_json::Value = api
+            .post_json(
+                "/api/v1/jobs",
+                &serde_json::json!({"command": ["true"], "resources": {"memory": "1M"}}),
+            )
+            .await;
+        let id = ok["id"].as_u64().unwrap();
+        let j = api.get_json(&format!("/api/v1/jobs/{id}")).await;
+        assert_eq!(j["spec"]["resources"]["cpus"], 1.0, "{j}");
+    });
+    let listed = c.ok(&["jobs", "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+#[test]
+fn text_from_jobs_cannot_drive_the_terminal() {
+    let c = Cluster::up(&[]);
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    // Its name comes from argv[0] (the program does not exist: it fails to start, and the
+    // reason quotes it too); the command line carries the same bytes.
+    let id = c.submit(&["--", &format!("x{evil}"), evil]);
+    c.wait_final(id, 30);
+    for args in [vec!["jobs"], vec!["job", "show", &id.to_string()]] {
+        let out = c.ok(&args);
+        assert!(
+            !out.contains('\u{1b}'),
+            "{args:?} printed a raw escape: {out:?}"
+        );
+        assert!(
+            !out.contains('\u{7}'),
+            "{args:?} printed a raw bell: {out:?}"
+        );
+        assert!(out.contains("\\x1b]0;pwned\\x07"), "{args:?}: {out}");
+    }
+    // JSON keeps the exact text (its encoder escapes it), and logs are the job's own bytes.
+    let json = c.ok(&["job", "show", &id.to_string(), "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["name"].as_str(), Some(format!("x{evil}").as_str()));
+}
+
+#[test]
+fn zenith_up_keeps_the_admin_token_out_of_its_log() {
+    let c = Cluster::up(&[]);
+    // The test's output is a file, as a service's would be.
+    let log = std::fs::read_to_string(c.dir.path().join("server-0.log")).unwrap();
+    assert!(log.contains("zenith is up"), "{log}");
+    assert!(
+        !log.contains(&c.admin_token),
+        "the admin token is in the log:\n{log}"
+    );
+    assert!(
+        log.contains("admin.token"),
+        "the log names the token file:\n{log}"
+    );
+    // `zenith ui` still prints the link that signs in.
+    let link = c.ok(&["ui"]);
+    assert!(
+        link.trim().ends_with(&format!("#token={}", c.admin_token)),
+        "{link}"
+    );
+}
+
+#[test]
+fn a_submission_loop_never_locks_anyone_out() {
+    // Small bounds stand in for the defaults (100,000 keys, 10,000 per client).
+    let c = Cluster::up(&[
+        "--max-idempotency-keys",
+        "50",
+        "--max-idempotency-keys-per-client",
+        "20",
+    ]);
+    // Every `zenith submit` sends a fresh key: a shell loop far past the bounds all succeeds.
+    let ids: Vec<u64> = (0..200)
+        .map(|_| c.submit(&["--cpus", "0.01", "--", "true"]))
+        .collect();
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 200);
+    // A retry with the same key still answers with the same job.
+    let first = c.submit(&["--idempotency-key", "retry-me", "--", "true"]);
+    let again = c.submit(&["--idempotency-key", "retry-me", "--", "true"]);
+    assert_eq!(first, again);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let text = rt.block_on(c.api().metrics());
+    let evicted: f64 = text
+        .lines()
+        .find(|l| l.starts_with("zenith_idempotency_keys_evicted_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        evicted >= 181.0,
+        "keys beyond the client's 20 evicted: {evicted}"
+    );
+}
