@@ -135,7 +135,12 @@ impl Transfer {
             std::process::id(),
             key.replace('/', "_")
         ));
-        let mut file = tokio::fs::File::create(&tar).await?;
+        let mut file = tokio::fs::OpenOptions::from(crate::private_file())
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tar)
+            .await?;
         let mut stream = resp.bytes_stream();
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
@@ -162,7 +167,11 @@ async fn remove_spooled(tar: &Path) {
 /// Packs a file as entry `file`, a directory as the tree under `dir/`.
 fn pack(src: &Path, tar: &Path) -> Result<(), ArtifactError> {
     let meta = std::fs::symlink_metadata(src).map_err(|_| ArtifactError::SourceMissing)?;
-    let out = std::fs::File::create(tar)?;
+    let out = crate::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tar)?;
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     if meta.is_dir() {

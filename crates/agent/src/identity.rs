@@ -25,7 +25,15 @@ pub fn node_id(dir: &Path) -> std::io::Result<NodeId> {
         hex::encode(rnd)
     );
     let id = NodeId::parse(&raw).map_err(|e| std::io::Error::other(e.to_string()))?;
-    std::fs::write(&path, id.as_str())?;
+    {
+        use std::io::Write;
+        let mut f = crate::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        f.write_all(id.as_str().as_bytes())?;
+    }
     Ok(id)
 }
 

@@ -110,7 +110,13 @@ impl Agent {
     /// run left behind) and opens the outbox.
     async fn start(cfg: AgentConfig) -> Result<Agent, AgentError> {
         let servers = Arc::new(endpoints::Endpoints::parse(&cfg.server)?);
+        // Private to this user (0700), also when an older version left it readable: logs,
+        // results and artifacts inside are then out of other local users' reach.
         std::fs::create_dir_all(&cfg.data_dir)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         let lock = lock_data_dir(&cfg.data_dir)?;
         let node = identity::node_id(&cfg.data_dir)?;
         let metrics = metrics::AgentMetrics::new();
@@ -176,7 +182,7 @@ impl Agent {
 /// Two agents on one data directory would share a node identity: the second is refused
 /// (the lock is held until the returned value is dropped).
 fn lock_data_dir(dir: &Path) -> Result<Flock<File>, AgentError> {
-    let lock_file = std::fs::OpenOptions::new()
+    let lock_file = private_file()
         .create(true)
         .truncate(false)
         .write(true)
@@ -232,4 +238,13 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Options for a file only this user may read (0600): the agent's own files (logs, results,
+/// artifacts, identity) stay private whatever mask its jobs run under (`--job-umask`).
+pub(crate) fn private_file() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.mode(0o600);
+    o
 }

@@ -46,7 +46,12 @@ impl Outbox {
             }
         }
         let mut ob = Outbox {
-            file: Arc::new(OpenOptions::new().create(true).append(true).open(&path)?),
+            file: Arc::new(
+                crate::private_file()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?,
+            ),
             path,
             written: 0,
             pending,
@@ -98,7 +103,11 @@ impl Outbox {
 
     fn rewrite(&mut self) -> std::io::Result<()> {
         let tmp = self.path.with_extension("jsonl.tmp");
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         let mut n = 0u64;
         for r in self.pending.values() {
             let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;

@@ -173,3 +173,61 @@ fn a_submission_loop_never_locks_anyone_out() {
         "keys beyond the client's 20 evicted: {evicted}"
     );
 }
+
+/// Every file under `dir` with group or other permission bits, and every directory.
+fn modes_under(
+    dir: &std::path::Path,
+    files: &mut Vec<(String, u32)>,
+    dirs: &mut Vec<(String, u32)>,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = e.path().symlink_metadata().unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let name = e.path().display().to_string();
+        if meta.is_dir() {
+            dirs.push((name, mode));
+            modes_under(&e.path(), files, dirs);
+        } else if meta.is_file() {
+            files.push((name, mode));
+        }
+    }
+}
+
+#[test]
+fn data_at_rest_is_private_and_jobs_keep_their_mask() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::up(&[]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cwd = elsewhere.path().display().to_string();
+    let id = c.submit(&[
+        "--cwd",
+        &cwd,
+        "--env",
+        "SECRET=hunter2",
+        "--",
+        "sh",
+        "-c",
+        "echo made > by-the-job; echo $SECRET",
+    ]);
+    assert_eq!(c.wait_final(id, 30)["state"], "succeeded");
+    assert_eq!(c.ok(&["job", "logs", &id.to_string()]), "hunter2\n");
+    let data = c.data();
+    let top = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(top, 0o700, "the data directory");
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    modes_under(&data, &mut files, &mut dirs);
+    assert!(files.iter().any(|(n, _)| n.ends_with(".db")), "{files:?}");
+    assert!(files.iter().any(|(n, _)| n.ends_with("-wal")), "{files:?}");
+    assert!(
+        files.iter().any(|(n, _)| n.ends_with(".stdout")),
+        "{files:?}"
+    );
+    let open: Vec<_> = files.iter().filter(|(_, m)| m & 0o077 != 0).collect();
+    assert!(open.is_empty(), "files others can read: {open:?}");
+    let agent = dirs.iter().find(|(n, _)| n.ends_with("/agent")).unwrap();
+    assert_eq!(agent.1, 0o700, "the agent's data directory");
+    // The job's own file follows the job mask (022 by default), not the agent's privacy.
+    let made = std::fs::metadata(elsewhere.path().join("by-the-job")).unwrap();
+    assert_eq!(made.permissions().mode() & 0o777, 0o644);
+}

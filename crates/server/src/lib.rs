@@ -227,6 +227,17 @@ fn nodelay(
     listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
+/// Creates `dir` if needed and makes it private to this user (0700), also when an older
+/// version left it readable: nothing inside (database, WAL, logs, artifacts) is then
+/// reachable by other local users, whatever the modes of the files in it.
+fn private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ServerError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| ServerError::Io(format!("cannot make {} private: {e}", dir.display())))
+}
+
 /// Holds an exclusive lock on `<dir>/<file>` for as long as the returned guard lives, so that
 /// two processes never share one data directory.
 fn lock_data_dir(
@@ -234,8 +245,7 @@ fn lock_data_dir(
     file: &str,
     what: &str,
 ) -> Result<nix::fcntl::Flock<std::fs::File>, ServerError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ServerError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    private_dir(dir)?;
     let path = dir.join(file);
     let f = std::fs::OpenOptions::new()
         .create(true)

@@ -142,8 +142,14 @@ impl Executor {
             .command
             .first()
             .ok_or_else(|| std::io::Error::other("empty command"))?;
-        let out = std::fs::File::create(log_path(&self.inner.log_dir, a.attempt, "stdout"))?;
-        let err = std::fs::File::create(log_path(&self.inner.log_dir, a.attempt, "stderr"))?;
+        let log = |stream| {
+            crate::private_file()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(log_path(&self.inner.log_dir, a.attempt, stream))
+        };
+        let (out, err) = (log("stdout")?, log("stderr")?);
         let cwd = a
             .cwd
             .as_ref()

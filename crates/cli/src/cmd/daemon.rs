@@ -89,6 +89,11 @@ pub struct NodeOpts {
     /// Grace period between SIGTERM and SIGKILL when a job is killed.
     #[arg(long, default_value = "5s", value_parser = DurationMs::parse)]
     kill_grace: DurationMs,
+    /// File mode mask for jobs' processes, in octal (the files a job creates get 0666 less
+    /// this). The agent's own files (logs, results, artifacts) are always private (0600 in a
+    /// 0700 data directory).
+    #[arg(long, default_value = "022", value_parser = parse_umask)]
+    job_umask: u32,
     /// Serve the agent's own Prometheus metrics at /metrics on this address.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -261,6 +266,7 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
+    private_files();
     let mut cfg = server_config(&a.server);
     let listener = bind(a.server.listen).await?;
     let addr = listener.local_addr()?;
@@ -301,12 +307,15 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| default_data_dir().join("agent"));
     let exe = std::env::current_exe().context("cannot find the zenith binary for the guardian")?;
+    job_umask(a.node.job_umask);
     let cfg = agent_config(a.server.clone(), a.token.clone(), data_dir, &a.node, exe);
     zenith_agent::run(cfg, shutdown_signal()).await?;
     Ok(0)
 }
 
 pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Result<u8> {
+    // The local agent is a process of its own and sets the jobs' mask itself.
+    private_files();
     let cfg = server_config(&a.server);
     let data_dir = cfg.data_dir.clone();
     let listener = bind(a.server.listen).await?;
@@ -422,7 +431,29 @@ fn agent_args(
     if let Some(p) = n.prefetch {
         v.extend(["--prefetch".into(), p.to_string()]);
     }
+    v.extend(["--job-umask".into(), format!("{:03o}", n.job_umask)]);
     v
+}
+
+/// An octal file mode mask such as `022` or `0077`.
+// String: a clap value parser's error, shown to the user as it is.
+fn parse_umask(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal mask between 000 and 777"))
+}
+
+/// Everything this process creates is private to its user from here on (dirs 0700, files
+/// 0600): the server's database, WAL, logs, artifacts and tokens. The server runs no jobs.
+fn private_files() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
+/// The agent's process mask is the jobs' (they inherit it at spawn, which stays a plain
+/// posix_spawn); its own files are private by their data directory (0700) and their modes.
+fn job_umask(mask: u32) {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
 }
 
 /// Runs the local agent process until `stop`, restarting it (with backoff) if it exits.
