@@ -185,7 +185,8 @@ class Suite:
     def agents(self):
         n = self.n("agents")
         window = 5 if self.quick else 10
-        with cluster(self.zenith, mode="server") as z:
+        # Every simulated agent holds a connection from this one address: lift the per-address cap.
+        with cluster(self.zenith, mode="server", args=("--max-connections-per-client", "100000")) as z:
             sim = subprocess.Popen([self.bench, "sim-agents", "--agents", str(n), "--cpus", "1"],
                                    env=z.env(), stdout=subprocess.PIPE, text=True)
             try:

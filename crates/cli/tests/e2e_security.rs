@@ -1,7 +1,7 @@
 //! Security hygiene on the real binary (issue: secure across machines): made-up request
 //! methods cannot grow the metrics, a job cannot ask for no CPU, text from jobs cannot drive
 //! the reader's terminal, and `zenith up` keeps the admin token out of its logs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
 use common::*;
@@ -230,4 +230,64 @@ fn data_at_rest_is_private_and_jobs_keep_their_mask() {
     // The job's own file follows the job mask (022 by default), not the agent's privacy.
     let made = std::fs::metadata(elsewhere.path().join("by-the-job")).unwrap();
     assert_eq!(made.permissions().mode() & 0o777, 0o644);
+}
+
+/// Whether the server has closed `s` (end of stream or reset), without waiting.
+fn closed(s: &mut std::net::TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    s.set_nonblocking(true).unwrap();
+    match s.read(&mut buf) {
+        Ok(0) => true, // end of stream
+        Ok(_) => true, // an error response before closing
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[test]
+fn slow_connections_are_capped_per_address_and_timed_out() {
+    let c = Cluster::up(&[
+        "--max-connections-per-client",
+        "200",
+        "--header-timeout",
+        "4s",
+    ]);
+    // 400 connections from one address that start a request and never finish its head.
+    let mut slow: Vec<std::net::TcpStream> = (0..400)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // Another address is still answered while they hang on.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = c.url();
+    let answered = rt.block_on(async {
+        let http = client_from(std::net::Ipv4Addr::new(127, 0, 3, 1))
+            .build()
+            .unwrap();
+        let mut ok = 0;
+        let mut worst = std::time::Duration::ZERO;
+        for _ in 0..50 {
+            let t = std::time::Instant::now();
+            let r = http.get(format!("{url}/healthz")).send().await.unwrap();
+            worst = worst.max(t.elapsed());
+            ok += usize::from(r.status() == 200);
+        }
+        println!("healthz from another address during the attack: worst {worst:?} of 50");
+        ok
+    });
+    assert_eq!(answered, 50);
+    // The 200 beyond the cap were closed at accept; the rest go at the header timeout.
+    wait_for("every slow connection closed", 20, || {
+        slow.iter_mut().all(closed).then_some(())
+    });
+    let text = rt.block_on(c.api().metrics());
+    let refused: f64 = text
+        .lines()
+        .find(|l| l.starts_with("zenith_http_connections_refused_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 200.0, "connections over the cap: {refused}");
 }

@@ -17,6 +17,7 @@ mod ha;
 mod handler;
 mod leader;
 mod limiter;
+pub mod listen;
 pub mod logs;
 mod metrics;
 mod ui;
@@ -30,12 +31,10 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use zenith_store::sqlite::SqliteStore;
 use zenith_store::StoreReader;
@@ -69,6 +68,8 @@ pub struct ServerConfig {
     pub max_artifact_bytes: u64,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl_ms: u64,
+    /// Connection bounds: header/idle timeout, connections per client address.
+    pub listen: listen::ListenLimits,
     /// Most idempotency keys kept, and kept per client token (beyond: the oldest evicted).
     pub max_idempotency_keys: usize,
     pub max_idempotency_keys_per_client: usize,
@@ -104,6 +105,7 @@ impl ServerConfig {
             rate_limit_per_client: 1000,
             max_artifact_bytes: 1 << 30,
             idempotency_ttl_ms: 24 * 3600 * 1000,
+            listen: listen::ListenLimits::default(),
             max_idempotency_keys: 100_000,
             max_idempotency_keys_per_client: 10_000,
             ha: None,
@@ -174,7 +176,7 @@ pub async fn serve(
     let reader: Arc<dyn StoreReader> = Arc::new(store.reader(4)?);
     let metrics = Arc::new(metrics::Metrics::new());
     metrics.leader.set(1);
-    let leader = leader::Leader::start(&cfg, Box::new(store), reader, tokens, metrics)?;
+    let leader = leader::Leader::start(&cfg, Box::new(store), reader, tokens, metrics.clone())?;
     let app = leader.router.clone();
     let stop_wait = leader.stopped();
     let mut fatal = leader.fatal();
@@ -186,45 +188,25 @@ pub async fn serve(
         }
         let _ = stop.send(true);
     };
-    serve_http(listener, app, stop_signal, stop_wait).await?;
+    serve_http(&cfg, listener, app, metrics, stop_signal, stop_wait).await?;
     match leader.finish().await {
         Some(e) => Err(ServerError::Fatal(e)),
         None => Ok(()),
     }
 }
 
-/// Serves `app` until `signal` resolves; once `stopped` turns, long-lived connections (event
-/// and log streams) get 3 s to finish, then are dropped.
+/// Serves `app` until `signal` resolves, within the connection bounds of `cfg`
+/// ([`listen`]); once `stopped` turns, long-lived connections get 3 s to finish.
 async fn serve_http(
+    cfg: &ServerConfig,
     listener: tokio::net::TcpListener,
     app: Router,
+    metrics: Arc<metrics::Metrics>,
     signal: impl Future<Output = ()> + Send + 'static,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
-    let served = axum::serve(
-        nodelay(listener),
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    tokio::select! {
-        r = served => r.map_err(|e| ServerError::Io(format!("http server: {e}"))),
-        _ = async {
-            let _ = stopped.changed().await;
-            tokio::time::sleep(Duration::from_secs(3)).await;
-        } => Ok(()),
-    }
-}
-
-/// Small request/response exchanges with agents: never wait on Nagle's algorithm.
-fn nodelay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+    listen::serve(listener, app, cfg.listen, metrics, signal, stopped).await;
+    Ok(())
 }
 
 /// Creates `dir` if needed and makes it private to this user (0700), also when an older

@@ -54,6 +54,15 @@ pub struct ServerOpts {
     /// Largest flow artifact accepted, e.g. 1G.
     #[arg(long, default_value = "1G", value_parser = parse_bytes)]
     max_artifact_size: u64,
+    /// Time a client has to send a request's head, from connecting and again whenever its
+    /// connection sits idle between requests; slower connections are closed.
+    #[arg(long, default_value = "30s", value_parser = DurationMs::parse)]
+    header_timeout: DurationMs,
+    /// Most open connections from one client address; beyond, new ones are closed at once.
+    /// Agents count too: raise it when more agents than this reach the server through one
+    /// address (a NAT).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections_per_client: u64,
     /// Requests per second each client address may make to the API (bursts of twice that).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     rate_limit: u32,
@@ -197,6 +206,10 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.max_live_jobs = o.max_live_jobs as usize;
     c.idempotency_ttl_ms = o.idempotency_ttl.as_millis().max(1);
     c.max_idempotency_keys = o.max_idempotency_keys as usize;
+    c.listen = zenith_server::listen::ListenLimits {
+        header_timeout: std::time::Duration::from_millis(o.header_timeout.as_millis().max(100)),
+        max_connections_per_client: o.max_connections_per_client as usize,
+    };
     c.max_idempotency_keys_per_client = o.max_idempotency_keys_per_client as usize;
     c.max_store_bytes = o.store_max_size;
     c.rate_limit_per_client = o.rate_limit;
@@ -448,6 +461,22 @@ fn parse_umask(s: &str) -> Result<u32, String> {
 /// 0600): the server's database, WAL, logs, artifacts and tokens. The server runs no jobs.
 fn private_files() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    raise_descriptor_limit();
+}
+
+/// A server holds a descriptor per connection (agents keep one open each): lift the soft
+/// limit to the hard one, which the per-client cap and header timeout then keep in bounds.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
 }
 
 /// The agent's process mask is the jobs' (they inherit it at spawn, which stays a plain

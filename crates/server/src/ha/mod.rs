@@ -189,7 +189,15 @@ pub(crate) async fn serve(
         // Fails only once every receiver is gone, when nothing is left to stop.
         let _ = signal_tx.send(true);
     };
-    let served = crate::serve_http(listener, app, signal, stop_rx.clone()).await;
+    let served = crate::serve_http(
+        &cfg,
+        listener,
+        app,
+        metrics.clone(),
+        signal,
+        stop_rx.clone(),
+    )
+    .await;
     // As above: a send with no receivers left has nobody to tell.
     let _ = stop_tx.send(true);
     if let Err(e) = pilot.await {

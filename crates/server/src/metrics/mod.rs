@@ -67,6 +67,9 @@ pub struct Metrics {
     run_deadlines: Counter,
     retry_budget_exhausted: Counter,
     idempotency_keys_evicted: Counter,
+    /// Open HTTP connections, and those closed at accept (over the per-client cap).
+    pub(crate) http_connections: Gauge,
+    pub(crate) http_connections_refused: Counter,
     runs_live: Gauge,
     artifact_bytes: Counter,
     flows_applied: Gauge,
@@ -121,6 +124,8 @@ impl Metrics {
             run_deadlines: Counter::default(),
             retry_budget_exhausted: Counter::default(),
             idempotency_keys_evicted: Counter::default(),
+            http_connections: Gauge::default(),
+            http_connections_refused: Counter::default(),
             runs_live: Gauge::default(),
             artifact_bytes: Counter::default(),
             flows_applied: Gauge::default(),

@@ -72,6 +72,16 @@ impl Metrics {
             self.run_deadlines.clone(),
         );
         r.register(
+            "http_connections",
+            "Open HTTP connections",
+            self.http_connections.clone(),
+        );
+        r.register(
+            "http_connections_refused",
+            "HTTP connections closed at accept: their client address held its cap",
+            self.http_connections_refused.clone(),
+        );
+        r.register(
             "idempotency_keys_evicted",
             "Idempotency keys dropped before their TTL to make room for newer ones",
             self.idempotency_keys_evicted.clone(),
