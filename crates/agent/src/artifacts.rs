@@ -135,20 +135,11 @@ impl Transfer {
             std::process::id(),
             key.replace('/', "_")
         ));
-        let mut file = tokio::fs::OpenOptions::from(crate::private_file())
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tar)
-            .await?;
-        let mut stream = resp.bytes_stream();
-        use futures_util::StreamExt;
-        use tokio::io::AsyncWriteExt;
-        while let Some(chunk) = stream.next().await {
-            file.write_all(&chunk?).await?;
+        if let Err(e) = download(resp, &tar).await {
+            // A download cut short leaves nothing behind in the spool.
+            remove_spooled(&tar).await;
+            return Err(e);
         }
-        file.flush().await?;
-        drop(file);
         let (t, d) = (tar.clone(), dest.to_path_buf());
         let r = tokio::task::spawn_blocking(move || unpack(&t, &d)).await?;
         remove_spooled(&tar).await;
@@ -156,11 +147,33 @@ impl Transfer {
     }
 }
 
+/// Writes a response body to `tar` (0600).
+async fn download(resp: reqwest::Response, tar: &Path) -> Result<(), ArtifactError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::OpenOptions::from(crate::private_file())
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tar)
+        .await?;
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        file.write_all(&chunk?).await?;
+    }
+    file.flush().await?;
+    Ok(())
+}
+
 /// Deletes a tar file that has done its work. Failing to only leaves it in the spool, which
 /// the next agent start empties: logged, not fatal to the artifact that moved.
 async fn remove_spooled(tar: &Path) {
-    if let Err(e) = tokio::fs::remove_file(tar).await {
-        tracing::warn!(path = %tar.display(), error = %e, "cannot remove a spooled artifact");
+    match tokio::fs::remove_file(tar).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // never written
+        Err(e) => {
+            tracing::warn!(path = %tar.display(), error = %e, "cannot remove a spooled artifact")
+        }
     }
 }
 

@@ -187,8 +187,13 @@ fn lock_data_dir(dir: &Path) -> Result<Flock<File>, AgentError> {
         .truncate(false)
         .write(true)
         .open(dir.join("agent.lock"))?;
-    Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-        .map_err(|_| AgentError::InUse(dir.display().to_string()))
+    Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            AgentError::InUse(dir.display().to_string())
+        } else {
+            AgentError::Io(std::io::Error::from(errno))
+        }
+    })
 }
 
 /// Serves `/metrics` on `addr` when one is given, until the returned handle is dropped.
