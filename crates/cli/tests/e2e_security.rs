@@ -7,6 +7,14 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 
+/// The value of an unlabelled counter in a metrics scrape (0 when absent).
+fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Sends one request with `method` on a fresh connection and reads the status line.
 fn raw_method(port: u16, method: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -163,11 +171,7 @@ fn a_submission_loop_never_locks_anyone_out() {
     assert_eq!(first, again);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let text = rt.block_on(c.api().metrics());
-    let evicted: f64 = text
-        .lines()
-        .find(|l| l.starts_with("zenith_idempotency_keys_evicted_total "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let evicted = counter(&text, "zenith_idempotency_keys_evicted_total");
     assert!(
         evicted >= 181.0,
         "keys beyond the client's 20 evicted: {evicted}"
@@ -284,10 +288,6 @@ fn slow_connections_are_capped_per_address_and_timed_out() {
         slow.iter_mut().all(closed).then_some(())
     });
     let text = rt.block_on(c.api().metrics());
-    let refused: f64 = text
-        .lines()
-        .find(|l| l.starts_with("zenith_http_connections_refused_total "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let refused = counter(&text, "zenith_http_connections_refused_total");
     assert!(refused >= 200.0, "connections over the cap: {refused}");
 }
