@@ -4,6 +4,7 @@
     python3 bench/run.py            # full suite (builds release; peers from bench/peers.sh)
     python3 bench/run.py --quick    # small sizes on the debug build, for CI (< 3 min; judges nothing)
     python3 bench/run.py --only array,latency
+    python3 bench/run.py --only attacks   # denial-of-service figures (bench/attacks.py; not in the default set)
 
 Writes bench/results/<bench>.json, bench/results/all.json and bench/results/summary.md.
 """
@@ -246,6 +247,10 @@ class Suite:
                 r["baseline"] = base
                 r["change_percent"] = (total - base) / base * 100
         self.record("callgrind", r)
+
+    def attacks(self):
+        import attacks  # noqa: E402
+        self.record("attacks", attacks.run(self.zenith, self.quick))
 
     # --- peers ---------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ pub enum ArtifactError {
 pub struct Transfer {
     pub http: reqwest::Client,
     pub servers: std::sync::Arc<crate::endpoints::Endpoints>,
-    pub token: String,
+    pub credential: std::sync::Arc<crate::credential::Credential>,
     pub node: NodeId,
     /// Scratch space for tar files in flight.
     pub spool: PathBuf,
@@ -90,7 +90,7 @@ impl Transfer {
             let resp = self
                 .http
                 .put(url(&self.servers.current(), key))
-                .bearer_auth(&self.token)
+                .bearer_auth(self.credential.bearer())
                 .query(&[
                     ("attempt", attempt.to_string()),
                     ("node", self.node.to_string()),
@@ -117,12 +117,19 @@ impl Transfer {
         }
     }
 
-    /// Downloads the artifact `key` and places it at `dest` (a file or a directory).
-    pub async fn fetch(&self, key: &str, dest: &Path) -> Result<(), ArtifactError> {
+    /// Downloads the artifact `key` for `attempt` (an attempt of the same run, on this node)
+    /// and places it at `dest` (a file or a directory).
+    pub async fn fetch(
+        &self,
+        attempt: AttemptId,
+        key: &str,
+        dest: &Path,
+    ) -> Result<(), ArtifactError> {
         let resp = self
             .http
             .get(url(&self.servers.current(), key))
-            .bearer_auth(&self.token)
+            .bearer_auth(self.credential.bearer())
+            .query(&[("attempt", attempt.to_string())])
             .send()
             .await?;
         if !resp.status().is_success() {

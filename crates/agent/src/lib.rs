@@ -5,6 +5,7 @@
 //! metrics server, executor) followed by the session loop (`run_loop`).
 
 mod artifacts;
+mod credential;
 mod endpoints;
 mod executor;
 pub mod guardian;
@@ -38,8 +39,11 @@ pub struct AgentConfig {
     /// Base URL of the server, e.g. `http://10.0.0.5:7700`, or several comma-separated
     /// (servers sharing a PostgreSQL store; the agent follows the leader).
     pub server: String,
-    /// The agent join token.
+    /// The agent join token: used once, to enroll the node and receive its own credential
+    /// (kept 0600 in `data_dir`).
     pub token: String,
+    /// Trust this CA (PEM) for https:// servers, besides the system's roots.
+    pub ca_cert: Option<PathBuf>,
     /// Identity, outbox, local logs and the default work directory live here.
     pub data_dir: PathBuf,
     /// Display name of the node (default: hostname).
@@ -74,6 +78,12 @@ pub enum AgentError {
     /// `AgentConfig::server` is not a usable list of URLs.
     #[error(transparent)]
     ServerList(#[from] ServerListError),
+    /// The server revoked this node (`zenith node revoke`): the agent stops.
+    #[error("{0}")]
+    Revoked(String),
+    /// `AgentConfig::ca_cert` cannot be used.
+    #[error(transparent)]
+    Trust(#[from] zenith_client::TrustError),
 }
 
 /// Capacity of the executor -> reporter result channel.
@@ -126,14 +136,16 @@ impl Agent {
             .work_dir
             .clone()
             .unwrap_or_else(|| cfg.data_dir.join("work"));
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .build()?;
+        let http = zenith_client::http_client(cfg.ca_cert.as_deref(), Duration::from_secs(5))?;
+        let credential = Arc::new(credential::Credential::open(
+            &cfg.data_dir,
+            &node,
+            cfg.token.clone(),
+        ));
         let transfer = artifacts::Transfer {
             http: http.clone(),
             servers: servers.clone(),
-            token: cfg.token.clone(),
+            credential: credential.clone(),
             node: node.clone(),
             spool: fresh_spool(&cfg.data_dir)?,
         };
@@ -161,6 +173,7 @@ impl Agent {
         let conn = Arc::new(session::Conn::new(
             http,
             cfg,
+            credential,
             servers,
             node.clone(),
             metrics.clone(),

@@ -33,6 +33,9 @@ pub struct AgentMetrics {
     pub report_seconds: Histogram,
     pub log_bytes_shipped: Counter,
     pub registrations: Counter,
+    /// Attempts that failed with the disk full, and outbox writes that hit a full disk.
+    pub disk_full: Counter,
+    pub outbox_disk_full: Counter,
 }
 
 impl AgentMetrics {
@@ -50,7 +53,19 @@ impl AgentMetrics {
             report_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             log_bytes_shipped: Counter::default(),
             registrations: Counter::default(),
+            disk_full: Counter::default(),
+            outbox_disk_full: Counter::default(),
         };
+        r.register(
+            "attempts_disk_full",
+            "Attempts that failed while the node's disk was full (reason disk_full)",
+            m.disk_full.clone(),
+        );
+        r.register(
+            "outbox_disk_full",
+            "Result writes that met a full disk (the outbox's reserve was spent, or results were kept in memory)",
+            m.outbox_disk_full.clone(),
+        );
         r.register(
             "attempts_started",
             "Attempts started on this node",

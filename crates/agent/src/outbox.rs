@@ -6,6 +6,12 @@
 //! [`COMPACT_BYTES`]. Bound: entries are results of attempts this node ran, and the server
 //! assigns no new work while it cannot be reached, so the outbox holds at most the attempts
 //! that were running when the server went away (plus what finished since).
+//!
+//! Disk full: the outbox keeps a reserve file ([`RESERVE_BYTES`], allocated at open); a write
+//! that meets a full disk is cut back to the last whole line, the reserve is given up and the
+//! write tried again. Should that fail too, the results stay in memory (reported all the
+//! same, not durable across an agent restart) and the agent goes on; the reserve comes back
+//! once space does.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -16,6 +22,8 @@ use zenith_model::AttemptId;
 use zenith_protocol::agent::AttemptResult;
 
 const COMPACT_BYTES: u64 = 4 << 20;
+/// Space held back for results when the disk fills (about 8,000 results).
+pub const RESERVE_BYTES: i64 = 1 << 20;
 /// An outbox whose entries are all acknowledged is emptied once it holds this much; below
 /// that, stale lines are harmless (the server refuses them as duplicates) and truncating on
 /// every acknowledgement would cost a metadata write per report.
@@ -23,6 +31,7 @@ const EMPTY_AT_BYTES: u64 = 256 << 10;
 
 pub struct Outbox {
     path: PathBuf,
+    reserve: PathBuf,
     /// Shared with the blocking thread that writes and syncs a batch.
     file: Arc<File>,
     written: u64,
@@ -52,11 +61,13 @@ impl Outbox {
                     .append(true)
                     .open(&path)?,
             ),
+            reserve: dir.join("outbox.reserve"),
             path,
             written: 0,
             pending,
         };
         ob.rewrite()?;
+        ob.keep_reserve();
         Ok(ob)
     }
 
@@ -72,25 +83,63 @@ impl Outbox {
             serde_json::to_writer(&mut buf, r).map_err(std::io::Error::other)?;
             buf.push(b'\n');
         }
-        let file = self.file.clone();
         let len = buf.len() as u64;
+        let buf = Arc::new(buf);
+        let mut r = self.write(buf.clone()).await;
+        if r.as_ref().is_err_and(is_disk_full) && std::fs::remove_file(&self.reserve).is_ok() {
+            tracing::warn!("disk full: the outbox spends its reserve");
+            r = self.write(buf).await;
+        }
+        for res in results {
+            self.pending.insert(res.attempt, res);
+        }
+        r?;
+        self.written += len;
+        Ok(())
+    }
+
+    /// Appends `buf` and syncs; a failed write is cut back to the last whole line.
+    async fn write(&self, buf: Arc<Vec<u8>>) -> std::io::Result<()> {
+        let file = self.file.clone();
+        let written = self.written;
         tokio::task::spawn_blocking(move || {
-            (&*file).write_all(&buf)?;
-            file.sync_data()
+            let r = (&*file).write_all(&buf).and_then(|()| file.sync_data());
+            if r.is_err() {
+                // Best effort: a torn line left at the end is ignored when the outbox is read.
+                let _ = file.set_len(written);
+            }
+            r
         })
         .await
-        .map_err(std::io::Error::other)??;
-        self.written += len;
-        for r in results {
-            self.pending.insert(r.attempt, r);
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Allocates the reserve file when it is missing (at open, and once space returns).
+    fn keep_reserve(&self) {
+        if self.reserve.exists() {
+            return;
         }
-        Ok(())
+        let made = crate::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.reserve)
+            .and_then(|f| {
+                nix::fcntl::posix_fallocate(&f, 0, RESERVE_BYTES).map_err(std::io::Error::from)
+            });
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&self.reserve);
+            tracing::debug!(error = %e, "no outbox reserve for now");
+        }
     }
 
     /// Drops acknowledged results; empties or compacts the file when worthwhile.
     pub fn ack(&mut self, ids: &[AttemptId]) -> std::io::Result<()> {
         for id in ids {
             self.pending.remove(id);
+        }
+        if !ids.is_empty() {
+            self.keep_reserve();
         }
         if self.pending.is_empty() && self.written > EMPTY_AT_BYTES {
             self.file.set_len(0)?;
@@ -134,6 +183,11 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
+}
+
+/// Whether an I/O error means the disk (or the user's quota) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(c) if c == nix::libc::ENOSPC || c == nix::libc::EDQUOT)
 }
 
 #[cfg(test)]

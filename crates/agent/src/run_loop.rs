@@ -41,6 +41,10 @@ impl Agent {
                     backoff.succeeded();
                     self.session(reg, &mut shutdown).await?
                 }
+                Err(AgentError::Revoked(why)) => {
+                    tracing::error!(reason = %why, "this node was revoked; the agent stops");
+                    return Err(AgentError::Revoked(why));
+                }
                 Err(e) => {
                     let wait = backoff.failed(self.conn.servers.current() != tried);
                     tracing::warn!(error = %e, retry_ms = wait.as_millis() as u64, "registration failed");
@@ -80,7 +84,7 @@ impl Agent {
     where
         S: Future<Output = ()> + Unpin,
     {
-        tracing::info!(session = reg.session, "registered");
+        tracing::info!(session = %reg.session, "registered");
         self.metrics.registrations.inc();
         self.conn.adopt_heartbeat_timeout(reg.heartbeat_timeout_ms);
         for k in &reg.kill {
@@ -90,9 +94,10 @@ impl Agent {
         // flight; it is aborted whenever this session ends.
         let stream_conn = self.conn.clone();
         let stream_exec = self.exec.clone();
-        let session = reg.session;
+        let session = reg.session.clone();
+        let stream_session = reg.session;
         let mut stream = AbortOnDrop(tokio::spawn(async move {
-            stream_conn.read_stream(session, stream_exec).await
+            stream_conn.read_stream(stream_session, stream_exec).await
         }));
         let mut tick = tokio::time::interval(Duration::from_millis(
             reg.heartbeat_interval_ms.clamp(50, 60_000),
@@ -123,7 +128,7 @@ impl Agent {
             }
             match self
                 .conn
-                .report(session, &self.exec, &mut self.outbox, &mut self.logs)
+                .report(&session, &self.exec, &mut self.outbox, &mut self.logs)
                 .await
             {
                 Ok(true) => return Ok(Next::Register),
@@ -146,7 +151,15 @@ impl Agent {
             batch.push(more);
         }
         let ids: Vec<_> = batch.iter().map(|r| r.attempt).collect();
-        self.outbox.add(batch).await?;
+        match self.outbox.add(batch).await {
+            Ok(()) => {}
+            // The results are kept in memory and reported; the agent and its jobs go on.
+            Err(e) if crate::outbox::is_disk_full(&e) => {
+                self.metrics.outbox_disk_full.inc();
+                tracing::error!(error = %e, "disk full: results kept in memory only until space returns");
+            }
+            Err(e) => return Err(e),
+        }
         self.exec.stashed(&ids);
         Ok(())
     }

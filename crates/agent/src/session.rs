@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use zenith_model::{AttemptId, NodeId};
 use zenith_protocol::agent::{
-    encode_log_frames, LogAck, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse,
-    StreamMessage, PROTOCOL_VERSION,
+    encode_log_frames, EnrollRequest, EnrollResponse, LogAck, RegisterRequest, RegisterResponse,
+    ReportRequest, ReportResponse, SessionId, StreamMessage, PROTOCOL_VERSION,
 };
 
 /// A stream silent for this long (the server pings every 10 s) is considered dead.
@@ -31,6 +31,7 @@ const REPORT_BATCH: usize = 10_000;
 pub struct Conn {
     pub http: reqwest::Client,
     pub cfg: AgentConfig,
+    pub credential: std::sync::Arc<crate::credential::Credential>,
     pub servers: std::sync::Arc<crate::endpoints::Endpoints>,
     pub node: NodeId,
     /// Per-request timeout in milliseconds (see `DEFAULT_REQUEST_TIMEOUT`).
@@ -42,6 +43,7 @@ impl Conn {
     pub fn new(
         http: reqwest::Client,
         cfg: AgentConfig,
+        credential: std::sync::Arc<crate::credential::Credential>,
         servers: std::sync::Arc<crate::endpoints::Endpoints>,
         node: NodeId,
         metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
@@ -50,6 +52,7 @@ impl Conn {
         Conn {
             http,
             cfg,
+            credential,
             servers,
             node,
             request_timeout_ms: AtomicU64::new(ms),
@@ -74,7 +77,54 @@ impl Conn {
         format!("{}{path}", self.servers.current())
     }
 
+    /// Registers (enrolling first when the node holds no credential). A credential the server
+    /// does not know is dropped (the next registration enrolls again); a revoked node gets
+    /// [`AgentError::Revoked`].
     pub async fn register(
+        &self,
+        known: Vec<AttemptId>,
+        waiting: Vec<AttemptId>,
+    ) -> Result<RegisterResponse, AgentError> {
+        if !self.credential.is_set() {
+            self.enroll().await?;
+        }
+        let r = self.register_once(known, waiting).await;
+        match &r {
+            Err(AgentError::Server { status: 401, body }) if body.contains("node_unknown") => {
+                tracing::warn!("the server does not know this node's credential; enrolling again");
+                self.credential.forget();
+            }
+            Err(AgentError::Server { status: 403, body }) if body.contains("node_revoked") => {
+                return Err(AgentError::Revoked(body.clone()));
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// Trades the join token for this node's own credential, and keeps it.
+    async fn enroll(&self) -> Result<(), AgentError> {
+        let req = EnrollRequest {
+            protocol_version: PROTOCOL_VERSION,
+            node_id: self.node.clone(),
+            name: self.cfg.name.clone(),
+        };
+        let join = self.credential.join_token().to_string();
+        let r: Result<EnrollResponse, _> = self.post_as("/agent/v1/enroll", &req, &join).await;
+        match r {
+            Ok(resp) => {
+                self.credential.store(resp.credential)?;
+                tracing::info!(node = %self.node, "enrolled: this node's credential is kept in its data directory");
+                Ok(())
+            }
+            Err(AgentError::Server { status: 403, body }) if body.contains("node_revoked") => {
+                Err(AgentError::Revoked(body))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn register_once(
         &self,
         known: Vec<AttemptId>,
         waiting: Vec<AttemptId>,
@@ -92,17 +142,27 @@ impl Conn {
         self.post_json("/agent/v1/register", &req).await
     }
 
-    /// POSTs a JSON body with the agent token and the request timeout; decodes the answer.
+    /// POSTs a JSON body with the node's credential and the request timeout; decodes the
+    /// answer.
     async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, AgentError> {
+        self.post_as(path, body, &self.credential.bearer()).await
+    }
+
+    async fn post_as<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        token: &str,
+    ) -> Result<T, AgentError> {
         let server = self.servers.current();
         let sent = self
             .http
             .post(format!("{server}{path}"))
-            .bearer_auth(&self.cfg.token)
+            .bearer_auth(token)
             .timeout(self.timeout())
             .json(body)
             .send()
@@ -126,7 +186,7 @@ impl Conn {
     }
 
     /// Reads the assignment stream until it ends, starting and killing attempts as told.
-    pub async fn read_stream(&self, session: u64, exec: Executor) {
+    pub async fn read_stream(&self, session: SessionId, exec: Executor) {
         let url = self.url(&format!(
             "/agent/v1/stream?node_id={}&session={session}",
             self.node
@@ -134,7 +194,10 @@ impl Conn {
         // Only the response head is bounded here; the body is a long-lived stream.
         let head = tokio::time::timeout(
             self.timeout(),
-            self.http.get(url).bearer_auth(&self.cfg.token).send(),
+            self.http
+                .get(url)
+                .bearer_auth(self.credential.bearer())
+                .send(),
         );
         let resp = match head.await {
             Ok(Ok(r)) if r.status().is_success() => r,
@@ -195,7 +258,7 @@ impl Conn {
     /// server asked for a new registration.
     async fn report_inner(
         &self,
-        session: u64,
+        session: &SessionId,
         exec: &Executor,
         outbox: &mut Outbox,
         logs: &mut LogShipper,
@@ -215,7 +278,7 @@ impl Conn {
             let resp = self
                 .http
                 .post(self.url("/agent/v1/logs"))
-                .bearer_auth(&self.cfg.token)
+                .bearer_auth(self.credential.bearer())
                 .timeout(self.timeout())
                 .body(body)
                 .send()
@@ -236,7 +299,7 @@ impl Conn {
         known.extend(outbox.pending().map(|r| r.attempt));
         let req = ReportRequest {
             node_id: self.node.clone(),
-            session,
+            session: session.clone(),
             known,
             waiting,
             results,
@@ -258,7 +321,7 @@ impl Conn {
     /// Returns whether the server asked for a new registration.
     pub async fn report(
         &self,
-        session: u64,
+        session: &SessionId,
         exec: &Executor,
         outbox: &mut Outbox,
         logs: &mut LogShipper,

@@ -1,4 +1,5 @@
-//! Simulated agents: each registers, holds its assignment stream open and reports every
+//! Simulated agents: each enrolls (join token in, its own credential out), registers, holds
+//! its assignment stream open and reports every
 //! assignment as succeeded at once, batching results with its heartbeat like a real agent.
 //! They cost the server what real agents do (stream, reports, heartbeats) without processes.
 
@@ -8,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify, Semaphore};
 use zenith_model::{AttemptId, AttemptOutcome, NodeId, Resources};
 use zenith_protocol::agent::{
-    AttemptResult, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
-    PROTOCOL_VERSION,
+    AttemptResult, EnrollRequest, EnrollResponse, RegisterRequest, RegisterResponse, ReportRequest,
+    ReportResponse, SessionId, StreamMessage, PROTOCOL_VERSION,
 };
 
 #[derive(clap::Args, Clone)]
@@ -40,19 +41,29 @@ pub struct Stats {
 }
 
 pub async fn start(a: &AgentArgs, stats: Arc<Stats>) -> anyhow::Result<()> {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(
-        reqwest::header::AUTHORIZATION,
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", a.agent_token))?,
-    );
     let http = reqwest::Client::builder()
-        .default_headers(h)
         .pool_max_idle_per_host(a.max_reports)
         .build()?;
     let gate = Arc::new(Semaphore::new(a.max_reports));
     let mut registered = Vec::new();
+    // Node IDs of this run: a second run against the same server enrolls new ones.
+    let run = std::process::id();
     for i in 0..a.agents {
-        let node = NodeId(format!("sim-{i:05}"));
+        let node = NodeId(format!("sim-{run}-{i:05}"));
+        let _permit = gate.acquire().await?;
+        let enroll = EnrollRequest {
+            protocol_version: PROTOCOL_VERSION,
+            node_id: node.clone(),
+            name: format!("sim{i}"),
+        };
+        let r = http
+            .post(format!("{}/agent/v1/enroll", a.server))
+            .bearer_auth(&a.agent_token)
+            .json(&enroll)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "enroll: {}", r.text().await?);
+        let credential = r.json::<EnrollResponse>().await?.credential;
         let req = RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
             node_id: node.clone(),
@@ -67,21 +78,22 @@ pub async fn start(a: &AgentArgs, stats: Arc<Stats>) -> anyhow::Result<()> {
             waiting: Vec::new(),
             prefetch: 0,
         };
-        let _permit = gate.acquire().await?;
         let r = http
             .post(format!("{}/agent/v1/register", a.server))
+            .bearer_auth(&credential)
             .json(&req)
             .send()
             .await?;
         anyhow::ensure!(r.status().is_success(), "register: {}", r.text().await?);
         let reg: RegisterResponse = r.json().await?;
-        registered.push((node, reg));
+        registered.push((node, credential, reg));
     }
-    for (node, reg) in registered {
+    for (node, credential, reg) in registered {
         let agent = Agent {
             http: http.clone(),
             server: a.server.clone(),
             node,
+            credential,
             session: reg.session,
             pending: Mutex::new(Vec::new()),
             wake: Notify::new(),
@@ -99,7 +111,8 @@ struct Agent {
     http: reqwest::Client,
     server: String,
     node: NodeId,
-    session: u64,
+    credential: String,
+    session: SessionId,
     pending: Mutex<Vec<AttemptId>>,
     wake: Notify,
     stats: Arc<Stats>,
@@ -112,7 +125,13 @@ impl Agent {
             "{}/agent/v1/stream?node_id={}&session={}",
             self.server, self.node, self.session
         );
-        let Ok(resp) = self.http.get(url).send().await else {
+        let Ok(resp) = self
+            .http
+            .get(url)
+            .bearer_auth(&self.credential)
+            .send()
+            .await
+        else {
             return;
         };
         let mut body = resp.bytes_stream();
@@ -142,7 +161,7 @@ impl Agent {
             let done: Vec<AttemptId> = std::mem::take(&mut *self.pending.lock().await);
             let req = ReportRequest {
                 node_id: self.node.clone(),
-                session: self.session,
+                session: self.session.clone(),
                 known: Vec::new(),
                 waiting: Vec::new(),
                 results: done
@@ -161,6 +180,7 @@ impl Agent {
             let sent = self
                 .http
                 .post(format!("{}/agent/v1/report", self.server))
+                .bearer_auth(&self.credential)
                 .json(&req)
                 .send()
                 .await;

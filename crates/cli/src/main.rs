@@ -72,6 +72,11 @@ enum Command {
     },
     /// List nodes.
     Nodes(cmd::nodes::NodesArgs),
+    /// Act on one node.
+    Node {
+        #[command(subcommand)]
+        verb: cmd::nodes::NodeVerb,
+    },
     /// List the servers sharing the store: which leads, its lease epoch and age.
     Servers(cmd::servers::ServersArgs),
     /// Follow job, attempt and node transitions as they happen.
@@ -149,6 +154,7 @@ fn main() -> ExitCode {
             Command::Jobs(a) => cmd::jobs::run(a).await,
             Command::Job { verb } => cmd::job::run(verb).await,
             Command::Nodes(a) => cmd::nodes::run(a).await,
+            Command::Node { verb } => cmd::nodes::node(verb).await,
             Command::Servers(a) => cmd::servers::run(a).await,
             Command::Events(a) => cmd::events::run(a).await,
             Command::Top(a) => cmd::top::run(a).await,

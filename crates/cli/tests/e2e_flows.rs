@@ -406,24 +406,28 @@ steps:
             .contains("artifact nothing (not-there): not found"),
         "{missing}"
     );
-    // Only the node running that very attempt may upload.
-    let path = format!("/agent/v1/artifacts/{id}/0/0/tree?attempt=1&node=left");
-    let agent = c.api().with_token(&c.agent_token);
-    let status = tokio::runtime::Builder::new_current_thread()
+    // Only the node running that very attempt may upload: another enrolled node cannot, in
+    // its own name (409: not its attempt) or in the real node's (403: not its credential).
+    let api = c.api().with_token(&c.agent_token);
+    let run = id.clone();
+    let (own, other) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
         .block_on(async move {
-            agent
-                .request(reqwest::Method::PUT, &path)
-                .body("junk")
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            let intruder = api.enroll("intruder").await;
+            let put = |node: &str| {
+                let path = format!("/agent/v1/artifacts/{run}/0/0/tree?attempt=1&node={node}");
+                intruder
+                    .request(reqwest::Method::PUT, &path)
+                    .body("junk")
+                    .send()
+            };
+            let own = put("intruder").await.unwrap().status().as_u16();
+            let other = put("left").await.unwrap().status().as_u16();
+            (own, other)
         });
-    assert_eq!(status, 409);
+    assert_eq!((own, other), (409, 403));
     let dir = c.data().join("artifacts").join(&id);
     assert!(dir.join("0/0/tree.tar").exists());
     // ttl: 2s: the run's artifacts go with it.

@@ -88,8 +88,9 @@ impl HaCluster {
             .arg("--data-dir")
             .arg(&self.servers[i].data)
             .args(["--listen", &format!("0.0.0.0:{}", self.servers[i].port)])
-            // Listening on every address: the URL others use must be given.
-            .args(["--advertise", &self.url(i)])
+            // Listening on every address: the URL others use must be given, and plain HTTP
+            // asked for (e2e_tls runs servers sharing a store over HTTPS).
+            .args(["--advertise", &self.url(i), "--insecure-http"])
             .args(["--heartbeat-timeout", "30s", "--rate-limit", "100000"])
             .env("ZENITH_LOG", "info");
         let log = self.dir.path().join(format!(

@@ -101,17 +101,60 @@ pub fn parse_servers(list: &str) -> Result<Vec<String>, ClientError> {
     Ok(bases)
 }
 
+/// Why an HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("--ca-cert {path}: {message}")]
+    CaCert { path: String, message: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+/// The HTTP client every Zenith part uses to reach a server: https:// checked against the
+/// system's roots, and `ca_cert` (a PEM file, e.g. the cluster CA `<data>/tls/ca.pem` that
+/// `zenith server` creates) when given.
+pub fn http_client(
+    ca_cert: Option<&std::path::Path>,
+    connect_timeout: std::time::Duration,
+) -> Result<reqwest::Client, TrustError> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true);
+    if let Some(path) = ca_cert {
+        let err = |message: String| TrustError::CaCert {
+            path: path.display().to_string(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no CERTIFICATE in the file".into()));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    Ok(b.build()?)
+}
+
 impl Client {
     /// `base`: one server URL or a comma-separated list of them.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| ClientError::Unreachable {
+        Self::with_ca(base, token, None)
+    }
+
+    /// Like [`Client::new`], also trusting the CA in `ca_cert` (PEM).
+    pub fn with_ca(
+        base: &str,
+        token: Option<String>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        let http = http_client(ca_cert, std::time::Duration::from_secs(5)).map_err(|e| {
+            ClientError::Unreachable {
                 url: base.to_string(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Client {
             bases: std::sync::Arc::new(parse_servers(base)?),
             current: Default::default(),
@@ -333,6 +376,16 @@ impl Client {
             .await
     }
 
+    /// Revokes a node's credential (by ID, or a name one node has): it is cut off at once
+    /// and its attempts are requeued.
+    pub async fn revoke_node(
+        &self,
+        node: &str,
+    ) -> Result<zenith_protocol::api::RevokeView, ClientError> {
+        let path = format!("/api/v1/nodes/{}/revoke", path_segment(node));
+        self.json(self.req(reqwest::Method::POST, &path)).await
+    }
+
     /// Committed transitions as they happen (optionally of one job, of some kinds). The stream
     /// ends when the server closes it.
     pub async fn events(
@@ -422,6 +475,17 @@ impl Client {
             .bytes_stream()
             .map(|r| r.map_err(|e| ClientError::Decode(e.to_string()))))
     }
+}
+
+/// `s` as one URL path segment (percent-encoded by the URL parser).
+fn path_segment(s: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse("http://h/") else {
+        return s.to_string(); // a fixed, valid URL: never taken
+    };
+    if let Ok(mut segs) = u.path_segments_mut() {
+        segs.clear().push(s);
+    }
+    u.path().trim_start_matches('/').to_string()
 }
 
 fn root_cause(e: &reqwest::Error) -> String {

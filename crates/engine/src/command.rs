@@ -56,6 +56,10 @@ pub enum Command {
         run: RunId,
         step: String,
     },
+    /// The node is gone for good (its credential revoked): lost now, its attempts requeued.
+    LoseNode {
+        node: NodeId,
+    },
 }
 
 /// Which flow a run is of.
@@ -149,6 +153,10 @@ impl Engine {
             Command::DeleteFlow { name } => self.delete_flow(&name).map(|()| Outcome::Done),
             Command::CancelRun { run } => self.cancel_run(run, now).map(|()| Outcome::Done),
             Command::Approve { run, step } => self.approve(run, &step, now).map(|()| Outcome::Done),
+            Command::LoseNode { node } => {
+                self.mark_lost(&node, now);
+                Ok(Outcome::Done)
+            }
         }
     }
 

@@ -22,6 +22,8 @@ pub enum Reason {
     },
     /// The attempt ran past its timeout.
     TimedOut,
+    /// It failed while its node's disk was full (its output could not be written).
+    DiskFull,
     Cancelled,
     /// Its node was lost while it ran.
     NodeLost,
@@ -121,6 +123,7 @@ impl Reason {
             AttemptOutcome::Exited { code } => Reason::ExitCode { code: *code },
             AttemptOutcome::Signaled { signal } => Reason::Signal { signal: *signal },
             AttemptOutcome::TimedOut => Reason::TimedOut,
+            AttemptOutcome::DiskFull => Reason::DiskFull,
             AttemptOutcome::Cancelled => Reason::Cancelled,
             AttemptOutcome::NodeLost => Reason::NodeLost,
             AttemptOutcome::StartFailed { message } => Reason::StartFailed {
@@ -222,6 +225,7 @@ impl Reason {
         }
         Some(match t {
             "timed_out" => Reason::TimedOut,
+            "disk_full" => Reason::DiskFull,
             "cancelled" => Reason::Cancelled,
             "node_lost" => Reason::NodeLost,
             "failed" => Reason::Failed,
@@ -243,6 +247,7 @@ impl fmt::Display for Reason {
             Reason::ExitCode { code } => write!(f, "exit code {code}"),
             Reason::Signal { signal } => write!(f, "signal {signal}"),
             Reason::TimedOut => f.write_str("timed_out"),
+            Reason::DiskFull => f.write_str("disk_full"),
             Reason::Cancelled => f.write_str("cancelled"),
             Reason::NodeLost => f.write_str("node_lost"),
             Reason::NodeLostTimes { times } => write!(f, "node lost {times} times"),
@@ -285,6 +290,7 @@ mod tests {
             Reason::ExitCode { code: -1 },
             Reason::Signal { signal: 9 },
             Reason::TimedOut,
+            Reason::DiskFull,
             Reason::Cancelled,
             Reason::NodeLost,
             Reason::NodeLostTimes { times: 11 },

@@ -66,6 +66,18 @@ pub struct NodeRecord {
     pub last_seen: Millis,
 }
 
+/// A node's own credential, given at enrolment: only its SHA-256 is kept. A revoked key stays
+/// (so the node ID cannot enroll again).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeKeyRecord {
+    pub node: NodeId,
+    pub name: String,
+    /// Hex SHA-256 of the node's secret.
+    pub hash: String,
+    pub revoked: bool,
+    pub enrolled_at: Millis,
+}
+
 /// A submission's idempotency key and what it created, kept until `expires_at`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -92,6 +104,8 @@ pub struct Changes {
     pub instances: HashMap<(RunId, u32, u32), InstanceRecord>,
     /// Applied definitions written (`Some`) or deleted (`None`).
     pub defs: HashMap<String, Option<FlowDefRecord>>,
+    /// Node credentials enrolled or revoked (written by the server, not the engine).
+    pub node_keys: HashMap<NodeId, NodeKeyRecord>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
     pub next_run_id: u64,
@@ -110,6 +124,7 @@ impl Changes {
             && self.steps.is_empty()
             && self.instances.is_empty()
             && self.defs.is_empty()
+            && self.node_keys.is_empty()
     }
 
     /// Folds a later batch into this one (the later image of a record wins; a job's spec,
@@ -149,6 +164,7 @@ impl Changes {
         self.steps.extend(later.steps);
         self.instances.extend(later.instances);
         self.defs.extend(later.defs);
+        self.node_keys.extend(later.node_keys);
         self.next_job_id = self.next_job_id.max(later.next_job_id);
         self.next_attempt_id = self.next_attempt_id.max(later.next_attempt_id);
         self.next_run_id = self.next_run_id.max(later.next_run_id);
@@ -167,6 +183,7 @@ impl Changes {
             + self.steps.len()
             + self.instances.len()
             + self.defs.len()
+            + self.node_keys.len()
     }
 }
 
@@ -187,6 +204,8 @@ pub struct Loaded {
     pub steps: Vec<StepRecord>,
     pub instances: Vec<InstanceRecord>,
     pub defs: Vec<FlowDefRecord>,
+    /// Every node credential ever enrolled (revoked ones included); not the engine's.
+    pub node_keys: Vec<NodeKeyRecord>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
     pub next_run_id: u64,

@@ -162,6 +162,8 @@ pub enum AttemptOutcome {
     StartFailed { message: String },
     /// The process exited 0 but its declared output parameters could not be read.
     OutputsFailed { message: String },
+    /// The process failed while the node's disk was full: its output could not be written.
+    DiskFull,
 }
 
 impl AttemptOutcome {
@@ -195,6 +197,7 @@ impl AttemptOutcome {
             AttemptOutcome::NodeLost => "node_lost",
             AttemptOutcome::StartFailed { .. } => "start_failed",
             AttemptOutcome::OutputsFailed { .. } => "outputs_failed",
+            AttemptOutcome::DiskFull => "disk_full",
         }
     }
 }

@@ -1,12 +1,52 @@
-//! Agent protocol v1 (`/agent/v1/...`): register, a long-lived NDJSON stream of assignments and
-//! kills from the server, batched reports (results + heartbeat) and batched log uploads.
+//! Agent protocol (`/agent/v1/...`): enrolment (the join token buys the node a credential of
+//! its own), register, a long-lived NDJSON stream of assignments and kills from the server,
+//! batched reports (results + heartbeat) and batched log uploads. Every request but enrolment
+//! carries the node's credential, and the server holds the node to its own attempts.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use zenith_model::{AttemptId, AttemptOutcome, JobId, NodeId, Resources};
 
 /// Bumped on any incompatible change; the server refuses other versions at registration.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: node credentials (enrolment), random session IDs.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Prefix of a node credential: `zn1:<node id>:<64 hex digits>`.
+pub const CREDENTIAL_PREFIX: &str = "zn1:";
+
+/// Splits a node credential into its node ID and secret (not checked against anything).
+pub fn parse_credential(c: &str) -> Option<(&str, &str)> {
+    let (node, secret) = c.strip_prefix(CREDENTIAL_PREFIX)?.rsplit_once(':')?;
+    let ok = secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then_some((node, secret))
+}
+
+/// `POST /agent/v1/enroll`, with the join token: the node's own credential in return. A node
+/// enrolls once; its ID cannot be enrolled again (re-registering needs its credential).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub protocol_version: u32,
+    pub node_id: NodeId,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// `zn1:<node id>:<secret>`: the bearer token of every later request of this node.
+    pub credential: String,
+}
+
+/// One registration of a node: 128 random bits in hex, unguessable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub String);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Header of a standby's 503 to an agent: the leader's URL (servers sharing a PostgreSQL
 /// store).
@@ -43,7 +83,7 @@ pub struct RegisterRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegisterResponse {
     /// Identifies this registration; the stream and reports carry it.
-    pub session: u64,
+    pub session: SessionId,
     pub heartbeat_interval_ms: u64,
     /// Silence after which the server declares the node lost; the agent keeps its requests
     /// well inside it.
@@ -90,7 +130,7 @@ pub struct Assignment {
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
     pub node_id: NodeId,
-    pub session: u64,
+    pub session: SessionId,
     /// Attempts the agent runs, holds in its backlog, or holds unacknowledged results for.
     pub known: Vec<AttemptId>,
     /// Of `known`, attempts waiting in the agent's backlog (not started): a backlogged
@@ -220,6 +260,16 @@ mod tests {
             .unwrap_err()
             .contains("frame 1"));
         assert!(decode_log_frames(b"{nope}\n").is_err());
+    }
+
+    #[test]
+    fn credentials_parse_only_in_their_shape() {
+        let secret = "ab".repeat(32);
+        let c = format!("zn1:n-1.x:{secret}");
+        assert_eq!(parse_credential(&c), Some(("n-1.x", secret.as_str())));
+        assert_eq!(parse_credential(&format!("zn1:n:{}", "g".repeat(64))), None);
+        assert_eq!(parse_credential(&format!("n:{secret}")), None);
+        assert_eq!(parse_credential("zn1:n:abc"), None);
     }
 
     #[test]

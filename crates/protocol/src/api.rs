@@ -122,6 +122,18 @@ pub struct NodeView {
     pub prefetch: u32,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
+    /// Its credential was revoked (`zenith node revoke`): it cannot come back.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// `POST /api/v1/nodes/{node}/revoke`: the node cut off, and how many of its attempts were
+/// requeued elsewhere.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevokeView {
+    pub node: NodeId,
+    pub name: String,
+    pub requeued: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

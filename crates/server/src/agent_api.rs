@@ -1,11 +1,13 @@
-//! Agent protocol v1 handlers (`/agent/v1/...`), behind the agent (or admin) token.
+//! Agent protocol handlers (`/agent/v1/...`): enrolment behind the join token, everything
+//! else behind the node's own credential ([`AuthedNode`]) and held to that node: its own
+//! registration, session, reports and log uploads only.
 
 use crate::control::LoopMsg;
 use crate::error::ApiError;
 use crate::handler::{ask_waiting, decode_agent_body};
-use crate::AppState;
+use crate::{AppState, AuthedNode};
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,8 +15,9 @@ use serde::Deserialize;
 use std::time::Duration;
 use zenith_model::{NodeId, ValidationError};
 use zenith_protocol::agent::{
-    decode_log_frames, LogAck, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse,
-    StreamMessage, MAX_BATCH, MAX_PREFETCH, PROTOCOL_VERSION,
+    decode_log_frames, EnrollRequest, EnrollResponse, LogAck, RegisterRequest, RegisterResponse,
+    ReportRequest, ReportResponse, SessionId, StreamMessage, MAX_BATCH, MAX_PREFETCH,
+    PROTOCOL_VERSION,
 };
 
 /// An idle stream carries a ping this often.
@@ -30,24 +33,65 @@ fn check_known(field: &str, n: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn register(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Json<RegisterResponse>, ApiError> {
-    let req: RegisterRequest = decode_agent_body(&body)?;
-    if req.protocol_version != PROTOCOL_VERSION {
+fn check_version(v: u32) -> Result<(), ApiError> {
+    if v != PROTOCOL_VERSION {
         return Err(ApiError::Invalid(ValidationError::new(
             "protocol_version",
-            format!("agent speaks protocol {}, this server speaks {PROTOCOL_VERSION}; upgrade the older side", req.protocol_version),
+            format!("agent speaks protocol {v}, this server speaks {PROTOCOL_VERSION}; upgrade the older side"),
         )));
     }
-    NodeId::parse(req.node_id.as_str())?;
-    if req.name.len() > 256 || req.name.chars().any(char::is_control) {
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.len() > 256 || name.chars().any(char::is_control) {
         return Err(ApiError::Invalid(ValidationError::new(
             "name",
             "at most 256 bytes without control characters",
         )));
     }
+    Ok(())
+}
+
+/// A request about another node than the one whose credential it carries.
+fn not_you(authed: &AuthedNode, claimed: &NodeId) -> Result<(), ApiError> {
+    if &authed.0 != claimed {
+        return Err(ApiError::NotYours(format!(
+            "this credential is node {}'s, not node {claimed}'s",
+            authed.0
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /agent/v1/enroll` (join token): the node's own credential, once per node ID.
+pub async fn enroll(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let req: EnrollRequest = decode_agent_body(&body)?;
+    check_version(req.protocol_version)?;
+    let node = NodeId::parse(req.node_id.as_str())?;
+    check_name(&req.name)?;
+    let credential = ask_waiting(&state, |reply| LoopMsg::Enroll {
+        node,
+        name: req.name,
+        reply,
+    })
+    .await??;
+    Ok(Json(EnrollResponse { credential }))
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    Extension(authed): Extension<AuthedNode>,
+    body: Bytes,
+) -> Result<Json<RegisterResponse>, ApiError> {
+    let req: RegisterRequest = decode_agent_body(&body)?;
+    check_version(req.protocol_version)?;
+    NodeId::parse(req.node_id.as_str())?;
+    not_you(&authed, &req.node_id)?;
+    check_name(&req.name)?;
     req.resources
         .validate()
         .map_err(|e| ApiError::Invalid(e.within("resources")))?;
@@ -60,8 +104,14 @@ pub async fn register(
             format!("at most {MAX_PREFETCH}"),
         )));
     }
+    let session = crate::node_keys::new_session()?;
     Ok(Json(
-        ask_waiting(&state, |reply| LoopMsg::Register { req, reply }).await??,
+        ask_waiting(&state, |reply| LoopMsg::Register {
+            req,
+            session,
+            reply,
+        })
+        .await??,
     ))
 }
 
@@ -69,16 +119,18 @@ pub async fn register(
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     node_id: String,
-    session: u64,
+    session: String,
 }
 
 /// The long-lived NDJSON stream of assignments and kills for one registered session.
 pub async fn stream(
     State(state): State<AppState>,
+    Extension(authed): Extension<AuthedNode>,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let node = NodeId::parse(&q.node_id)?;
-    let session = q.session;
+    not_you(&authed, &node)?;
+    let session = SessionId(q.session);
     let rx = ask_waiting(&state, |reply| LoopMsg::OpenStream {
         node,
         session,
@@ -112,10 +164,12 @@ pub async fn stream(
 
 pub async fn report(
     State(state): State<AppState>,
+    Extension(authed): Extension<AuthedNode>,
     body: Bytes,
 ) -> Result<Json<ReportResponse>, ApiError> {
     let req: ReportRequest = decode_agent_body(&body)?;
     NodeId::parse(req.node_id.as_str())?;
+    not_you(&authed, &req.node_id)?;
     check_known("known", req.known.len())?;
     check_known("waiting", req.waiting.len())?;
     if req.results.len() > MAX_BATCH {
@@ -140,15 +194,53 @@ pub async fn report(
     ))
 }
 
+/// Log frames of the node's own running attempts are stored. A frame of another node's
+/// attempt refuses the whole upload (nothing stored); frames of attempts not running anywhere
+/// (ended, lost, never made) are dropped unstored and acknowledged, so the agent moves on.
 pub async fn upload_logs(
     State(state): State<AppState>,
+    Extension(authed): Extension<AuthedNode>,
     body: Bytes,
 ) -> Result<Json<LogAck>, ApiError> {
+    let frames = decode_log_frames(&body).map_err(ApiError::BadRequest)?;
+    let mut attempts: Vec<_> = frames.iter().map(|(h, _)| h.attempt).collect();
+    attempts.sort_unstable();
+    attempts.dedup();
+    let owners = ask_waiting(&state, |reply| LoopMsg::AttemptsOf {
+        node: authed.0.clone(),
+        attempts,
+        reply,
+    })
+    .await?;
+    if !owners.others.is_empty() {
+        state
+            .metrics
+            .agent_refused
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: "not_own_attempt",
+            })
+            .inc();
+        return Err(ApiError::NotYours(format!(
+            "node {} does not run attempt(s) {:?}; nothing stored",
+            authed.0, owners.others
+        )));
+    }
     let logs = state.logs.clone();
     let ack = tokio::task::spawn_blocking(move || {
+        // Decoded again on this thread: the frames borrow the body.
         let frames = decode_log_frames(&body).map_err(ApiError::BadRequest)?;
-        logs.append(&frames)
-            .map_err(|e| ApiError::Unavailable(format!("writing logs: {e}")))
+        let unknown: std::collections::HashSet<_> = owners.unknown.into_iter().collect();
+        let (keep, drop): (Vec<_>, Vec<_>) = frames
+            .into_iter()
+            .partition(|(h, _)| !unknown.contains(&h.attempt));
+        let mut ack = logs
+            .append(&keep)
+            .map_err(|e| ApiError::Unavailable(format!("writing logs: {e}")))?;
+        ack.lengths.extend(
+            drop.iter()
+                .map(|(h, d)| (h.attempt, h.stream, h.offset + d.len() as u64)),
+        );
+        Ok::<_, ApiError>(ack)
     })
     .await
     .map_err(|e| ApiError::Unavailable(format!("log task failed: {e}")))??;

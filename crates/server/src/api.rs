@@ -289,6 +289,23 @@ pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiE
     }))
 }
 
+/// `POST /nodes/{node}/revoke` (node ID, or a name one node has): the node's credential is
+/// refused from now on, its stream closed and its attempts requeued elsewhere.
+pub async fn revoke_node(
+    State(state): State<AppState>,
+    Path(node): Path<String>,
+) -> Result<Json<zenith_protocol::api::RevokeView>, ApiError> {
+    if node.is_empty() || node.len() > 256 {
+        return Err(ApiError::Invalid(zenith_model::ValidationError::new(
+            "node",
+            "a node ID or name of 1-256 bytes",
+        )));
+    }
+    Ok(Json(
+        crate::handler::ask_waiting(&state, |reply| LoopMsg::Revoke { node, reply }).await??,
+    ))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {

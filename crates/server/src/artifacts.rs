@@ -5,9 +5,9 @@
 
 use crate::control::LoopMsg;
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{AppState, AuthedNode};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -57,24 +57,37 @@ pub struct PutQuery {
     node: String,
 }
 
-/// `PUT`: only the node running the attempt of that very step instance may upload.
+/// Who runs `attempt`: its node and flow step instance.
+async fn owner_of(
+    state: &AppState,
+    attempt: AttemptId,
+) -> Result<Option<(NodeId, Option<zenith_model::flow::StepRef>)>, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state
+        .control
+        .try_send(LoopMsg::AttemptOwner { attempt, reply: tx })
+        .map_err(|_| ApiError::Overloaded("server busy; retry later".into()))?;
+    rx.await.map_err(|_| ApiError::loop_stopped())
+}
+
+/// `PUT`: only the node running the attempt of that very step instance may upload (the
+/// node is the one the credential names; `node` in the query must agree).
 pub async fn put(
     State(state): State<AppState>,
+    Extension(authed): Extension<AuthedNode>,
     Path(p): Path<(String, String, String, String)>,
     Query(q): Query<PutQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (run, step, instance, path) = artifact_path(&state.artifacts.root, &p)?;
     let node = NodeId::parse(&q.node)?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    state
-        .control
-        .try_send(LoopMsg::AttemptOwner {
-            attempt: AttemptId(q.attempt),
-            reply: tx,
-        })
-        .map_err(|_| ApiError::Overloaded("server busy; retry later".into()))?;
-    let owner = rx.await.map_err(|_| ApiError::loop_stopped())?;
+    if node != authed.0 {
+        return Err(ApiError::NotYours(format!(
+            "this credential is node {}'s, not node {node}'s",
+            authed.0
+        )));
+    }
+    let owner = owner_of(&state, AttemptId(q.attempt)).await?;
     let fits = matches!(&owner, Some((n, Some(o)))
         if *n == node && o.run == run && o.step == step && o.instance == instance);
     if !fits {
@@ -137,12 +150,29 @@ async fn write_limited(path: &std::path::Path, body: Body, max: u64) -> Result<u
     Ok(n)
 }
 
-/// `GET`: the stored tar, streamed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    attempt: u64,
+}
+
+/// `GET`: the stored tar, streamed; only to a node running an attempt of the same run (the
+/// step that takes it as input).
 pub async fn get(
     State(state): State<AppState>,
+    Extension(authed): Extension<AuthedNode>,
     Path(p): Path<(String, String, String, String)>,
+    Query(q): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let (run, step, instance, path) = artifact_path(&state.artifacts.root, &p)?;
+    let owner = owner_of(&state, AttemptId(q.attempt)).await?;
+    let fits = matches!(&owner, Some((n, Some(o))) if *n == authed.0 && o.run == run);
+    if !fits {
+        return Err(ApiError::NotYours(format!(
+            "node {} runs no attempt {} of run {run}",
+            authed.0, q.attempt
+        )));
+    }
     let file = tokio::fs::File::open(&path).await.map_err(|_| {
         ApiError::NotFound(format!("no artifact {} of {run}/{step}/{instance}", p.3))
     })?;

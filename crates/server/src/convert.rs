@@ -62,7 +62,7 @@ pub fn assignment(a: &zenith_engine::Assignment) -> Assignment {
     }
 }
 
-pub fn node_view(n: NodeInfo) -> NodeView {
+pub fn node_view(n: NodeInfo, revoked: bool) -> NodeView {
     NodeView {
         id: n.id,
         name: n.name,
@@ -75,6 +75,7 @@ pub fn node_view(n: NodeInfo) -> NodeView {
         prefetch: n.prefetch,
         registered_at: n.registered_at,
         last_heartbeat: n.last_heartbeat,
+        revoked,
     }
 }
 

@@ -16,6 +16,15 @@ pub enum ApiError {
     Unauthorized,
     #[error("this token may not call this route")]
     Forbidden,
+    /// An agent's node credential is unknown here (or wrong): it enrolls again.
+    #[error("{0}")]
+    NodeUnknown(String),
+    /// An agent's node was revoked: it may not come back under this ID.
+    #[error("{0}")]
+    NodeRevoked(String),
+    /// A node asked about an attempt that is not its own.
+    #[error("{0}")]
+    NotYours(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -50,6 +59,9 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_argument", None),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::NodeUnknown(_) => (StatusCode::UNAUTHORIZED, "node_unknown", None),
+            ApiError::NodeRevoked(_) => (StatusCode::FORBIDDEN, "node_revoked", None),
+            ApiError::NotYours(_) => (StatusCode::FORBIDDEN, "not_your_attempt", None),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", None),

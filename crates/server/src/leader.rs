@@ -35,7 +35,10 @@ impl Leader {
         metrics: Arc<metrics::Metrics>,
     ) -> Result<Leader, ServerError> {
         let clock = Clock::new();
-        let loaded = store.load()?;
+        let mut loaded = store.load()?;
+        let keys = Arc::new(crate::node_keys::NodeKeys::load(&std::mem::take(
+            &mut loaded.node_keys,
+        )));
         tracing::info!(
             live_jobs = loaded.jobs.len(),
             running = loaded.running.len(),
@@ -94,6 +97,7 @@ impl Leader {
                 fatal: Arc::new(fatal_tx),
                 degraded: degraded.clone(),
                 in_flight,
+                keys: keys.clone(),
             },
         );
         let mut loop_stop = stop_rx.clone();
@@ -110,7 +114,10 @@ impl Leader {
             events: events_tx,
             degraded,
             limiter: Arc::new(limiter::RateLimiter::new(cfg.rate_limit_per_client)),
+            agent_limiter: Arc::new(limiter::RateLimiter::new(cfg.agent_rate_limit_per_client)),
+            probe_limiter: Arc::new(limiter::RateLimiter::new(cfg.rate_limit_per_client)),
             artifacts,
+            keys,
         }));
         Ok(Leader {
             router: router(state, cfg.max_body_bytes),

@@ -20,6 +20,8 @@ mod limiter;
 pub mod listen;
 pub mod logs;
 mod metrics;
+mod node_keys;
+pub mod tls;
 mod ui;
 mod writer;
 
@@ -76,6 +78,15 @@ pub struct ServerConfig {
     /// Share a PostgreSQL store with other servers (one leader at a time); `None`: the
     /// embedded store in `data_dir`.
     pub ha: Option<HaConfig>,
+    /// Serve HTTPS with this certificate and key (reloaded on SIGHUP or change); `None`:
+    /// plain HTTP.
+    pub tls: Option<tls::TlsFiles>,
+    /// Requests per second each client address may make to `/agent/v1` and to `/healthz`,
+    /// `/readyz`, `/metrics` (each a bucket of its own; bursts of twice that).
+    pub agent_rate_limit_per_client: u32,
+    /// Trust this CA (PEM) when talking to other servers (a standby forwarding to the
+    /// leader over HTTPS), besides the system's roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Several servers on one PostgreSQL database (docs/ha.md).
@@ -109,6 +120,9 @@ impl ServerConfig {
             max_idempotency_keys: 100_000,
             max_idempotency_keys_per_client: 10_000,
             ha: None,
+            tls: None,
+            ca_cert: None,
+            agent_rate_limit_per_client: 20_000,
         }
     }
 }
@@ -119,6 +133,8 @@ pub enum ServerError {
     Store(#[from] zenith_store::StoreError),
     #[error("{0}")]
     Io(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The control loop stopped the server.
     #[error("{0}")]
     Fatal(#[from] control::Fatal),
@@ -150,8 +166,16 @@ pub(crate) struct AppInner {
     /// True while the store refuses writes.
     degraded: Arc<std::sync::atomic::AtomicBool>,
     limiter: Arc<limiter::RateLimiter>,
+    /// Token buckets of `/agent/v1` and of the probes (`/healthz`, `/readyz`, `/metrics`).
+    agent_limiter: Arc<limiter::RateLimiter>,
+    probe_limiter: Arc<limiter::RateLimiter>,
     artifacts: artifacts::ArtifactStore,
+    keys: Arc<node_keys::NodeKeys>,
 }
+
+/// The node an agent request authenticated as (its credential), for the handlers.
+#[derive(Clone, Debug)]
+pub(crate) struct AuthedNode(pub zenith_model::NodeId);
 
 /// Capacity of the control loop's inbox; a full inbox answers 429.
 const CONTROL_INBOX: usize = 65_536;
@@ -205,7 +229,19 @@ async fn serve_http(
     signal: impl Future<Output = ()> + Send + 'static,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
-    listen::serve(listener, app, cfg.listen, metrics, signal, stopped).await;
+    let tls = match &cfg.tls {
+        Some(files) => {
+            let certs = tls::Reloading::open(files.clone())?;
+            tokio::spawn(certs.clone().watch(
+                std::time::Duration::from_secs(5),
+                metrics.clone(),
+                stopped.clone(),
+            ));
+            Some(certs.server_config()?)
+        }
+        None => None,
+    };
+    listen::serve(listener, app, cfg.listen, tls, metrics, signal, stopped).await;
     Ok(())
 }
 
@@ -252,6 +288,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/jobs/{id}/logs", get(api::logs))
         .route("/jobs/{id}/explain", get(api::explain))
         .route("/nodes", get(api::nodes))
+        .route("/nodes/{node}/revoke", post(api::revoke_node))
         .route("/summary", get(api::summary))
         .route("/servers", get(ha::embedded_servers))
         .route("/events", get(events::events))
@@ -276,6 +313,9 @@ fn router(state: AppState, max_body: usize) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit));
+    let enroll = Router::new()
+        .route("/enroll", post(agent_api::enroll))
+        .layer(middleware::from_fn_with_state(state.clone(), require_join));
     let agent = Router::new()
         .route("/register", post(agent_api::register))
         .route("/stream", get(agent_api::stream))
@@ -286,11 +326,22 @@ fn router(state: AppState, max_body: usize) -> Router {
             axum::routing::put(artifacts::put).get(artifacts::get),
         )
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), require_agent));
-    Router::new()
+        .layer(middleware::from_fn_with_state(state.clone(), require_node))
+        .merge(enroll)
+        .layer(middleware::from_fn_with_state(
+            state.agent_limiter.clone(),
+            limit_with,
+        ));
+    let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_page))
+        .layer(middleware::from_fn_with_state(
+            state.probe_limiter.clone(),
+            limit_with,
+        ));
+    Router::new()
+        .merge(probes)
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
         .nest("/api/v1", api)
@@ -384,9 +435,49 @@ async fn rate_limit(
     }
 }
 
-async fn require_agent(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// `/agent/v1` and the probes: a token bucket per client address of their own, so a flood
+/// there does not starve the API and an API flood does not starve agents.
+async fn limit_with(
+    State(limiter): State<Arc<limiter::RateLimiter>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match limiter.check(peer.ip(), clock::Monotonic::now()) {
+        Ok(()) => next.run(req).await,
+        Err(_) => ApiError::Overloaded(format!("too many requests from {}; slow down", peer.ip()))
+            .into_response(),
+    }
+}
+
+/// Enrolment takes the join token (`agent.token`; the admin token works too).
+async fn require_join(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match bearer(&req).and_then(|t| state.tokens.role_of(t)) {
         Some(_) => next.run(req).await,
         None => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// Every other agent request carries its node's credential; handlers get the node
+/// ([`AuthedNode`]) and hold the request to it.
+async fn require_node(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(token) = bearer(&req) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    match state.keys.check(token) {
+        Ok(node) => {
+            req.extensions_mut().insert(AuthedNode(node));
+            next.run(req).await
+        }
+        Err((why, node)) => {
+            state
+                .metrics
+                .agent_refused
+                .get_or_create(&metrics::ReasonLabel {
+                    reason: why.label(),
+                })
+                .inc();
+            why.into_error(node.as_deref()).into_response()
+        }
     }
 }

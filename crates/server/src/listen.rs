@@ -79,16 +79,19 @@ impl Drop for Slot {
     }
 }
 
-/// Serves `app` on `listener` until `signal` resolves; once `stopped` turns, long-lived
-/// connections (event and log streams) get 3 s to finish, then are dropped.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `signal` resolves; once
+/// `stopped` turns, long-lived connections (event and log streams) get 3 s to finish, then
+/// are dropped. The TLS handshake must finish within the header timeout too.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ListenLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     metrics: Arc<Metrics>,
     signal: impl Future<Output = ()> + Send + 'static,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let accept = async move {
         let clients = Arc::new(PerClient::default());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -121,8 +124,34 @@ pub async fn serve(
             // The router with this connection's peer address (`ConnectInfo`); infallible.
             let Ok(svc) = make.call(addr).await;
             let svc = hyper_util::service::TowerToHyperService::new(svc);
-            let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), svc));
+            let Some(acceptor) = tls.clone() else {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), svc));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, peer = %addr, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
+                continue;
+            };
+            // The handshake runs in the connection's task, bounded like a request's head; the
+            // graceful-shutdown watch starts once it is done.
+            let (http, watcher, metrics) = (http.clone(), graceful.watcher(), metrics.clone());
             tokio::spawn(async move {
+                let hs = tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await;
+                let stream = match hs {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        metrics.tls_handshake_failures.inc();
+                        tracing::debug!(error = %e, peer = %addr, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics.tls_handshake_failures.inc();
+                        return;
+                    }
+                };
+                let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, peer = %addr, "connection ended with an error");
                 }

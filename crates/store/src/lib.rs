@@ -7,10 +7,12 @@
 //! ([`postgres::PgStore`]), where the leader's writes check its lease epoch inside each commit
 //! ([`pg_lease`]).
 
+mod node_keys;
 mod pg_commit;
 mod pg_flows;
 pub mod pg_lease;
 mod pg_reader;
+mod pg_tls;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -36,6 +38,9 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("reader pool lock poisoned")]
     Poisoned,
+    /// The TLS settings of a PostgreSQL URL (`sslmode`, `sslrootcert`) cannot be used.
+    #[error("--store TLS: {0}")]
+    Tls(String),
     #[error("PostgreSQL: {}", pg_reason(.0))]
     Pg(#[from] ::postgres::Error),
     #[error("this server no longer holds the leader lease (epoch {epoch}); write refused")]
@@ -52,7 +57,16 @@ pub enum StoreError {
 fn pg_reason(e: &::postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // The cause says what went wrong (a refused certificate, a reset connection).
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 

@@ -15,7 +15,7 @@ pub use crate::pg_reader::PgReader;
 use crate::rows::{self, keep_good, Cols, ATTEMPT_COLS, JOB_COLS, NODE_COLS, TASK_COLS};
 use crate::{Store, StoreError};
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement, Transaction};
+use postgres::{Client, Row, Statement, Transaction};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,8 +105,10 @@ impl Drop for PgConn {
 /// instead of hanging them: 5 s to connect, 10 s for unacknowledged data (TCP_USER_TIMEOUT),
 /// 30 s per statement.
 pub fn connect(url: &str) -> Result<PgConn, StoreError> {
+    let (pg_url, tls) = crate::pg_tls::connector(url)?;
     let mut cfg: postgres::Config =
-        url.parse()
+        pg_url
+            .parse()
             .map_err(|source: postgres::Error| StoreError::BadUrl {
                 url: url.to_string(),
                 source,
@@ -118,7 +120,7 @@ pub fn connect(url: &str) -> Result<PgConn, StoreError> {
     cfg.keepalives_idle(Duration::from_secs(5));
     cfg.application_name("zenith");
     cfg.options("-c statement_timeout=30000 -c client_min_messages=warning");
-    Ok(PgConn(Some(cfg.connect(NoTls)?)))
+    Ok(PgConn(Some(cfg.connect(tls)?)))
 }
 
 /// The writer's fence: the lease it must still hold for a write to commit.
@@ -299,6 +301,7 @@ impl Store for PgStore {
             ..Loaded::default()
         };
         crate::pg_flows::load(&mut tx, &mut out)?;
+        out.node_keys = crate::node_keys::load_pg(&mut tx)?;
         for r in tx.query(
             "SELECT key, job_ids, fingerprint, expires_at FROM idempotency",
             &[],
@@ -349,7 +352,8 @@ impl Store for PgStore {
                     &[&keys, &values],
                 )?;
             }
-            crate::pg_flows::commit(tx, ch)
+            crate::pg_flows::commit(tx, ch)?;
+            crate::node_keys::commit_pg(tx, ch)
         })
     }
 

@@ -151,6 +151,7 @@ impl Store for SqliteStore {
             out.nodes = keep_good(st.query_map([], |r| Ok(rows::node(r)))?)?;
         }
         crate::sqlite_flows::load(&self.conn, &mut out)?;
+        out.node_keys = crate::node_keys::load_sqlite(&self.conn)?;
         {
             let mut st = self
                 .conn
@@ -323,6 +324,7 @@ impl Store for SqliteStore {
                 meta.execute(params!["next_run_id", ch.next_run_id.to_string()])?;
             }
             crate::sqlite_flows::commit(&tx, ch)?;
+            crate::node_keys::commit_sqlite(&tx, ch)?;
         }
         tx.commit()?;
         Ok(())

@@ -464,6 +464,7 @@ fn agent_config(
     AgentConfig {
         server: url.to_string(),
         token: token.to_string(),
+        ca_cert: None,
         data_dir: root.join(format!("agent-{}", a.name)),
         name: a.name.clone(),
         labels: a.labels.clone(),

@@ -1,5 +1,7 @@
 //! A real PostgreSQL server for tests: a fresh cluster in a temporary directory on a free
-//! loopback port, stopped (immediately) when dropped.
+//! loopback port, stopped (immediately) when dropped. It speaks TLS (a certificate for
+//! 127.0.0.1 signed by a CA of its own, [`PgServer::ca`]), so the default `sslmode=prefer`
+//! of every test's URL encrypts; [`PgServer::start_tls_only`] refuses plaintext altogether.
 //!
 //! Uses Debian's server binaries (`scripts/deps.sh` installs the `postgresql` package).
 //! PostgreSQL refuses to run as root, so under root the cluster belongs to the `postgres`
@@ -15,6 +17,12 @@ pub struct PgServer {
     bin: PathBuf,
     pub port: u16,
     as_postgres: bool,
+}
+
+/// Where the test cluster's TLS files go (outside the data directory, which initdb wants
+/// empty).
+fn tls_dir(dir: &Path) -> PathBuf {
+    dir.join("tls")
 }
 
 /// The newest installed server's `bin` directory.
@@ -48,12 +56,30 @@ fn free_port() -> u16 {
 impl PgServer {
     /// Initialises and starts a new cluster; the superuser is `zenith` (trust auth on loopback).
     pub fn start() -> PgServer {
+        Self::start_with(false)
+    }
+
+    /// As [`start`](Self::start), with plaintext connections refused (TLS only).
+    pub fn start_tls_only() -> PgServer {
+        Self::start_with(true)
+    }
+
+    /// The CA (PEM) that signed the server's certificate: `sslrootcert=` of verify-* URLs.
+    pub fn ca(&self) -> PathBuf {
+        tls_dir(self.dir.path()).join("ca.pem")
+    }
+
+    fn start_with(tls_only: bool) -> PgServer {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("zenith-pg-")
             .tempdir()
             .expect("temp dir");
         let as_postgres = nix_is_root();
+        let tls = tls_dir(dir.path());
+        let ca = zenith_server::tls::ensure_cluster_ca(&tls).expect("test CA");
+        zenith_server::tls::issue_server_cert(&ca, &["127.0.0.1".into(), "localhost".into()], &tls)
+            .expect("test server certificate");
         if as_postgres {
             let ok = Command::new("chown")
                 .args(["-R", "postgres"])
@@ -84,6 +110,12 @@ impl PgServer {
                 "--no-sync",
             ],
         );
+        if tls_only {
+            let hba = pg.data().join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            std::fs::write(&hba, format!("hostnossl all all 0.0.0.0/0 reject\n{rules}"))
+                .expect("write pg_hba.conf");
+        }
         pg.start_again();
         pg
     }
@@ -118,10 +150,14 @@ impl PgServer {
     pub fn start_again(&self) {
         let data = self.data().display().to_string();
         let log = self.dir.path().join("server.log").display().to_string();
+        let tls = tls_dir(self.dir.path());
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c ssl=on \
+             -c ssl_cert_file={} -c ssl_key_file={}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            tls.join("server.pem").display(),
+            tls.join("server.key").display(),
         );
         self.run(
             "pg_ctl",
@@ -215,6 +251,13 @@ impl Drop for PgServer {
         };
         let _ = cmd.args(["-D", &data, "-m", "immediate", "stop"]).output();
     }
+}
+
+/// A CA of its own in `dir` (PEM path), which signed nothing a test server presents.
+pub fn foreign_ca(dir: &Path) -> PathBuf {
+    zenith_server::tls::ensure_cluster_ca(dir)
+        .expect("a CA")
+        .cert_path
 }
 
 fn nix_is_root() -> bool {

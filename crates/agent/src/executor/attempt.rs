@@ -84,7 +84,10 @@ impl Executor {
             }
         };
         for input in &a.io.inputs {
-            if let Err(e) = transfer.fetch(&input.key, &dir.join(&input.path)).await {
+            if let Err(e) = transfer
+                .fetch(attempt, &input.key, &dir.join(&input.path))
+                .await
+            {
                 let message = truncate(format!("input artifact {}: {e}", input.key));
                 return self.finish(attempt, None, AttemptOutcome::StartFailed { message });
             }
@@ -201,6 +204,21 @@ impl Executor {
             Err(e) => AttemptOutcome::StartFailed {
                 message: truncate(format!("wait failed: {e}")),
             },
+        };
+        // A failure while the disk holding its output is full: most likely it failed writing
+        // (ENOSPC), and says so rather than a bare exit code.
+        let outcome = if !outcome.succeeded()
+            && matches!(
+                outcome,
+                AttemptOutcome::Exited { .. } | AttemptOutcome::Signaled { .. }
+            )
+            && disk_full(&self.inner.log_dir)
+        {
+            self.inner.metrics.disk_full.inc();
+            tracing::warn!(attempt = %attempt, "attempt failed with the disk full");
+            AttemptOutcome::DiskFull
+        } else {
+            outcome
         };
         let outcome = match uploads {
             Some((artifacts, dir)) if outcome.succeeded() => self
@@ -349,6 +367,17 @@ impl Executor {
 }
 
 /// One output value: at most 64 KiB of UTF-8, one trailing newline trimmed.
+/// Free space below which the disk counts as full (a write of a log line can fail).
+const DISK_FULL_BELOW: u64 = 64 << 10;
+
+/// Whether the file system holding `dir` has (next to) no space left for this user.
+pub(crate) fn disk_full(dir: &Path) -> bool {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => s.blocks_available().saturating_mul(s.fragment_size()) < DISK_FULL_BELOW,
+        Err(_) => false,
+    }
+}
+
 fn read_output(path: &Path) -> Result<String, OutputError> {
     let limit = zenith_model::flow::limits::MAX_OUTPUT_BYTES as u64;
     let meta = std::fs::metadata(path).map_err(|_| OutputError::Missing)?;

@@ -63,9 +63,16 @@ pub struct ServerOpts {
     /// address (a NAT).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections_per_client: u64,
-    /// Requests per second each client address may make to the API (bursts of twice that).
+    /// Requests per second each client address may make to the API (bursts of twice that);
+    /// /healthz, /readyz and /metrics have a bucket of their own at the same rate.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     rate_limit: u32,
+    /// Requests per second each client address may make to the agent protocol (bursts of
+    /// twice that): agents behind one address (a NAT) share it.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    agent_rate_limit: u32,
+    #[command(flatten)]
+    tls: super::tls_setup::TlsOpts,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -133,6 +140,10 @@ pub struct ServerArgs {
     /// takes over at most this long after the leader stops [default: 10s].
     #[arg(long, value_parser = DurationMs::parse)]
     lease_ttl: Option<DurationMs>,
+    /// CA certificate (PEM) to trust when forwarding to the leader over https://, besides
+    /// the system's roots.
+    #[arg(long, env = "ZENITH_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// The HA settings of `zenith server`, checked.
@@ -186,9 +197,14 @@ pub struct AgentArgs {
     /// agent follows the leader).
     #[arg(long, env = "ZENITH_SERVER")]
     server: String,
-    /// Agent join token (agent.token in the server's data directory).
+    /// Agent join token (agent.token in the server's data directory): used once, to enroll
+    /// this node; the node's own credential is then kept in its data directory.
     #[arg(long, env = "ZENITH_AGENT_TOKEN", hide_env_values = true)]
     token: String,
+    /// CA certificate (PEM) to trust for an https:// server, besides the system's roots
+    /// (e.g. tls/ca.pem from the server's data directory).
+    #[arg(long, env = "ZENITH_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// Data directory of this agent (its identity lives here).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -213,6 +229,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.max_idempotency_keys_per_client = o.max_idempotency_keys_per_client as usize;
     c.max_store_bytes = o.store_max_size;
     c.rate_limit_per_client = o.rate_limit;
+    c.agent_rate_limit_per_client = o.agent_rate_limit;
     // Sweep often enough that nothing outlives its retention by more than a quarter of it.
     c.sweep_every_ms = match o.sweep_interval {
         Some(d) => d.as_millis().clamp(100, 24 * 3600 * 1000),
@@ -224,6 +241,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
 fn agent_config(
     server: String,
     token: String,
+    ca_cert: Option<PathBuf>,
     data_dir: PathBuf,
     n: &NodeOpts,
     guardian_exe: PathBuf,
@@ -244,6 +262,7 @@ fn agent_config(
             .unwrap_or_else(|| cores.saturating_mul(32).min(10_000) as u32),
         server,
         token,
+        ca_cert,
         data_dir,
         name: n.name.clone().unwrap_or_else(zenith_agent::hostname),
         labels: n.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
@@ -284,10 +303,17 @@ pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
     let listener = bind(a.server.listen).await?;
     let addr = listener.local_addr()?;
     cfg.ha = ha_config(&a, addr)?;
+    cfg.ca_cert = a.ca_cert.clone();
+    let advertise = cfg.ha.as_ref().map(|h| h.advertise_url.clone());
+    let tls = super::tls_setup::decide(&a.server.tls, addr, &cfg.data_dir, advertise.as_deref())?;
+    cfg.tls = tls.files.clone();
+    let scheme = tls.scheme();
+    write_server_url(&cfg.data_dir, &local_url(scheme, addr));
     eprintln!(
-        "zenith server listening on http://{addr} (data in {})",
+        "zenith server listening on {scheme}://{addr} (data in {})",
         cfg.data_dir.display()
     );
+    print_tls_hint(&tls, scheme, addr, &cfg.data_dir);
     match &cfg.ha {
         Some(h) => {
             eprintln!(
@@ -297,11 +323,11 @@ pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
             eprintln!(
                 "  tokens: admin.token and agent.token are written into the data directory of the server that initialises the database"
             );
-            eprintln!("  web UI: http://{addr}/ (any server; sign in with the admin token)");
+            eprintln!("  web UI: {scheme}://{addr}/ (any server; sign in with the admin token)");
         }
         None => {
             eprintln!(
-                "  web UI: http://{addr}/ (sign in with the admin token: {})",
+                "  web UI: {scheme}://{addr}/ (sign in with the admin token: {})",
                 cfg.data_dir.join("admin.token").display()
             );
             eprintln!(
@@ -321,7 +347,14 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|| default_data_dir().join("agent"));
     let exe = std::env::current_exe().context("cannot find the zenith binary for the guardian")?;
     job_umask(a.node.job_umask);
-    let cfg = agent_config(a.server.clone(), a.token.clone(), data_dir, &a.node, exe);
+    let cfg = agent_config(
+        a.server.clone(),
+        a.token.clone(),
+        a.ca_cert.clone(),
+        data_dir,
+        &a.node,
+        exe,
+    );
     zenith_agent::run(cfg, shutdown_signal()).await?;
     Ok(0)
 }
@@ -329,10 +362,13 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
 pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Result<u8> {
     // The local agent is a process of its own and sets the jobs' mask itself.
     private_files();
-    let cfg = server_config(&a.server);
+    let mut cfg = server_config(&a.server);
     let data_dir = cfg.data_dir.clone();
     let listener = bind(a.server.listen).await?;
     let addr = listener.local_addr()?;
+    let tls = super::tls_setup::decide(&a.server.tls, addr, &data_dir, None)?;
+    cfg.tls = tls.files.clone();
+    let scheme = tls.scheme();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(zenith_server::serve(cfg, listener, async move {
@@ -363,8 +399,13 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
             )),
         };
     };
-    let url = format!("http://{addr}");
-    eprintln!("zenith is up at {url} (data in {})", data_dir.display());
+    let url = local_url(scheme, addr);
+    write_server_url(&data_dir, &url);
+    eprintln!(
+        "zenith is up at {scheme}://{addr} (data in {})",
+        data_dir.display()
+    );
+    print_tls_hint(&tls, scheme, addr, &data_dir);
     // The admin token rides in the fragment, which browsers never send to the server; the
     // page stores it for the tab and drops it from the address bar. Only a person at a
     // terminal sees it: in a service's log (journald, a file) it would be a standing secret.
@@ -380,11 +421,11 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
     // The local agent runs as a child process of its own: jobs are forked from a small
     // process (fork cost grows with the parent's memory, and the server's grows with its
     // queue), and an agent crash does not take the server down. It is restarted if it dies.
-    let agent = tokio::spawn(supervise_agent(
-        agent_args(&url, &data_dir.join("agent"), &a.node, log_format, otlp),
-        token,
-        stop_rx.clone(),
-    ));
+    let mut args = agent_args(&url, &data_dir.join("agent"), &a.node, log_format, otlp);
+    if let Some(ca) = &tls.ca {
+        args.extend(["--ca-cert".into(), ca.display().to_string()]);
+    }
+    let agent = tokio::spawn(supervise_agent(args, token, stop_rx.clone()));
     let mut server = server;
     let early = tokio::select! {
         _ = shutdown_signal() => None,
@@ -397,6 +438,55 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
         None => server.await??,
     }
     Ok(0)
+}
+
+/// The URL clients and agents on this machine use: loopback when the server listens on every
+/// address (a made certificate covers 127.0.0.1).
+fn local_url(scheme: &str, addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let ip = if addr.is_ipv4() { "127.0.0.1" } else { "[::1]" };
+        format!("{scheme}://{ip}:{}", addr.port())
+    } else {
+        format!("{scheme}://{addr}")
+    }
+}
+
+/// Writes `server.url` into the data directory: the CLI on this machine reads it when no
+/// --server is given (a server on another port, or speaking HTTPS, is found).
+fn write_server_url(data_dir: &std::path::Path, url: &str) {
+    let path = data_dir.join(super::SERVER_URL_FILE);
+    if let Err(e) = std::fs::create_dir_all(data_dir).and_then(|()| std::fs::write(&path, url)) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the server's URL");
+    }
+}
+
+/// With HTTPS: where the CA is and how another machine joins.
+fn print_tls_hint(
+    tls: &super::tls_setup::Decided,
+    scheme: &str,
+    addr: SocketAddr,
+    data_dir: &std::path::Path,
+) {
+    let Some(ca) = &tls.ca else {
+        return;
+    };
+    let host = if addr.ip().is_unspecified() {
+        zenith_agent::hostname()
+    } else {
+        addr.ip().to_string()
+    };
+    eprintln!(
+        "  TLS: certificates made for you; clients and agents trust {}",
+        ca.display()
+    );
+    eprintln!(
+        "  another machine joins with ca.pem and agent.token from {} copied there:",
+        data_dir.display()
+    );
+    eprintln!(
+        "    zenith agent --server {scheme}://{host}:{} --ca-cert ca.pem --token \"$(cat agent.token)\"",
+        addr.port()
+    );
 }
 
 /// The command line of the local agent of `zenith up`.

@@ -9,6 +9,7 @@ pub mod nodes;
 pub mod run_wait;
 pub mod servers;
 pub mod submit;
+mod tls_setup;
 pub mod top;
 pub mod ui;
 pub mod wait;
@@ -22,17 +23,17 @@ use zenith_client::{Client, ClientError};
 #[derive(Args, Clone, Debug)]
 pub struct Conn {
     /// Server URL, or several comma-separated (servers sharing a PostgreSQL store): the
-    /// next is tried when one refuses the connection.
-    #[arg(
-        long,
-        env = "ZENITH_SERVER",
-        default_value = "http://127.0.0.1:7700",
-        global = true
-    )]
-    pub server: String,
+    /// next is tried when one refuses the connection [default: the URL `zenith up`/`server`
+    /// wrote to server.url in the default data directory, else http://127.0.0.1:7700].
+    #[arg(long, env = "ZENITH_SERVER", global = true)]
+    pub server: Option<String>,
     /// API token (default: admin.token in the default data directory).
     #[arg(long, env = "ZENITH_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) to trust for https:// servers, besides the system's roots
+    /// [default: tls/ca.pem in the default data directory, when there].
+    #[arg(long, env = "ZENITH_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `~/.local/share/zenith` (or the platform's equivalent).
@@ -42,9 +43,31 @@ pub fn default_data_dir() -> PathBuf {
         .join("zenith")
 }
 
+/// Where a server started with the default data directory says it listens.
+pub const SERVER_URL_FILE: &str = "server.url";
+
 impl Conn {
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.server, self.token())?)
+        let ca = self.ca_cert.clone().or_else(|| {
+            let p = default_data_dir().join("tls").join("ca.pem");
+            p.exists().then_some(p)
+        });
+        Ok(Client::with_ca(
+            &self.server(),
+            self.token(),
+            ca.as_deref(),
+        )?)
+    }
+
+    /// `--server`, else the URL the local server wrote, else `http://127.0.0.1:7700`.
+    pub fn server(&self) -> String {
+        self.server.clone().unwrap_or_else(|| {
+            std::fs::read_to_string(default_data_dir().join(SERVER_URL_FILE))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
+                .unwrap_or_else(|| "http://127.0.0.1:7700".into())
+        })
     }
 
     /// `--token`, else admin.token in the default data directory.

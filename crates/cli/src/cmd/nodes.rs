@@ -30,7 +30,11 @@ pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
             let mut row = vec![
                 n.id.to_string(),
                 n.name.clone(),
-                n.state.as_str().to_string(),
+                if n.revoked {
+                    "revoked".to_string()
+                } else {
+                    n.state.as_str().to_string()
+                },
                 format!(
                     "{}/{}",
                     cpus(n.free.cpu_millis),
@@ -67,4 +71,43 @@ pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
     header.extend(["RUNNING", "HEARTBEAT", "LABELS"]);
     output::table(&header, &rows);
     Ok(0)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum NodeVerb {
+    /// Cut a node off at once: its credential is refused from now on, its running jobs are
+    /// requeued elsewhere, and it cannot join again under its node ID.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RevokeArgs {
+    /// Node ID, or the name of one node.
+    node: String,
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+pub async fn node(verb: NodeVerb) -> anyhow::Result<u8> {
+    match verb {
+        NodeVerb::Revoke(a) => {
+            let v = a.conn.client()?.revoke_node(&a.node).await?;
+            if a.format == Format::Json {
+                output::json(&v)?;
+            } else {
+                let jobs = match v.requeued {
+                    1 => "1 running attempt requeued".to_string(),
+                    n => format!("{n} running attempts requeued"),
+                };
+                println!(
+                    "node {} ({}) revoked: {jobs}",
+                    output::safe(v.node.as_str()),
+                    output::safe(&v.name)
+                );
+            }
+            Ok(0)
+        }
+    }
 }

@@ -15,7 +15,8 @@ pub struct UiArgs {
 pub async fn run(a: UiArgs) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
     client.summary().await?;
-    let base = a.conn.server.trim_end_matches('/');
+    let server = a.conn.server();
+    let base = server.trim_end_matches('/');
     match a.conn.token() {
         Some(t) => println!("{base}/#token={t}"),
         None => println!("{base}/"),

@@ -385,6 +385,21 @@ impl Api {
             .unwrap()
     }
 
+    /// Enrolls `node` with this API's token as the join token: an [`Api`] holding the node's
+    /// own credential (what a real agent sends on `/agent/v1`).
+    pub async fn enroll(&self, node: &str) -> Api {
+        let body = serde_json::json!({"protocol_version": 2, "node_id": node, "name": node});
+        let resp = self
+            .post("/agent/v1/enroll")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "enroll {node}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        self.with_token(v["credential"].as_str().unwrap())
+    }
+
     /// The `/metrics` page (it needs no token).
     pub async fn metrics(&self) -> String {
         self.get_unauthenticated("/metrics")

@@ -49,6 +49,9 @@ impl ControlLoop {
             }
             Err(_) => return Err(()),
         };
+        // Credentials enrolled or revoked in the failed batch are undone with the engine.
+        self.key_changes.clear();
+        self.shared.keys.replace(&loaded.node_keys);
         self.engine = Engine::restore(self.cfg.engine.clone(), loaded, self.clock.now());
         // The restored engine's restored state is already durable: drop its restore-time
         // bookkeeping so that only new changes are written later.

@@ -21,7 +21,8 @@ use zenith_engine::{Command, Effect, Engine, EngineConfig, Outcome, RunOf};
 use zenith_model::flow::Trigger;
 use zenith_model::{AttemptId, NodeId};
 use zenith_protocol::agent::{
-    Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
+    Assignment, RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, SessionId,
+    StreamMessage,
 };
 use zenith_store::StoreError;
 
@@ -38,12 +39,13 @@ type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 mod degraded;
 mod msg;
+mod nodes;
 
 pub use degraded::Fatal;
 pub use msg::{FlowSource, LoopMsg};
 
 struct Session {
-    id: u64,
+    id: SessionId,
     tx: mpsc::Sender<StreamMessage>,
     /// Taken by the stream request that follows registration.
     rx: Option<mpsc::Receiver<StreamMessage>>,
@@ -65,7 +67,8 @@ pub struct ControlLoop {
     cfg: LoopConfig,
     /// One per registered node; dropped when the engine forgets the node.
     sessions: HashMap<NodeId, Session>,
-    next_session: u64,
+    /// Node credentials enrolled or revoked since the last flush: written with its commit.
+    key_changes: Vec<zenith_model::records::NodeKeyRecord>,
     writer: mpsc::Sender<WriterMsg>,
     metrics: Arc<Metrics>,
     /// Committed transitions for `/api/v1/events` subscribers.
@@ -87,6 +90,8 @@ pub struct Shared {
     pub degraded: Arc<AtomicBool>,
     /// Commit batches sent to the writer whose after-commit actions have not run yet.
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Node credentials (the loop writes, agent requests read).
+    pub keys: Arc<crate::node_keys::NodeKeys>,
 }
 
 fn reply_after<T: Send + 'static>(reply: Reply<T>, value: T) -> AfterCommit {
@@ -125,7 +130,7 @@ impl ControlLoop {
             clock,
             cfg,
             sessions: HashMap::new(),
-            next_session: clock.now(),
+            key_changes: Vec::new(),
             writer,
             metrics,
             events,
@@ -255,9 +260,24 @@ impl ControlLoop {
                     let r = self.command(Command::Approve { run: id, step }, now);
                     self.answer(r, reply, &mut after, done);
                 }
-                LoopMsg::Register { req, reply } => {
-                    let resp = self.register(req, now);
+                LoopMsg::Register {
+                    req,
+                    session,
+                    reply,
+                } => {
+                    let resp = self.register(req, session, now);
                     self.reply_when_durable(reply, resp, &mut after);
+                }
+                LoopMsg::Enroll { node, name, reply } => {
+                    self.enroll(node, name, reply, now, &mut after);
+                }
+                LoopMsg::Revoke { node, reply } => self.revoke(&node, reply, now, &mut after),
+                LoopMsg::AttemptsOf {
+                    node,
+                    attempts,
+                    reply,
+                } => {
+                    let _ = reply.send(self.attempts_of(&node, attempts)); // uploader left
                 }
                 LoopMsg::OpenStream {
                     node,
@@ -307,7 +327,10 @@ impl ControlLoop {
                         .engine
                         .nodes()
                         .into_iter()
-                        .map(convert::node_view)
+                        .map(|n| {
+                            let revoked = self.shared.keys.is_revoked(&n.id);
+                            convert::node_view(n, revoked)
+                        })
                         .collect();
                     let _ = reply.send(nodes); // a reader that left needs no answer
                 }
@@ -361,9 +384,7 @@ impl ControlLoop {
 
     /// Registers a node (registration goes on while degraded: it is a heartbeat too) and
     /// opens its session.
-    fn register(&mut self, req: RegisterRequest, now: u64) -> RegisterResponse {
-        self.next_session += 1;
-        let session = self.next_session;
+    fn register(&mut self, req: RegisterRequest, session: SessionId, now: u64) -> RegisterResponse {
         let node = req.node_id.clone();
         let kill = match self
             .engine
@@ -377,7 +398,7 @@ impl ControlLoop {
         self.sessions.insert(
             node,
             Session {
-                id: session,
+                id: session.clone(),
                 tx,
                 rx: Some(rx),
             },
@@ -448,7 +469,10 @@ impl ControlLoop {
                 after.push(send_after(s.tx.clone(), StreamMessage::Assign { attempts }));
             }
         }
-        let changes = self.engine.take_changes();
+        let mut changes = self.engine.take_changes();
+        changes
+            .node_keys
+            .extend(self.key_changes.drain(..).map(|r| (r.node.clone(), r)));
         for r in changes.runs.values() {
             if r.spec.is_some() && r.finished_at.is_none() {
                 tracing::info!(run = %r.id, flow = %r.name, trigger = %r.trigger, "flow run started");

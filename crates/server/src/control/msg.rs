@@ -8,7 +8,7 @@ use zenith_flowspec::FlowPlan;
 use zenith_model::flow::{FlowSpec, RunId};
 use zenith_model::{AttemptId, JobId, JobSpec, NodeId};
 use zenith_protocol::agent::{
-    RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, StreamMessage,
+    RegisterRequest, RegisterResponse, ReportRequest, ReportResponse, SessionId, StreamMessage,
 };
 use zenith_protocol::api::{ExplainView, NodeView};
 
@@ -22,13 +22,32 @@ pub enum LoopMsg {
         id: JobId,
         reply: Reply<()>,
     },
+    /// `session`: the new registration's ID (random, made by the handler).
     Register {
         req: RegisterRequest,
+        session: SessionId,
         reply: Reply<RegisterResponse>,
+    },
+    /// Gives a node its credential (answered once it is durable).
+    Enroll {
+        node: NodeId,
+        name: String,
+        reply: Reply<String>,
+    },
+    /// Revokes a node's credential (by node ID or name): cut off now, its attempts requeued.
+    Revoke {
+        node: String,
+        reply: Reply<zenith_protocol::api::RevokeView>,
+    },
+    /// Of these attempts, those that are not `node`'s (for log uploads): `Err` lists them.
+    AttemptsOf {
+        node: NodeId,
+        attempts: Vec<AttemptId>,
+        reply: oneshot::Sender<AttemptsOf>,
     },
     OpenStream {
         node: NodeId,
-        session: u64,
+        session: SessionId,
         reply: oneshot::Sender<Option<mpsc::Receiver<StreamMessage>>>,
     },
     Report {
@@ -87,4 +106,13 @@ pub enum LoopMsg {
 pub enum FlowSource {
     Spec(Arc<FlowSpec>, Arc<FlowPlan>),
     Applied(String),
+}
+
+/// Whose the attempts of a log upload are.
+#[derive(Debug, Default)]
+pub struct AttemptsOf {
+    /// Running on another node: the upload is refused.
+    pub others: Vec<AttemptId>,
+    /// Not running anywhere (ended, lost, never existed): their frames are dropped.
+    pub unknown: Vec<AttemptId>,
 }

@@ -145,11 +145,8 @@ pub(crate) async fn serve(
         metrics: metrics.clone(),
         term: RwLock::new(None),
         leader: RwLock::new(None),
-        http: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| ServerError::Io(format!("http client: {e}")))?,
+        http: zenith_client::http_client(cfg.ca_cert.as_deref(), Duration::from_secs(2))
+            .map_err(|e| ServerError::Io(e.to_string()))?,
         reads: Arc::new(Mutex::new(Lease::new(
             &hc.store_url,
             &id,

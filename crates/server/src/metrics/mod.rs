@@ -38,6 +38,18 @@ pub struct RouteLabels {
     pub code: String,
 }
 
+/// `ok` or `error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// Why an agent request was refused (a fixed set: see `node_auth`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub route: String,
@@ -70,6 +82,13 @@ pub struct Metrics {
     /// Open HTTP connections, and those closed at accept (over the per-client cap).
     pub(crate) http_connections: Gauge,
     pub(crate) http_connections_refused: Counter,
+    /// TLS: certificate reloads by result, handshakes that failed.
+    pub(crate) tls_reloads: Family<ResultLabel, Counter>,
+    pub(crate) tls_handshake_failures: Counter,
+    /// Node credentials: enrolments, revocations, and agent requests refused by reason.
+    pub(crate) nodes_enrolled: Counter,
+    pub(crate) nodes_revoked: Counter,
+    pub(crate) agent_refused: Family<ReasonLabel, Counter>,
     runs_live: Gauge,
     artifact_bytes: Counter,
     flows_applied: Gauge,
@@ -126,6 +145,11 @@ impl Metrics {
             idempotency_keys_evicted: Counter::default(),
             http_connections: Gauge::default(),
             http_connections_refused: Counter::default(),
+            tls_reloads: Family::default(),
+            tls_handshake_failures: Counter::default(),
+            nodes_enrolled: Counter::default(),
+            nodes_revoked: Counter::default(),
+            agent_refused: Family::default(),
             runs_live: Gauge::default(),
             artifact_bytes: Counter::default(),
             flows_applied: Gauge::default(),
@@ -372,8 +396,6 @@ impl Default for Metrics {
     }
 }
 
-/// The route template a request path belongs to, from the route table; IDs become `{id}`
-/// and anything unknown is `other`, so the label set stays bounded.
 /// A request method as a metric label: the methods HTTP defines, and `other` for the rest,
 /// so that made-up methods (`M00000001`) cannot grow the label set.
 pub fn method_of(m: &axum::http::Method) -> &'static str {
@@ -392,6 +414,8 @@ pub fn method_of(m: &axum::http::Method) -> &'static str {
     }
 }
 
+/// The route template a request path belongs to, from the route table; IDs become `{id}`
+/// and anything unknown is `other`, so the label set stays bounded.
 pub fn route_of(path: &str) -> &'static str {
     // `{id}` matches a number, `{name}` any one segment.
     const ROUTES: &[&str] = &[
@@ -406,6 +430,7 @@ pub fn route_of(path: &str) -> &'static str {
         "/api/v1/jobs/{id}/logs",
         "/api/v1/jobs/{id}/explain",
         "/api/v1/nodes",
+        "/api/v1/nodes/{name}/revoke",
         "/api/v1/summary",
         "/api/v1/events",
         "/api/v1/flows",
@@ -417,6 +442,7 @@ pub fn route_of(path: &str) -> &'static str {
         "/api/v1/flows/runs/{id}/attempts",
         "/api/v1/flows/runs/{id}/steps/{name}/approve",
         "/api/v1/flows/{name}",
+        "/agent/v1/enroll",
         "/agent/v1/register",
         "/agent/v1/stream",
         "/agent/v1/report",

@@ -82,6 +82,31 @@ impl Metrics {
             self.http_connections_refused.clone(),
         );
         r.register(
+            "tls_reloads",
+            "Reloads of the server's TLS certificate (SIGHUP or file change), by result",
+            self.tls_reloads.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            self.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "nodes_enrolled",
+            "Nodes given a credential of their own with the join token",
+            self.nodes_enrolled.clone(),
+        );
+        r.register(
+            "nodes_revoked",
+            "Node credentials revoked (zenith node revoke)",
+            self.nodes_revoked.clone(),
+        );
+        r.register(
+            "agent_requests_refused",
+            "Agent requests refused: bad or revoked credential, or not the node's own attempt",
+            self.agent_refused.clone(),
+        );
+        r.register(
             "idempotency_keys_evicted",
             "Idempotency keys dropped before their TTL to make room for newer ones",
             self.idempotency_keys_evicted.clone(),
