@@ -267,3 +267,88 @@ fn off_loopback_plain_http_needs_asking_for() {
     });
     assert!(t.contains("in clear"), "{t}");
 }
+
+/// Copies the cluster CA made in `ca_dir` into a server's data directory (`tls/`), as the
+/// README says servers sharing a store do.
+fn share_ca(ca_dir: &Path, data: &Path) {
+    let tls = data.join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    for f in ["ca.pem", "ca.key"] {
+        std::fs::copy(ca_dir.join(f), tls.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn servers_sharing_a_store_speak_tls_to_each_other_and_to_postgres() {
+    let pg = zenith_testkit::pg::PgServer::start_tls_only();
+    let db = pg.create_db("zenith");
+    let store = format!("{db}?sslmode=verify-full&sslrootcert={}", pg.ca().display());
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let ca = zenith_server::tls::ensure_cluster_ca(&ca_dir)
+        .unwrap()
+        .cert_path;
+    let ports = [free_port(), free_port()];
+    let mut servers = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let data = dir.path().join(format!("s{i}"));
+        share_ca(&ca_dir, &data);
+        let mut s = zenith();
+        s.args(["server", "--tls", "--store", &store, "--lease-ttl", "2s"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--advertise")
+            .arg(format!("https://127.0.0.1:{port}"))
+            .arg("--ca-cert")
+            .arg(&ca)
+            .arg("--data-dir")
+            .arg(&data);
+        servers.push(Proc::spawn(s, dir.path().join(format!("s{i}.log"))));
+        if i == 0 {
+            // The first initialises the database (and writes the tokens) and leads.
+            wait_for("the first server's tokens", 30, || {
+                read_token(&data.join("admin.token"))
+            });
+        }
+        wait_listening("a server", *port);
+    }
+    let data0 = dir.path().join("s0");
+    let admin = read_token(&data0.join("admin.token")).unwrap();
+    let join = read_token(&data0.join("agent.token")).unwrap();
+    let url = |i: usize| format!("https://127.0.0.1:{}", ports[i]);
+    // The leader is the first; the agent is given both servers.
+    wait_for("server 0 to lead", 30, || {
+        let o = cli(&url(1), &admin, Some(&ca), &["servers", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        (v["leader"] == url(0).as_str()).then_some(())
+    });
+    let mut agent = zenith();
+    agent
+        .args(["agent", "--server", &format!("{},{}", url(1), url(0))])
+        .arg("--ca-cert")
+        .arg(&ca)
+        .args(["--token", &join, "--name", "a", "--data-dir"])
+        .arg(dir.path().join("agent"));
+    let _agent = Proc::spawn(agent, dir.path().join("agent.log"));
+    // Through the standby only: it forwards to the leader over HTTPS.
+    let o = cli(
+        &url(1),
+        &admin,
+        Some(&ca),
+        &["submit", "--", "echo", "ha over tls"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let o = cli(&url(1), &admin, Some(&ca), &["job", "wait", &id]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&url(1), &admin, Some(&ca), &["job", "logs", &id]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ha over tls\n");
+    // Every connection of the servers to PostgreSQL is encrypted (plaintext is refused).
+    let plain = pg.psql(
+        "zenith",
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'zenith' AND NOT s.ssl",
+    );
+    assert_eq!(plain, "0");
+    drop(servers);
+}
