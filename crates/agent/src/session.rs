@@ -303,6 +303,7 @@ impl Conn {
             known,
             waiting,
             results,
+            disk_full: crate::executor::disk_full(exec.log_dir()),
         };
         let resp: ReportResponse = self.post_json("/agent/v1/report", &req).await?;
         outbox.ack(&resp.acked)?;

@@ -173,6 +173,7 @@ impl Agent {
                         ran_ms: Some(0),
                     })
                     .collect(),
+                disk_full: false,
             };
             let Ok(_permit) = self.gate.acquire().await else {
                 return;

@@ -61,4 +61,17 @@ fn a_job_filling_the_agents_disk_fails_alone() {
     assert_eq!(c.ok(&["job", "logs", &calm.to_string()]), "calm\n");
     let after = c.submit(&["--", "echo", "after"]);
     assert_eq!(c.wait_final(after, 30)["state"], "succeeded");
+    // The node shows a full disk while it is full.
+    let node_full = |c: &Cluster| c.nodes()[0]["disk_full"].as_bool();
+    assert_eq!(node_full(&c), Some(false));
+    let fill = c.dir.path().join("agent-small/fill");
+    let _ = std::fs::write(&fill, vec![0u8; 8 << 20]); // stops at ENOSPC
+    wait_for("the node to report its disk full", 30, || {
+        (node_full(&c) == Some(true)).then_some(())
+    });
+    assert!(c.ok(&["nodes"]).contains("ready (disk full)"));
+    std::fs::remove_file(&fill).unwrap();
+    wait_for("the node to report space again", 30, || {
+        (node_full(&c) == Some(false)).then_some(())
+    });
 }

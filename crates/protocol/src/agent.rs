@@ -139,6 +139,9 @@ pub struct ReportRequest {
     pub waiting: Vec<AttemptId>,
     #[serde(default)]
     pub results: Vec<AttemptResult>,
+    /// The disk holding the agent's logs and results is full (shown on the node).
+    #[serde(default)]
+    pub disk_full: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

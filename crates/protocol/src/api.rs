@@ -125,6 +125,9 @@ pub struct NodeView {
     /// Its credential was revoked (`zenith node revoke`): it cannot come back.
     #[serde(default)]
     pub revoked: bool,
+    /// Its agent reports its disk full (jobs failing there end `disk_full`).
+    #[serde(default)]
+    pub disk_full: bool,
 }
 
 /// `POST /api/v1/nodes/{node}/revoke`: the node cut off, and how many of its attempts were

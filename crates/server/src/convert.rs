@@ -62,7 +62,7 @@ pub fn assignment(a: &zenith_engine::Assignment) -> Assignment {
     }
 }
 
-pub fn node_view(n: NodeInfo, revoked: bool) -> NodeView {
+pub fn node_view(n: NodeInfo, revoked: bool, disk_full: bool) -> NodeView {
     NodeView {
         id: n.id,
         name: n.name,
@@ -76,6 +76,7 @@ pub fn node_view(n: NodeInfo, revoked: bool) -> NodeView {
         registered_at: n.registered_at,
         last_heartbeat: n.last_heartbeat,
         revoked,
+        disk_full,
     }
 }
 

@@ -19,6 +19,7 @@ use zenith_protocol::agent::{Assignment, AttemptResult};
 
 mod admission;
 mod attempt;
+pub(crate) use attempt::disk_full;
 mod kill;
 
 struct Proc {

@@ -30,10 +30,10 @@ pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
             let mut row = vec![
                 n.id.to_string(),
                 n.name.clone(),
-                if n.revoked {
-                    "revoked".to_string()
-                } else {
-                    n.state.as_str().to_string()
+                match (n.revoked, n.disk_full) {
+                    (true, _) => "revoked".to_string(),
+                    (false, true) => format!("{} (disk full)", n.state.as_str()),
+                    (false, false) => n.state.as_str().to_string(),
                 },
                 format!(
                     "{}/{}",

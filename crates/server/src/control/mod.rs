@@ -49,6 +49,8 @@ struct Session {
     tx: mpsc::Sender<StreamMessage>,
     /// Taken by the stream request that follows registration.
     rx: Option<mpsc::Receiver<StreamMessage>>,
+    /// The agent's last report said its disk is full.
+    disk_full: bool,
 }
 
 /// Settings of the loop.
@@ -303,6 +305,9 @@ impl ControlLoop {
                         })); // an agent that gave up re-sends its report
                         continue;
                     }
+                    if let Some(s) = self.sessions.get_mut(&req.node_id) {
+                        s.disk_full = req.disk_full;
+                    }
                     let resp = self.report(req, now);
                     self.reply_when_durable(reply, resp, &mut after);
                 }
@@ -329,7 +334,8 @@ impl ControlLoop {
                         .into_iter()
                         .map(|n| {
                             let revoked = self.shared.keys.is_revoked(&n.id);
-                            convert::node_view(n, revoked)
+                            let full = self.sessions.get(&n.id).is_some_and(|s| s.disk_full);
+                            convert::node_view(n, revoked, full)
                         })
                         .collect();
                     let _ = reply.send(nodes); // a reader that left needs no answer
@@ -401,6 +407,7 @@ impl ControlLoop {
                 id: session.clone(),
                 tx,
                 rx: Some(rx),
+                disk_full: false,
             },
         );
         RegisterResponse {
