@@ -327,11 +327,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_node))
-        .merge(enroll)
-        .layer(middleware::from_fn_with_state(
-            state.agent_limiter.clone(),
-            limit_with,
-        ));
+        .merge(enroll);
     let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -435,8 +431,8 @@ async fn rate_limit(
     }
 }
 
-/// `/agent/v1` and the probes: a token bucket per client address of their own, so a flood
-/// there does not starve the API and an API flood does not starve agents.
+/// The probes: a token bucket per client address of their own, so a flood there does not
+/// starve the API (the agent protocol's is checked with its credential, `agent_rate`).
 async fn limit_with(
     State(limiter): State<Arc<limiter::RateLimiter>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -450,17 +446,45 @@ async fn limit_with(
     }
 }
 
-/// Enrolment takes the join token (`agent.token`; the admin token works too).
-async fn require_join(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Enrolment takes the join token (`agent.token`; the admin token works too), within the
+/// agent protocol's rate limit.
+async fn require_join(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(refused) = agent_rate(&state, peer) {
+        return refused.into_response();
+    }
     match bearer(&req).and_then(|t| state.tokens.role_of(t)) {
         Some(_) => next.run(req).await,
         None => ApiError::Unauthorized.into_response(),
     }
 }
 
+/// The agent protocol's token bucket for `peer` (checked in the same middleware as the
+/// credential: one layer less on every heartbeat).
+fn agent_rate(state: &AppState, peer: std::net::SocketAddr) -> Result<(), ApiError> {
+    state
+        .agent_limiter
+        .check(peer.ip(), clock::Monotonic::now())
+        .map_err(|_| {
+            ApiError::Overloaded(format!("too many requests from {}; slow down", peer.ip()))
+        })
+}
+
 /// Every other agent request carries its node's credential; handlers get the node
 /// ([`AuthedNode`]) and hold the request to it.
-async fn require_node(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn require_node(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Err(refused) = agent_rate(&state, peer) {
+        return refused.into_response();
+    }
     let Some(token) = bearer(&req) else {
         return ApiError::Unauthorized.into_response();
     };
