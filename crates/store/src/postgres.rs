@@ -110,7 +110,7 @@ pub fn connect(url: &str) -> Result<PgConn, StoreError> {
         pg_url
             .parse()
             .map_err(|source: postgres::Error| StoreError::BadUrl {
-                url: url.to_string(),
+                url: without_password(url),
                 source,
             })?;
     if cfg.get_connect_timeout().is_none() {
@@ -121,6 +121,24 @@ pub fn connect(url: &str) -> Result<PgConn, StoreError> {
     cfg.application_name("zenith");
     cfg.options("-c statement_timeout=30000 -c client_min_messages=warning");
     Ok(PgConn(Some(cfg.connect(tls)?)))
+}
+
+/// `url` with its password (if any) replaced by `***`, for error messages and logs.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 /// The writer's fence: the lease it must still hold for a write to commit.
@@ -421,4 +439,23 @@ pub(crate) fn meta(tx: &mut Transaction<'_>, key: &str) -> Result<Option<String>
         .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
         .map(|r| r.try_get(0))
         .transpose()?)
+}
+
+#[cfg(test)]
+mod password_tests {
+    #[test]
+    fn a_bad_url_is_reported_without_its_password() {
+        assert_eq!(
+            super::without_password("postgres://z:s3cret@db:5432/x?sslmode=require"),
+            "postgres://z:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(
+            super::without_password("postgres://db/x"),
+            "postgres://db/x"
+        );
+        let err = super::connect("postgres://z:s3cret@db:notaport/x")
+            .err()
+            .unwrap();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
 }

@@ -402,7 +402,8 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
     let url = local_url(scheme, addr);
     write_server_url(&data_dir, &url);
     eprintln!(
-        "zenith is up at {scheme}://{addr} (data in {})",
+        "zenith is up at {scheme}://{} (data in {})",
+        shown_addr(addr),
         data_dir.display()
     );
     print_tls_hint(&tls, scheme, addr, &data_dir);
@@ -460,6 +461,15 @@ fn write_server_url(data_dir: &std::path::Path, url: &str) {
     }
 }
 
+/// The address to show people: this host's name in place of 0.0.0.0 / [::].
+fn shown_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("{}:{}", zenith_agent::hostname(), addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
 /// With HTTPS: where the CA is and how another machine joins.
 fn print_tls_hint(
     tls: &super::tls_setup::Decided,
@@ -470,11 +480,6 @@ fn print_tls_hint(
     let Some(ca) = &tls.ca else {
         return;
     };
-    let host = if addr.ip().is_unspecified() {
-        zenith_agent::hostname()
-    } else {
-        addr.ip().to_string()
-    };
     eprintln!(
         "  TLS: certificates made for you; clients and agents trust {}",
         ca.display()
@@ -484,8 +489,8 @@ fn print_tls_hint(
         data_dir.display()
     );
     eprintln!(
-        "    zenith agent --server {scheme}://{host}:{} --ca-cert ca.pem --token \"$(cat agent.token)\"",
-        addr.port()
+        "    zenith agent --server {scheme}://{} --ca-cert ca.pem --token \"$(cat agent.token)\"",
+        shown_addr(addr)
     );
 }
 
