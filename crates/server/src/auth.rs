@@ -2,7 +2,6 @@
 //! kept in the store only as SHA-256 hashes, compared in constant time.
 
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::Path;
 use subtle::ConstantTimeEq;
 use zenith_store::Store;
@@ -37,20 +36,7 @@ fn random_token() -> Result<String, ServerError> {
 }
 
 fn write_secret(path: &Path, token: &str) -> Result<(), ServerError> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))?;
-    f.write_all(token.as_bytes())
-        .and_then(|_| f.write_all(b"\n"))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))
+    crate::tls::write_private(path, &format!("{token}\n")).map_err(ServerError::from)
 }
 
 impl Tokens {

@@ -192,7 +192,9 @@ pub struct ClusterCa {
     key: rcgen::KeyPair,
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
+/// Writes `text` to `path` private to this user (0600), whole or not at all (a temporary
+/// file, synced, then renamed): keys, certificates and token files.
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
