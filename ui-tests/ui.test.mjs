@@ -272,6 +272,32 @@ test('a 10,000-step flow loads, draws and finds a step', async () => {
   await z.api('POST', `/flows/runs/${id}/cancel`);
 });
 
+test('a viewer token signs in, reads its namespace, and follows it by polling', async () => {
+  const made = await z.api('POST', '/tokens', { name: 'vera', role: 'viewer', namespaces: ['ml'] });
+  await z.api('POST', '/jobs', { command: ['echo', 'in-ml'], namespace: 'ml', name: 'ml-job' });
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  const viewer = await ctx.newPage();
+  viewer.on('pageerror', (e) => pageErrors.push(e.message));
+  await viewer.goto(`${z.url}/`);
+  await viewer.waitForSelector('#login-form');
+  await viewer.fill('#token', made.token);
+  await viewer.click('#login-form button[type=submit]');
+  await viewer.waitForSelector('[data-ready=overview]');
+  await waitFor(async () => (await viewer.textContent('#whoami')) === 'vera (viewer)', 'who is signed in');
+  // Its only namespace is its default: the jobs page lists ml's jobs, and nothing else.
+  await viewer.goto(`${z.url}/#/jobs`);
+  await viewer.waitForSelector('[data-ready=jobs]');
+  const rows = await viewer.$$eval('#jobs-table tbody tr',
+    (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+  assert.equal(rows.length, 1, JSON.stringify(rows));
+  assert.equal(rows[0][1], 'ml-job');
+  assert.equal(rows[0][3], 'ml');
+  // The event stream covers every namespace: a viewer of one re-reads by polling instead.
+  await waitFor(async () => (await viewer.textContent('#live')) === 'polling', 'the polling indicator');
+  await shot(viewer, '11-viewer-jobs');
+  await ctx.close();
+});
+
 test('no script errors on any page', () => {
   assert.deepEqual(pageErrors, []);
 });

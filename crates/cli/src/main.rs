@@ -94,6 +94,15 @@ enum Command {
         #[command(subcommand)]
         verb: cmd::flow::FlowVerb,
     },
+    /// Make, list or revoke API tokens of people and programs (admin).
+    Token {
+        #[command(subcommand)]
+        verb: cmd::tokens::TokenVerb,
+    },
+    /// Who changed what, and who was refused (admin, operator).
+    Audit(cmd::audit::AuditArgs),
+    /// The user, role and namespaces this token acts as.
+    Whoami(cmd::tokens::WhoAmIArgs),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +171,9 @@ fn main() -> ExitCode {
             Command::Run(a) => cmd::flow::start(a).await,
             Command::Flows(a) => cmd::flow::list(a).await,
             Command::Flow { verb } => cmd::flow::run(verb).await,
+            Command::Token { verb } => cmd::tokens::run(verb).await,
+            Command::Audit(a) => cmd::audit::run(a).await,
+            Command::Whoami(a) => cmd::tokens::whoami(a).await,
         }
     });
     drop(rt);

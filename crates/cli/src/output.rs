@@ -81,6 +81,12 @@ pub fn ago(now_ms: u64, then_ms: u64) -> String {
     }
 }
 
+/// A millisecond timestamp as UTC, e.g. `2026-12-05T05:12:33Z`.
+pub fn when(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 pub fn bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
     let mut v = b as f64;

@@ -1,6 +1,9 @@
 //! Typed async client of the public API v1, used by the CLI and the tests.
 
 mod flows;
+mod tenancy;
+
+pub use tenancy::AuditQuery;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -315,6 +318,7 @@ impl Client {
         Ok(s.ids)
     }
 
+    /// Jobs of the token's default namespace, newest first.
     pub async fn list(
         &self,
         state: Option<JobState>,
@@ -322,7 +326,22 @@ impl Client {
         before: Option<JobId>,
         limit: usize,
     ) -> Result<JobList, ClientError> {
+        self.list_in(None, state, queue, before, limit).await
+    }
+
+    /// Jobs of `namespace` (`*`: every one the token reads; `None`: its default).
+    pub async fn list_in(
+        &self,
+        namespace: Option<&str>,
+        state: Option<JobState>,
+        queue: Option<&str>,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<JobList, ClientError> {
         let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        if let Some(ns) = namespace {
+            q.push(("namespace", ns.to_string()));
+        }
         if let Some(s) = state {
             q.push(("state", s.as_str().to_string()));
         }

@@ -59,6 +59,14 @@ pub struct JobSpec {
     /// What exit codes mean: the first rule listing an attempt's code decides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failure_policy: Vec<ExitRule>,
+    /// The namespace it belongs to; empty in a request means the caller's default namespace
+    /// (filled in at the API edge, so stored specs always name one, or are older than
+    /// namespaces and belong to `default`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Who submitted it: set by the server from the caller's token, never by the caller.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub submitter: String,
 }
 
 /// `{exitCodes: [..], action: fail|ignore|retry}`.
@@ -123,6 +131,17 @@ impl JobSpec {
             constraints: Vec::new(),
             labels: BTreeMap::new(),
             failure_policy: Vec::new(),
+            namespace: String::new(),
+            submitter: String::new(),
+        }
+    }
+
+    /// The namespace it belongs to (`default` when it names none).
+    pub fn namespace(&self) -> &str {
+        if self.namespace.is_empty() {
+            crate::tenancy::DEFAULT_NAMESPACE
+        } else {
+            &self.namespace
         }
     }
 
@@ -261,6 +280,12 @@ impl JobSpec {
         }
         validate_labels(&self.labels, "labels")?;
         validate_failure_policy(&self.failure_policy, "failure_policy")?;
+        if !self.namespace.is_empty() {
+            crate::tenancy::validate_namespace(&self.namespace, "namespace")?;
+        }
+        if !self.submitter.is_empty() {
+            crate::tenancy::validate_user(&self.submitter, "submitter")?;
+        }
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ pub mod reason;
 pub mod records;
 pub mod resources;
 pub mod state;
+pub mod tenancy;
 pub mod validate;
 
 pub use duration::DurationMs;

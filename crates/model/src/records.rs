@@ -1,6 +1,7 @@
 //! Durable record images: what the engine hands to the store and the store hands back at start.
 
 use crate::flow::{FlowDefRecord, InstanceRecord, RunId, RunRecord, StepRecord, StepRef};
+use crate::tenancy::{AuditRecord, UserTokenRecord};
 use crate::{
     AttemptId, AttemptOutcome, JobId, JobSpec, JobState, Millis, NodeId, NodeState, Reason,
     Resources, TaskCounts, TaskState,
@@ -106,6 +107,11 @@ pub struct Changes {
     pub defs: HashMap<String, Option<FlowDefRecord>>,
     /// Node credentials enrolled or revoked (written by the server, not the engine).
     pub node_keys: HashMap<NodeId, NodeKeyRecord>,
+    /// People's API tokens created or revoked (`Some`) or forgotten (`None`), by token ID
+    /// (written by the server).
+    pub user_tokens: HashMap<String, Option<UserTokenRecord>>,
+    /// Audit records to append (written by the server).
+    pub audit: Vec<AuditRecord>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
     pub next_run_id: u64,
@@ -125,6 +131,8 @@ impl Changes {
             && self.instances.is_empty()
             && self.defs.is_empty()
             && self.node_keys.is_empty()
+            && self.user_tokens.is_empty()
+            && self.audit.is_empty()
     }
 
     /// Folds a later batch into this one (the later image of a record wins; a job's spec,
@@ -165,6 +173,8 @@ impl Changes {
         self.instances.extend(later.instances);
         self.defs.extend(later.defs);
         self.node_keys.extend(later.node_keys);
+        self.user_tokens.extend(later.user_tokens);
+        self.audit.extend(later.audit);
         self.next_job_id = self.next_job_id.max(later.next_job_id);
         self.next_attempt_id = self.next_attempt_id.max(later.next_attempt_id);
         self.next_run_id = self.next_run_id.max(later.next_run_id);
@@ -184,6 +194,8 @@ impl Changes {
             + self.instances.len()
             + self.defs.len()
             + self.node_keys.len()
+            + self.user_tokens.len()
+            + self.audit.len()
     }
 }
 
@@ -206,6 +218,8 @@ pub struct Loaded {
     pub defs: Vec<FlowDefRecord>,
     /// Every node credential ever enrolled (revoked ones included); not the engine's.
     pub node_keys: Vec<NodeKeyRecord>,
+    /// Every API token of a person (revoked and expired ones included); not the engine's.
+    pub user_tokens: Vec<UserTokenRecord>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
     pub next_run_id: u64,

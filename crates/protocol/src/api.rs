@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use zenith_model::tenancy::DEFAULT_NAMESPACE;
 use zenith_model::{
     AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, Millis, NodeId,
     NodeState, Reason, Resources, TaskCounts,
@@ -40,6 +41,12 @@ pub struct JobSummary {
     pub name: String,
     pub state: JobState,
     pub queue: String,
+    /// The namespace it lives in.
+    #[serde(default)]
+    pub namespace: String,
+    /// Who submitted it (empty for jobs older than users).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub submitter: String,
     pub priority: i32,
     pub tasks: TaskCounts,
     pub task_count: u32,
@@ -155,11 +162,17 @@ pub fn job_summary(r: &JobRecord) -> JobSummary {
         ),
         None => (String::new(), String::new(), 0, r.counts.total()),
     };
+    let (namespace, submitter) = match &r.spec {
+        Some(s) => (s.namespace().to_string(), s.submitter.clone()),
+        None => (DEFAULT_NAMESPACE.to_string(), String::new()),
+    };
     JobSummary {
         id: r.id,
         name,
         state: r.state,
         queue,
+        namespace,
+        submitter,
         priority,
         tasks: r.counts,
         task_count,

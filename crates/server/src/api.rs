@@ -3,12 +3,13 @@
 use crate::control::LoopMsg;
 use crate::error::ApiError;
 use crate::handler::{ask, read};
+use crate::users::Principal;
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -92,8 +93,45 @@ fn key_scope(headers: &HeaderMap) -> String {
     scope
 }
 
+/// Puts a parsed spec in its namespace (the caller's default when it names none) and records
+/// who submits it; refused where the caller may not submit.
+fn owned(mut spec: JobSpec, p: &Principal, prefix: &str) -> Result<Arc<JobSpec>, ApiError> {
+    if !spec.submitter.is_empty() {
+        let field = if prefix.is_empty() {
+            "submitter".to_string()
+        } else {
+            format!("{prefix}.submitter")
+        };
+        return Err(ApiError::Invalid(zenith_model::ValidationError::new(
+            field,
+            "is set by the server from the caller's token",
+        )));
+    }
+    if spec.namespace.is_empty() {
+        spec.namespace = p.default_namespace().to_string();
+    }
+    p.must_write(&spec.namespace)?;
+    spec.submitter = p.user.clone();
+    Ok(Arc::new(spec))
+}
+
+/// The job `id` if the caller may see it; one it may not is answered as not found.
+pub(crate) async fn visible_job(
+    state: &AppState,
+    p: &Principal,
+    id: JobId,
+) -> Result<zenith_model::JobRecord, ApiError> {
+    let job = read(state, move |r| r.get_job(id))
+        .await?
+        .ok_or(ApiError::NotFound(format!("job {id} not found")))?;
+    let ns = job.spec.as_deref().map(JobSpec::namespace).unwrap_or("");
+    p.must_read(ns, || format!("job {id} not found"))?;
+    Ok(job)
+}
+
 pub async fn submit(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -109,11 +147,12 @@ pub async fn submit(
             }
             let mut specs = Vec::with_capacity(items.len());
             for (i, v) in items.into_iter().enumerate() {
-                specs.push(Arc::new(parse_spec(v, &format!("[{i}]"))?));
+                let at = format!("[{i}]");
+                specs.push(owned(parse_spec(v, &at)?, &p, &at)?);
             }
             (specs, true)
         }
-        v @ serde_json::Value::Object(_) => (vec![Arc::new(parse_spec(v, "")?)], false),
+        v @ serde_json::Value::Object(_) => (vec![owned(parse_spec(v, "")?, &p, "")?], false),
         _ => {
             return Err(ApiError::BadRequest(
                 "body must be a job spec object or a list of them".into(),
@@ -158,14 +197,18 @@ pub async fn submit(
 pub struct ListQuery {
     state: Option<String>,
     queue: Option<String>,
+    /// A namespace, or `*` for every one the caller may read; absent: its default.
+    namespace: Option<String>,
     before: Option<u64>,
     limit: Option<usize>,
 }
 
 pub async fn list(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<JobList>, ApiError> {
+    let namespaces = p.listing(q.namespace.as_deref())?;
     let job_state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {
@@ -185,6 +228,7 @@ pub async fn list(
     let filter = JobFilter {
         state: job_state,
         queue: q.queue,
+        namespaces,
         before: q.before.map(JobId),
         limit,
     };
@@ -217,16 +261,14 @@ pub struct ShowQuery {
 
 pub async fn show(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(&id)?;
     let limit = q.attempts_limit.unwrap_or(1000).min(100_000);
-    let (job, (attempts, total)) = read(&state, move |r| {
-        Ok((r.get_job(id)?, r.attempts(id, limit)?))
-    })
-    .await?;
-    let job = job.ok_or(ApiError::NotFound(format!("job {id} not found")))?;
+    let job = visible_job(&state, &p, id).await?;
+    let (attempts, total) = read(&state, move |r| r.attempts(id, limit)).await?;
     let spec = job
         .spec
         .as_deref()
@@ -242,9 +284,12 @@ pub async fn show(
 
 pub async fn cancel(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
+    let job = visible_job(&state, &p, id).await?;
+    p.must_write(job.spec.as_deref().map(JobSpec::namespace).unwrap_or(""))?;
     match ask(&state, |reply| LoopMsg::Cancel { id, reply }).await? {
         Ok(()) => Ok((
             StatusCode::ACCEPTED,
@@ -264,15 +309,14 @@ pub async fn cancel(
 
 pub async fn explain(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<ExplainView>, ApiError> {
     let id = job_id(&id)?;
+    let job = visible_job(&state, &p, id).await?;
     if let Some(v) = ask(&state, |reply| LoopMsg::Explain { id, reply }).await? {
         return Ok(Json(v));
     }
-    let job = read(&state, move |r| r.get_job(id))
-        .await?
-        .ok_or(ApiError::NotFound(format!("job {id} not found")))?;
     Ok(Json(ExplainView {
         id,
         state: job.state,
@@ -293,8 +337,10 @@ pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiE
 /// refused from now on, its stream closed and its attempts requeued elsewhere.
 pub async fn revoke_node(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(node): Path<String>,
 ) -> Result<Json<zenith_protocol::api::RevokeView>, ApiError> {
+    p.must_operate()?;
     if node.is_empty() || node.len() > 256 {
         return Err(ApiError::Invalid(zenith_model::ValidationError::new(
             "node",
@@ -320,6 +366,7 @@ pub struct LogQuery {
 /// for the task to start and streams until the attempt ends.
 pub async fn logs(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
@@ -334,9 +381,7 @@ pub async fn logs(
             )))
         }
     };
-    let job = read(&state, move |r| r.get_job(id))
-        .await?
-        .ok_or(ApiError::NotFound(format!("job {id} not found")))?;
+    let job = visible_job(&state, &p, id).await?;
     let spec = job
         .spec
         .clone()

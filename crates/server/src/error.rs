@@ -16,6 +16,16 @@ pub enum ApiError {
     Unauthorized,
     #[error("this token may not call this route")]
     Forbidden,
+    /// A person's token that is no longer good (revoked, expired).
+    #[error("{0}")]
+    BadToken(String),
+    /// The caller's role or namespaces do not allow this.
+    #[error("{0}")]
+    Denied(String),
+    /// The caller may not see this: answered as not found, so its existence is not revealed
+    /// (and audited as a refusal).
+    #[error("{0}")]
+    Hidden(String),
     /// An agent's node credential is unknown here (or wrong): it enrolls again.
     #[error("{0}")]
     NodeUnknown(String),
@@ -59,6 +69,9 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_argument", None),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::BadToken(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::Hidden(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::NodeUnknown(_) => (StatusCode::UNAUTHORIZED, "node_unknown", None),
             ApiError::NodeRevoked(_) => (StatusCode::FORBIDDEN, "node_revoked", None),
             ApiError::NotYours(_) => (StatusCode::FORBIDDEN, "not_your_attempt", None),
@@ -74,6 +87,27 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Whether the caller was refused for who it is (audited even when it only read).
+    fn denies(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Unauthorized
+                | ApiError::Forbidden
+                | ApiError::BadToken(_)
+                | ApiError::Denied(_)
+                | ApiError::Hidden(_)
+        )
+    }
+}
+
+/// Set on an error response: its message, for the audit log.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorNote {
+    pub message: String,
+    pub denied: bool,
+}
+
 impl From<zenith_store::StoreError> for ApiError {
     fn from(e: zenith_store::StoreError) -> Self {
         ApiError::Unavailable(format!("store: {e}"))
@@ -87,6 +121,10 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(v) => v.message.clone(),
             other => other.to_string(),
         };
+        let note = ErrorNote {
+            message: message.clone(),
+            denied: self.denies(),
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_string(),
@@ -95,6 +133,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(body)).into_response();
+        resp.extensions_mut().insert(note);
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

@@ -70,8 +70,23 @@ fn sse(e: &Event) -> String {
 
 pub async fn events(
     State(state): State<AppState>,
+    axum::Extension(p): axum::Extension<crate::users::Principal>,
     Query(q): Query<EventQuery>,
 ) -> Result<Response, ApiError> {
+    // The stream carries every namespace's transitions; one job's only is for those who may
+    // see the job.
+    match q.job {
+        Some(id) => {
+            crate::api::visible_job(&state, &p, JobId(id)).await?;
+        }
+        None if p.reads_all() => {}
+        None => {
+            return Err(ApiError::Denied(format!(
+            "{} ({}) may follow one job's events (job=ID); the whole stream covers every namespace",
+            p.user, p.role
+        )))
+        }
+    }
     let kinds = match q.kind.as_deref() {
         None | Some("") => None,
         Some(list) => {

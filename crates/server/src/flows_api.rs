@@ -1,19 +1,21 @@
-//! Public API v1 for flows (`/api/v1/flows...`), behind the admin token. Specs arrive as YAML
+//! Public API v1 for flows (`/api/v1/flows...`), behind a token (`access.rs`); flows live in the `default` namespace. Specs arrive as YAML
 //! text and are parsed and validated completely here, before anything is started.
 
 use crate::control::{FlowSource, LoopMsg};
 use crate::error::ApiError;
 use crate::handler::{ask, decode, read};
+use crate::users::Principal;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use zenith_flowspec::{check, parse_yaml, FlowPlan, Templates};
 use zenith_model::flow::{FlowSpec, RunId};
+use zenith_model::tenancy::DEFAULT_NAMESPACE;
 use zenith_model::ValidationError;
 use zenith_protocol::flows::{
     def_view, run_graph, run_summary, run_view, FlowList, FlowText, RunAttemptView, RunAttempts,
@@ -42,6 +44,23 @@ async fn compile_off_loop(text: String) -> Result<(Arc<FlowSpec>, Arc<FlowPlan>)
         .map_err(|e| ApiError::Unavailable(format!("validation task failed: {e}")))?
 }
 
+/// Flows, their runs and their jobs live in the `default` namespace (namespaced flows are
+/// not built yet): reading them takes a token that reads `default`...
+fn flows_readable(p: &Principal) -> Result<(), ApiError> {
+    if p.can_read(DEFAULT_NAMESPACE) {
+        return Ok(());
+    }
+    Err(ApiError::Denied(format!(
+        "{} ({}) may not read flows: they live in namespace {DEFAULT_NAMESPACE}",
+        p.user, p.role
+    )))
+}
+
+/// ...and changing them, one that may submit there.
+fn flows_writable(p: &Principal) -> Result<(), ApiError> {
+    p.must_write(DEFAULT_NAMESPACE)
+}
+
 fn run_id(raw: &str) -> Result<RunId, ApiError> {
     raw.parse::<u64>()
         .map(RunId)
@@ -51,8 +70,10 @@ fn run_id(raw: &str) -> Result<RunId, ApiError> {
 /// `POST /api/v1/flows/runs`
 pub async fn submit_run(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    flows_writable(&p)?;
     let req: RunRequest = decode(&body)?;
     let flow = match (req.flow, req.name) {
         (Some(text), None) => {
@@ -97,8 +118,10 @@ pub struct RunsQuery {
 /// `GET /api/v1/flows/runs`
 pub async fn list_runs(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<Vec<zenith_protocol::flows::RunSummary>>, ApiError> {
+    flows_readable(&p)?;
     let f = RunFilter {
         name: q.name,
         before: q.before.map(RunId),
@@ -109,7 +132,11 @@ pub async fn list_runs(
 }
 
 /// `GET /api/v1/flows`: applied flows and the latest 50 runs.
-pub async fn list(State(state): State<AppState>) -> Result<Json<FlowList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<FlowList>, ApiError> {
+    flows_readable(&p)?;
     let f = RunFilter {
         limit: 50,
         ..Default::default()
@@ -153,8 +180,10 @@ async fn load_run(
 /// `GET /api/v1/flows/runs/{id}`
 pub async fn show_run(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
+    flows_readable(&p)?;
     let (run, spec, steps, instances) = load_run(&state, run_id(&id)?).await?;
     Ok(Json(run_view(&run, &spec, &steps, &instances)))
 }
@@ -162,8 +191,10 @@ pub async fn show_run(
 /// `GET /api/v1/flows/runs/{id}/graph`
 pub async fn graph(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<RunGraph>, ApiError> {
+    flows_readable(&p)?;
     let (run, spec, steps, instances) = load_run(&state, run_id(&id)?).await?;
     Ok(Json(run_graph(&run, &spec, &steps, &instances)))
 }
@@ -181,9 +212,11 @@ pub const MAX_ATTEMPTS_PAGE: usize = 10_000;
 /// `GET /api/v1/flows/runs/{id}/attempts?after=&limit=`
 pub async fn attempts(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<AttemptsQuery>,
 ) -> Result<Json<RunAttempts>, ApiError> {
+    flows_readable(&p)?;
     let id = run_id(&id)?;
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_ATTEMPTS_PAGE {
@@ -222,8 +255,10 @@ pub async fn attempts(
 /// `POST /api/v1/flows/runs/{id}/cancel`
 pub async fn cancel_run(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    flows_writable(&p)?;
     let id = run_id(&id)?;
     match ask(&state, |reply| LoopMsg::CancelRun { id, reply }).await? {
         Ok(()) => Ok((
@@ -245,8 +280,10 @@ pub async fn cancel_run(
 /// `POST /api/v1/flows/runs/{id}/steps/{step}/approve`
 pub async fn approve(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path((id, step)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    flows_writable(&p)?;
     let id = run_id(&id)?;
     if step.len() > 63 {
         return Err(ApiError::Invalid(ValidationError::new(
@@ -264,9 +301,11 @@ pub async fn approve(
 /// `PUT /api/v1/flows/{name}`: stores the definition and arms its schedule.
 pub async fn apply(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    flows_writable(&p)?;
     let req: FlowText = decode(&body)?;
     let (spec, plan) = compile_off_loop(req.flow).await?;
     if spec.name != name {
@@ -282,8 +321,10 @@ pub async fn apply(
 /// `DELETE /api/v1/flows/{name}`
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    flows_writable(&p)?;
     let n = name.clone();
     ask(&state, |reply| LoopMsg::DeleteFlow { name: n, reply }).await??;
     Ok(Json(serde_json::json!({"name": name, "deleted": true})))

@@ -39,6 +39,9 @@ impl Leader {
         let keys = Arc::new(crate::node_keys::NodeKeys::load(&std::mem::take(
             &mut loaded.node_keys,
         )));
+        let users = Arc::new(crate::users::UserTokens::load(&std::mem::take(
+            &mut loaded.user_tokens,
+        )));
         tracing::info!(
             live_jobs = loaded.jobs.len(),
             running = loaded.running.len(),
@@ -82,6 +85,8 @@ impl Leader {
         let loop_cfg = control::LoopConfig {
             heartbeat_interval_ms: cfg.heartbeat_interval_ms,
             retention_ms: cfg.retention_ms,
+            audit_retention_ms: cfg.audit_retention_ms,
+            max_audit_records: cfg.max_audit_records,
             sweep_every: Duration::from_millis(cfg.sweep_every_ms.max(10)),
             engine: engine_cfg,
         };
@@ -98,6 +103,7 @@ impl Leader {
                 degraded: degraded.clone(),
                 in_flight,
                 keys: keys.clone(),
+                users: users.clone(),
             },
         );
         let mut loop_stop = stop_rx.clone();
@@ -118,6 +124,8 @@ impl Leader {
             probe_limiter: Arc::new(limiter::RateLimiter::new(cfg.rate_limit_per_client)),
             artifacts,
             keys,
+            users,
+            clock,
         }));
         Ok(Leader {
             router: router(state, cfg.max_body_bytes),

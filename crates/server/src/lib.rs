@@ -3,6 +3,7 @@
 //! [`serve`] takes a bound listener and a shutdown future (so tests and `zenith up` choose the
 //! port and the lifetime). See `docs/architecture.md` for how the pieces fit.
 
+mod access;
 mod agent_api;
 mod api;
 mod artifacts;
@@ -21,8 +22,10 @@ pub mod listen;
 pub mod logs;
 mod metrics;
 mod node_keys;
+mod tenancy_api;
 pub mod tls;
 mod ui;
+mod users;
 mod writer;
 
 pub use clock::Clock;
@@ -54,6 +57,10 @@ pub struct ServerConfig {
     pub retention_ms: u64,
     /// How often the retention sweep runs.
     pub sweep_every_ms: u64,
+    /// Audit records are deleted this long after they were written...
+    pub audit_retention_ms: u64,
+    /// ...and the oldest beyond this many.
+    pub max_audit_records: u64,
     /// Cap on each stored stdout/stderr file.
     pub max_log_bytes: u64,
     /// Cap on a request body.
@@ -109,6 +116,8 @@ impl ServerConfig {
             heartbeat_timeout_ms: 15_000,
             retention_ms: 7 * 24 * 3600 * 1000,
             sweep_every_ms: 60_000,
+            audit_retention_ms: 90 * 24 * 3600 * 1000,
+            max_audit_records: 1_000_000,
             max_log_bytes: 64 << 20,
             max_body_bytes: 16 << 20,
             max_live_jobs: 1_000_000,
@@ -171,6 +180,8 @@ pub(crate) struct AppInner {
     probe_limiter: Arc<limiter::RateLimiter>,
     artifacts: artifacts::ArtifactStore,
     keys: Arc<node_keys::NodeKeys>,
+    users: Arc<users::UserTokens>,
+    clock: clock::Clock,
 }
 
 /// The node an agent request authenticated as (its credential), for the handlers.
@@ -290,6 +301,10 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/nodes", get(api::nodes))
         .route("/nodes/{node}/revoke", post(api::revoke_node))
         .route("/summary", get(api::summary))
+        .route("/whoami", get(tenancy_api::whoami))
+        .route("/tokens", post(tenancy_api::create).get(tenancy_api::list))
+        .route("/tokens/{id}/revoke", post(tenancy_api::revoke))
+        .route("/audit", get(tenancy_api::audit))
         .route("/servers", get(ha::embedded_servers))
         .route("/events", get(events::events))
         .route("/flows", get(flows_api::list))
@@ -311,7 +326,10 @@ fn router(state: AppState, max_body: usize) -> Router {
             axum::routing::put(flows_api::apply).delete(flows_api::delete),
         )
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit));
     let enroll = Router::new()
         .route("/enroll", post(agent_api::enroll))
@@ -406,14 +424,6 @@ fn bearer(req: &Request) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
-}
-
-async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match bearer(&req).and_then(|t| state.tokens.role_of(t)) {
-        Some(auth::Role::Admin) => next.run(req).await,
-        Some(auth::Role::Agent) => ApiError::Forbidden.into_response(),
-        None => ApiError::Unauthorized.into_response(),
-    }
 }
 
 /// Per-client token bucket on the public API (before authentication, so floods of bad

@@ -42,7 +42,12 @@ pub enum WriterMsg {
         after: Vec<AfterCommit>,
     },
     /// Deletes jobs finished before `before`, and their logs.
-    Sweep { now: Millis, before: Millis },
+    Sweep {
+        now: Millis,
+        before: Millis,
+        audit_before: Millis,
+        audit_keep: u64,
+    },
     /// Reads every live record back, to rebuild the engine after a failed commit.
     Reload {
         reply: oneshot::Sender<Result<Loaded, StoreError>>,
@@ -137,7 +142,17 @@ pub fn spawn(
                         // Only now (after-commit actions done) are these batches out of flight.
                         in_flight.fetch_sub(merged, std::sync::atomic::Ordering::AcqRel);
                     }
-                    WriterMsg::Sweep { now, before } => w.sweep(now, before),
+                    WriterMsg::Sweep {
+                        now,
+                        before,
+                        audit_before,
+                        audit_keep,
+                    } => {
+                        w.sweep(now, before);
+                        if let Err(e) = w.store.sweep_audit(audit_before, audit_keep) {
+                            tracing::warn!(error = %e, "audit sweep failed; will retry");
+                        }
+                    }
                     WriterMsg::Reload { reply } => {
                         // The loop stops waiting only when it stops itself.
                         let _ = reply.send(w.store.load());

@@ -122,6 +122,16 @@ export async function follow(query, onEvent, signal, onStatus) {
       }
     } catch (e) {
       if (signal.aborted || (e instanceof ApiError && e.status === 401)) return;
+      if (e instanceof ApiError && e.status === 403) {
+        // A token held to some namespaces may not follow every namespace's events: re-read
+        // what is on screen every few seconds instead.
+        onStatus && onStatus('polling');
+        while (!signal.aborted) {
+          await new Promise((r) => setTimeout(r, 3000));
+          if (!signal.aborted) onEvent({ kind: 'poll' });
+        }
+        return;
+      }
     }
     onStatus && onStatus('offline');
     await new Promise((r) => setTimeout(r, delay));

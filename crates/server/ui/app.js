@@ -1,7 +1,7 @@
 // Router and sign-in. Each page is `render(view, params, ctx)`; ctx.signal aborts its
 // requests and event streams when the user navigates away.
 
-import { checkToken, setToken, signOut, token } from './api.js';
+import { checkToken, get, setToken, signOut, token } from './api.js';
 import { h, fill, errorBox } from './dom.js';
 import { overviewPage, jobsPage, nodesPage, runsPage } from './pages.js';
 import { jobPage } from './job.js';
@@ -34,15 +34,16 @@ function loginPage(view, message) {
   document.body.classList.add('signed-out');
   const input = h('input', {
     id: 'token', type: 'password', autocomplete: 'current-password', required: true,
-    placeholder: 'admin token', 'aria-label': 'Admin token',
+    placeholder: 'API token', 'aria-label': 'API token',
   });
   const remember = h('input', { id: 'remember', type: 'checkbox' });
   const status = h('div', { class: 'login-status', role: 'status' }, message || '');
   const form = h('form', { class: 'login', id: 'login-form' },
     h('h1', {}, 'Sign in to Zenith'),
     h('p', { class: 'muted' },
-      'Paste the admin token: it is in admin.token in the server\'s data directory ',
-      '(for zenith up: ~/.local/share/zenith/admin.token).'),
+      'Paste an API token: the admin token in admin.token in the server\'s data directory ',
+      '(for zenith up: ~/.local/share/zenith/admin.token), or one an admin made for you with ',
+      'zenith token create (a viewer token reads without changing anything).'),
     input,
     h('label', { class: 'check' }, remember, ' Remember on this browser'),
     h('button', { type: 'submit' }, 'Sign in'),
@@ -76,6 +77,7 @@ function route() {
     return;
   }
   document.body.classList.remove('signed-out');
+  showWho();
   const { path, query } = parseHash();
   const hit = routes.find(([re]) => re.test(path));
   for (const a of document.querySelectorAll('#nav a')) {
@@ -91,6 +93,18 @@ function route() {
   Promise.resolve(hit[1](view, params, ctx)).catch((e) => {
     if (e.name !== 'AbortError' && !ctx.signal.aborted) fill(view, errorBox(e));
   });
+}
+
+// Who the token acts as, beside the sign-out button (asked once per sign-in).
+let whoFor = null;
+function showWho() {
+  const el = document.getElementById('whoami');
+  if (whoFor === token()) return;
+  whoFor = token();
+  get('/whoami').then((w) => {
+    el.textContent = `${w.user} (${w.role})`;
+    el.title = `namespaces: ${w.namespaces.join(', ')}; default ${w.default_namespace}`;
+  }).catch(() => { el.textContent = ''; whoFor = null; });
 }
 
 // `zenith up` prints a link carrying the token in the fragment (never sent to the server):

@@ -17,6 +17,7 @@ function jobRow(j) {
     h('td', {}, h('a', { href: `#/jobs/${j.id}` }, String(j.id))),
     h('td', { class: 'name' }, j.name),
     h('td', {}, badge(j.state)),
+    h('td', {}, j.namespace || 'default'),
     h('td', {}, j.queue),
     h('td', { class: 'num' }, String(j.priority)),
     h('td', { class: 'num' }, j.task_count > 1 ? `${done}/${j.task_count}` : ''),
@@ -25,7 +26,7 @@ function jobRow(j) {
     h('td', { class: 'reason' }, j.reason || ''));
 }
 
-const JOB_HEADERS = ['ID', 'Name', 'State', 'Queue', 'Priority', 'Tasks', 'Submitted', 'Took', 'Reason'];
+const JOB_HEADERS = ['ID', 'Name', 'State', 'Namespace', 'Queue', 'Priority', 'Tasks', 'Submitted', 'Took', 'Reason'];
 
 function runRow(r) {
   return h('tr', { dataset: { run: r.id } },
@@ -59,7 +60,8 @@ export async function overviewPage(view, _params, ctx) {
     const [s, jl, rl] = await Promise.all([
       get('/summary', ctx.signal),
       get(`/jobs?limit=10`, ctx.signal),
-      get('/flows/runs?limit=10', ctx.signal),
+      // Flows live in the default namespace: a token held to others may not read them.
+      get('/flows/runs?limit=10', ctx.signal).catch((e) => (e.status === 403 ? null : Promise.reject(e))),
     ]);
     const cpuUsed = s.cpus_total - s.cpus_free;
     const memUsed = s.memory_total - s.memory_free;
@@ -77,7 +79,8 @@ export async function overviewPage(view, _params, ctx) {
         h('td', { class: 'num' }, String(q.queued)), h('td', { class: 'num' }, String(q.running)))))
       : h('p', { class: 'muted' }, 'No live jobs.'));
     fill(jobs, jl.jobs.length ? table(JOB_HEADERS, jl.jobs.map(jobRow)) : h('p', { class: 'muted' }, 'No jobs yet. Try: zenith submit -- echo hello'));
-    fill(runs, rl.length ? table(RUN_HEADERS, rl.map(runRow)) : h('p', { class: 'muted' }, 'No flow runs yet.'));
+    if (rl === null) fill(runs, h('p', { class: 'muted' }, 'Flows live in namespace default, which this token does not read.'));
+    else fill(runs, rl.length ? table(RUN_HEADERS, rl.map(runRow)) : h('p', { class: 'muted' }, 'No flow runs yet.'));
     view.dataset.ready = 'overview';
   };
   await load();
@@ -89,14 +92,19 @@ export async function jobsPage(view, _params, ctx) {
   const q = ctx.query;
   const state = q.get('state') || '';
   const queue = q.get('queue') || '';
+  const namespace = q.get('namespace') || '';
   const before = q.get('before') || '';
   const stateSel = h('select', { id: 'filter-state', name: 'state', 'aria-label': 'State' },
     JOB_STATES.map((s) => h('option', { value: s, selected: s === state }, s || 'any state')));
   const queueIn = h('input', { id: 'filter-queue', name: 'queue', placeholder: 'queue', value: queue, 'aria-label': 'Queue' });
-  const form = h('form', { class: 'filters', id: 'jobs-filter' }, stateSel, queueIn, h('button', { type: 'submit' }, 'Filter'));
+  const nsIn = h('input', {
+    id: 'filter-namespace', name: 'namespace', placeholder: 'namespace (* for all)', value: namespace, 'aria-label': 'Namespace',
+  });
+  const form = h('form', { class: 'filters', id: 'jobs-filter' }, stateSel, nsIn, queueIn, h('button', { type: 'submit' }, 'Filter'));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const p = new URLSearchParams();
+    if (nsIn.value.trim()) p.set('namespace', nsIn.value.trim());
     if (stateSel.value) p.set('state', stateSel.value);
     if (queueIn.value.trim()) p.set('queue', queueIn.value.trim());
     location.hash = `#/jobs${p.toString() ? `?${p}` : ''}`;
@@ -108,6 +116,7 @@ export async function jobsPage(view, _params, ctx) {
   const base = new URLSearchParams();
   if (state) base.set('state', state);
   if (queue) base.set('queue', queue);
+  if (namespace) base.set('namespace', namespace);
   const load = async () => {
     const p = new URLSearchParams(base);
     p.set('limit', String(PAGE));

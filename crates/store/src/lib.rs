@@ -7,7 +7,8 @@
 //! ([`postgres::PgStore`]), where the leader's writes check its lease epoch inside each commit
 //! ([`pg_lease`]).
 
-mod node_keys;
+mod audit;
+mod meta_rows;
 mod pg_commit;
 mod pg_flows;
 pub mod pg_lease;
@@ -16,10 +17,13 @@ mod pg_tls;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+
+pub use audit::MAX_AUDIT_PAGE;
 mod sqlite_flows;
 
 use zenith_model::flow::{FlowDefRecord, InstanceRecord, RunId, RunRecord, StepRecord};
 use zenith_model::records::{Changes, Loaded};
+use zenith_model::tenancy::AuditRecord;
 use zenith_model::{AttemptId, AttemptRecord, JobId, JobRecord, JobState, Millis, TaskRecord};
 
 /// Errors of the store layer.
@@ -97,6 +101,21 @@ pub trait Store: Send {
     /// Writes `values` where their keys are absent, in one transaction; true when every key
     /// was absent (this caller initialised them).
     fn init_meta(&mut self, values: &[(&str, &str)]) -> Result<bool, StoreError>;
+    /// Deletes audit records older than `before` and the oldest beyond the newest `keep`;
+    /// returns how many went.
+    fn sweep_audit(&mut self, before: Millis, keep: u64) -> Result<usize, StoreError>;
+}
+
+/// Filters and paging of the audit log: newest first, `before` is an ID cursor.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub user: Option<String>,
+    /// Records at or after this time.
+    pub since: Option<Millis>,
+    /// Only refused or failed requests (status 400 and above).
+    pub refused_only: bool,
+    pub before: Option<u64>,
+    pub limit: usize,
 }
 
 /// Filters and paging of a job listing: newest first, `before` is an ID cursor.
@@ -104,6 +123,8 @@ pub trait Store: Send {
 pub struct JobFilter {
     pub state: Option<JobState>,
     pub queue: Option<String>,
+    /// Only jobs of these namespaces (`None`: every namespace).
+    pub namespaces: Option<Vec<String>>,
     pub before: Option<JobId>,
     pub limit: usize,
 }
@@ -142,6 +163,7 @@ pub trait StoreReader: Send + Sync {
         after: Option<AttemptId>,
         limit: usize,
     ) -> Result<Vec<RunAttemptRecord>, StoreError>;
+    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 /// An attempt of a flow step's job, with the step and instance it ran.

@@ -63,6 +63,7 @@ pub(crate) fn commit_jobs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), Store
     let (mut new, mut upd) = (Cols::default(), Cols::default());
     let mut name = Vec::new();
     let mut queue = Vec::new();
+    let mut namespace = Vec::new();
     let mut priority = Vec::new();
     let mut spec = Vec::new();
     let mut task_count = Vec::new();
@@ -76,6 +77,7 @@ pub(crate) fn commit_jobs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), Store
                 new.push(j);
                 name.push(s.display_name().to_string());
                 queue.push(s.queue.clone());
+                namespace.push(s.namespace().to_string());
                 priority.push(i64::from(s.priority));
                 spec.push(stored_spec(s.as_ref()));
                 task_count.push(i64::from(s.task_count()));
@@ -92,21 +94,23 @@ pub(crate) fn commit_jobs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), Store
         tx.execute(
             "INSERT INTO jobs (id, name, queue, priority, state, spec, task_count, queued, running, \
              succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at, \
-             run_id, run_step, run_instance) \
+             run_id, run_step, run_instance, namespace) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
              $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], \
              $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[], \
-             $18::bigint[], $19::bigint[]) \
+             $18::bigint[], $19::bigint[], $20::text[]) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, queue = excluded.queue, \
              priority = excluded.priority, state = excluded.state, spec = excluded.spec, \
              task_count = excluded.task_count, queued = excluded.queued, running = excluded.running, \
              succeeded = excluded.succeeded, failed = excluded.failed, cancelled = excluded.cancelled, \
              cancel_requested = excluded.cancel_requested, reason = excluded.reason, \
              created_at = excluded.created_at, finished_at = excluded.finished_at, \
-             run_id = excluded.run_id, run_step = excluded.run_step, run_instance = excluded.run_instance",
+             run_id = excluded.run_id, run_step = excluded.run_step, run_instance = excluded.run_instance, \
+             namespace = excluded.namespace",
             &[
                 &new.id, &name, &queue, &priority, &new.state, &spec, &task_count, q, r, s, f, c,
                 &new.cancel, &new.reason, &created, &new.finished, &run, &step, &instance,
+                &namespace,
             ],
         )?;
     }

@@ -72,6 +72,10 @@ impl StoreReader for PgReader {
             p.push(q);
             sql.push_str(&format!(" AND queue = ${}", p.len()));
         }
+        if let Some(nss) = &f.namespaces {
+            p.push(nss);
+            sql.push_str(&format!(" AND namespace = ANY(${})", p.len()));
+        }
         sql.push_str(" ORDER BY id DESC LIMIT $2");
         self.rows(&sql, &p, rows::job)
     }
@@ -146,6 +150,13 @@ impl StoreReader for PgReader {
 
     fn list_flow_defs(&self) -> Result<Vec<zenith_model::flow::FlowDefRecord>, StoreError> {
         self.list_defs_impl()
+    }
+
+    fn audit(
+        &self,
+        f: &crate::AuditFilter,
+    ) -> Result<Vec<zenith_model::tenancy::AuditRecord>, StoreError> {
+        self.with(|c| crate::audit::read_pg(c, f))
     }
 
     fn run_attempts(

@@ -25,7 +25,10 @@ use zenith_model::{AttemptId, IdempotencyRecord, JobId};
 /// Schema migrations, applied in order under an advisory lock (so that servers starting
 /// together migrate once); `zenith_schema.version` holds the last applied. A released
 /// migration is never edited.
-const MIGRATIONS: &[&str] = &[include_str!("pg_schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("pg_schema_v1.sql"),
+    include_str!("pg_schema_v2.sql"),
+];
 
 /// Advisory lock key taken while migrating ("zenith" in ASCII).
 const MIGRATE_LOCK: i64 = 0x7a656e697468;
@@ -319,7 +322,8 @@ impl Store for PgStore {
             ..Loaded::default()
         };
         crate::pg_flows::load(&mut tx, &mut out)?;
-        out.node_keys = crate::node_keys::load_pg(&mut tx)?;
+        out.node_keys = crate::meta_rows::load_pg(&mut tx)?;
+        out.user_tokens = crate::meta_rows::load_pg(&mut tx)?;
         for r in tx.query(
             "SELECT key, job_ids, fingerprint, expires_at FROM idempotency",
             &[],
@@ -371,7 +375,8 @@ impl Store for PgStore {
                 )?;
             }
             crate::pg_flows::commit(tx, ch)?;
-            crate::node_keys::commit_pg(tx, ch)
+            crate::meta_rows::commit_pg(tx, ch)?;
+            crate::audit::commit_pg(tx, ch)
         })
     }
 
@@ -388,6 +393,10 @@ impl Store for PgStore {
             let gone = pg_commit::delete_jobs(tx, &jobs)?;
             Ok((jobs.len(), ids(&gone)))
         })
+    }
+
+    fn sweep_audit(&mut self, before: u64, keep: u64) -> Result<usize, StoreError> {
+        self.write(|tx| crate::audit::sweep_pg(tx, before, keep))
     }
 
     fn sweep_runs(

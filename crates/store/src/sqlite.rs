@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql"),
 ];
 
 fn db_path(dir: &Path) -> PathBuf {
@@ -151,7 +152,8 @@ impl Store for SqliteStore {
             out.nodes = keep_good(st.query_map([], |r| Ok(rows::node(r)))?)?;
         }
         crate::sqlite_flows::load(&self.conn, &mut out)?;
-        out.node_keys = crate::node_keys::load_sqlite(&self.conn)?;
+        out.node_keys = crate::meta_rows::load_sqlite(&self.conn)?;
+        out.user_tokens = crate::meta_rows::load_sqlite(&self.conn)?;
         {
             let mut st = self
                 .conn
@@ -195,8 +197,8 @@ impl Store for SqliteStore {
             let mut ins_job = tx.prepare_cached(
                 "INSERT OR REPLACE INTO jobs (id, name, queue, priority, state, spec, task_count, queued, running, \
                  succeeded, failed, cancelled, cancel_requested, reason, created_at, finished_at, \
-                 run_id, run_step, run_instance) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                 run_id, run_step, run_instance, namespace) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             )?;
             let mut upd_job = tx.prepare_cached(
                 "UPDATE jobs SET state = ?2, queued = ?3, running = ?4, succeeded = ?5, failed = ?6, cancelled = ?7, \
@@ -226,6 +228,7 @@ impl Store for SqliteStore {
                             j.owner.map(|o| o.run.0 as i64),
                             j.owner.map(|o| o.step),
                             j.owner.map(|o| o.instance),
+                            spec.namespace(),
                         ])?;
                     }
                     None => {
@@ -324,7 +327,8 @@ impl Store for SqliteStore {
                 meta.execute(params!["next_run_id", ch.next_run_id.to_string()])?;
             }
             crate::sqlite_flows::commit(&tx, ch)?;
-            crate::node_keys::commit_sqlite(&tx, ch)?;
+            crate::meta_rows::commit_sqlite(&tx, ch)?;
+            crate::audit::commit_sqlite(&tx, ch)?;
         }
         tx.commit()?;
         Ok(())
@@ -394,6 +398,14 @@ impl Store for SqliteStore {
         Ok(won)
     }
 
+    fn sweep_audit(
+        &mut self,
+        before: zenith_model::Millis,
+        keep: u64,
+    ) -> Result<usize, StoreError> {
+        crate::audit::sweep_sqlite(&mut self.conn, before, keep)
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
@@ -436,29 +448,29 @@ impl SqliteReader {
 impl StoreReader for SqliteReader {
     fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         self.with(|c| {
+            let before = f.before.map(|b| b.0 as i64).unwrap_or(i64::MAX);
+            let limit = f.limit.clamp(1, 10_000) as i64;
+            let state = f.state.map(|s| s.as_str());
             let mut sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id < ?1");
-            if f.state.is_some() {
-                sql.push_str(" AND state = ?3");
+            let mut p: Vec<&dyn rusqlite::ToSql> = vec![&before, &limit];
+            if let Some(s) = &state {
+                p.push(s);
+                sql.push_str(&format!(" AND state = ?{}", p.len()));
             }
-            if f.queue.is_some() {
-                sql.push_str(" AND queue = ?4");
+            if let Some(q) = &f.queue {
+                p.push(q);
+                sql.push_str(&format!(" AND queue = ?{}", p.len()));
+            }
+            if let Some(nss) = &f.namespaces {
+                let mut marks = Vec::with_capacity(nss.len());
+                for ns in nss {
+                    p.push(ns);
+                    marks.push(format!("?{}", p.len()));
+                }
+                sql.push_str(&format!(" AND namespace IN ({})", marks.join(", ")));
             }
             sql.push_str(" ORDER BY id DESC LIMIT ?2");
             let mut st = c.prepare_cached(&sql)?;
-            let before = f.before.map(|b| b.0 as i64).unwrap_or(i64::MAX);
-            let limit = f.limit.clamp(1, 10_000) as i64;
-            let state = f.state.map(|s| s.as_str()).unwrap_or("");
-            let queue = f.queue.clone().unwrap_or_default();
-            let mut p: Vec<&dyn rusqlite::ToSql> = vec![&before, &limit];
-            if f.state.is_some() {
-                p.push(&state);
-            }
-            if f.queue.is_some() {
-                if f.state.is_none() {
-                    p.push(&state);
-                }
-                p.push(&queue);
-            }
             let rows = st.query_map(p.as_slice(), |r| Ok(rows::job(r)))?;
             keep_good(rows)
         })
@@ -561,5 +573,12 @@ impl StoreReader for SqliteReader {
 
     fn list_flow_defs(&self) -> Result<Vec<zenith_model::flow::FlowDefRecord>, StoreError> {
         self.list_defs_impl()
+    }
+
+    fn audit(
+        &self,
+        f: &crate::AuditFilter,
+    ) -> Result<Vec<zenith_model::tenancy::AuditRecord>, StoreError> {
+        self.with(|c| crate::audit::read_sqlite(c, f))
     }
 }

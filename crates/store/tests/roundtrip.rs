@@ -66,6 +66,7 @@ on_both!(group_commit_of_ten_thousand_jobs);
 on_both!(idempotency_keys_persist_and_expire);
 on_both!(flow_runs_survive_a_restart_and_are_swept_after_their_ttl);
 on_both!(init_meta_is_written_once);
+on_both!(tokens_audit_and_namespaces_persist);
 
 fn node(id: &str) -> NodeRegistration {
     NodeRegistration {
@@ -270,7 +271,7 @@ fn a_version_one_database_is_migrated() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
     // Version 4 dropped the two partial indexes every job paid for twice.
     let indexes: i64 = conn
         .query_row(
@@ -363,4 +364,133 @@ fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl(b: &Backend) {
     assert!(reader.get_run(run).unwrap().is_none());
     assert!(reader.get_job(job).unwrap().is_none());
     assert!(reader.run_instances(run, 10).unwrap().is_empty());
+}
+
+/// People's tokens (made, revoked, forgotten), the audit log (filters, sweep by age and
+/// count) and the namespace filter of job listings, on each backend.
+fn tokens_audit_and_namespaces_persist(b: &Backend) {
+    use zenith_model::records::Changes;
+    use zenith_model::tenancy::{AuditRecord, Role, UserTokenRecord};
+    use zenith_store::AuditFilter;
+    let token = |id: &str, revoked: Option<u64>| UserTokenRecord {
+        id: id.into(),
+        user: "sam".into(),
+        role: Role::Submitter,
+        namespaces: vec!["ml".into()],
+        hash: "00".repeat(32),
+        created_at: 1,
+        created_by: "admin".into(),
+        expires_at: Some(99),
+        revoked_at: revoked,
+    };
+    let audit = |at: u64, user: &str, status: u16| AuditRecord {
+        id: 0,
+        at,
+        user: user.into(),
+        role: "submitter".into(),
+        method: "POST".into(),
+        path: "/api/v1/jobs".into(),
+        peer: "127.0.0.1".into(),
+        status,
+        detail: if status >= 400 {
+            "no".into()
+        } else {
+            String::new()
+        },
+    };
+    let mut store = b.open();
+    let mut ch = Changes::default();
+    ch.user_tokens.insert("a".into(), Some(token("a", None)));
+    ch.user_tokens.insert("b".into(), Some(token("b", None)));
+    ch.audit = (1..=5)
+        .map(|i| {
+            audit(
+                i * 10,
+                if i % 2 == 0 { "sam" } else { "vera" },
+                if i == 5 { 403 } else { 201 },
+            )
+        })
+        .collect();
+    store.commit(&ch).unwrap();
+    let mut ch = Changes::default();
+    ch.user_tokens.insert("a".into(), Some(token("a", Some(7))));
+    ch.user_tokens.insert("b".into(), None);
+    store.commit(&ch).unwrap();
+    // Jobs in two namespaces.
+    let mut e = Engine::new(EngineConfig::default());
+    let mut ml = spec(1.0);
+    ml.namespace = "ml".into();
+    e.submit(vec![Arc::new(ml), Arc::new(spec(1.0))], 1)
+        .unwrap();
+    store.commit(&e.take_changes()).unwrap();
+    drop(store);
+
+    let mut store = b.open();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.user_tokens, vec![token("a", Some(7))]);
+    let r = b.reader();
+    let all = r
+        .audit(&AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|a| a.at).collect::<Vec<_>>(),
+        vec![50, 40, 30, 20, 10]
+    );
+    assert!(all[0].id > all[1].id);
+    let sam = r
+        .audit(&AuditFilter {
+            user: Some("sam".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(sam.len(), 2);
+    let refused = r
+        .audit(&AuditFilter {
+            refused_only: true,
+            since: Some(15),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((refused.len(), refused[0].detail.as_str()), (1, "no"));
+    let page = r
+        .audit(&AuditFilter {
+            before: Some(all[1].id),
+            limit: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page.iter().map(|a| a.at).collect::<Vec<_>>(), vec![30, 20]);
+    let in_ns = |ns: &[&str]| {
+        r.list_jobs(&JobFilter {
+            namespaces: Some(ns.iter().map(|s| s.to_string()).collect()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .len()
+    };
+    assert_eq!(
+        (
+            in_ns(&["ml"]),
+            in_ns(&["default"]),
+            in_ns(&["ml", "default"]),
+            in_ns(&["web"])
+        ),
+        (1, 1, 2, 0)
+    );
+    // Swept by age, then by count.
+    assert_eq!(store.sweep_audit(25, 1_000).unwrap(), 2);
+    assert_eq!(store.sweep_audit(0, 2).unwrap(), 1);
+    let left = r
+        .audit(&AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(left.iter().map(|a| a.at).collect::<Vec<_>>(), vec![50, 40]);
 }

@@ -29,6 +29,12 @@ pub struct ServerOpts {
     /// Finished jobs are deleted this long after they end.
     #[arg(long, default_value = "7d", value_parser = DurationMs::parse)]
     retention: DurationMs,
+    /// Audit records are deleted this long after they were written.
+    #[arg(long, default_value = "90d", value_parser = DurationMs::parse)]
+    audit_retention: DurationMs,
+    /// Most audit records kept; beyond, the oldest are deleted at the next sweep.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_audit_records: u64,
     /// How often jobs past retention and flow runs past their ttl are deleted
     /// (default: 2s, or a quarter of the retention when that is shorter).
     #[arg(long, value_parser = DurationMs::parse)]
@@ -218,6 +224,8 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.heartbeat_timeout_ms = o.heartbeat_timeout.as_millis();
     c.heartbeat_interval_ms = o.heartbeat_interval.as_millis().max(50);
     c.retention_ms = o.retention.as_millis();
+    c.audit_retention_ms = o.audit_retention.as_millis();
+    c.max_audit_records = o.max_audit_records;
     c.max_artifact_bytes = o.max_artifact_size;
     c.max_live_jobs = o.max_live_jobs as usize;
     c.idempotency_ttl_ms = o.idempotency_ttl.as_millis().max(1);

@@ -18,14 +18,21 @@ pub struct JobsArgs {
     /// Most jobs to show (1-1000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
     limit: u16,
+    /// Jobs of every namespace this token reads.
+    #[arg(long, short = 'A', conflicts_with = "namespace")]
+    all_namespaces: bool,
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     format: Format,
 }
 
 pub async fn run(a: JobsArgs) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
+    let ns = match a.all_namespaces {
+        true => Some("*"),
+        false => a.conn.namespace.as_deref(),
+    };
     let list = client
-        .list(a.state, a.queue.as_deref(), None, a.limit as usize)
+        .list_in(ns, a.state, a.queue.as_deref(), None, a.limit as usize)
         .await?;
     if a.format == Format::Json {
         output::json(&list)?;
@@ -36,28 +43,26 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<u8> {
         .jobs
         .iter()
         .map(|j| {
-            vec![
-                j.id.to_string(),
+            let mut row = vec![j.id.to_string()];
+            if a.all_namespaces {
+                row.push(j.namespace.clone());
+            }
+            row.extend([
                 j.name.clone(),
                 j.state.to_string(),
                 format!("{}/{}", j.tasks.succeeded, j.task_count),
                 j.queue.clone(),
                 output::ago(now, j.created_at),
                 j.reason.clone().unwrap_or_default(),
-            ]
+            ]);
+            row
         })
         .collect();
-    output::table(
-        &[
-            "ID",
-            "NAME",
-            "STATE",
-            "DONE",
-            "QUEUE",
-            "SUBMITTED",
-            "REASON",
-        ],
-        &rows,
-    );
+    let mut header = vec!["ID"];
+    if a.all_namespaces {
+        header.push("NAMESPACE");
+    }
+    header.extend(["NAME", "STATE", "DONE", "QUEUE", "SUBMITTED", "REASON"]);
+    output::table(&header, &rows);
     Ok(0)
 }

@@ -1,5 +1,6 @@
 //! One module per verb; shared client setup and exit-code mapping here.
 
+pub mod audit;
 pub mod daemon;
 pub mod events;
 pub mod flow;
@@ -10,6 +11,7 @@ pub mod run_wait;
 pub mod servers;
 pub mod submit;
 mod tls_setup;
+pub mod tokens;
 pub mod top;
 pub mod ui;
 pub mod wait;
@@ -34,6 +36,9 @@ pub struct Conn {
     /// [default: tls/ca.pem in the default data directory, when there].
     #[arg(long, env = "ZENITH_CA_CERT", global = true)]
     pub ca_cert: Option<PathBuf>,
+    /// Namespace to submit to and list (default: `default`, or the token's only namespace).
+    #[arg(long, short = 'n', env = "ZENITH_NAMESPACE", global = true)]
+    pub namespace: Option<String>,
 }
 
 /// `~/.local/share/zenith` (or the platform's equivalent).
@@ -97,6 +102,11 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
 /// A next step for errors that new users meet first.
 pub fn hint_for(e: &anyhow::Error) -> Option<String> {
     match e.downcast_ref::<ClientError>()? {
+        ClientError::Api { status: 401, message, .. }
+            if message.contains("revoked") || message.contains("expired") =>
+        {
+            Some("ask an admin for a new token (zenith token create)".into())
+        }
         ClientError::Api { status: 401, .. } => Some(format!(
             "pass the admin token with --token or ZENITH_TOKEN (the server writes it to admin.token in its data directory, {} by default)",
             default_data_dir().display()

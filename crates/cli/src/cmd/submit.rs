@@ -109,6 +109,7 @@ impl SubmitArgs {
         }
         spec.constraints = self.constraints.clone();
         spec.labels = self.labels.iter().cloned().collect();
+        spec.namespace = self.conn.namespace.clone().unwrap_or_default();
         spec.validate()
             .map_err(|e| UsageError(format!("invalid job: {e}")))?;
         Ok(spec)

@@ -51,7 +51,9 @@ impl ControlLoop {
         };
         // Credentials enrolled or revoked in the failed batch are undone with the engine.
         self.key_changes.clear();
+        self.token_changes.clear();
         self.shared.keys.replace(&loaded.node_keys);
+        self.shared.users.replace(&loaded.user_tokens);
         self.engine = Engine::restore(self.cfg.engine.clone(), loaded, self.clock.now());
         // The restored engine's restored state is already durable: drop its restore-time
         // bookkeeping so that only new changes are written later.

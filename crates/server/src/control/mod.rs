@@ -40,6 +40,7 @@ type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 mod degraded;
 mod msg;
 mod nodes;
+mod tenancy;
 
 pub use degraded::Fatal;
 pub use msg::{FlowSource, LoopMsg};
@@ -58,6 +59,8 @@ struct Session {
 pub struct LoopConfig {
     pub heartbeat_interval_ms: u64,
     pub retention_ms: u64,
+    pub audit_retention_ms: u64,
+    pub max_audit_records: u64,
     pub sweep_every: Duration,
     /// For rebuilding the engine after a failed commit.
     pub engine: EngineConfig,
@@ -71,6 +74,10 @@ pub struct ControlLoop {
     sessions: HashMap<NodeId, Session>,
     /// Node credentials enrolled or revoked since the last flush: written with its commit.
     key_changes: Vec<zenith_model::records::NodeKeyRecord>,
+    /// People's tokens made, revoked (`Some`) or forgotten (`None`) since the last flush.
+    token_changes: Vec<(String, Option<zenith_model::tenancy::UserTokenRecord>)>,
+    /// Audit records since the last flush (at most `tenancy::MAX_PENDING_AUDIT`).
+    audit: Vec<zenith_model::tenancy::AuditRecord>,
     writer: mpsc::Sender<WriterMsg>,
     metrics: Arc<Metrics>,
     /// Committed transitions for `/api/v1/events` subscribers.
@@ -94,6 +101,8 @@ pub struct Shared {
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// Node credentials (the loop writes, agent requests read).
     pub keys: Arc<crate::node_keys::NodeKeys>,
+    /// People's API tokens (the loop writes, API requests read).
+    pub users: Arc<crate::users::UserTokens>,
 }
 
 fn reply_after<T: Send + 'static>(reply: Reply<T>, value: T) -> AfterCommit {
@@ -133,6 +142,8 @@ impl ControlLoop {
             cfg,
             sessions: HashMap::new(),
             key_changes: Vec::new(),
+            token_changes: Vec::new(),
+            audit: Vec::new(),
             writer,
             metrics,
             events,
@@ -192,8 +203,13 @@ impl ControlLoop {
                 }
                 _ = sweep.tick() => {
                     let now = self.clock.now();
-                    let before = now.saturating_sub(self.cfg.retention_ms);
-                    if self.writer.send(WriterMsg::Sweep { now, before }).await.is_err() { break; }
+                    let sweep = WriterMsg::Sweep {
+                        now,
+                        before: now.saturating_sub(self.cfg.retention_ms),
+                        audit_before: now.saturating_sub(self.cfg.audit_retention_ms),
+                        audit_keep: self.cfg.max_audit_records,
+                    };
+                    if self.writer.send(sweep).await.is_err() { break; }
                 }
                 Some(f) = self.shared.failures.recv() => {
                     if self.on_commit_failed(f).await.is_err() { break; }
@@ -274,6 +290,13 @@ impl ControlLoop {
                     self.enroll(node, name, reply, now, &mut after);
                 }
                 LoopMsg::Revoke { node, reply } => self.revoke(&node, reply, now, &mut after),
+                LoopMsg::CreateToken { new, reply } => {
+                    self.create_token(new, reply, now, &mut after);
+                }
+                LoopMsg::RevokeToken { id, reply } => {
+                    self.revoke_token(&id, reply, now, &mut after);
+                }
+                LoopMsg::Audit(rec) => self.audit(rec, now),
                 LoopMsg::AttemptsOf {
                     node,
                     attempts,
@@ -480,6 +503,8 @@ impl ControlLoop {
         changes
             .node_keys
             .extend(self.key_changes.drain(..).map(|r| (r.node.clone(), r)));
+        changes.user_tokens.extend(self.token_changes.drain(..));
+        changes.audit.append(&mut self.audit);
         for r in changes.runs.values() {
             if r.spec.is_some() && r.finished_at.is_none() {
                 tracing::info!(run = %r.id, flow = %r.name, trigger = %r.trigger, "flow run started");

@@ -95,6 +95,17 @@ pub enum LoopMsg {
         step: String,
         reply: Reply<()>,
     },
+    /// Makes a person's API token (answered with its text once durable).
+    CreateToken {
+        new: crate::users::NewToken,
+        reply: Reply<(String, zenith_model::tenancy::UserTokenRecord)>,
+    },
+    RevokeToken {
+        id: String,
+        reply: Reply<zenith_model::tenancy::UserTokenRecord>,
+    },
+    /// A request to record in the audit log (stamped and written with the next commit).
+    Audit(zenith_model::tenancy::AuditRecord),
     /// Who runs an attempt (for artifact uploads): its node and flow step instance.
     AttemptOwner {
         attempt: AttemptId,

@@ -80,8 +80,8 @@ fn passes(name: &HeaderName) -> bool {
     )
 }
 
-/// Forwards one API request to the leader and streams its answer back. Requests without an
-/// admin token, and clients over their rate, are answered here.
+/// Forwards one API request to the leader and streams its answer back. Requests without a
+/// token, with a wrong bootstrap token, and clients over their rate, are answered here.
 async fn forward(
     State(ha): State<Arc<Ha>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
@@ -95,9 +95,15 @@ async fn forward(
         return ApiError::Overloaded(format!("too many requests from {}; slow down", peer.ip()))
             .into_response();
     }
-    match bearer(&req).and_then(|t| ha.tokens.role_of(t)) {
-        Some(auth::Role::Admin) => {}
-        Some(auth::Role::Agent) => return ApiError::Forbidden.into_response(),
+    // People's tokens are the leader's to judge (it holds the one current table, so a
+    // revocation holds here the moment the leader commits it): forwarded as they are.
+    match bearer(&req) {
+        Some(t) if crate::users::UserTokens::is_user_token(t) => {}
+        Some(t) => match ha.tokens.role_of(t) {
+            Some(auth::Role::Admin) => {}
+            Some(auth::Role::Agent) => return ApiError::Forbidden.into_response(),
+            None => return ApiError::Unauthorized.into_response(),
+        },
         None => return ApiError::Unauthorized.into_response(),
     }
     let Some(leader) = ha.leader_url().filter(|l| *l != ha.me) else {
@@ -124,6 +130,7 @@ async fn forward(
             rb = rb.header(k, v);
         }
         rb.header(FORWARDED, ha.me.as_str())
+            .header(crate::access::CLIENT_HEADER, peer.ip().to_string())
             .body(body.clone())
             .send()
     };

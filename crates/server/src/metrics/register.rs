@@ -102,6 +102,26 @@ impl Metrics {
             self.nodes_revoked.clone(),
         );
         r.register(
+            "api_tokens_created",
+            "People's API tokens created (zenith token create)",
+            self.tokens_created.clone(),
+        );
+        r.register(
+            "api_tokens_revoked",
+            "People's API tokens revoked (zenith token revoke)",
+            self.tokens_revoked.clone(),
+        );
+        r.register(
+            "audit_records",
+            "Requests recorded in the audit log (state-changing or refused)",
+            self.audit_records.clone(),
+        );
+        r.register(
+            "audit_dropped",
+            "Audit records dropped: the control loop's inbox was full or the store refused writes too long",
+            self.audit_dropped.clone(),
+        );
+        r.register(
             "agent_requests_refused",
             "Agent requests refused: bad or revoked credential, or not the node's own attempt",
             self.agent_refused.clone(),
