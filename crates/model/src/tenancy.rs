@@ -120,17 +120,6 @@ pub struct UserTokenRecord {
     pub revoked_at: Option<Millis>,
 }
 
-impl UserTokenRecord {
-    /// Whether the token names `ns` (or every namespace).
-    pub fn names(&self, ns: &str) -> bool {
-        self.role == Role::Admin
-            || self
-                .namespaces
-                .iter()
-                .any(|n| n == ns || n == ALL_NAMESPACES)
-    }
-}
-
 /// One state-changing (or refused) API request, as the audit log keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
