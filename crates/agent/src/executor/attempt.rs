@@ -101,6 +101,9 @@ impl Executor {
 
     fn spawn_and_watch(&self, a: Assignment, gpus: &[u32]) {
         let attempt = a.attempt;
+        // Stamped before the spawn: the process may run (and a short one finish) before the
+        // spawn call returns, so a stamp taken after it counted less than the job ran.
+        let spawning = tokio::time::Instant::now();
         match self.spawn(&a, gpus) {
             Ok(child) => {
                 // The job leads its own process group (`process_group(0)`): its PID is the
@@ -111,7 +114,7 @@ impl Executor {
                 }
                 if let Some(p) = self.inner.table.lock().running.get_mut(&attempt) {
                     p.pgid = pgid;
-                    p.spawned = Some(tokio::time::Instant::now());
+                    p.spawned = Some(spawning);
                 }
                 self.inner.metrics.attempts_started.inc();
                 let this = self.clone();
