@@ -60,7 +60,7 @@ pub(crate) fn commit_pg(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreEr
     Ok(())
 }
 
-/// The WHERE clause of `f` with `$n`/`?n` placeholders from 3 on (1 is the cursor, 2 the
+/// The WHERE clause of `f` with `$n`/`?n` parameter marks from 3 on (1 is the cursor, 2 the
 /// limit), and the text parameters in order.
 fn clause(f: &AuditFilter, mark: char) -> (String, Vec<String>) {
     let mut sql = format!("id < {mark}1");
