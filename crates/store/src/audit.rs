@@ -1,7 +1,8 @@
 //! The audit log in both stores: rows appended with the batch they arrive in (group commit),
 //! read newest first with filters, deleted by age and by count (`sweep_audit`).
 
-use crate::postgres::Tx;
+use crate::postgres::{decode, Tx};
+use crate::rows::{keep_good, Cols};
 use crate::{AuditFilter, StoreError};
 use zenith_model::records::Changes;
 use zenith_model::tenancy::AuditRecord;
@@ -94,17 +95,18 @@ fn cursor(f: &AuditFilter) -> (i64, i64) {
 /// Most audit records one read returns.
 pub const MAX_AUDIT_PAGE: usize = 10_000;
 
-fn record_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+/// One audit row, read alike from either store.
+fn record(r: &impl Cols) -> Result<AuditRecord, StoreError> {
     Ok(AuditRecord {
-        id: r.get::<_, i64>(0)? as u64,
-        at: r.get::<_, i64>(1)? as u64,
-        user: r.get(2)?,
-        role: r.get(3)?,
-        method: r.get(4)?,
-        path: r.get(5)?,
-        peer: r.get(6)?,
-        status: r.get::<_, i64>(7)?.clamp(0, 999) as u16,
-        detail: r.get(8)?,
+        id: r.u64(0)?,
+        at: r.u64(1)?,
+        user: r.text(2)?,
+        role: r.text(3)?,
+        method: r.text(4)?,
+        path: r.text(5)?,
+        peer: r.text(6)?,
+        status: r.int(7)?.clamp(0, 999) as u16,
+        detail: r.text(8)?,
     })
 }
 
@@ -120,8 +122,8 @@ pub(crate) fn read_sqlite(
         p.push(t);
     }
     let mut st = c.prepare_cached(&sql)?;
-    let rows = st.query_map(p.as_slice(), record_sqlite)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let rows = st.query_map(p.as_slice(), |r| Ok(record(r)))?;
+    keep_good(rows)
 }
 
 pub(crate) fn read_pg(
@@ -135,21 +137,7 @@ pub(crate) fn read_pg(
     for t in &texts {
         p.push(t);
     }
-    let mut out = Vec::new();
-    for r in c.query(&sql, &p)? {
-        out.push(AuditRecord {
-            id: r.try_get::<_, i64>(0)? as u64,
-            at: r.try_get::<_, i64>(1)? as u64,
-            user: r.try_get(2)?,
-            role: r.try_get(3)?,
-            method: r.try_get(4)?,
-            path: r.try_get(5)?,
-            peer: r.try_get(6)?,
-            status: r.try_get::<_, i64>(7)?.clamp(0, 999) as u16,
-            detail: r.try_get(8)?,
-        });
-    }
-    Ok(out)
+    decode(c.query(&sql, &p)?, record)
 }
 
 /// Deletes records older than `before`, and the oldest beyond `keep`; how many went.
