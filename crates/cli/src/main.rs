@@ -103,6 +103,13 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// The user, role and namespaces this token acts as.
     Whoami(cmd::tokens::WhoAmIArgs),
+    /// Set or show a namespace's fair-share weight and quota.
+    Namespace {
+        #[command(subcommand)]
+        verb: cmd::namespaces::NamespaceVerb,
+    },
+    /// Fair share: each namespace's and user's weight, holdings, share and recent usage.
+    Share(cmd::namespaces::ShareArgs),
 }
 
 fn main() -> ExitCode {
@@ -174,6 +181,8 @@ fn main() -> ExitCode {
             Command::Token { verb } => cmd::tokens::run(verb).await,
             Command::Audit(a) => cmd::audit::run(a).await,
             Command::Whoami(a) => cmd::tokens::whoami(a).await,
+            Command::Namespace { verb } => cmd::namespaces::run(verb).await,
+            Command::Share(a) => cmd::namespaces::share(a).await,
         }
     });
     drop(rt);

@@ -88,18 +88,7 @@ pub fn when(ms: u64) -> String {
 }
 
 pub fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b}B")
-    } else {
-        format!("{v:.1}{}", UNITS[u])
-    }
+    zenith_model::resources::format_bytes(b)
 }
 
 /// Milliseconds since the epoch, for "ago" columns in client output.

@@ -1,9 +1,11 @@
-//! Tenancy calls of the typed client: people's tokens, `whoami`, the audit log.
+//! Tenancy calls of the typed client: people's tokens, `whoami`, the audit log, namespace
+//! settings and the fair-share table.
 
 use crate::{Client, ClientError};
 use reqwest::Method;
+use zenith_model::namespace::NamespaceSettings;
 use zenith_protocol::tenancy::{
-    AuditList, TokenCreated, TokenList, TokenRequest, TokenView, WhoAmI,
+    AuditList, NamespaceList, ShareList, TokenCreated, TokenList, TokenRequest, TokenView, WhoAmI,
 };
 
 /// What `audit` asks for.
@@ -55,5 +57,35 @@ impl Client {
         }
         self.json(self.req(Method::GET, "/api/v1/audit").query(&p))
             .await
+    }
+
+    /// Settings of the namespaces that have some (of those this token reads).
+    pub async fn namespaces(&self) -> Result<NamespaceList, ClientError> {
+        self.json(self.req(Method::GET, "/api/v1/namespaces")).await
+    }
+
+    pub async fn namespace(&self, name: &str) -> Result<NamespaceSettings, ClientError> {
+        self.json(self.req(Method::GET, &format!("/api/v1/namespaces/{name}")))
+            .await
+    }
+
+    /// Replaces a namespace's settings (admin).
+    pub async fn set_namespace(
+        &self,
+        s: &NamespaceSettings,
+    ) -> Result<NamespaceSettings, ClientError> {
+        let path = format!("/api/v1/namespaces/{}", s.name);
+        self.json(self.req(Method::PUT, &path).json(s)).await
+    }
+
+    /// Back to weight 1 and no quota (admin).
+    pub async fn clear_namespace(&self, name: &str) -> Result<NamespaceSettings, ClientError> {
+        self.json(self.req(Method::DELETE, &format!("/api/v1/namespaces/{name}")))
+            .await
+    }
+
+    /// The fair-share table.
+    pub async fn share(&self) -> Result<ShareList, ClientError> {
+        self.json(self.req(Method::GET, "/api/v1/share")).await
     }
 }

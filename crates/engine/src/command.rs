@@ -60,6 +60,11 @@ pub enum Command {
     LoseNode {
         node: NodeId,
     },
+    /// Set (`Some`, validated) or clear (`None`) a namespace's weight and quota.
+    SetNamespace {
+        name: String,
+        settings: Option<zenith_model::namespace::NamespaceSettings>,
+    },
 }
 
 /// Which flow a run is of.
@@ -156,6 +161,9 @@ impl Engine {
             Command::LoseNode { node } => {
                 self.mark_lost(&node, now);
                 Ok(Outcome::Done)
+            }
+            Command::SetNamespace { name, settings } => {
+                self.set_namespace(&name, settings).map(|()| Outcome::Done)
             }
         }
     }

@@ -12,8 +12,10 @@
 mod backlog;
 mod changes;
 mod command;
+mod fairshare;
 mod flows;
 mod idempotency;
+mod namespaces;
 mod nodes;
 mod ops;
 mod queue;
@@ -25,6 +27,7 @@ mod stats;
 
 pub use changes::Changes;
 pub use command::{AttemptReport, Command, NodeReport, Outcome, RunOf};
+pub use fairshare::{QuotaHit, DECAY_EVERY_MS, MAX_IDLE_PARTIES};
 pub use flows::RunLive;
 pub use idempotency::{IdempotencyKey, Submitted, SCOPE_LEN};
 pub use nodes::{NodeRegistration, NodeReply};
@@ -65,6 +68,10 @@ pub struct EngineConfig {
     pub max_live_runs: usize,
     /// Most applied flow definitions.
     pub max_flow_defs: usize,
+    /// Recent usage counts half after this long (fair share, `fairshare.rs`).
+    pub fair_share_half_life_ms: u64,
+    /// Most namespaces with settings.
+    pub max_namespaces: usize,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +89,8 @@ impl Default for EngineConfig {
             max_idempotency_keys_per_client: 10_000,
             max_live_runs: 10_000,
             max_flow_defs: 10_000,
+            fair_share_half_life_ms: 3600 * 1000,
+            max_namespaces: 10_000,
         }
     }
 }
@@ -145,6 +154,11 @@ pub enum EngineError {
     /// The flow's `schedule` (cron pattern or timezone) does not parse.
     #[error("{0}")]
     BadSchedule(zenith_model::ValidationError),
+    /// A namespace's quota refuses the submission.
+    #[error("{0}")]
+    QuotaExceeded(QuotaHit),
+    #[error("too many namespaces with settings (limit {0})")]
+    TooManyNamespaces(usize),
     /// A run's parameters do not match its flow's.
     #[error("{0}")]
     BadParams(zenith_model::ValidationError),

@@ -97,6 +97,7 @@ impl Engine {
             }
         }
         node.free = free;
+        self.refresh_totals();
         // Backlogged attempts the agent has started, as far as they fit (see
         // `start_reported`).
         self.start_reported(&reg.id, &known, &waiting, now);
@@ -209,12 +210,24 @@ impl Engine {
             self.changes.nodes.remove(id);
             self.changes.removed_nodes.push(id.clone());
         }
+        self.parties.fold(now);
         self.fire_retry_timers(now);
         self.fire_deadlines(now);
         self.expire_keys(now);
         self.fire_flow_timers(now);
         self.schedule(now);
         forget
+    }
+
+    /// Sums what ready nodes hold: the denominator of fair shares.
+    pub(crate) fn refresh_totals(&mut self) {
+        let mut t = crate::fairshare::Alloc::default();
+        for n in self.nodes.values().filter(|n| n.state == NodeState::Ready) {
+            t.cpu_millis += n.total.cpu_millis;
+            t.memory += n.total.memory;
+            t.gpus += n.total.gpus;
+        }
+        self.parties.total = t;
     }
 
     /// Declares a node lost and requeues everything it ran.
@@ -229,6 +242,7 @@ impl Engine {
         for aid in running {
             self.lose_attempt(aid, now);
         }
+        self.refresh_totals();
         self.note_node(id);
     }
 

@@ -1,6 +1,7 @@
 //! Job commands: submit, cancel, attempt finished or lost, and how a task's end moves its job.
 
 use crate::changes::job_record;
+use crate::queue::leaf_of;
 use crate::state::{Engine, Job, KillReason, Running, Task};
 use crate::{EngineError, StaleReport};
 use std::collections::VecDeque;
@@ -25,6 +26,7 @@ impl Engine {
         if self.live_tasks + tasks > self.cfg.max_live_tasks {
             return Err(EngineError::TooManyTasks(self.cfg.max_live_tasks));
         }
+        self.check_submit_quotas(&specs)?;
         let mut ids = Vec::with_capacity(specs.len());
         for spec in specs {
             let id = JobId(self.next_job_id);
@@ -48,9 +50,9 @@ impl Engine {
                 spec,
             };
             self.queues
-                .entry(job.spec.queue.clone())
-                .or_default()
-                .insert(job.shape, job.queue_key(id));
+                .insert(leaf_of(&job.spec), job.shape, job.queue_key(id));
+            let (ns, user) = (job.spec.namespace(), job.spec.submitter.as_str());
+            self.parties.job_added(ns, user, u64::from(n));
             self.jobs.insert(id, Box::new(job));
             self.live_tasks += u64::from(n);
             self.counters.jobs_submitted += 1;
@@ -89,8 +91,8 @@ impl Engine {
                 _ => {}
             }
         }
-        let (queue, shape, key) = (job.spec.queue.clone(), job.shape, job.queue_key(id));
-        self.unqueue(&queue, shape, key);
+        let (spec, shape, key) = (job.spec.clone(), job.shape, job.queue_key(id));
+        self.queues.remove(leaf_of(&spec), shape, key);
         for slot in touched {
             self.note_task(id, slot);
         }
@@ -178,6 +180,11 @@ impl Engine {
             } else if let Some(job) = self.jobs.get(&r.job) {
                 n.free.give(&job.spec.resources);
             }
+        }
+        if let Some(job) = self.jobs.get(&r.job) {
+            let spec = &job.spec;
+            self.parties
+                .give(spec.namespace(), &spec.submitter, &spec.resources);
         }
         self.sched_dirty = true;
         Some(r)
@@ -292,10 +299,7 @@ impl Engine {
             // Requeued after node loss: run again soon, ahead of never-run tasks.
             job.pending.push_front(r.slot);
             let key = job.queue_key(r.job);
-            self.queues
-                .entry(job.spec.queue.clone())
-                .or_default()
-                .insert(job.shape, key);
+            self.queues.insert(leaf_of(&job.spec), job.shape, key);
             self.sched_dirty = true;
         }
         self.note_attempt_finished(aid, &r, index, outcome, now);
@@ -315,7 +319,11 @@ impl Engine {
         let Some(mut job) = self.jobs.remove(&id) else {
             return;
         };
-        self.unqueue(&job.spec.queue, job.shape, job.queue_key(id));
+        self.queues
+            .remove(leaf_of(&job.spec), job.shape, job.queue_key(id));
+        let (ns, user) = (job.spec.namespace(), job.spec.submitter.as_str());
+        self.parties
+            .job_removed(ns, user, u64::from(job.counts.total()));
         for (slot, t) in job.tasks.iter().enumerate() {
             if let Some(at) = t.ready_at {
                 self.retry_timers.remove(&(at, id, slot as u32));
@@ -348,16 +356,6 @@ impl Engine {
         }
     }
 
-    /// Removes a job from its queue's index, and the queue when it empties.
-    pub(crate) fn unqueue(&mut self, queue: &str, shape: u64, key: crate::state::QueueKey) {
-        if let Some(q) = self.queues.get_mut(queue) {
-            q.remove(shape, key);
-            if q.is_empty() {
-                self.queues.remove(queue);
-            }
-        }
-    }
-
     /// Makes tasks whose backoff has passed ready again.
     pub(crate) fn fire_retry_timers(&mut self, now: Millis) {
         while let Some(&(at, id, slot)) = self.retry_timers.first() {
@@ -375,10 +373,7 @@ impl Engine {
                 t.ready_at = None;
                 job.pending.push_back(slot);
                 let key = job.queue_key(id);
-                self.queues
-                    .entry(job.spec.queue.clone())
-                    .or_default()
-                    .insert(job.shape, key);
+                self.queues.insert(leaf_of(&job.spec), job.shape, key);
                 self.sched_dirty = true;
                 self.note_task(id, slot);
             }

@@ -21,6 +21,10 @@ impl Engine {
         e.next_attempt_id = loaded.next_attempt_id.max(1);
         e.next_run_id = loaded.next_run_id.max(1);
         e.restore_keys(loaded.idempotency, now);
+        for s in loaded.namespaces {
+            e.parties.settings.insert(s.name.clone(), s);
+        }
+        e.parties.last_fold = now;
         e.restore_flows(
             loaded.defs,
             loaded.runs,
@@ -29,6 +33,7 @@ impl Engine {
             now,
         );
         e.restore_nodes(loaded.nodes, now);
+        e.refresh_totals();
         e.restore_jobs(loaded.jobs);
         e.restore_tasks(loaded.tasks);
         let lost = e.restore_running(loaded.running);
@@ -181,6 +186,9 @@ impl Engine {
                             }
                             t.current = Some(a.id);
                             self.attempts.insert(a.id, r);
+                            let spec = &job.spec;
+                            self.parties
+                                .take(spec.namespace(), &spec.submitter, &spec.resources);
                         }
                         None => t.state = TaskState::Queued,
                     }
@@ -196,11 +204,15 @@ impl Engine {
                 *job.counts.slot(t.state) += 1;
             }
             self.live_tasks += u64::from(job.counts.total());
+            let (ns, user) = (job.spec.namespace(), job.spec.submitter.as_str());
+            self.parties
+                .job_added(ns, user, u64::from(job.counts.total()));
             if !job.pending.is_empty() {
-                self.queues
-                    .entry(job.spec.queue.clone())
-                    .or_default()
-                    .insert(job.shape, job.queue_key(id));
+                self.queues.insert(
+                    crate::queue::leaf_of(&job.spec),
+                    job.shape,
+                    job.queue_key(id),
+                );
             }
         }
         lost

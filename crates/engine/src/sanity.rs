@@ -138,7 +138,7 @@ impl Engine {
             }
             let queued = self
                 .queues
-                .get(&job.spec.queue)
+                .get(crate::queue::leaf_of(&job.spec))
                 .is_some_and(|q| q.contains(job.shape, &job.queue_key(*id)));
             if !job.pending.is_empty() && !queued {
                 return Err(format!("job {id} has pending tasks but is not queued"));
@@ -151,16 +151,20 @@ impl Engine {
                 self.live_tasks, live_tasks
             ));
         }
-        for (q, set) in &self.queues {
+        if self.queues.has_empty() {
+            return Err("an empty namespace or user kept in the queues".into());
+        }
+        self.check_parties()?;
+        for (q, set) in self.queues.iter() {
             if set.is_empty() {
-                return Err(format!("empty queue {q} kept"));
+                return Err(format!("empty queue {q:?} kept"));
             }
             if set.keys().count() != set.len() {
-                return Err(format!("queue {q} length out of step"));
+                return Err(format!("queue {q:?} length out of step"));
             }
             for (_, id) in set.keys() {
                 if !self.jobs.contains_key(id) {
-                    return Err(format!("queue {q} holds retired job {id}"));
+                    return Err(format!("queue {q:?} holds retired job {id}"));
                 }
             }
         }
@@ -245,6 +249,62 @@ impl Engine {
             if self.defs.get(name).is_none_or(|d| d.next_fire != Some(*at)) {
                 return Err(format!("cron timer of {name} out of step"));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Every party's holdings and live counts equal the sums over running attempts and live
+    /// jobs, and no party over a running quota... is required: a raised quota is checked
+    /// only at placement, a lowered one lets what runs finish.
+    fn check_parties(&self) -> Result<(), String> {
+        use crate::fairshare::Alloc;
+        use std::collections::HashMap;
+        let mut held: HashMap<(&str, &str), Alloc> = HashMap::new();
+        let mut live: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
+        for job in self.jobs.values() {
+            let key = (job.spec.namespace(), job.spec.submitter.as_str());
+            let l = live.entry(key).or_default();
+            l.0 += 1;
+            l.1 += u64::from(job.counts.total());
+        }
+        for r in self.attempts.values() {
+            let job = self.jobs.get(&r.job).ok_or("attempt of a retired job")?;
+            let a = held
+                .entry((job.spec.namespace(), job.spec.submitter.as_str()))
+                .or_default();
+            a.cpu_millis += job.spec.resources.cpu_millis;
+            a.memory += job.spec.resources.memory;
+            a.gpus += job.spec.resources.gpus;
+            a.running += 1;
+        }
+        for (ns, n) in &self.parties.ns {
+            let mut sum = Alloc::default();
+            let (mut jobs, mut tasks) = (0, 0);
+            for (user, u) in &n.users {
+                let key = (ns.as_str(), user.as_str());
+                let want = held.remove(&key).unwrap_or_default();
+                let (j, t) = live.remove(&key).unwrap_or_default();
+                if u.alloc != want || (u.live_jobs, u.live_tasks) != (j, t) {
+                    return Err(format!(
+                        "party {ns}/{user}: holds {:?} jobs {} tasks {}, attempts say {want:?} {j} {t}",
+                        u.alloc, u.live_jobs, u.live_tasks
+                    ));
+                }
+                sum.cpu_millis += want.cpu_millis;
+                sum.memory += want.memory;
+                sum.gpus += want.gpus;
+                sum.running += want.running;
+                jobs += j;
+                tasks += t;
+            }
+            if n.party.alloc != sum || (n.party.live_jobs, n.party.live_tasks) != (jobs, tasks) {
+                return Err(format!("namespace {ns}: totals out of step with its users"));
+            }
+        }
+        if let Some(k) = held.keys().chain(live.keys()).next() {
+            return Err(format!("party {k:?} has work but no entry"));
         }
         Ok(())
     }

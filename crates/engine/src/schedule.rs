@@ -1,4 +1,5 @@
-//! The batched scheduling pass: queued tasks in priority order per queue, placed through
+//! The batched scheduling pass: queued tasks in fair-share order between parties (namespaces,
+//! then users in one: `fairshare.rs`), in priority order within a queue, placed through
 //! `zenith_placement`, with the reservation made in the same step as the decision.
 
 use crate::state::{Engine, QueueKey, Running};
@@ -11,13 +12,48 @@ use zenith_placement as placement;
 /// One queue's candidates in a pass: the next job of each shape still in play, best first.
 type Candidates = BinaryHeap<Reverse<(QueueKey, u64)>>;
 
+/// Parties by score, lowest first (the score's bits: non-negative floats order as integers),
+/// then by index (namespace, user name order): deterministic.
+type ByScore = BinaryHeap<Reverse<(u64, usize)>>;
+
+struct QueueTurn {
+    name: String,
+    candidates: Candidates,
+}
+
+/// A user's queues in a pass; they take turns job by job.
+struct UserTurn {
+    name: String,
+    queues: Vec<QueueTurn>,
+    next: usize,
+}
+
+struct NsTurn {
+    name: String,
+    users: Vec<UserTurn>,
+    by_score: ByScore,
+}
+
+/// The pass's scan state shared by every placement in it.
+#[derive(Default)]
+struct Scan {
+    /// Per shape: nodes before this one are known not to fit it for the rest of the pass
+    /// (resources are only taken during a pass), so its next scan starts here.
+    from: HashMap<u64, NodeId>,
+    /// Shapes no node's backlog can take for the rest of the pass.
+    backlogs_full: HashSet<u64>,
+}
+
 impl Engine {
-    /// Places as many queued tasks as fit, at most `max_dispatch_per_pass`. Queues take turns
-    /// job by job so that one busy queue does not starve another; within a queue, higher
-    /// priority first, then older jobs. A job that does not fit is passed over (later jobs
-    /// that do fit still run), so small jobs backfill around large ones. Jobs are grouped by
-    /// shape (`queue.rs`): once a job does not fit, the rest of its shape is skipped for the
-    /// pass without a look at the nodes, so a long queue costs nothing while the cluster is full.
+    /// Places as many queued tasks as fit, at most `max_dispatch_per_pass`. While several
+    /// parties have queued work, each placement goes to the namespace, then the user in it,
+    /// with the lowest fair-share score (`fairshare.rs`), one task at a time; a party alone
+    /// places in bulk. A user's queues take turns job by job; within a queue, higher
+    /// priority first, then older jobs. A job that does not fit (nodes or quota) is passed
+    /// over (later jobs that do fit still run), so small jobs backfill around large ones.
+    /// Jobs are grouped by shape (`queue.rs`): once a job does not fit, the rest of its shape
+    /// in that queue is skipped for the pass without a look at the nodes, so a long queue
+    /// costs nothing while the cluster is full.
     pub fn schedule(&mut self, now: Millis) {
         let now = self.clamp(now);
         if !self.sched_dirty {
@@ -25,49 +61,123 @@ impl Engine {
         }
         self.sched_dirty = false;
         let mut budget = self.cfg.max_dispatch_per_pass;
-        // Per queue: the next candidate of each shape still in play, best first.
-        let mut turns: Vec<(String, Candidates)> = self
-            .queues
-            .iter()
-            .map(|(name, q)| (name.clone(), q.heads().map(Reverse).collect()))
-            .collect();
-        let mut drained: Vec<(String, u64, QueueKey)> = Vec::new();
-        // Per shape: nodes before this one are known not to fit it for the rest of the pass
-        // (resources are only taken during a pass), so its next scan starts here.
-        let mut scan_from: HashMap<u64, NodeId> = HashMap::new();
-        // Shapes no node's backlog can take for the rest of the pass.
-        let mut backlogs_full: HashSet<u64> = HashSet::new();
-        while budget > 0 && !turns.is_empty() {
-            let mut i = 0;
-            while i < turns.len() && budget > 0 {
-                let Some(Reverse((key, shape))) = turns[i].1.pop() else {
-                    turns.swap_remove(i);
-                    continue;
+        let mut nss = self.turns();
+        let mut by_score: ByScore = (0..nss.len()).map(|i| Reverse((0, i))).collect();
+        let mut scan = Scan::default();
+        while budget > 0 {
+            let Some(Reverse((_, ni))) = by_score.pop() else {
+                break;
+            };
+            let ns = &mut nss[ni];
+            let Some(Reverse((_, ui))) = ns.by_score.pop() else {
+                continue;
+            };
+            let alone = by_score.is_empty() && ns.by_score.is_empty();
+            let user = &mut ns.users[ui];
+            let leaf_ns = ns.name.clone();
+            let quantum = if alone { budget } else { 1 };
+            let (placed, more) = self.turn(&leaf_ns, user, quantum, now, &mut scan);
+            budget -= placed;
+            let ns = &mut nss[ni];
+            if more {
+                let score = if alone {
+                    0
+                } else {
+                    self.user_score(&ns.name, &ns.users[ui].name)
                 };
-                let (placed, empty) =
-                    self.place_job(key.1, budget, now, &mut scan_from, &mut backlogs_full);
-                budget -= placed;
-                if empty {
-                    drained.push((turns[i].0.clone(), shape, key));
-                    // The shape still fits: its next job is a candidate.
-                    let next = self
-                        .queues
-                        .get(&turns[i].0)
-                        .and_then(|q| q.next_after(shape, key));
-                    if let Some(next) = next {
-                        turns[i].1.push(Reverse((next, shape)));
-                    }
-                }
-                i += 1;
+                ns.by_score.push(Reverse((score, ui)));
+            }
+            if !ns.by_score.is_empty() {
+                let score = if alone { 0 } else { self.ns_score(&ns.name) };
+                by_score.push(Reverse((score, ni)));
             }
         }
         if budget == 0 {
             // More may fit: continue in the next pass.
             self.sched_dirty = true;
         }
-        for (q, shape, key) in drained {
-            self.unqueue(&q, shape, key);
+    }
+
+    /// Every party with queued work and its queues' first candidates.
+    fn turns(&self) -> Vec<NsTurn> {
+        let mut nss: Vec<NsTurn> = Vec::new();
+        for ((ns, user, queue), q) in self.queues.iter() {
+            if nss.last().is_none_or(|n| n.name != ns) {
+                nss.push(NsTurn {
+                    name: ns.to_string(),
+                    users: Vec::new(),
+                    by_score: ByScore::new(),
+                });
+            }
+            let Some(n) = nss.last_mut() else { continue };
+            if n.users.last().is_none_or(|u| u.name != user) {
+                let i = n.users.len();
+                n.users.push(UserTurn {
+                    name: user.to_string(),
+                    queues: Vec::new(),
+                    next: 0,
+                });
+                n.by_score.push(Reverse((0, i)));
+            }
+            if let Some(u) = n.users.last_mut() {
+                u.queues.push(QueueTurn {
+                    name: queue.to_string(),
+                    candidates: q.heads().map(Reverse).collect(),
+                });
+            }
         }
+        nss
+    }
+
+    fn ns_score(&self, ns: &str) -> u64 {
+        let p = &self.parties;
+        p.ns.get(ns)
+            .map_or(0, |n| n.party.score(&p.total, p.weight(ns)).to_bits())
+    }
+
+    fn user_score(&self, ns: &str, user: &str) -> u64 {
+        let p = &self.parties;
+        p.ns.get(ns)
+            .and_then(|n| n.users.get(user))
+            .map_or(0, |u| u.score(&p.total, p.user_weight(ns, user)).to_bits())
+    }
+
+    /// One turn of `user`: the next of its queues with a candidate places up to `quantum`
+    /// tasks of its best job. Returns how many were placed and whether the user has
+    /// candidates left.
+    fn turn(
+        &mut self,
+        ns: &str,
+        user: &mut UserTurn,
+        quantum: usize,
+        now: Millis,
+        scan: &mut Scan,
+    ) -> (usize, bool) {
+        while !user.queues.is_empty() {
+            let qi = user.next % user.queues.len();
+            let Some(Reverse((key, shape))) = user.queues[qi].candidates.pop() else {
+                user.queues.swap_remove(qi);
+                continue;
+            };
+            user.next = qi + 1;
+            let (placed, empty) = self.place_job(key.1, quantum, now, scan);
+            let q = &mut user.queues[qi];
+            if empty {
+                let leaf = (ns, user.name.as_str(), q.name.as_str());
+                self.queues.remove(leaf, shape, key);
+                // The shape still fits: its next job is a candidate.
+                if let Some(next) = self.queues.get(leaf).and_then(|q| q.next_after(shape, key)) {
+                    q.candidates.push(Reverse((next, shape)));
+                }
+            } else if placed == quantum {
+                // Stopped by its quantum, not by a misfit: its next task comes next turn.
+                q.candidates.push(Reverse((key, shape)));
+            }
+            if placed > 0 {
+                return (placed, true);
+            }
+        }
+        (0, false)
     }
 
     /// Places pending tasks of one job until it has none or no node fits. Returns how many
@@ -79,8 +189,7 @@ impl Engine {
         id: JobId,
         budget: usize,
         now: Millis,
-        scan_from: &mut HashMap<u64, NodeId>,
-        backlogs_full: &mut HashSet<u64>,
+        scan: &mut Scan,
     ) -> (usize, bool) {
         let mut placed = 0;
         loop {
@@ -94,9 +203,18 @@ impl Engine {
                 return (placed, false);
             }
             let spec = job.spec.clone();
+            if !self.parties.settings.is_empty()
+                && self
+                    .parties
+                    .running_hit(spec.namespace(), &spec.resources)
+                    .is_some()
+            {
+                self.counters.quota_deferrals += 1;
+                return (placed, false);
+            }
             let io = job.owner.map(|o| self.step_io(o)).unwrap_or_default();
             let shape = job.shape;
-            let start = scan_from.get(&shape).cloned();
+            let start = scan.from.get(&shape).cloned();
             let nodes = match &start {
                 Some(from) => self.nodes.range(from.clone()..),
                 None => self.nodes.range::<NodeId, _>(..),
@@ -117,16 +235,16 @@ impl Engine {
             let sel = placement::select_scan(candidates, &spec.resources, &spec.constraints);
             let (node_id, queued) = match sel {
                 Some(sel) => {
-                    scan_from.insert(shape, sel.first_feasible.clone());
+                    scan.from.insert(shape, sel.first_feasible.clone());
                     (sel.chosen.clone(), false)
                 }
-                None if self.prefetching.is_empty() || backlogs_full.contains(&shape) => {
+                None if self.prefetching.is_empty() || scan.backlogs_full.contains(&shape) => {
                     return (placed, false)
                 }
                 None => match self.backlog_node(&spec) {
                     Some(n) => (n, true),
                     None => {
-                        backlogs_full.insert(shape);
+                        scan.backlogs_full.insert(shape);
                         return (placed, false);
                     }
                 },
@@ -174,6 +292,8 @@ impl Engine {
                 killing: None,
                 queued,
             };
+            self.parties
+                .take(spec.namespace(), &spec.submitter, &spec.resources);
             self.note_attempt_started(aid, &r, index);
             self.attempts.insert(aid, r);
             self.note_task(id, slot);

@@ -3,7 +3,8 @@
 //! Bounds: `jobs` holds live jobs only (finished ones are persisted and dropped at once) and is
 //! capped by `max_live_jobs`; `attempts` and `deadlines` hold running attempts only (bounded by
 //! node capacity); `retry_timers` holds queued tasks waiting out a backoff (bounded by live
-//! tasks); `nodes` drops lost nodes after `lost_node_ttl_ms`; `queues` drops empty queues.
+//! tasks); `nodes` drops lost nodes after `lost_node_ttl_ms`; `queues` drops empty queues;
+//! `parties` is bounded as `fairshare.rs` says.
 
 use crate::{Changes, Effect, EngineConfig};
 use std::cmp::Reverse;
@@ -144,7 +145,9 @@ pub struct Engine {
     /// job cost about 400 bytes of table).
     pub(crate) jobs: HashMap<JobId, Box<Job>>,
     pub(crate) live_tasks: u64,
-    pub(crate) queues: BTreeMap<String, crate::queue::Queue>,
+    pub(crate) queues: crate::queue::Queues,
+    /// Fair-share standing and quotas of namespaces and users (`fairshare.rs`).
+    pub(crate) parties: crate::fairshare::Parties,
     pub(crate) nodes: BTreeMap<NodeId, Node>,
     /// Nodes registered with a `prefetch` (the only ones a backlog scan looks at).
     pub(crate) prefetching: BTreeSet<NodeId>,
@@ -206,11 +209,13 @@ pub struct NodeInfo {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
+        let half_life = cfg.fair_share_half_life_ms;
         Engine {
             cfg,
             jobs: HashMap::new(),
             live_tasks: 0,
-            queues: BTreeMap::new(),
+            queues: Default::default(),
+            parties: crate::fairshare::Parties::new(half_life),
             nodes: BTreeMap::new(),
             prefetching: BTreeSet::new(),
             next_node_scan: 0,

@@ -36,6 +36,8 @@ pub struct Counters {
     pub schedules_failed: u64,
     /// Idempotency keys dropped before their TTL to make room (see `idempotency.rs`).
     pub idempotency_keys_evicted: u64,
+    /// Times a scheduling pass passed over a job because its namespace was at a quota.
+    pub quota_deferrals: u64,
 }
 
 /// Durations measured inside the engine, drained by the server after every step.
@@ -56,6 +58,8 @@ pub struct Levels {
     pub running_attempts: u64,
     /// Of `running_attempts`, those waiting in a node's backlog.
     pub backlogged_attempts: u64,
+    /// Fair-share parties kept: namespaces, and users in them (`fairshare.rs`).
+    pub share_parties: u64,
     pub cpu_millis_total: u64,
     pub cpu_millis_free: u64,
     pub memory_total: u64,
@@ -105,6 +109,12 @@ impl Engine {
         l.running_attempts = self.attempts.len() as u64;
         l.live_runs = self.runs.len() as u64;
         l.flow_defs = self.defs.len() as u64;
+        l.share_parties = self
+            .parties
+            .ns
+            .values()
+            .map(|n| 1 + n.users.len() as u64)
+            .sum();
         l
     }
 }

@@ -6,6 +6,7 @@ pub mod duration;
 pub mod flow;
 pub mod ids;
 pub mod job;
+pub mod namespace;
 pub mod reason;
 pub mod records;
 pub mod resources;

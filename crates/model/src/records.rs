@@ -112,6 +112,8 @@ pub struct Changes {
     pub user_tokens: HashMap<String, Option<UserTokenRecord>>,
     /// Audit records to append (written by the server).
     pub audit: Vec<AuditRecord>,
+    /// Namespace settings written (`Some`) or cleared (`None`), by name.
+    pub namespaces: HashMap<String, Option<crate::namespace::NamespaceSettings>>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
     pub next_run_id: u64,
@@ -133,6 +135,7 @@ impl Changes {
             && self.node_keys.is_empty()
             && self.user_tokens.is_empty()
             && self.audit.is_empty()
+            && self.namespaces.is_empty()
     }
 
     /// Folds a later batch into this one (the later image of a record wins; a job's spec,
@@ -220,6 +223,8 @@ pub struct Loaded {
     pub node_keys: Vec<NodeKeyRecord>,
     /// Every API token of a person (revoked and expired ones included); not the engine's.
     pub user_tokens: Vec<UserTokenRecord>,
+    /// Settings of every namespace that has some.
+    pub namespaces: Vec<crate::namespace::NamespaceSettings>,
     pub next_job_id: u64,
     pub next_attempt_id: u64,
     pub next_run_id: u64,

@@ -167,6 +167,22 @@ pub fn parse_bytes(s: &str) -> Result<u64, ParseError> {
     Ok(v.round() as u64)
 }
 
+/// Bytes for people: `512B`, `1.5G` (binary units, as [`parse_bytes`] reads them).
+pub fn format_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
 /// Parses a CPU count such as "2" or "0.5" into millicores.
 pub fn parse_cpus(s: &str) -> Result<u64, ParseError> {
     let v: f64 = s.trim().parse().map_err(|_| ParseError::Cpus {

@@ -108,6 +108,9 @@ pub struct ExplainView {
     pub nodes: u32,
     pub feasible: u32,
     pub rejections: BTreeMap<String, u32>,
+    /// The namespace quota that holds the job back, e.g. `quota cpus 64/64 in namespace ml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
 }
 
 /// `GET /api/v1/nodes`.

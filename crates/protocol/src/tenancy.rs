@@ -93,3 +93,17 @@ pub struct AuditList {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_before: Option<u64>,
 }
+
+/// `GET /api/v1/namespaces`: the settings of namespaces that have some.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamespaceList {
+    pub namespaces: Vec<zenith_model::namespace::NamespaceSettings>,
+}
+
+/// `GET /api/v1/share`: the fair-share table (docs/tenancy.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShareList {
+    /// Recent usage counts half after this long.
+    pub half_life_ms: u64,
+    pub namespaces: Vec<zenith_model::namespace::ShareView>,
+}

@@ -324,6 +324,7 @@ pub async fn explain(
         nodes: 0,
         feasible: 0,
         rejections: Default::default(),
+        quota: None,
     }))
 }
 

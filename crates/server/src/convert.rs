@@ -80,14 +80,27 @@ pub fn node_view(n: NodeInfo, revoked: bool, disk_full: bool) -> NodeView {
     }
 }
 
-pub fn explain_view(id: JobId, state: JobState, e: Explanation) -> ExplainView {
+/// Why a job waits: its namespace's quota first (it holds the job back even where nodes
+/// fit), then what placement says of the nodes.
+pub fn explain_view(
+    id: JobId,
+    state: JobState,
+    e: Explanation,
+    quota: Option<zenith_engine::QuotaHit>,
+) -> ExplainView {
+    let quota = quota.map(|q| q.to_string());
+    let message = match &quota {
+        Some(q) => format!("{q}; nodes: {}", e.summary()),
+        None => e.summary(),
+    };
     ExplainView {
         id,
         state,
-        message: e.summary(),
+        message,
         nodes: e.nodes,
         feasible: e.feasible,
         rejections: e.rejections,
+        quota,
     }
 }
 
@@ -113,5 +126,10 @@ pub fn engine_error(e: EngineError) -> ApiError {
             ApiError::NotFound(format!("no applied flow named {name:?}"))
         }
         EngineError::BadSchedule(v) | EngineError::BadParams(v) => ApiError::Invalid(v),
+        EngineError::QuotaExceeded(hit) => ApiError::Quota {
+            message: format!("{hit}: the submission would pass it"),
+            limit: hit.limit,
+        },
+        EngineError::TooManyNamespaces(_) => ApiError::Overloaded(e.to_string()),
     }
 }

@@ -35,6 +35,12 @@ pub enum ApiError {
     /// A node asked about an attempt that is not its own.
     #[error("{0}")]
     NotYours(String),
+    /// A namespace's quota refuses this; `limit` is `cpus`, `jobs`, ...
+    #[error("{message}")]
+    Quota {
+        message: String,
+        limit: &'static str,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -75,6 +81,11 @@ impl ApiError {
             ApiError::NodeUnknown(_) => (StatusCode::UNAUTHORIZED, "node_unknown", None),
             ApiError::NodeRevoked(_) => (StatusCode::FORBIDDEN, "node_revoked", None),
             ApiError::NotYours(_) => (StatusCode::FORBIDDEN, "not_your_attempt", None),
+            ApiError::Quota { limit, .. } => (
+                StatusCode::FORBIDDEN,
+                "quota_exceeded",
+                Some(format!("quota.{limit}")),
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", None),

@@ -55,6 +55,7 @@ impl Leader {
             idempotency_ttl_ms: cfg.idempotency_ttl_ms,
             max_idempotency_keys: cfg.max_idempotency_keys,
             max_idempotency_keys_per_client: cfg.max_idempotency_keys_per_client,
+            fair_share_half_life_ms: cfg.fair_share_half_life_ms,
             ..EngineConfig::default()
         };
         let engine = Engine::restore(engine_cfg.clone(), loaded, clock.now());

@@ -21,6 +21,7 @@ mod limiter;
 pub mod listen;
 pub mod logs;
 mod metrics;
+mod namespaces_api;
 mod node_keys;
 mod tenancy_api;
 pub mod tls;
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     pub audit_retention_ms: u64,
     /// ...and the oldest beyond this many.
     pub max_audit_records: u64,
+    /// Fair share: recent usage counts half after this long.
+    pub fair_share_half_life_ms: u64,
     /// Cap on each stored stdout/stderr file.
     pub max_log_bytes: u64,
     /// Cap on a request body.
@@ -118,6 +121,7 @@ impl ServerConfig {
             sweep_every_ms: 60_000,
             audit_retention_ms: 90 * 24 * 3600 * 1000,
             max_audit_records: 1_000_000,
+            fair_share_half_life_ms: 3600 * 1000,
             max_log_bytes: 64 << 20,
             max_body_bytes: 16 << 20,
             max_live_jobs: 1_000_000,
@@ -305,6 +309,14 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/tokens", post(tenancy_api::create).get(tenancy_api::list))
         .route("/tokens/{id}/revoke", post(tenancy_api::revoke))
         .route("/audit", get(tenancy_api::audit))
+        .route("/namespaces", get(namespaces_api::list))
+        .route(
+            "/namespaces/{name}",
+            get(namespaces_api::show)
+                .put(namespaces_api::put)
+                .delete(namespaces_api::delete),
+        )
+        .route("/share", get(namespaces_api::share))
         .route("/servers", get(ha::embedded_servers))
         .route("/events", get(events::events))
         .route("/flows", get(flows_api::list))

@@ -1,11 +1,13 @@
 //! Records kept one row each in `meta` under `<prefix><id>`, holding the record as JSON, in
-//! both stores: node credentials (`node_key/<node id>`) and people's API tokens
-//! (`user_token/<token id>`). Rare writes (enrolment, token creation, revocation), read once
-//! at start, no schema of their own.
+//! both stores: node credentials (`node_key/<node id>`), people's API tokens
+//! (`user_token/<token id>`) and namespace settings (`namespace/<name>`). Rare writes
+//! (enrolment, token creation, revocation, an admin's settings), read once at start, no
+//! schema of their own.
 
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use zenith_model::namespace::NamespaceSettings;
 use zenith_model::records::Changes;
 use zenith_model::records::NodeKeyRecord;
 use zenith_model::tenancy::UserTokenRecord;
@@ -32,6 +34,14 @@ impl MetaRow for UserTokenRecord {
     const WHAT: &'static str = "API token";
     fn id(&self) -> &str {
         &self.id
+    }
+}
+
+impl MetaRow for NamespaceSettings {
+    const PREFIX: &'static str = "namespace/";
+    const WHAT: &'static str = "namespace settings";
+    fn id(&self) -> &str {
+        &self.name
     }
 }
 
@@ -69,6 +79,12 @@ fn changed(ch: &Changes) -> Result<Writes, StoreError> {
             None => delete.push(format!("{}{id}", UserTokenRecord::PREFIX)),
         }
     }
+    for (name, r) in &ch.namespaces {
+        match r {
+            Some(r) => put.push(encode(r)?),
+            None => delete.push(format!("{}{name}", NamespaceSettings::PREFIX)),
+        }
+    }
     Ok((put, delete))
 }
 
@@ -90,7 +106,7 @@ pub(crate) fn commit_sqlite(
     tx: &rusqlite::Transaction<'_>,
     ch: &Changes,
 ) -> Result<(), StoreError> {
-    if ch.node_keys.is_empty() && ch.user_tokens.is_empty() {
+    if ch.node_keys.is_empty() && ch.user_tokens.is_empty() && ch.namespaces.is_empty() {
         return Ok(());
     }
     let (puts, deletes) = changed(ch)?;

@@ -324,6 +324,7 @@ impl Store for PgStore {
         crate::pg_flows::load(&mut tx, &mut out)?;
         out.node_keys = crate::meta_rows::load_pg(&mut tx)?;
         out.user_tokens = crate::meta_rows::load_pg(&mut tx)?;
+        out.namespaces = crate::meta_rows::load_pg(&mut tx)?;
         for r in tx.query(
             "SELECT key, job_ids, fingerprint, expires_at FROM idempotency",
             &[],

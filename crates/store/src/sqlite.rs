@@ -154,6 +154,7 @@ impl Store for SqliteStore {
         crate::sqlite_flows::load(&self.conn, &mut out)?;
         out.node_keys = crate::meta_rows::load_sqlite(&self.conn)?;
         out.user_tokens = crate::meta_rows::load_sqlite(&self.conn)?;
+        out.namespaces = crate::meta_rows::load_sqlite(&self.conn)?;
         {
             let mut st = self
                 .conn

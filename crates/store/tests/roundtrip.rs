@@ -422,12 +422,26 @@ fn tokens_audit_and_namespaces_persist(b: &Backend) {
     ml.namespace = "ml".into();
     e.submit(vec![Arc::new(ml), Arc::new(spec(1.0))], 1)
         .unwrap();
+    // Namespace settings: one set, one set then cleared (the engine writes both).
+    let mut settings = zenith_model::namespace::NamespaceSettings::new("ml");
+    settings.weight = 3;
+    settings.quota.cpus = Some(64.0);
+    settings.quota.memory = Some(1 << 40);
+    e.set_namespace("ml", Some(settings.clone())).unwrap();
+    e.set_namespace(
+        "web",
+        Some(zenith_model::namespace::NamespaceSettings::new("web")),
+    )
+    .unwrap();
+    store.commit(&e.take_changes()).unwrap();
+    e.set_namespace("web", None).unwrap();
     store.commit(&e.take_changes()).unwrap();
     drop(store);
 
     let mut store = b.open();
     let loaded = store.load().unwrap();
     assert_eq!(loaded.user_tokens, vec![token("a", Some(7))]);
+    assert_eq!(loaded.namespaces, vec![settings]);
     let r = b.reader();
     let all = r
         .audit(&AuditFilter {

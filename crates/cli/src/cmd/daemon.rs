@@ -35,6 +35,9 @@ pub struct ServerOpts {
     /// Most audit records kept; beyond, the oldest are deleted at the next sweep.
     #[arg(long, default_value_t = 1_000_000)]
     max_audit_records: u64,
+    /// Fair share: a party's recent usage counts half after this long (docs/tenancy.md).
+    #[arg(long, default_value = "1h", value_parser = DurationMs::parse)]
+    fair_share_half_life: DurationMs,
     /// How often jobs past retention and flow runs past their ttl are deleted
     /// (default: 2s, or a quarter of the retention when that is shorter).
     #[arg(long, value_parser = DurationMs::parse)]
@@ -226,6 +229,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.retention_ms = o.retention.as_millis();
     c.audit_retention_ms = o.audit_retention.as_millis();
     c.max_audit_records = o.max_audit_records;
+    c.fair_share_half_life_ms = o.fair_share_half_life.as_millis().max(1000);
     c.max_artifact_bytes = o.max_artifact_size;
     c.max_live_jobs = o.max_live_jobs as usize;
     c.idempotency_ttl_ms = o.idempotency_ttl.as_millis().max(1);

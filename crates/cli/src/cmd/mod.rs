@@ -6,6 +6,7 @@ pub mod events;
 pub mod flow;
 pub mod job;
 pub mod jobs;
+pub mod namespaces;
 pub mod nodes;
 pub mod run_wait;
 pub mod servers;

@@ -297,6 +297,24 @@ impl ControlLoop {
                     self.revoke_token(&id, reply, now, &mut after);
                 }
                 LoopMsg::Audit(rec) => self.audit(rec, now),
+                LoopMsg::SetNamespace {
+                    name,
+                    settings,
+                    reply,
+                } => {
+                    let r = self.command(Command::SetNamespace { name, settings }, now);
+                    self.answer(r, reply, &mut after, done);
+                }
+                LoopMsg::Namespaces { reply } => {
+                    let _ = reply.send(self.engine.namespace_settings()); // reader left
+                }
+                LoopMsg::Shares { reply } => {
+                    let list = zenith_protocol::tenancy::ShareList {
+                        half_life_ms: self.engine.fair_share_half_life_ms(),
+                        namespaces: self.engine.shares(),
+                    };
+                    let _ = reply.send(list); // a reader that left needs no answer
+                }
                 LoopMsg::AttemptsOf {
                     node,
                     attempts,
@@ -335,10 +353,11 @@ impl ControlLoop {
                     self.reply_when_durable(reply, resp, &mut after);
                 }
                 LoopMsg::Explain { id, reply } => {
+                    let quota = self.engine.quota_hit(id);
                     let view = self
                         .engine
                         .explain(id)
-                        .map(|(state, e)| convert::explain_view(id, state, e));
+                        .map(|(state, e)| convert::explain_view(id, state, e, quota));
                     let _ = reply.send(view); // a reader that left needs no answer
                 }
                 LoopMsg::AttemptOwner { attempt, reply } => {

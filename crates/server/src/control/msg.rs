@@ -104,6 +104,20 @@ pub enum LoopMsg {
         id: String,
         reply: Reply<zenith_model::tenancy::UserTokenRecord>,
     },
+    /// Set (`Some`, validated) or clear a namespace's settings.
+    SetNamespace {
+        name: String,
+        settings: Option<zenith_model::namespace::NamespaceSettings>,
+        reply: Reply<()>,
+    },
+    /// Every namespace's settings.
+    Namespaces {
+        reply: oneshot::Sender<Vec<zenith_model::namespace::NamespaceSettings>>,
+    },
+    /// The fair-share table.
+    Shares {
+        reply: oneshot::Sender<zenith_protocol::tenancy::ShareList>,
+    },
     /// A request to record in the audit log (stamped and written with the next commit).
     Audit(zenith_model::tenancy::AuditRecord),
     /// Who runs an attempt (for artifact uploads): its node and flow step instance.

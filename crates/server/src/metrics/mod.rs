@@ -79,6 +79,8 @@ pub struct Metrics {
     run_deadlines: Counter,
     retry_budget_exhausted: Counter,
     idempotency_keys_evicted: Counter,
+    quota_deferrals: Counter,
+    share_parties: Gauge,
     /// Open HTTP connections, and those closed at accept (over the per-client cap).
     pub(crate) http_connections: Gauge,
     pub(crate) http_connections_refused: Counter,
@@ -147,6 +149,8 @@ impl Metrics {
             run_deadlines: Counter::default(),
             retry_budget_exhausted: Counter::default(),
             idempotency_keys_evicted: Counter::default(),
+            quota_deferrals: Counter::default(),
+            share_parties: Gauge::default(),
             http_connections: Gauge::default(),
             http_connections_refused: Counter::default(),
             tls_reloads: Family::default(),
@@ -314,6 +318,8 @@ impl Metrics {
             now.idempotency_keys_evicted,
             last.idempotency_keys_evicted,
         ));
+        self.quota_deferrals
+            .inc_by(d(now.quota_deferrals, last.quota_deferrals));
     }
 
     /// After the engine was rebuilt its totals restart from zero: export from there on.
@@ -359,6 +365,7 @@ impl Metrics {
         }
         self.running_attempts.set(l.running_attempts as i64);
         self.backlogged_attempts.set(l.backlogged_attempts as i64);
+        self.share_parties.set(l.share_parties as i64);
         self.cpus_total.set(l.cpu_millis_total as f64 / 1000.0);
         self.cpus_free.set(l.cpu_millis_free as f64 / 1000.0);
         self.memory_total.set(l.memory_total as i64);

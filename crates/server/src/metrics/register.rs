@@ -127,6 +127,16 @@ impl Metrics {
             self.agent_refused.clone(),
         );
         r.register(
+            "quota_deferrals",
+            "Times a scheduling pass passed over a job because its namespace was at a quota",
+            self.quota_deferrals.clone(),
+        );
+        r.register(
+            "share_parties",
+            "Fair-share parties kept: namespaces and the users in them",
+            self.share_parties.clone(),
+        );
+        r.register(
             "idempotency_keys_evicted",
             "Idempotency keys dropped before their TTL to make room for newer ones",
             self.idempotency_keys_evicted.clone(),
