@@ -183,6 +183,16 @@ class Suite:
             r["server_cpu_seconds"] = cpu_seconds(z.proc.pid)
         self.record("ceiling", r)
 
+    def ceiling_tenants(self):
+        # The same ceiling with 100 namespaces x 10 users: the pass orders 1,000 parties by
+        # fair share (docs/tenancy.md); target: >= 50,000 jobs/s.
+        n = self.n("ceiling")
+        with cluster(self.zenith, mode="server", args=("--max-live-jobs", str(max(n, 1_000_000)))) as z:
+            r = self.run_bench("ceiling", "--agents", "8", "--jobs", str(n), "--namespaces", "100",
+                               "--users", "10", env=z.env())
+            r["server_cpu_seconds"] = cpu_seconds(z.proc.pid)
+        self.record("ceiling_tenants", r)
+
     def agents(self):
         n = self.n("agents")
         window = 5 if self.quick else 10
@@ -334,7 +344,8 @@ def main():
     if not args.no_build:
         cargo = ["cargo", "build", "--locked", "-p", "zenith-cli", "-p", "zenith-bench"]
         subprocess.run(cargo + (["--release"] if s.profile == "release" else []), cwd=ROOT, check=True)
-    ours = ["spawn", "array", "latency", "flow3", "submit", "cli", "memory", "ceiling", "agents",
+    ours = ["spawn", "array", "latency", "flow3", "submit", "cli", "memory", "ceiling",
+            "ceiling_tenants", "agents",
             "flows", "callgrind", "ha"]
     peers = ["celery", "ray", "slurm"]
     chosen = ours + (peers if (not args.quick or args.peers) and not args.no_peers else [])

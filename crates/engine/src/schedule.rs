@@ -62,21 +62,46 @@ impl Engine {
         self.sched_dirty = false;
         let mut budget = self.cfg.max_dispatch_per_pass;
         let mut nss = self.turns();
-        let mut by_score: ByScore = (0..nss.len()).map(|i| Reverse((0, i))).collect();
+        // Each party starts the pass at its score now (a tie-free 0 would hand the first
+        // freed slot of every pass to the first namespace by name).
+        let contended = nss.len() > 1;
+        let mut by_score = ByScore::new();
+        for (i, ns) in nss.iter_mut().enumerate() {
+            let score = if contended {
+                self.ns_score(&ns.name)
+            } else {
+                0
+            };
+            by_score.push(Reverse((score, i)));
+            if ns.users.len() > 1 {
+                let scores: Vec<u64> = ns
+                    .users
+                    .iter()
+                    .map(|u| self.user_score(&ns.name, &u.name))
+                    .collect();
+                ns.by_score = scores
+                    .into_iter()
+                    .enumerate()
+                    .map(|(ui, sc)| Reverse((sc, ui)))
+                    .collect();
+            }
+        }
         let mut scan = Scan::default();
         while budget > 0 {
             let Some(Reverse((_, ni))) = by_score.pop() else {
                 break;
             };
-            let ns = &mut nss[ni];
-            let Some(Reverse((_, ui))) = ns.by_score.pop() else {
+            let NsTurn {
+                name,
+                users,
+                by_score: users_by_score,
+            } = &mut nss[ni];
+            let Some(Reverse((_, ui))) = users_by_score.pop() else {
                 continue;
             };
-            let alone = by_score.is_empty() && ns.by_score.is_empty();
-            let user = &mut ns.users[ui];
-            let leaf_ns = ns.name.clone();
+            let alone = by_score.is_empty() && users_by_score.is_empty();
             let quantum = if alone { budget } else { 1 };
-            let (placed, more) = self.turn(&leaf_ns, user, quantum, now, &mut scan);
+            let (placed, more) = self.turn(name, &mut users[ui], quantum, now, &mut scan);
             budget -= placed;
             let ns = &mut nss[ni];
             if more {
