@@ -175,6 +175,11 @@ pub(crate) async fn authenticate(
             .users
             .check(t, state.clock.now())
             .map_err(|r| (r.clone().into_error(), r.user().map(str::to_string))),
+        // A JWT: judged by the OIDC provider's keys when one is configured.
+        Some(t) if crate::oidc::looks_like_jwt(t) => match &state.oidc {
+            Some(o) => o.check(t).await,
+            None => Err((ApiError::Unauthorized, None)),
+        },
         Some(t) => match state.tokens.role_of(t) {
             Some(auth::Role::Admin) => Ok(Principal::bootstrap_admin()),
             Some(auth::Role::Agent) => Err((ApiError::Forbidden, Some("agent".into()))),

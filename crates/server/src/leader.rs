@@ -34,6 +34,13 @@ impl Leader {
         tokens: auth::Tokens,
         metrics: Arc<metrics::Metrics>,
     ) -> Result<Leader, ServerError> {
+        let oidc = match &cfg.oidc {
+            Some(c) => Some(Arc::new(
+                crate::oidc::Oidc::new(c.clone(), metrics.oidc_counters())
+                    .map_err(ServerError::Config)?,
+            )),
+            None => None,
+        };
         let clock = Clock::new();
         let mut loaded = store.load()?;
         let keys = Arc::new(crate::node_keys::NodeKeys::load(&std::mem::take(
@@ -126,6 +133,7 @@ impl Leader {
             artifacts,
             keys,
             users,
+            oidc,
             clock,
         }));
         Ok(Leader {

@@ -23,6 +23,7 @@ pub mod logs;
 mod metrics;
 mod namespaces_api;
 mod node_keys;
+pub mod oidc;
 mod tenancy_api;
 pub mod tls;
 mod ui;
@@ -64,6 +65,8 @@ pub struct ServerConfig {
     pub max_audit_records: u64,
     /// Fair share: recent usage counts half after this long.
     pub fair_share_half_life_ms: u64,
+    /// Accept bearer JWTs of this OpenID Connect provider (docs/tenancy.md).
+    pub oidc: Option<oidc::OidcConfig>,
     /// Cap on each stored stdout/stderr file.
     pub max_log_bytes: u64,
     /// Cap on a request body.
@@ -122,6 +125,7 @@ impl ServerConfig {
             audit_retention_ms: 90 * 24 * 3600 * 1000,
             max_audit_records: 1_000_000,
             fair_share_half_life_ms: 3600 * 1000,
+            oidc: None,
             max_log_bytes: 64 << 20,
             max_body_bytes: 16 << 20,
             max_live_jobs: 1_000_000,
@@ -154,6 +158,9 @@ pub enum ServerError {
     /// `serve_ha` was called without a PostgreSQL store.
     #[error("no PostgreSQL store configured")]
     NoHaStore,
+    /// A setting that cannot work (named in the message).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Shared by all handlers; cloned per request, so one reference count (a clone per field
@@ -185,6 +192,8 @@ pub(crate) struct AppInner {
     artifacts: artifacts::ArtifactStore,
     keys: Arc<node_keys::NodeKeys>,
     users: Arc<users::UserTokens>,
+    /// Judges OIDC bearer tokens when `--oidc-issuer` is set.
+    oidc: Option<Arc<oidc::Oidc>>,
     clock: clock::Clock,
 }
 

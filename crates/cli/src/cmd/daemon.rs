@@ -38,6 +38,23 @@ pub struct ServerOpts {
     /// Fair share: a party's recent usage counts half after this long (docs/tenancy.md).
     #[arg(long, default_value = "1h", value_parser = DurationMs::parse)]
     fair_share_half_life: DurationMs,
+    /// Accept bearer JWTs signed by this OpenID Connect provider, e.g.
+    /// https://login.example.com/realms/acme (docs/tenancy.md, "Sign-in with an identity provider").
+    #[arg(long, requires = "oidc_audience")]
+    oidc_issuer: Option<String>,
+    /// What the tokens' `aud` must contain: Zenith's client ID at the provider.
+    #[arg(long, requires = "oidc_issuer")]
+    oidc_audience: Option<String>,
+    /// The claim that names the user (`email` or `preferred_username` read better than `sub`).
+    #[arg(long, default_value = "sub")]
+    oidc_user_claim: String,
+    /// The claim listing the user's groups.
+    #[arg(long, default_value = "groups")]
+    oidc_groups_claim: String,
+    /// Groups that give roles: PREFIXadmin, PREFIXoperator, PREFIXNAMESPACE:submitter,
+    /// PREFIXNAMESPACE:viewer.
+    #[arg(long, default_value = "zenith:")]
+    oidc_group_prefix: String,
     /// How often jobs past retention and flow runs past their ttl are deleted
     /// (default: 2s, or a quarter of the retention when that is shorter).
     #[arg(long, value_parser = DurationMs::parse)]
@@ -230,6 +247,16 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.audit_retention_ms = o.audit_retention.as_millis();
     c.max_audit_records = o.max_audit_records;
     c.fair_share_half_life_ms = o.fair_share_half_life.as_millis().max(1000);
+    c.oidc = match (&o.oidc_issuer, &o.oidc_audience) {
+        (Some(issuer), Some(audience)) => Some(zenith_server::oidc::OidcConfig {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            user_claim: o.oidc_user_claim.clone(),
+            groups_claim: o.oidc_groups_claim.clone(),
+            group_prefix: o.oidc_group_prefix.clone(),
+        }),
+        _ => None,
+    };
     c.max_artifact_bytes = o.max_artifact_size;
     c.max_live_jobs = o.max_live_jobs as usize;
     c.idempotency_ttl_ms = o.idempotency_ttl.as_millis().max(1);

@@ -96,9 +96,11 @@ async fn forward(
             .into_response();
     }
     // People's tokens are the leader's to judge (it holds the one current table, so a
-    // revocation holds here the moment the leader commits it): forwarded as they are.
+    // revocation holds here the moment the leader commits it): forwarded as they are; so are
+    // OIDC tokens (the leader fetches the provider's keys).
     match bearer(&req) {
-        Some(t) if crate::users::UserTokens::is_user_token(t) => {}
+        Some(t) if crate::users::UserTokens::is_user_token(t) || crate::oidc::looks_like_jwt(t) => {
+        }
         Some(t) => match ha.tokens.role_of(t) {
             Some(auth::Role::Admin) => {}
             Some(auth::Role::Agent) => return ApiError::Forbidden.into_response(),

@@ -81,6 +81,8 @@ pub struct Metrics {
     idempotency_keys_evicted: Counter,
     quota_deferrals: Counter,
     share_parties: Gauge,
+    /// OIDC key set fetches by result (`ok`, `failed`).
+    oidc_key_fetches: Family<StateLabel, Counter>,
     /// Open HTTP connections, and those closed at accept (over the per-client cap).
     pub(crate) http_connections: Gauge,
     pub(crate) http_connections_refused: Counter,
@@ -150,6 +152,7 @@ impl Metrics {
             retry_budget_exhausted: Counter::default(),
             idempotency_keys_evicted: Counter::default(),
             quota_deferrals: Counter::default(),
+            oidc_key_fetches: Family::default(),
             share_parties: Gauge::default(),
             http_connections: Gauge::default(),
             http_connections_refused: Counter::default(),
@@ -327,6 +330,17 @@ impl Metrics {
         if let Ok(mut last) = self.exported.lock() {
             *last = Counters::default();
         }
+    }
+
+    /// The OIDC key fetch counters (`ok`, `failed`), for the OIDC verifier to count with.
+    pub fn oidc_counters(&self) -> [Counter; 2] {
+        ["ok", "failed"].map(|state| {
+            self.oidc_key_fetches
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .clone()
+        })
     }
 
     pub fn artifact_bytes(&self, n: u64) {

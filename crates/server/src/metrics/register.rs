@@ -132,6 +132,11 @@ impl Metrics {
             self.quota_deferrals.clone(),
         );
         r.register(
+            "oidc_key_fetches",
+            "Fetches of the OIDC provider's key set, by result (ok, failed)",
+            self.oidc_key_fetches.clone(),
+        );
+        r.register(
             "share_parties",
             "Fair-share parties kept: namespaces and the users in them",
             self.share_parties.clone(),
