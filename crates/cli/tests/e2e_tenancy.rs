@@ -340,3 +340,96 @@ async fn wait_for_status(api: &Api, want: u16) -> u16 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Flows, their runs and their jobs live in namespaces: two teams apply a flow of the same
+/// name without clashing, each sees only its own, and the other's run does not exist for it.
+#[test]
+fn flows_and_runs_live_in_their_namespace() {
+    let c = Cluster::up(&[]);
+    let (sam, _) = make_token(&c, &["--name", "sam", "--role", "submitter", "--ns", "ml"]);
+    let (wes, _) = make_token(&c, &["--name", "wes", "--role", "submitter", "--ns", "web"]);
+    let file = c.dir.path().join("etl.yaml");
+    std::fs::write(
+        &file,
+        "name: etl\nsteps:\n  - name: a\n    run: [echo, hi]\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    for t in [&sam, &wes] {
+        let out = as_user(&c, t, &["flow", "apply", file]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = as_user(&c, &sam, &["run", "etl", "--wait", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // The run's job is sam's, in ml.
+    let out = as_user(&c, &sam, &["jobs", "-o", "json"]);
+    let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let step = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "etl/a")
+        .unwrap_or_else(|| panic!("{jobs}"))
+        .clone();
+    assert_eq!(
+        (&step["namespace"], &step["submitter"]),
+        (&serde_json::json!("ml"), &serde_json::json!("sam"))
+    );
+
+    // wes sees web's flow only, no ml run; sam's run does not exist for wes.
+    let out = as_user(&c, &wes, &["flows", "-o", "json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = list["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["web/etl"], "{list}");
+    assert!(list["runs"].as_array().unwrap().is_empty(), "{list}");
+    let out = as_user(&c, &wes, &["flow", "show", &run]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not found"),
+        "{}",
+        stderr(&out)
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = c.api().with_token(&wes);
+    rt.block_on(async {
+        for path in [
+            format!("/api/v1/flows/runs/{run}"),
+            format!("/api/v1/flows/runs/{run}/graph"),
+        ] {
+            assert_eq!(status(api.get(&path)).await, 404, "{path}");
+        }
+        assert_eq!(
+            status(api.post(&format!("/api/v1/flows/runs/{run}/cancel"))).await,
+            404
+        );
+        // Applying into a namespace it does not hold is refused by name.
+        let body = serde_json::json!({"flow": "name: x\nsteps:\n  - name: a\n    run: [true]\n"});
+        assert_eq!(
+            status(
+                api.request(reqwest::Method::PUT, "/api/v1/flows/x?namespace=ml")
+                    .json(&body)
+            )
+            .await,
+            403
+        );
+    });
+    // The admin sees both teams' flows across namespaces.
+    let all: Value = serde_json::from_str(&c.ok(&["flows", "-n", "*", "-o", "json"])).unwrap();
+    let mut names: Vec<&str> = all["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["ml/etl", "web/etl"]);
+    assert_eq!(all["runs"].as_array().unwrap().len(), 1);
+}

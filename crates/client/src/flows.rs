@@ -37,7 +37,11 @@ impl Client {
 
     async fn start_run(&self, req: RunRequest) -> Result<RunId, ClientError> {
         let s: RunSubmitted = self
-            .json(self.req(Method::POST, "/api/v1/flows/runs").json(&req))
+            .json(
+                self.req(Method::POST, "/api/v1/flows/runs")
+                    .query(&self.ns_query())
+                    .json(&req),
+            )
             .await?;
         Ok(s.id)
     }
@@ -53,6 +57,7 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<RunSummary>, ClientError> {
         let mut q: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        q.extend(self.ns_query());
         if let Some(n) = name {
             q.push(("name", n.to_string()));
         }
@@ -61,7 +66,11 @@ impl Client {
     }
 
     pub async fn flows(&self) -> Result<FlowList, ClientError> {
-        self.json(self.req(Method::GET, "/api/v1/flows")).await
+        self.json(
+            self.req(Method::GET, "/api/v1/flows")
+                .query(&self.ns_query()),
+        )
+        .await
     }
 
     pub async fn cancel_run(&self, id: RunId) -> Result<(), ClientError> {
@@ -82,6 +91,7 @@ impl Client {
         };
         self.send(
             self.req(Method::PUT, &format!("/api/v1/flows/{name}"))
+                .query(&self.ns_query())
                 .json(&body),
         )
         .await
@@ -89,8 +99,11 @@ impl Client {
     }
 
     pub async fn delete_flow(&self, name: &str) -> Result<(), ClientError> {
-        self.send(self.req(Method::DELETE, &format!("/api/v1/flows/{name}")))
-            .await
-            .map(|_| ())
+        self.send(
+            self.req(Method::DELETE, &format!("/api/v1/flows/{name}"))
+                .query(&self.ns_query()),
+        )
+        .await
+        .map(|_| ())
     }
 }

@@ -76,6 +76,8 @@ pub struct Client {
     current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     token: Option<String>,
     http: reqwest::Client,
+    /// The namespace flow calls name (`?namespace=`); `None`: the token's default.
+    namespace: Option<String>,
 }
 
 /// Splits a comma-separated list of server URLs; each must be http(s).
@@ -163,7 +165,22 @@ impl Client {
             current: Default::default(),
             token,
             http,
+            namespace: None,
         })
+    }
+
+    /// Flow calls act in `namespace` (`*` lists every one the token reads).
+    pub fn in_namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace.filter(|n| !n.is_empty());
+        self
+    }
+
+    /// `?namespace=` for flow calls, when one is set.
+    pub(crate) fn ns_query(&self) -> Vec<(&'static str, String)> {
+        self.namespace
+            .iter()
+            .map(|n| ("namespace", n.clone()))
+            .collect()
     }
 
     /// The server requests go to now.

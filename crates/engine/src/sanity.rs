@@ -228,7 +228,7 @@ impl Engine {
             }
             if !self
                 .active_by_name
-                .get(&run.spec.name)
+                .get(&run.spec.key())
                 .is_some_and(|s| s.contains(rid))
             {
                 return Err(format!("run {rid} missing from the active index"));

@@ -97,6 +97,12 @@ fn check_flow_fields(spec: &FlowSpec) -> Result<(), ValidationError> {
     if !name_ok {
         return Err(err("name", "must be 1-63 characters of [a-z0-9-]"));
     }
+    if !spec.namespace.is_empty() {
+        zenith_model::tenancy::validate_namespace(&spec.namespace, "namespace")?;
+    }
+    if !spec.submitter.is_empty() {
+        zenith_model::tenancy::validate_user(&spec.submitter, "submitter")?;
+    }
     if spec.params.len() > MAX_PARAMS {
         return Err(err("params", format!("at most {MAX_PARAMS} parameters")));
     }

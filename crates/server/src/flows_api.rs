@@ -1,5 +1,8 @@
-//! Public API v1 for flows (`/api/v1/flows...`), behind a token (`access.rs`); flows live in the `default` namespace. Specs arrive as YAML
-//! text and are parsed and validated completely here, before anything is started.
+//! Public API v1 for flows (`/api/v1/flows...`), behind a token (`access.rs`). Specs arrive
+//! as YAML text and are parsed and validated completely here, before anything is started.
+//! A flow, its runs and their jobs live in one namespace: `?namespace=`, else the spec's
+//! `namespace`, else the caller's default; the server stamps it and the submitter on the
+//! spec. A run in a namespace the caller may not read does not exist for it (404).
 
 use crate::control::{FlowSource, LoopMsg};
 use crate::error::ApiError;
@@ -14,8 +17,9 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use zenith_flowspec::{check, parse_yaml, FlowPlan, Templates};
+use zenith_model::flow::flow_key;
 use zenith_model::flow::{FlowSpec, RunId};
-use zenith_model::tenancy::DEFAULT_NAMESPACE;
+use zenith_model::tenancy::{validate_namespace, DEFAULT_NAMESPACE};
 use zenith_model::ValidationError;
 use zenith_protocol::flows::{
     def_view, run_graph, run_summary, run_view, FlowList, FlowText, RunAttemptView, RunAttempts,
@@ -44,21 +48,71 @@ async fn compile_off_loop(text: String) -> Result<(Arc<FlowSpec>, Arc<FlowPlan>)
         .map_err(|e| ApiError::Unavailable(format!("validation task failed: {e}")))?
 }
 
-/// Flows, their runs and their jobs live in the `default` namespace (namespaced flows are
-/// not built yet): reading them takes a token that reads `default`...
-fn flows_readable(p: &Principal) -> Result<(), ApiError> {
-    if p.can_read(DEFAULT_NAMESPACE) {
-        return Ok(());
-    }
-    Err(ApiError::Denied(format!(
-        "{} ({}) may not read flows: they live in namespace {DEFAULT_NAMESPACE}",
-        p.user, p.role
-    )))
+/// `?namespace=` of the flow routes that name flows rather than runs.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NsQuery {
+    namespace: Option<String>,
 }
 
-/// ...and changing them, one that may submit there.
-fn flows_writable(p: &Principal) -> Result<(), ApiError> {
-    p.must_write(DEFAULT_NAMESPACE)
+/// The namespace a request about flows acts in: the one asked for, else the spec's, else the
+/// caller's default (the two given must agree).
+fn flow_namespace(p: &Principal, asked: Option<&str>, spec: &str) -> Result<String, ApiError> {
+    let ns = match (asked.filter(|a| !a.is_empty()), spec) {
+        (Some(a), s) if !s.is_empty() && a != s => {
+            return Err(ApiError::Invalid(ValidationError::new(
+                "namespace",
+                format!("{a:?} asked for, but the flow names namespace {s:?}"),
+            )))
+        }
+        (Some(a), _) => a.to_string(),
+        (None, s) if !s.is_empty() => s.to_string(),
+        (None, _) => p.default_namespace().to_string(),
+    };
+    validate_namespace(&ns, "namespace").map_err(ApiError::Invalid)?;
+    Ok(ns)
+}
+
+/// The spec as accepted from `p` in `ns`: its namespace and submitter stamped (a spec that
+/// names a submitter is refused: only the server sets it).
+fn stamped(spec: Arc<FlowSpec>, ns: &str, p: &Principal) -> Result<Arc<FlowSpec>, ApiError> {
+    if !spec.submitter.is_empty() {
+        return Err(ApiError::Invalid(ValidationError::new(
+            "flow.submitter",
+            "is set by the server from the token",
+        )));
+    }
+    let mut spec = Arc::unwrap_or_clone(spec);
+    spec.namespace = ns.to_string();
+    spec.submitter = p.user.clone();
+    Ok(Arc::new(spec))
+}
+
+/// A run's namespace (that of its spec).
+fn run_namespace(run: &zenith_model::flow::RunRecord) -> &str {
+    run.spec
+        .as_deref()
+        .map(FlowSpec::namespace)
+        .unwrap_or(DEFAULT_NAMESPACE)
+}
+
+/// Refuses (as not found) a run the caller may not read, or (403) may not change.
+async fn run_access(
+    state: &AppState,
+    p: &Principal,
+    id: RunId,
+    write: bool,
+) -> Result<(), ApiError> {
+    let run = read(state, move |r| r.get_run(id)).await?;
+    let Some(run) = run else {
+        return Ok(()); // the command answers "not found" itself
+    };
+    let ns = run_namespace(&run);
+    p.must_read(ns, || format!("run {id} not found"))?;
+    if write {
+        p.must_write(ns)?;
+    }
+    Ok(())
 }
 
 fn run_id(raw: &str) -> Result<RunId, ApiError> {
@@ -71,16 +125,22 @@ fn run_id(raw: &str) -> Result<RunId, ApiError> {
 pub async fn submit_run(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
+    Query(q): Query<NsQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    flows_writable(&p)?;
     let req: RunRequest = decode(&body)?;
     let flow = match (req.flow, req.name) {
         (Some(text), None) => {
             let (spec, plan) = compile_off_loop(text).await?;
-            FlowSource::Spec(spec, plan)
+            let ns = flow_namespace(&p, q.namespace.as_deref(), &spec.namespace)?;
+            p.must_write(&ns)?;
+            FlowSource::Spec(stamped(spec, &ns, &p)?, plan)
         }
-        (None, Some(name)) => FlowSource::Applied(name),
+        (None, Some(name)) => {
+            let ns = flow_namespace(&p, q.namespace.as_deref(), "")?;
+            p.must_write(&ns)?;
+            FlowSource::Applied(flow_key(&ns, &name))
+        }
         _ => {
             return Err(ApiError::Invalid(ValidationError::new(
                 "flow",
@@ -111,6 +171,8 @@ pub async fn validate(body: axum::body::Bytes) -> Result<Json<serde_json::Value>
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     name: Option<String>,
+    /// A namespace, `*` for every one the token reads; default: the token's default.
+    namespace: Option<String>,
     before: Option<u64>,
     limit: Option<usize>,
 }
@@ -121,9 +183,15 @@ pub async fn list_runs(
     Extension(p): Extension<Principal>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<Vec<zenith_protocol::flows::RunSummary>>, ApiError> {
-    flows_readable(&p)?;
+    let namespaces = p.listing(q.namespace.as_deref())?;
+    // A plain name is of the flow in the one namespace listed; `ns/name` is a flow's key.
+    let name = match (&q.name, &namespaces) {
+        (Some(n), Some(nss)) if nss.len() == 1 && !n.contains('/') => Some(flow_key(&nss[0], n)),
+        (n, _) => n.clone(),
+    };
     let f = RunFilter {
-        name: q.name,
+        name,
+        namespaces,
         before: q.before.map(RunId),
         limit: q.limit.unwrap_or(100).clamp(1, 10_000),
     };
@@ -135,15 +203,26 @@ pub async fn list_runs(
 pub async fn list(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
+    Query(q): Query<NsQuery>,
 ) -> Result<Json<FlowList>, ApiError> {
-    flows_readable(&p)?;
+    let namespaces = p.listing(q.namespace.as_deref())?;
     let f = RunFilter {
         limit: 50,
+        namespaces: namespaces.clone(),
         ..Default::default()
     };
     let (defs, runs) = read(&state, move |r| Ok((r.list_flow_defs()?, r.list_runs(&f)?))).await?;
+    let listed = |ns: &str| {
+        namespaces
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|n| n == ns))
+    };
     Ok(Json(FlowList {
-        flows: defs.iter().map(def_view).collect(),
+        flows: defs
+            .iter()
+            .filter(|d| listed(d.spec.namespace()))
+            .map(def_view)
+            .collect(),
         runs: runs.iter().map(run_summary).collect(),
     }))
 }
@@ -183,8 +262,9 @@ pub async fn show_run(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
-    flows_readable(&p)?;
-    let (run, spec, steps, instances) = load_run(&state, run_id(&id)?).await?;
+    let id = run_id(&id)?;
+    let (run, spec, steps, instances) = load_run(&state, id).await?;
+    p.must_read(spec.namespace(), || format!("run {id} not found"))?;
     Ok(Json(run_view(&run, &spec, &steps, &instances)))
 }
 
@@ -194,8 +274,9 @@ pub async fn graph(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<RunGraph>, ApiError> {
-    flows_readable(&p)?;
-    let (run, spec, steps, instances) = load_run(&state, run_id(&id)?).await?;
+    let id = run_id(&id)?;
+    let (run, spec, steps, instances) = load_run(&state, id).await?;
+    p.must_read(spec.namespace(), || format!("run {id} not found"))?;
     Ok(Json(run_graph(&run, &spec, &steps, &instances)))
 }
 
@@ -216,7 +297,6 @@ pub async fn attempts(
     Path(id): Path<String>,
     Query(q): Query<AttemptsQuery>,
 ) -> Result<Json<RunAttempts>, ApiError> {
-    flows_readable(&p)?;
     let id = run_id(&id)?;
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_ATTEMPTS_PAGE {
@@ -230,9 +310,10 @@ pub async fn attempts(
         Ok((r.get_run(id)?, r.run_attempts(id, after, limit)?))
     })
     .await?;
-    if run.is_none() {
+    let Some(run) = run else {
         return Err(ApiError::NotFound(format!("run {id} not found")));
-    }
+    };
+    p.must_read(run_namespace(&run), || format!("run {id} not found"))?;
     let next_after = if rows.len() == limit {
         rows.last().map(|a| a.attempt.id)
     } else {
@@ -258,8 +339,8 @@ pub async fn cancel_run(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    flows_writable(&p)?;
     let id = run_id(&id)?;
+    run_access(&state, &p, id, true).await?;
     match ask(&state, |reply| LoopMsg::CancelRun { id, reply }).await? {
         Ok(()) => Ok((
             StatusCode::ACCEPTED,
@@ -283,8 +364,8 @@ pub async fn approve(
     Extension(p): Extension<Principal>,
     Path((id, step)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    flows_writable(&p)?;
     let id = run_id(&id)?;
+    run_access(&state, &p, id, true).await?;
     if step.len() > 63 {
         return Err(ApiError::Invalid(ValidationError::new(
             "step",
@@ -303,11 +384,14 @@ pub async fn apply(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<NsQuery>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    flows_writable(&p)?;
     let req: FlowText = decode(&body)?;
     let (spec, plan) = compile_off_loop(req.flow).await?;
+    let ns = flow_namespace(&p, q.namespace.as_deref(), &spec.namespace)?;
+    p.must_write(&ns)?;
+    let spec = stamped(spec, &ns, &p)?;
     if spec.name != name {
         return Err(ApiError::Invalid(ValidationError::new(
             "flow.name",
@@ -315,7 +399,9 @@ pub async fn apply(
         )));
     }
     ask(&state, |reply| LoopMsg::ApplyFlow { spec, plan, reply }).await??;
-    Ok(Json(serde_json::json!({"name": name, "applied": true})))
+    Ok(Json(
+        serde_json::json!({"name": name, "namespace": ns, "applied": true}),
+    ))
 }
 
 /// `DELETE /api/v1/flows/{name}`
@@ -323,9 +409,13 @@ pub async fn delete(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
+    Query(q): Query<NsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    flows_writable(&p)?;
-    let n = name.clone();
-    ask(&state, |reply| LoopMsg::DeleteFlow { name: n, reply }).await??;
-    Ok(Json(serde_json::json!({"name": name, "deleted": true})))
+    let ns = flow_namespace(&p, q.namespace.as_deref(), "")?;
+    p.must_write(&ns)?;
+    let key = flow_key(&ns, &name);
+    ask(&state, |reply| LoopMsg::DeleteFlow { name: key, reply }).await??;
+    Ok(Json(
+        serde_json::json!({"name": name, "namespace": ns, "deleted": true}),
+    ))
 }

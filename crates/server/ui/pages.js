@@ -60,8 +60,8 @@ export async function overviewPage(view, _params, ctx) {
     const [s, jl, rl] = await Promise.all([
       get('/summary', ctx.signal),
       get(`/jobs?limit=10`, ctx.signal),
-      // Flows live in the default namespace: a token held to others may not read them.
-      get('/flows/runs?limit=10', ctx.signal).catch((e) => (e.status === 403 ? null : Promise.reject(e))),
+      // Runs of every namespace the token reads.
+      get('/flows/runs?limit=10&namespace=*', ctx.signal),
     ]);
     const cpuUsed = s.cpus_total - s.cpus_free;
     const memUsed = s.memory_total - s.memory_free;
@@ -79,8 +79,7 @@ export async function overviewPage(view, _params, ctx) {
         h('td', { class: 'num' }, String(q.queued)), h('td', { class: 'num' }, String(q.running)))))
       : h('p', { class: 'muted' }, 'No live jobs.'));
     fill(jobs, jl.jobs.length ? table(JOB_HEADERS, jl.jobs.map(jobRow)) : h('p', { class: 'muted' }, 'No jobs yet. Try: zenith submit -- echo hello'));
-    if (rl === null) fill(runs, h('p', { class: 'muted' }, 'Flows live in namespace default, which this token does not read.'));
-    else fill(runs, rl.length ? table(RUN_HEADERS, rl.map(runRow)) : h('p', { class: 'muted' }, 'No flow runs yet.'));
+    fill(runs, rl.length ? table(RUN_HEADERS, rl.map(runRow)) : h('p', { class: 'muted' }, 'No flow runs yet.'));
     view.dataset.ready = 'overview';
   };
   await load();
@@ -149,10 +148,11 @@ export async function runsPage(view, _params, ctx) {
   fill(view, h('h1', {}, 'Flows'), flows,
     h('h2', {}, name ? `Runs of ${name}` : 'Runs'), runs, pager);
   const load = async () => {
-    const p = new URLSearchParams({ limit: String(PAGE) });
+    // Every namespace the token reads; a flow outside `default` is named `namespace/name`.
+    const p = new URLSearchParams({ limit: String(PAGE), namespace: '*' });
     if (name) p.set('name', name);
     if (before) p.set('before', before);
-    const [fl, rl] = await Promise.all([get('/flows', ctx.signal), get(`/flows/runs?${p}`, ctx.signal)]);
+    const [fl, rl] = await Promise.all([get('/flows?namespace=*', ctx.signal), get(`/flows/runs?${p}`, ctx.signal)]);
     fill(flows, fl.flows.length
       ? table(['Flow', 'Steps', 'Schedule', 'Next run', 'Updated'], fl.flows.map((f) => h('tr', {},
         h('td', {}, h('a', { href: `#/runs?flow=${encodeURIComponent(f.name)}` }, f.name)),

@@ -132,7 +132,10 @@ pub struct JobFilter {
 /// Paging of a run listing: newest first, `before` is an ID cursor.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
+    /// A flow's key (`name`, or `namespace/name` outside `default`).
     pub name: Option<String>,
+    /// Runs of these namespaces only; `None`: every namespace.
+    pub namespaces: Option<Vec<String>>,
     pub before: Option<RunId>,
     pub limit: usize,
 }

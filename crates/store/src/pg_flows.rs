@@ -120,14 +120,14 @@ fn commit_runs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
             Some(spec) => {
                 tx.execute(
                     "INSERT INTO flow_runs (id, name, spec, params, state, reason, retries_used, trigger, \
-                     cancel_requested, deadline_at, created_at, finished_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     cancel_requested, deadline_at, created_at, finished_at, expires_at, namespace) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec = excluded.spec, \
                      params = excluded.params, state = excluded.state, reason = excluded.reason, \
                      retries_used = excluded.retries_used, trigger = excluded.trigger, \
                      cancel_requested = excluded.cancel_requested, deadline_at = excluded.deadline_at, \
                      created_at = excluded.created_at, finished_at = excluded.finished_at, \
-                     expires_at = excluded.expires_at",
+                     expires_at = excluded.expires_at, namespace = excluded.namespace",
                     &[
                         &id,
                         &r.name,
@@ -142,6 +142,7 @@ fn commit_runs(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result<(), StoreError> {
                         &(r.created_at as i64),
                         &finished,
                         &expires,
+                        &spec.namespace(),
                     ],
                 )?;
             }
@@ -207,18 +208,18 @@ impl PgReader {
     pub(crate) fn list_runs_impl(&self, f: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
         let before = f.before.map(|b| b.0 as i64).unwrap_or(i64::MAX);
         let limit = f.limit.clamp(1, 10_000) as i64;
-        match &f.name {
-            Some(name) => self.rows(
-                &format!("SELECT {RUN_COLS} FROM flow_runs WHERE name = $3 AND id < $1 ORDER BY id DESC LIMIT $2"),
-                &[&before, &limit, name],
-                rows::run,
-            ),
-            None => self.rows(
-                &format!("SELECT {RUN_COLS} FROM flow_runs WHERE id < $1 ORDER BY id DESC LIMIT $2"),
-                &[&before, &limit],
-                rows::run,
-            ),
+        let mut sql = format!("SELECT {RUN_COLS} FROM flow_runs WHERE id < $1");
+        let mut p: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&before, &limit];
+        if let Some(name) = &f.name {
+            p.push(name);
+            sql.push_str(&format!(" AND name = ${}", p.len()));
         }
+        if let Some(nss) = &f.namespaces {
+            p.push(nss);
+            sql.push_str(&format!(" AND namespace = ANY(${})", p.len()));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT $2");
+        self.rows(&sql, &p, rows::run)
     }
 
     pub(crate) fn get_run_impl(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {

@@ -28,6 +28,7 @@ use zenith_model::{AttemptId, IdempotencyRecord, JobId};
 const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v1.sql"),
     include_str!("pg_schema_v2.sql"),
+    include_str!("pg_schema_v3.sql"),
 ];
 
 /// Advisory lock key taken while migrating ("zenith" in ASCII).

@@ -42,8 +42,8 @@ pub(crate) fn load(conn: &Connection, out: &mut Loaded) -> Result<(), StoreError
 pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreError> {
     let mut ins_run = tx.prepare_cached(
         "INSERT OR REPLACE INTO flow_runs (id, name, spec, params, state, reason, retries_used, trigger, \
-         cancel_requested, deadline_at, created_at, finished_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         cancel_requested, deadline_at, created_at, finished_at, expires_at, namespace) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut upd_run = tx.prepare_cached(
         "UPDATE flow_runs SET state = ?2, reason = ?3, retries_used = ?4, cancel_requested = ?5, \
@@ -66,6 +66,7 @@ pub(crate) fn commit(tx: &Transaction<'_>, ch: &Changes) -> Result<(), StoreErro
                     r.created_at as i64,
                     r.finished_at.map(|v| v as i64),
                     r.expires_at.map(|v| v as i64),
+                    spec.namespace(),
                 ])?;
             }
             None => {
@@ -190,22 +191,23 @@ impl SqliteReader {
         self.with(|c| {
             let before = f.before.map(|b| b.0 as i64).unwrap_or(i64::MAX);
             let limit = f.limit.clamp(1, 10_000) as i64;
-            let rows = match &f.name {
-                Some(name) => {
-                    let mut st = c.prepare_cached(&format!(
-                        "SELECT {RUN_COLS} FROM flow_runs WHERE name = ?3 AND id < ?1 ORDER BY id DESC LIMIT ?2"
-                    ))?;
-                    let rows = st.query_map(params![before, limit, name], |r| Ok(rows::run(r)))?;
-                    keep_good(rows)?
+            let mut sql = format!("SELECT {RUN_COLS} FROM flow_runs WHERE id < ?1");
+            let mut p: Vec<&dyn rusqlite::ToSql> = vec![&before, &limit];
+            if let Some(name) = &f.name {
+                p.push(name);
+                sql.push_str(&format!(" AND name = ?{}", p.len()));
+            }
+            if let Some(nss) = &f.namespaces {
+                let mut marks = Vec::with_capacity(nss.len());
+                for ns in nss {
+                    p.push(ns);
+                    marks.push(format!("?{}", p.len()));
                 }
-                None => {
-                    let mut st = c.prepare_cached(&format!(
-                        "SELECT {RUN_COLS} FROM flow_runs WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
-                    ))?;
-                    let rows = st.query_map(params![before, limit], |r| Ok(rows::run(r)))?;
-                    keep_good(rows)?
-                }
-            };
+                sql.push_str(&format!(" AND namespace IN ({})", marks.join(", ")));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?2");
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = keep_good(st.query_map(p.as_slice(), |r| Ok(rows::run(r)))?)?;
             Ok(rows)
         })
     }

@@ -142,7 +142,7 @@ fn members_are_listed_and_servers_migrate_concurrently() {
     for t in opened {
         t.join().unwrap().unwrap();
     }
-    assert_eq!(pg.psql("zenith", "SELECT version FROM zenith_schema"), "2");
+    assert_eq!(pg.psql("zenith", "SELECT version FROM zenith_schema"), "3");
     let mut a = Lease::new(&url, "a", "http://a", 1000);
     let mut b = Lease::new(&url, "b", "http://b", 1000);
     a.heartbeat("0.1.0", 5).unwrap();

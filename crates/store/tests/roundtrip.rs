@@ -271,7 +271,7 @@ fn a_version_one_database_is_migrated() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 5);
+    assert_eq!(v, 6);
     // Version 4 dropped the two partial indexes every job paid for twice.
     let indexes: i64 = conn
         .query_row(
@@ -291,7 +291,7 @@ fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl(b: &Backend) {
     let cfg = EngineConfig::default();
     let mut e = Engine::new(cfg.clone());
     e.register_node(node("n1"), 1000);
-    let yaml = "name: two\nttl: 1m\nsteps:\n  - {name: a, run: [x], outputs: {params: [p]}}\n  - {name: b, depends: [a], run: ['{{ steps.a.outputs.p }}']}\n";
+    let yaml = "name: two\nnamespace: ml\nttl: 1m\nsteps:\n  - {name: a, run: [x], outputs: {params: [p]}}\n  - {name: b, depends: [a], run: ['{{ steps.a.outputs.p }}']}\n";
     let spec = parse_yaml(yaml).unwrap();
     let plan = check(&spec, &Templates::new()).unwrap();
     let params = spec.params.clone();
@@ -310,6 +310,20 @@ fn flow_runs_survive_a_restart_and_are_swept_after_their_ttl(b: &Backend) {
         _ => unreachable!(),
     };
     store.commit(&e.take_changes()).unwrap();
+    // The run lists under its namespace, by its key, and not under another namespace.
+    let listed = |nss: &[&str], name: Option<&str>| {
+        reader
+            .list_runs(&zenith_store::RunFilter {
+                name: name.map(str::to_string),
+                namespaces: Some(nss.iter().map(|n| n.to_string()).collect()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .len()
+    };
+    assert_eq!(listed(&["ml"], Some("ml/two")), 1);
+    assert_eq!(listed(&["web", "default"], None), 0);
     let n1 = NodeId("n1".into());
     let outputs = [("p".to_string(), "echo".to_string())]
         .into_iter()

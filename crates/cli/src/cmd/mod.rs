@@ -58,11 +58,10 @@ impl Conn {
             let p = default_data_dir().join("tls").join("ca.pem");
             p.exists().then_some(p)
         });
-        Ok(Client::with_ca(
-            &self.server(),
-            self.token(),
-            ca.as_deref(),
-        )?)
+        Ok(
+            Client::with_ca(&self.server(), self.token(), ca.as_deref())?
+                .in_namespace(self.namespace.clone()),
+        )
     }
 
     /// `--server`, else the URL the local server wrote, else `http://127.0.0.1:7700`.

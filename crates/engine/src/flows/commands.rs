@@ -25,15 +25,16 @@ impl Engine {
         if self.runs.len() >= self.cfg.max_live_runs {
             return Err(EngineError::TooManyRuns(self.cfg.max_live_runs));
         }
+        let key = spec.key();
         let active: Vec<RunId> = self
             .active_by_name
-            .get(&spec.name)
+            .get(&key)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
         match spec.concurrency {
             Concurrency::Forbid if !active.is_empty() => {
                 self.counters.runs_refused += 1;
-                return Err(EngineError::FlowBusy(spec.name.clone(), active[0]));
+                return Err(EngineError::FlowBusy(key, active[0]));
             }
             Concurrency::Replace => {
                 for old in active {
@@ -79,10 +80,7 @@ impl Engine {
         if let Some(d) = run.deadline_at {
             self.run_deadlines.insert((d, id));
         }
-        self.active_by_name
-            .entry(spec.name.clone())
-            .or_default()
-            .insert(id);
+        self.active_by_name.entry(key).or_default().insert(id);
         self.runs.insert(id, run);
         self.counters.runs_started += 1;
         self.note_run(id, None);
@@ -138,7 +136,8 @@ impl Engine {
         now: Millis,
     ) -> Result<(), EngineError> {
         let now = self.clamp(now);
-        if !self.defs.contains_key(&spec.name) && self.defs.len() >= self.cfg.max_flow_defs {
+        let name = spec.key();
+        if !self.defs.contains_key(&name) && self.defs.len() >= self.cfg.max_flow_defs {
             return Err(EngineError::TooManyFlows(self.cfg.max_flow_defs));
         }
         let schedule = match &spec.schedule {
@@ -147,9 +146,8 @@ impl Engine {
             ),
             None => None,
         };
-        self.disarm(&spec.name);
+        self.disarm(&name);
         let next_fire = schedule.as_ref().and_then(|s| s.next_after(now));
-        let name = spec.name.clone();
         self.defs.insert(
             name.clone(),
             FlowDef {

@@ -95,7 +95,7 @@ impl crate::Engine {
         };
         let mut rec = RunRecord {
             id,
-            name: run.spec.name.clone(),
+            name: run.spec.key(),
             spec,
             params: run.params.clone(),
             state: run.state,

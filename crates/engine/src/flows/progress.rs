@@ -326,7 +326,7 @@ impl Engine {
         if let Some(d) = run.deadline_at {
             self.run_deadlines.remove(&(d, id));
         }
-        let name = run.spec.name.clone();
+        let name = run.spec.key();
         match state {
             RunState::Succeeded => self.counters.runs_succeeded += 1,
             RunState::Failed => self.counters.runs_failed += 1,

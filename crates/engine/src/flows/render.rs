@@ -137,6 +137,10 @@ impl Engine {
             (None, None) => return Err(invalid("", "step has nothing to run".into())),
         };
         let mut spec = JobSpec::new(command);
+        // The run's namespace and submitter: its jobs are seen, counted against quotas and
+        // shared fairly as theirs.
+        spec.namespace = run.spec.namespace.clone();
+        spec.submitter = run.spec.submitter.clone();
         spec.name = if item.is_some() {
             format!("{}/{}[{ii}]", run.spec.name, step.name)
         } else {

@@ -102,7 +102,7 @@ impl Engine {
                 self.run_deadlines.insert((d, r.id));
             }
             self.active_by_name
-                .entry(spec.name.clone())
+                .entry(spec.key())
                 .or_default()
                 .insert(r.id);
             self.runs.insert(

@@ -11,8 +11,16 @@ use std::collections::BTreeMap;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FlowSpec {
-    /// `[a-z0-9-]`, at most 63 characters.
+    /// `[a-z0-9-]`, at most 63 characters; unique within its namespace.
     pub name: String,
+    /// Where the flow, its runs and their jobs live; empty: the caller's default namespace
+    /// (set by the server when it accepts the flow).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Who applied or started it: set by the server, refused in a request.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub submitter: String,
     /// Parameter defaults, overridden per run (`zenith run FILE -p key=value`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
@@ -35,6 +43,32 @@ pub struct FlowSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     pub steps: Vec<StepSpec>,
+}
+
+impl FlowSpec {
+    /// Its namespace (`default` when none is named).
+    pub fn namespace(&self) -> &str {
+        if self.namespace.is_empty() {
+            crate::tenancy::DEFAULT_NAMESPACE
+        } else {
+            &self.namespace
+        }
+    }
+
+    /// What names the applied flow and its runs across namespaces: `name` in `default`,
+    /// `namespace/name` elsewhere.
+    pub fn key(&self) -> String {
+        flow_key(self.namespace(), &self.name)
+    }
+}
+
+/// The key of flow `name` in namespace `ns` (see [`FlowSpec::key`]).
+pub fn flow_key(ns: &str, name: &str) -> String {
+    if ns == crate::tenancy::DEFAULT_NAMESPACE {
+        name.to_string()
+    } else {
+        format!("{ns}/{name}")
+    }
 }
 
 /// What happens when a run of the same flow is already active.
