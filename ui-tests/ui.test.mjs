@@ -298,6 +298,20 @@ test('a viewer token signs in, reads its namespace, and follows it by polling', 
   await ctx.close();
 });
 
+test('share page shows each namespace and user with weight, holdings and quota', async () => {
+  await z.api('PUT', '/namespaces/lab', { weight: 3, quota: { cpus: 1 } });
+  await z.api('POST', '/jobs', { command: ['sleep', '30'], namespace: 'lab', name: 'lab-job', resources: { cpus: 1 } });
+  await page.goto(`${z.url}/#/share`);
+  await page.waitForSelector('[data-ready=share] table.share');
+  await waitFor(async () => {
+    const rows = await page.$$eval('table.share tbody tr[data-party=lab] td', (tds) => tds.map((td) => td.textContent));
+    return rows.length && rows[1] === '3' && rows[2] === '1' && /cpus 1/.test(rows[10]);
+  }, 'lab with weight 3, one running attempt and its quota');
+  const users = await page.$$eval('table.share tbody tr.user td.indent', (tds) => tds.map((td) => td.textContent));
+  assert.ok(users.includes('admin'), JSON.stringify(users));
+  await shot(page, '12-share');
+});
+
 test('no script errors on any page', () => {
   assert.deepEqual(pageErrors, []);
 });

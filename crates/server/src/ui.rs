@@ -61,6 +61,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../ui/dag.js"),
     },
     Asset {
+        name: "share.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../ui/share.js"),
+    },
+    Asset {
         name: "timeline.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../ui/timeline.js"),

@@ -6,6 +6,7 @@ import { h, fill, errorBox } from './dom.js';
 import { overviewPage, jobsPage, nodesPage, runsPage } from './pages.js';
 import { jobPage } from './job.js';
 import { runPage } from './run.js';
+import { sharePage } from './share.js';
 
 const routes = [
   [/^\/$/, overviewPage, 'overview'],
@@ -14,6 +15,7 @@ const routes = [
   [/^\/runs$/, runsPage, 'runs'],
   [/^\/runs\/(\d+)$/, runPage, 'runs'],
   [/^\/nodes$/, nodesPage, 'nodes'],
+  [/^\/share$/, sharePage, 'share'],
 ];
 
 let current = null;
