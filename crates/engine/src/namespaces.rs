@@ -99,7 +99,7 @@ impl Engine {
                 self.parties
                     .ns
                     .get(**n)
-                    .is_some_and(|p| !p.users.is_empty())
+                    .is_some_and(|p| p.party.live_jobs > 0)
             })
             .map(|n| u64::from(self.parties.weight(n)))
             .sum();
@@ -109,7 +109,7 @@ impl Engine {
                 let weight = self.parties.weight(name);
                 let ns = self.parties.ns.get(name);
                 let party = ns.map(|n| n.party.clone()).unwrap_or_default();
-                let active = ns.is_some_and(|n| !n.users.is_empty());
+                let active = party.live_jobs > 0;
                 let mut users: Vec<PartyShare> = ns
                     .map(|n| {
                         n.users
