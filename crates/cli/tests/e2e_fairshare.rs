@@ -150,3 +150,85 @@ fn weights_split_a_full_cluster_measured_from_attempt_records() {
     );
     assert!((lab_share - 0.25).abs() <= 0.05, "lab held {lab_share}");
 }
+
+#[test]
+fn a_late_users_jobs_start_ahead_of_a_million_task_array() {
+    // 40 cores; the array's tasks take 2 each (20 at a time), the late user's 10 jobs 1 each:
+    // a quarter of the cluster, within the half its equal weight gives it, so each takes the
+    // next capacity that frees.
+    let c = Cluster::with_agents(&[], &[("n1", &["--cpus", "40"])]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = |name: &str| -> String {
+        let v = json(&c.ok(&[
+            "token",
+            "create",
+            "--name",
+            name,
+            "--role",
+            "submitter",
+            "--ns",
+            "default",
+            "-o",
+            "json",
+        ]));
+        v["token"].as_str().unwrap().to_string()
+    };
+    let (bulk, late) = (token("bulk"), token("late"));
+    // One user queues a million one-second tasks: the cluster stays full.
+    let array = serde_json::json!({"command": ["sleep", "1"], "array": "1-1000000",
+        "resources": {"cpus": 2}});
+    let made = rt.block_on(c.api().with_token(&bulk).post_json("/api/v1/jobs", &array));
+    let big = made["id"].as_u64().unwrap_or_else(|| panic!("{made}"));
+    wait_for("the array running", 20, || {
+        (c.job(big)["tasks"]["running"].as_u64() == Some(20)).then_some(())
+    });
+    // Another user arrives with 10 jobs: they take the next free slots.
+    let start = std::time::Instant::now();
+    let ids: Vec<u64> = (0..10)
+        .map(|_| {
+            let out = zenith()
+                .args(["submit", "--", "true"])
+                .env("ZENITH_SERVER", c.url())
+                .env("ZENITH_TOKEN", &late)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        })
+        .collect();
+    // Each late job, once queued, started before any task of the array started: the array
+    // took no slot while a late job waited (from the attempt records).
+    let mut late_starts = Vec::new();
+    for id in &ids {
+        let j = c.wait_final(*id, 60);
+        assert_eq!(j["state"], "succeeded");
+        let queued_at = j["created_at"].as_u64().unwrap();
+        let started = j["attempts"][0]["started_at"].as_u64().unwrap();
+        late_starts.push((queued_at, started));
+    }
+    let array_starts: Vec<u64> = c.job(big)["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["started_at"].as_u64().unwrap())
+        .collect();
+    for (queued_at, started) in &late_starts {
+        let overtaken = array_starts
+            .iter()
+            .filter(|s| **s > *queued_at && **s < *started)
+            .count();
+        assert_eq!(
+            overtaken, 0,
+            "array tasks started while a late job waited: late {late_starts:?}, array {array_starts:?}"
+        );
+    }
+    let waited = start.elapsed();
+    println!(
+        "late user's 10 jobs done {} ms after arriving (waits {:?} ms), ahead of 1,000,000 queued tasks",
+        waited.as_millis(),
+        late_starts.iter().map(|(q, s)| s - q).collect::<Vec<_>>()
+    );
+    c.ok(&["job", "cancel", &big.to_string()]);
+}
