@@ -189,12 +189,7 @@ fn a_late_users_jobs_start_ahead_of_a_million_task_array() {
     let start = std::time::Instant::now();
     let ids: Vec<u64> = (0..10)
         .map(|_| {
-            let out = zenith()
-                .args(["submit", "--", "true"])
-                .env("ZENITH_SERVER", c.url())
-                .env("ZENITH_TOKEN", &late)
-                .output()
-                .unwrap();
+            let out = c.cli_as(&late, &["submit", "--", "true"]);
             String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
         })
         .collect();

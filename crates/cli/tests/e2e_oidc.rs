@@ -77,16 +77,6 @@ fn claims(issuer: &str, email: &str, groups: &[&str]) -> Value {
         "groups": groups, "iat": now_s(), "exp": now_s() + 600})
 }
 
-fn as_token(c: &Cluster, token: &str, args: &[&str]) -> std::process::Output {
-    zenith()
-        .args(args)
-        .env("ZENITH_SERVER", c.url())
-        .env("ZENITH_TOKEN", token)
-        .env_remove("ZENITH_NAMESPACE")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn an_identity_providers_tokens_map_to_users_roles_and_namespaces() {
     let (issuer, fetches) = provider();
@@ -107,7 +97,7 @@ fn an_identity_providers_tokens_map_to_users_roles_and_namespaces() {
         "test-1",
     );
 
-    let who = as_token(&c, &dana, &["whoami", "-o", "json"]);
+    let who = c.cli_as(&dana, &["whoami", "-o", "json"]);
     assert!(
         who.status.success(),
         "{}",
@@ -124,7 +114,7 @@ fn an_identity_providers_tokens_map_to_users_roles_and_namespaces() {
     );
 
     // Work goes to her namespace, recorded as hers; another namespace is refused.
-    let out = as_token(&c, &dana, &["submit", "--", "true"]);
+    let out = c.cli_as(&dana, &["submit", "--", "true"]);
     assert!(
         out.status.success(),
         "{}",
@@ -136,7 +126,7 @@ fn an_identity_providers_tokens_map_to_users_roles_and_namespaces() {
         (&job["namespace"], &job["submitter"]),
         (&json!("ml"), &json!("dana@example.com"))
     );
-    let out = as_token(&c, &dana, &["submit", "-n", "web", "--", "true"]);
+    let out = c.cli_as(&dana, &["submit", "-n", "web", "--", "true"]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -149,7 +139,7 @@ fn an_identity_providers_tokens_map_to_users_roles_and_namespaces() {
         &claims(&issuer, "boss@example.com", &["zenith:admin"]),
         "test-1",
     );
-    let out = as_token(&c, &boss, &["token", "list", "-o", "json"]);
+    let out = c.cli_as(&boss, &["token", "list", "-o", "json"]);
     assert!(
         out.status.success(),
         "{}",

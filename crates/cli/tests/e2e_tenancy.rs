@@ -20,17 +20,6 @@ fn make_token(c: &Cluster, args: &[&str]) -> (String, String) {
     )
 }
 
-/// Runs a client verb with `token`.
-fn as_user(c: &Cluster, token: &str, args: &[&str]) -> std::process::Output {
-    zenith()
-        .args(args)
-        .env("ZENITH_SERVER", c.url())
-        .env("ZENITH_TOKEN", token)
-        .env_remove("ZENITH_NAMESPACE")
-        .output()
-        .unwrap()
-}
-
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -75,22 +64,22 @@ fn roles_and_namespaces_hold_and_every_refusal_is_audited() {
     );
 
     // A submitter's work goes to its namespace and records who submitted it.
-    let out = as_user(&c, &ml, &["submit", "--", "echo", "from-ml"]);
+    let out = c.cli_as(&ml, &["submit", "--", "echo", "from-ml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let ml_job: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     let j = c.wait_final(ml_job, 30);
     assert_eq!(j["namespace"], "ml");
     assert_eq!(j["submitter"], "sam");
-    let out = as_user(&c, &web, &["submit", "--", "sleep", "30"]);
+    let out = c.cli_as(&web, &["submit", "--", "sleep", "30"]);
     let web_job: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
 
     // A viewer reads its namespace and changes nothing (403).
-    let out = as_user(&c, &viewer, &["submit", "--", "true"]);
+    let out = c.cli_as(&viewer, &["submit", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("may only read"), "{}", stderr(&out));
-    let out = as_user(&c, &viewer, &["job", "cancel", &ml_job.to_string()]);
+    let out = c.cli_as(&viewer, &["job", "cancel", &ml_job.to_string()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let out = as_user(&c, &viewer, &["job", "show", &ml_job.to_string()]);
+    let out = c.cli_as(&viewer, &["job", "show", &ml_job.to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Another namespace's job does not exist for a submitter (404, not 403).
@@ -122,8 +111,8 @@ fn roles_and_namespaces_hold_and_every_refusal_is_audited() {
         let v = sam.post_json("/api/v1/jobs", &forged).await;
         assert_eq!(v["error"]["field"], "submitter", "{v}");
     });
-    let listed = String::from_utf8_lossy(&as_user(&c, &ml, &["jobs", "-A", "-o", "json"]).stdout)
-        .into_owned();
+    let listed =
+        String::from_utf8_lossy(&c.cli_as(&ml, &["jobs", "-A", "-o", "json"]).stdout).into_owned();
     let ids: Vec<u64> = serde_json::from_str::<Value>(&listed).unwrap()["jobs"]
         .as_array()
         .unwrap()
@@ -137,7 +126,7 @@ fn roles_and_namespaces_hold_and_every_refusal_is_audited() {
 
     // Revoked: refused at once, with its reason.
     c.ok(&["token", "revoke", &web_id]);
-    let out = as_user(&c, &web, &["jobs"]);
+    let out = c.cli_as(&web, &["jobs"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
 
@@ -155,9 +144,9 @@ fn roles_and_namespaces_hold_and_every_refusal_is_audited() {
             "1s",
         ],
     );
-    assert!(as_user(&c, &brief, &["jobs"]).status.success());
+    assert!(c.cli_as(&brief, &["jobs"]).status.success());
     wait_for("the token to expire", 10, || {
-        let out = as_user(&c, &brief, &["jobs"]);
+        let out = c.cli_as(&brief, &["jobs"]);
         stderr(&out).contains("expired").then_some(())
     });
 
@@ -189,7 +178,7 @@ fn roles_and_namespaces_hold_and_every_refusal_is_audited() {
         .iter()
         .any(|r| r["user"] == "vera" && r["method"] == "GET" && r["status"] == 200));
     // Only admins and operators read the audit log.
-    let out = as_user(&c, &ml, &["audit"]);
+    let out = c.cli_as(&ml, &["audit"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     // Tokens, revocations and the audit log survive a restart; only hashes were stored.
@@ -199,8 +188,8 @@ fn roles_and_namespaces_hold_and_every_refusal_is_audited() {
     assert!(!String::from_utf8_lossy(&db).contains(secret));
     c.start_server();
     c.wait_nodes(1);
-    assert!(as_user(&c, &ml, &["jobs"]).status.success());
-    assert!(stderr(&as_user(&c, &web, &["jobs"])).contains("revoked"));
+    assert!(c.cli_as(&ml, &["jobs"]).status.success());
+    assert!(stderr(&c.cli_as(&web, &["jobs"])).contains("revoked"));
     audited(&c, "vera", "POST", "/api/v1/jobs", 403);
 }
 
@@ -210,16 +199,16 @@ fn an_operator_reads_everywhere_and_manages_nodes_but_submits_nothing() {
     let (op, _) = make_token(&c, &["--name", "olga", "--role", "operator"]);
     let id = c.submit(&["-n", "team-a", "--", "true"]);
     c.wait_final(id, 30);
-    let out = as_user(&c, &op, &["jobs", "-n", "team-a", "-o", "json"]);
+    let out = c.cli_as(&op, &["jobs", "-n", "team-a", "-o", "json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"team-a\""));
-    let out = as_user(&c, &op, &["submit", "--", "true"]);
+    let out = c.cli_as(&op, &["submit", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("operator"), "{}", stderr(&out));
-    assert!(as_user(&c, &op, &["audit"]).status.success());
-    let out = as_user(&c, &op, &["token", "list"]);
+    assert!(c.cli_as(&op, &["audit"]).status.success());
+    let out = c.cli_as(&op, &["token", "list"]);
     assert_eq!(out.status.code(), Some(2), "only admins manage tokens");
     let w: Value =
-        serde_json::from_slice(&as_user(&c, &op, &["whoami", "-o", "json"]).stdout).unwrap();
+        serde_json::from_slice(&c.cli_as(&op, &["whoami", "-o", "json"]).stdout).unwrap();
     assert_eq!(
         (w["user"].as_str(), w["role"].as_str()),
         (Some("olga"), Some("operator"))
@@ -356,14 +345,14 @@ fn flows_and_runs_live_in_their_namespace() {
     .unwrap();
     let file = file.to_str().unwrap();
     for t in [&sam, &wes] {
-        let out = as_user(&c, t, &["flow", "apply", file]);
+        let out = c.cli_as(t, &["flow", "apply", file]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let out = as_user(&c, &sam, &["run", "etl", "--wait", "--timeout", "60s"]);
+    let out = c.cli_as(&sam, &["run", "etl", "--wait", "--timeout", "60s"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let run = String::from_utf8_lossy(&out.stdout).trim().to_string();
     // The run's job is sam's, in ml.
-    let out = as_user(&c, &sam, &["jobs", "-o", "json"]);
+    let out = c.cli_as(&sam, &["jobs", "-o", "json"]);
     let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
     let step = jobs["jobs"]
         .as_array()
@@ -378,7 +367,7 @@ fn flows_and_runs_live_in_their_namespace() {
     );
 
     // wes sees web's flow only, no ml run; sam's run does not exist for wes.
-    let out = as_user(&c, &wes, &["flows", "-o", "json"]);
+    let out = c.cli_as(&wes, &["flows", "-o", "json"]);
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = list["flows"]
         .as_array()
@@ -388,7 +377,7 @@ fn flows_and_runs_live_in_their_namespace() {
         .collect();
     assert_eq!(names, vec!["web/etl"], "{list}");
     assert!(list["runs"].as_array().unwrap().is_empty(), "{list}");
-    let out = as_user(&c, &wes, &["flow", "show", &run]);
+    let out = c.cli_as(&wes, &["flow", "show", &run]);
     assert!(
         !out.status.success() && stderr(&out).contains("not found"),
         "{}",

@@ -125,6 +125,22 @@ impl std::fmt::Display for QuotaHit {
     }
 }
 
+/// The first of `(limit, max, used, more)` where `used + more` passes a set `max`.
+fn first_hit<const N: usize>(
+    ns: &str,
+    checks: [(&'static str, Option<u64>, u64, u64); N],
+) -> Option<QuotaHit> {
+    checks.into_iter().find_map(|(limit, max, used, more)| {
+        let max = max?;
+        (used.saturating_add(more) > max).then(|| QuotaHit {
+            namespace: ns.to_string(),
+            limit,
+            used,
+            max,
+        })
+    })
+}
+
 /// Every party's standing and the namespaces' settings.
 #[derive(Debug)]
 pub(crate) struct Parties {
@@ -200,21 +216,15 @@ impl Parties {
     pub fn running_hit(&self, ns: &str, r: &Resources) -> Option<QuotaHit> {
         let q = self.quota(ns)?;
         let held = self.ns.get(ns).map(|n| n.party.alloc).unwrap_or_default();
-        let checks = [
-            ("cpus", q.cpu_millis(), held.cpu_millis, r.cpu_millis),
-            ("memory", q.memory, held.memory, r.memory),
-            ("gpus", q.gpus, held.gpus, r.gpus),
-            ("running", q.running, held.running, 1),
-        ];
-        checks.into_iter().find_map(|(limit, max, used, more)| {
-            let max = max?;
-            (used.saturating_add(more) > max).then(|| QuotaHit {
-                namespace: ns.to_string(),
-                limit,
-                used,
-                max,
-            })
-        })
+        first_hit(
+            ns,
+            [
+                ("cpus", q.cpu_millis(), held.cpu_millis, r.cpu_millis),
+                ("memory", q.memory, held.memory, r.memory),
+                ("gpus", q.gpus, held.gpus, r.gpus),
+                ("running", q.running, held.running, 1),
+            ],
+        )
     }
 
     /// The first limit of `ns` that `jobs` more jobs with `tasks` more tasks, the largest
@@ -229,20 +239,16 @@ impl Parties {
     ) -> Option<QuotaHit> {
         let q = self.quota(ns)?;
         let held = self.ns.get(ns).map(|n| n.party.clone()).unwrap_or_default();
-        let hit = |limit, used: u64, more: u64, max: Option<u64>| {
-            let max = max?;
-            (used.saturating_add(more) > max).then(|| QuotaHit {
-                namespace: ns.to_string(),
-                limit,
-                used,
-                max,
-            })
-        };
-        hit("jobs", held.live_jobs, jobs, q.jobs)
-            .or_else(|| hit("tasks", held.live_tasks, tasks, q.tasks))
-            .or_else(|| hit("cpus", 0, biggest.cpu_millis, q.cpu_millis()))
-            .or_else(|| hit("memory", 0, biggest.memory, q.memory))
-            .or_else(|| hit("gpus", 0, biggest.gpus, q.gpus))
+        first_hit(
+            ns,
+            [
+                ("jobs", q.jobs, held.live_jobs, jobs),
+                ("tasks", q.tasks, held.live_tasks, tasks),
+                ("cpus", q.cpu_millis(), 0, biggest.cpu_millis),
+                ("memory", q.memory, 0, biggest.memory),
+                ("gpus", q.gpus, 0, biggest.gpus),
+            ],
+        )
     }
 
     /// Folds recent usage up to `now` and forgets idle parties whose usage has decayed.

@@ -23,6 +23,20 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v6.sql"),
 ];
 
+/// Appends ` AND namespace IN (?i, ...)` for `nss` to `sql`, whose parameters are `p`.
+pub(crate) fn namespace_in<'a>(
+    sql: &mut String,
+    p: &mut Vec<&'a dyn rusqlite::ToSql>,
+    nss: &'a [String],
+) {
+    let mut marks = Vec::with_capacity(nss.len());
+    for ns in nss {
+        p.push(ns);
+        marks.push(format!("?{}", p.len()));
+    }
+    sql.push_str(&format!(" AND namespace IN ({})", marks.join(", ")));
+}
+
 fn db_path(dir: &Path) -> PathBuf {
     dir.join("zenith.db")
 }
@@ -464,12 +478,7 @@ impl StoreReader for SqliteReader {
                 sql.push_str(&format!(" AND queue = ?{}", p.len()));
             }
             if let Some(nss) = &f.namespaces {
-                let mut marks = Vec::with_capacity(nss.len());
-                for ns in nss {
-                    p.push(ns);
-                    marks.push(format!("?{}", p.len()));
-                }
-                sql.push_str(&format!(" AND namespace IN ({})", marks.join(", ")));
+                crate::sqlite::namespace_in(&mut sql, &mut p, nss);
             }
             sql.push_str(" ORDER BY id DESC LIMIT ?2");
             let mut st = c.prepare_cached(&sql)?;

@@ -198,12 +198,7 @@ impl SqliteReader {
                 sql.push_str(&format!(" AND name = ?{}", p.len()));
             }
             if let Some(nss) = &f.namespaces {
-                let mut marks = Vec::with_capacity(nss.len());
-                for ns in nss {
-                    p.push(ns);
-                    marks.push(format!("?{}", p.len()));
-                }
-                sql.push_str(&format!(" AND namespace IN ({})", marks.join(", ")));
+                crate::sqlite::namespace_in(&mut sql, &mut p, nss);
             }
             sql.push_str(" ORDER BY id DESC LIMIT ?2");
             let mut st = c.prepare_cached(&sql)?;

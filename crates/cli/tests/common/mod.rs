@@ -248,10 +248,16 @@ impl Cluster {
 
     /// Runs a client verb against this cluster.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(&self.admin_token, args)
+    }
+
+    /// Runs a client verb with `token` (and no `ZENITH_NAMESPACE` from the environment).
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
         zenith()
             .args(args)
             .env("ZENITH_SERVER", self.url())
-            .env("ZENITH_TOKEN", &self.admin_token)
+            .env("ZENITH_TOKEN", token)
+            .env_remove("ZENITH_NAMESPACE")
             .output()
             .unwrap()
     }
