@@ -422,6 +422,28 @@ impl Client {
         self.json(self.req(reqwest::Method::POST, &path)).await
     }
 
+    /// `action`: `cordon`, `uncordon` or `drain` (with an optional deadline); `remove`
+    /// forgets a node that runs nothing.
+    pub async fn node_action(
+        &self,
+        node: &str,
+        action: &str,
+        deadline: Option<zenith_model::DurationMs>,
+    ) -> Result<zenith_protocol::api::NodeView, ClientError> {
+        let seg = path_segment(node);
+        let rb = match action {
+            "remove" => self.req(reqwest::Method::DELETE, &format!("/api/v1/nodes/{seg}")),
+            "drain" => self
+                .req(reqwest::Method::POST, &format!("/api/v1/nodes/{seg}/drain"))
+                .json(&zenith_protocol::api::DrainRequest { deadline }),
+            other => self.req(
+                reqwest::Method::POST,
+                &format!("/api/v1/nodes/{seg}/{other}"),
+            ),
+        };
+        self.json(rb).await
+    }
+
     /// Committed transitions as they happen (optionally of one job, of some kinds). The stream
     /// ends when the server closes it.
     pub async fn events(

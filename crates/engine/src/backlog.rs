@@ -28,7 +28,7 @@ pub const BACKLOG_HORIZON_MS: u64 = 100;
 
 use crate::state::Engine;
 use std::collections::HashSet;
-use zenith_model::{AttemptId, JobSpec, Millis, NodeId, NodeState};
+use zenith_model::{AttemptId, JobSpec, Millis, NodeId};
 
 impl Engine {
     /// The ready node with room in its backlog that `spec` fits once the node is empty, with
@@ -38,7 +38,7 @@ impl Engine {
             .iter()
             .filter_map(|id| self.nodes.get(id).map(|n| (id, n)))
             .filter(|(_, n)| {
-                n.state == NodeState::Ready
+                n.open()
                     && (n.backlog.len() as u64) < backlog_depth(n)
                     && spec.resources.fits_in(&n.total)
                     && spec.constraints.iter().all(|k| k.matches(&n.labels))

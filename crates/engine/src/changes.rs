@@ -103,6 +103,8 @@ impl Engine {
                     state: n.state,
                     registered_at: n.registered_at,
                     last_seen: n.last_heartbeat,
+                    cordoned_at: n.cordoned_at,
+                    drain_deadline: n.drain_deadline,
                 },
             );
         }

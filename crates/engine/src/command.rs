@@ -60,6 +60,18 @@ pub enum Command {
     LoseNode {
         node: NodeId,
     },
+    /// No new work on the node; with a deadline, what still runs then is requeued.
+    Cordon {
+        node: NodeId,
+        drain_deadline: Option<Millis>,
+    },
+    Uncordon {
+        node: NodeId,
+    },
+    /// Forget a node that runs nothing.
+    RemoveNode {
+        node: NodeId,
+    },
     /// Set (`Some`, validated) or clear (`None`) a namespace's weight and quota.
     SetNamespace {
         name: String,
@@ -162,6 +174,14 @@ impl Engine {
                 self.mark_lost(&node, now);
                 Ok(Outcome::Done)
             }
+            Command::Cordon {
+                node,
+                drain_deadline,
+            } => self
+                .cordon(&node, drain_deadline, now)
+                .map(|()| Outcome::Done),
+            Command::Uncordon { node } => self.uncordon(&node).map(|()| Outcome::Done),
+            Command::RemoveNode { node } => self.remove_node(&node, now).map(|()| Outcome::Done),
             Command::SetNamespace { name, settings } => {
                 self.set_namespace(&name, settings).map(|()| Outcome::Done)
             }

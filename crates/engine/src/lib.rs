@@ -15,6 +15,7 @@ mod command;
 mod fairshare;
 mod flows;
 mod idempotency;
+mod lifecycle;
 mod namespaces;
 mod nodes;
 mod ops;
@@ -135,6 +136,8 @@ pub enum EngineError {
     TooManyTasks(u64),
     #[error("node {0} is not registered")]
     UnknownNode(NodeId),
+    #[error("node {0} still runs {1} attempts; drain it first (zenith node drain)")]
+    NodeBusy(NodeId, usize),
     #[error("idempotency key {0:?} was used for a different request")]
     KeyReused(String),
     #[error("run {0} is not live (unknown or already finished)")]

@@ -1,7 +1,6 @@
 //! Node commands: registration with reconciliation, heartbeats, loss detection, and `tick`.
 
 use crate::state::{Engine, Node};
-use crate::EngineError;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use zenith_model::{AttemptId, AttemptOutcome, Millis, NodeId, NodeState, Resources};
 
@@ -63,6 +62,8 @@ impl Engine {
             backlog: BTreeSet::new(),
             prefetch: 0,
             recent_run_ms: None,
+            cordoned_at: None,
+            drain_deadline: None,
         });
         node.name = reg.name;
         node.prefetch = reg.prefetch;
@@ -204,6 +205,12 @@ impl Engine {
         for id in newly_lost {
             self.mark_lost(&id, now);
         }
+        if now >= self.next_drain_scan {
+            self.next_drain_scan = now.saturating_add((timeout / 20).max(1));
+            for id in self.drains_due(now) {
+                self.enforce_drain(&id, now);
+            }
+        }
         for id in &forget {
             self.nodes.remove(id);
             self.prefetching.remove(id);
@@ -244,18 +251,5 @@ impl Engine {
         }
         self.refresh_totals();
         self.note_node(id);
-    }
-
-    /// Forgets a node at once (operator action); its attempts are requeued.
-    pub fn remove_node(&mut self, id: &NodeId, now: Millis) -> Result<(), EngineError> {
-        if !self.nodes.contains_key(id) {
-            return Err(EngineError::UnknownNode(id.clone()));
-        }
-        self.mark_lost(id, now);
-        self.nodes.remove(id);
-        self.prefetching.remove(id);
-        self.changes.nodes.remove(id);
-        self.changes.removed_nodes.push(id.clone());
-        Ok(())
     }
 }

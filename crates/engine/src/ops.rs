@@ -220,6 +220,7 @@ impl Engine {
             && !job.cancel_requested
             && outcome != AttemptOutcome::Cancelled
             && outcome != AttemptOutcome::NodeLost
+            && outcome != AttemptOutcome::Evicted
             && job
                 .tasks
                 .get(r.slot as usize)
@@ -247,6 +248,11 @@ impl Engine {
             TaskState::Succeeded
         } else if cancel || outcome == AttemptOutcome::Cancelled {
             TaskState::Cancelled
+        } else if outcome == AttemptOutcome::Evicted {
+            // Its node was drained: it runs again elsewhere, counted as neither a failure
+            // nor a node loss.
+            self.counters.evictions += 1;
+            TaskState::Queued
         } else if outcome == AttemptOutcome::NodeLost {
             // Lost before it started (in a backlog): the task never ran there.
             if !r.queued {

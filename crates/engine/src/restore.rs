@@ -76,6 +76,8 @@ impl Engine {
                     backlog: BTreeSet::new(),
                     prefetch: 0,
                     recent_run_ms: None,
+                    cordoned_at: n.cordoned_at,
+                    drain_deadline: n.drain_deadline,
                 },
             );
         }

@@ -6,7 +6,7 @@ use crate::state::{Engine, QueueKey, Running};
 use crate::{Assignment, Effect};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use zenith_model::{AttemptId, JobId, Millis, NodeId, NodeState, TaskState};
+use zenith_model::{AttemptId, JobId, Millis, NodeId, TaskState};
 use zenith_placement as placement;
 
 /// One queue's candidates in a pass: the next job of each shape still in play, best first.
@@ -253,7 +253,7 @@ impl Engine {
                         labels: &n.labels,
                         // A node with a backlog starts its work in order: new work queues
                         // behind it (below), so free resources there are already spoken for.
-                        ready: n.state == NodeState::Ready && n.backlog.is_empty(),
+                        ready: n.open() && n.backlog.is_empty(),
                     },
                 )
             });

@@ -94,6 +94,8 @@ impl Job {
 pub(crate) enum KillReason {
     TimedOut,
     Cancelled,
+    /// Its node's drain deadline passed: requeued elsewhere.
+    Evicted,
 }
 
 impl KillReason {
@@ -101,6 +103,7 @@ impl KillReason {
         match self {
             KillReason::TimedOut => AttemptOutcome::TimedOut,
             KillReason::Cancelled => AttemptOutcome::Cancelled,
+            KillReason::Evicted => AttemptOutcome::Evicted,
         }
     }
 }
@@ -135,6 +138,17 @@ pub(crate) struct Node {
     /// Moving average of how long attempts ran here (`None` until one ended): the backlog
     /// is only used while they are short (`backlog.rs`).
     pub recent_run_ms: Option<u64>,
+    /// Cordoned since then: no new work (`lifecycle.rs`).
+    pub cordoned_at: Option<Millis>,
+    /// Draining: at this time its remaining attempts are stopped and requeued.
+    pub drain_deadline: Option<Millis>,
+}
+
+impl Node {
+    /// Takes new work: ready and not cordoned.
+    pub fn open(&self) -> bool {
+        self.state == NodeState::Ready && self.cordoned_at.is_none()
+    }
 }
 
 /// The whole cluster state. Create with [`Engine::new`] or [`Engine::restore`].
@@ -153,6 +167,8 @@ pub struct Engine {
     pub(crate) prefetching: BTreeSet<NodeId>,
     /// When `tick` next checks nodes for silence.
     pub(crate) next_node_scan: Millis,
+    /// When `tick` next looks for drain deadlines that passed.
+    pub(crate) next_drain_scan: Millis,
     pub(crate) attempts: HashMap<AttemptId, Running>,
     pub(crate) deadlines: BTreeSet<(Millis, AttemptId)>,
     pub(crate) retry_timers: BTreeSet<(Millis, JobId, u32)>,
@@ -205,6 +221,8 @@ pub struct NodeInfo {
     pub prefetch: u32,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
+    pub cordoned_at: Option<Millis>,
+    pub drain_deadline: Option<Millis>,
 }
 
 impl Engine {
@@ -219,6 +237,7 @@ impl Engine {
             nodes: BTreeMap::new(),
             prefetching: BTreeSet::new(),
             next_node_scan: 0,
+            next_drain_scan: 0,
             attempts: HashMap::new(),
             deadlines: BTreeSet::new(),
             retry_timers: BTreeSet::new(),
@@ -297,6 +316,8 @@ impl Engine {
                 prefetch: n.prefetch,
                 registered_at: n.registered_at,
                 last_heartbeat: n.last_heartbeat,
+                cordoned_at: n.cordoned_at,
+                drain_deadline: n.drain_deadline,
             })
             .collect()
     }
@@ -308,7 +329,7 @@ impl Engine {
             free: &n.free,
             total: &n.total,
             labels: &n.labels,
-            ready: n.state == NodeState::Ready,
+            ready: n.open(),
         });
         Some((
             job.state(),

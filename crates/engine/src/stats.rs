@@ -38,6 +38,8 @@ pub struct Counters {
     pub idempotency_keys_evicted: u64,
     /// Times a scheduling pass passed over a job because its namespace was at a quota.
     pub quota_deferrals: u64,
+    /// Attempts stopped and requeued because their node's drain deadline passed.
+    pub evictions: u64,
 }
 
 /// Durations measured inside the engine, drained by the server after every step.
@@ -60,6 +62,8 @@ pub struct Levels {
     pub backlogged_attempts: u64,
     /// Fair-share parties kept: namespaces, and users in them (`fairshare.rs`).
     pub share_parties: u64,
+    /// Ready nodes cordoned or draining (no new work).
+    pub nodes_cordoned: u64,
     pub cpu_millis_total: u64,
     pub cpu_millis_free: u64,
     pub memory_total: u64,
@@ -99,6 +103,9 @@ impl Engine {
         for n in self.nodes.values() {
             *l.nodes.entry(n.state).or_insert(0) += 1;
             l.backlogged_attempts += n.backlog.len() as u64;
+            if n.state == NodeState::Ready && n.cordoned_at.is_some() {
+                l.nodes_cordoned += 1;
+            }
             if n.state == NodeState::Ready {
                 l.cpu_millis_total += n.total.cpu_millis;
                 l.cpu_millis_free += n.free.cpu_millis;

@@ -27,6 +27,8 @@ pub enum Reason {
     Cancelled,
     /// Its node was lost while it ran.
     NodeLost,
+    /// Stopped because its node was drained past its deadline (requeued).
+    Evicted,
     /// Its nodes were lost more often than the requeue limit allows.
     NodeLostTimes {
         times: u32,
@@ -126,6 +128,7 @@ impl Reason {
             AttemptOutcome::DiskFull => Reason::DiskFull,
             AttemptOutcome::Cancelled => Reason::Cancelled,
             AttemptOutcome::NodeLost => Reason::NodeLost,
+            AttemptOutcome::Evicted => Reason::Evicted,
             AttemptOutcome::StartFailed { message } => Reason::StartFailed {
                 message: message.as_str().into(),
             },
@@ -228,6 +231,7 @@ impl Reason {
             "disk_full" => Reason::DiskFull,
             "cancelled" => Reason::Cancelled,
             "node_lost" => Reason::NodeLost,
+            "evicted: node drained" => Reason::Evicted,
             "failed" => Reason::Failed,
             "no reason given" => Reason::Unexplained,
             "deadline_exceeded" => Reason::DeadlineExceeded,
@@ -250,6 +254,7 @@ impl fmt::Display for Reason {
             Reason::DiskFull => f.write_str("disk_full"),
             Reason::Cancelled => f.write_str("cancelled"),
             Reason::NodeLost => f.write_str("node_lost"),
+            Reason::Evicted => f.write_str("evicted: node drained"),
             Reason::NodeLostTimes { times } => write!(f, "node lost {times} times"),
             Reason::StartFailed { message } => write!(f, "start failed: {message}"),
             Reason::OutputsFailed { message } => write!(f, "outputs: {message}"),
@@ -293,6 +298,7 @@ mod tests {
             Reason::DiskFull,
             Reason::Cancelled,
             Reason::NodeLost,
+            Reason::Evicted,
             Reason::NodeLostTimes { times: 11 },
             Reason::StartFailed {
                 message: "no such file: x".into(),

@@ -65,6 +65,12 @@ pub struct NodeRecord {
     pub state: NodeState,
     pub registered_at: Millis,
     pub last_seen: Millis,
+    /// Cordoned (no new work) since then; `None`: open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cordoned_at: Option<Millis>,
+    /// Draining: at this time its remaining attempts are stopped and requeued elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<Millis>,
 }
 
 /// A node's own credential, given at enrolment: only its SHA-256 is kept. A revoked key stays

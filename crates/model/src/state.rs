@@ -164,6 +164,9 @@ pub enum AttemptOutcome {
     OutputsFailed { message: String },
     /// The process failed while the node's disk was full: its output could not be written.
     DiskFull,
+    /// Stopped by Zenith because its node was drained past its deadline; the task was
+    /// requeued (not counted as a failure or a node loss).
+    Evicted,
 }
 
 impl AttemptOutcome {
@@ -186,7 +189,8 @@ impl AttemptOutcome {
     }
 
     /// The outcome's kind as a metric label: `exited_ok`, `exited_error`, `signaled`,
-    /// `timed_out`, `cancelled`, `node_lost`, `start_failed`.
+    /// `timed_out`, `cancelled`, `node_lost`, `start_failed`, `outputs_failed`, `disk_full`,
+    /// `evicted`.
     pub fn kind(&self) -> &'static str {
         match self {
             AttemptOutcome::Exited { code: 0 } => "exited_ok",
@@ -198,6 +202,7 @@ impl AttemptOutcome {
             AttemptOutcome::StartFailed { .. } => "start_failed",
             AttemptOutcome::OutputsFailed { .. } => "outputs_failed",
             AttemptOutcome::DiskFull => "disk_full",
+            AttemptOutcome::Evicted => "evicted",
         }
     }
 }

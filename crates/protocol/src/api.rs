@@ -138,6 +138,27 @@ pub struct NodeView {
     /// Its agent reports its disk full (jobs failing there end `disk_full`).
     #[serde(default)]
     pub disk_full: bool,
+    /// Whether it takes new work: `open`, `cordoned`, `draining` (cordoned with a deadline,
+    /// attempts still running) or `drained` (a drain with nothing left running).
+    #[serde(default = "open")]
+    pub schedule: String,
+    /// When a draining node's remaining attempts are stopped and requeued elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<Millis>,
+}
+
+fn open() -> String {
+    "open".into()
+}
+
+/// `POST /api/v1/nodes/{node}/drain`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Attempts still running this long from now are stopped and requeued elsewhere (e.g.
+    /// "1h"); without it they may run to their end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<zenith_model::DurationMs>,
 }
 
 /// `POST /api/v1/nodes/{node}/revoke`: the node cut off, and how many of its attempts were
@@ -192,6 +213,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
         Some(o) if o.succeeded() => "succeeded",
         Some(AttemptOutcome::Cancelled) => "cancelled",
         Some(AttemptOutcome::NodeLost) => "lost",
+        Some(AttemptOutcome::Evicted) => "evicted",
         Some(_) => "failed",
     };
     AttemptView {

@@ -342,15 +342,82 @@ pub async fn revoke_node(
     Path(node): Path<String>,
 ) -> Result<Json<zenith_protocol::api::RevokeView>, ApiError> {
     p.must_operate()?;
+    checked_node(&node)?;
+    Ok(Json(
+        crate::handler::ask_waiting(&state, |reply| LoopMsg::Revoke { node, reply }).await??,
+    ))
+}
+
+fn checked_node(node: &str) -> Result<(), ApiError> {
     if node.is_empty() || node.len() > 256 {
         return Err(ApiError::Invalid(zenith_model::ValidationError::new(
             "node",
             "a node ID or name of 1-256 bytes",
         )));
     }
+    Ok(())
+}
+
+async fn node_action(
+    state: &AppState,
+    p: &Principal,
+    node: String,
+    action: crate::control::NodeAction,
+) -> Result<Json<zenith_protocol::api::NodeView>, ApiError> {
+    p.must_operate()?;
+    checked_node(&node)?;
     Ok(Json(
-        crate::handler::ask_waiting(&state, |reply| LoopMsg::Revoke { node, reply }).await??,
+        crate::handler::ask_waiting(state, |reply| LoopMsg::NodeAction {
+            node,
+            action,
+            reply,
+        })
+        .await??,
     ))
+}
+
+/// `POST /nodes/{node}/cordon`: no new work there; what runs goes on.
+pub async fn cordon_node(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(node): Path<String>,
+) -> Result<Json<zenith_protocol::api::NodeView>, ApiError> {
+    node_action(&state, &p, node, crate::control::NodeAction::Cordon).await
+}
+
+/// `POST /nodes/{node}/uncordon`: open to new work again (ends a drain).
+pub async fn uncordon_node(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(node): Path<String>,
+) -> Result<Json<zenith_protocol::api::NodeView>, ApiError> {
+    node_action(&state, &p, node, crate::control::NodeAction::Uncordon).await
+}
+
+/// `POST /nodes/{node}/drain` `{"deadline": "1h"}`: cordon; attempts still running at the
+/// deadline are stopped and requeued elsewhere.
+pub async fn drain_node(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(node): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<zenith_protocol::api::NodeView>, ApiError> {
+    let req: zenith_protocol::api::DrainRequest = if body.is_empty() {
+        Default::default()
+    } else {
+        crate::handler::decode(&body)?
+    };
+    let ms = req.deadline.map(|d| d.as_millis());
+    node_action(&state, &p, node, crate::control::NodeAction::Drain(ms)).await
+}
+
+/// `DELETE /nodes/{node}`: forget a node that runs nothing (409 while it runs work).
+pub async fn remove_node(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(node): Path<String>,
+) -> Result<Json<zenith_protocol::api::NodeView>, ApiError> {
+    node_action(&state, &p, node, crate::control::NodeAction::Remove).await
 }
 
 #[derive(Deserialize)]

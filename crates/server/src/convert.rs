@@ -77,6 +77,14 @@ pub fn node_view(n: NodeInfo, revoked: bool, disk_full: bool) -> NodeView {
         last_heartbeat: n.last_heartbeat,
         revoked,
         disk_full,
+        schedule: match (n.cordoned_at, n.drain_deadline, n.running + n.queued) {
+            (None, _, _) => "open",
+            (Some(_), None, _) => "cordoned",
+            (Some(_), Some(_), 0) => "drained",
+            (Some(_), Some(_), _) => "draining",
+        }
+        .to_string(),
+        drain_deadline: n.drain_deadline,
     }
 }
 
@@ -115,6 +123,7 @@ pub fn engine_error(e: EngineError) -> ApiError {
             ApiError::Overloaded(e.to_string())
         }
         EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+        EngineError::NodeBusy(..) => ApiError::Conflict(e.to_string()),
         EngineError::RunNotLive(_)
         | EngineError::FlowBusy(..)
         | EngineError::NotWaitingApproval(..) => ApiError::Conflict(e.to_string()),

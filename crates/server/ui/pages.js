@@ -190,7 +190,7 @@ export async function nodesPage(view, _params, ctx) {
       const labels = Object.entries(n.labels || {}).map(([k, v]) => h('span', { class: 'label' }, `${k}=${v}`));
       return h('tr', { dataset: { node: n.id } },
         h('td', { class: 'name' }, n.name),
-        h('td', {}, badge(n.state)),
+        h('td', {}, badge(n.state === 'ready' && n.schedule && n.schedule !== 'open' ? n.schedule : n.state)),
         h('td', {}, meter(cpuUsed, n.resources.cpus), ` ${cpuUsed.toFixed(1)} / ${n.resources.cpus}`),
         h('td', {}, meter(memUsed, n.resources.memory), ` ${fmtBytes(memUsed)} / ${fmtBytes(n.resources.memory)}`),
         h('td', { class: 'num' }, n.resources.gpus ? `${n.resources.gpus - (n.free.gpus || 0)} / ${n.resources.gpus}` : ''),

@@ -198,7 +198,10 @@ pub(crate) fn commit_nodes_and_keys(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result
         let (mut id, mut name, mut res, mut labels) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut state, mut reg, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut cordoned, mut drain): (Vec<Option<i64>>, Vec<Option<i64>>) = (vec![], vec![]);
         for n in ch.nodes.values() {
+            cordoned.push(n.cordoned_at.map(|v| v as i64));
+            drain.push(n.drain_deadline.map(|v| v as i64));
             id.push(n.id.as_str());
             name.push(n.name.as_str());
             res.push(json(&n.resources));
@@ -208,13 +211,15 @@ pub(crate) fn commit_nodes_and_keys(tx: &mut Tx<'_, '_>, ch: &Changes) -> Result
             seen.push(n.last_seen as i64);
         }
         tx.execute(
-            "INSERT INTO nodes (id, name, resources, labels, state, registered_at, last_seen) \
+            "INSERT INTO nodes (id, name, resources, labels, state, registered_at, last_seen, \
+             cordoned_at, drain_deadline) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::bigint[], $7::bigint[]) \
+             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, resources = excluded.resources, \
              labels = excluded.labels, state = excluded.state, registered_at = excluded.registered_at, \
-             last_seen = excluded.last_seen",
-            &[&id, &name, &res, &labels, &state, &reg, &seen],
+             last_seen = excluded.last_seen, cordoned_at = excluded.cordoned_at, \
+             drain_deadline = excluded.drain_deadline",
+            &[&id, &name, &res, &labels, &state, &reg, &seen, &cordoned, &drain],
         )?;
     }
     if !ch.removed_nodes.is_empty() {

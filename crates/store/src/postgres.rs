@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v1.sql"),
     include_str!("pg_schema_v2.sql"),
     include_str!("pg_schema_v3.sql"),
+    include_str!("pg_schema_v4.sql"),
 ];
 
 /// Advisory lock key taken while migrating ("zenith" in ASCII).

@@ -108,7 +108,8 @@ pub(crate) const ATTEMPT_COLS: &str = "id, job_id, idx, node, started_at, finish
 /// [`ATTEMPT_COLS`] of `attempts a` in a join.
 pub(crate) const ATTEMPT_COLS_A: &str =
     "a.id, a.job_id, a.idx, a.node, a.started_at, a.finished_at, a.outcome";
-pub(crate) const NODE_COLS: &str = "id, name, resources, labels, state, registered_at, last_seen";
+pub(crate) const NODE_COLS: &str =
+    "id, name, resources, labels, state, registered_at, last_seen, cordoned_at, drain_deadline";
 pub(crate) const RUN_COLS: &str = "id, name, spec, params, state, reason, retries_used, trigger, cancel_requested, deadline_at, created_at, finished_at, expires_at";
 pub(crate) const STEP_COLS: &str = "run_id, step, state, reason, blocked, instances";
 pub(crate) const INST_COLS: &str =
@@ -205,6 +206,8 @@ pub(crate) fn node(r: &impl Cols) -> Result<NodeRecord, StoreError> {
             .ok_or_else(|| corrupt(&what, format!("state {state_s:?}")))?,
         registered_at: r.u64(5)?,
         last_seen: r.u64(6)?,
+        cordoned_at: r.opt_u64(7)?,
+        drain_deadline: r.opt_u64(8)?,
         id: NodeId(id),
     })
 }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
+    include_str!("schema_v7.sql"),
 ];
 
 /// Appends ` AND namespace IN (?i, ...)` for `nss` to `sql`, whose parameters are `p`.
@@ -298,8 +299,8 @@ impl Store for SqliteStore {
                 ])?;
             }
             let mut up_node = tx.prepare_cached(
-                "INSERT OR REPLACE INTO nodes (id, name, resources, labels, state, registered_at, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO nodes (id, name, resources, labels, state, registered_at, last_seen, \
+                 cordoned_at, drain_deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for n in ch.nodes.values() {
                 up_node.execute(params![
@@ -310,6 +311,8 @@ impl Store for SqliteStore {
                     n.state.as_str(),
                     n.registered_at as i64,
                     n.last_seen as i64,
+                    n.cordoned_at.map(|v| v as i64),
+                    n.drain_deadline.map(|v| v as i64),
                 ])?;
             }
             let mut del_node = tx.prepare_cached("DELETE FROM nodes WHERE id = ?1")?;

@@ -447,6 +447,9 @@ fn tokens_audit_and_namespaces_persist(b: &Backend) {
         Some(zenith_model::namespace::NamespaceSettings::new("web")),
     )
     .unwrap();
+    // A drained node keeps its cordon and deadline.
+    e.register_node(node("n1"), 1);
+    e.cordon(&NodeId("n1".into()), Some(5_000), 2).unwrap();
     store.commit(&e.take_changes()).unwrap();
     e.set_namespace("web", None).unwrap();
     store.commit(&e.take_changes()).unwrap();
@@ -456,6 +459,8 @@ fn tokens_audit_and_namespaces_persist(b: &Backend) {
     let loaded = store.load().unwrap();
     assert_eq!(loaded.user_tokens, vec![token("a", Some(7))]);
     assert_eq!(loaded.namespaces, vec![settings]);
+    let n1 = &loaded.nodes[0];
+    assert_eq!((n1.cordoned_at, n1.drain_deadline), (Some(2), Some(5_000)));
     let r = b.reader();
     let all = r
         .audit(&AuditFilter {

@@ -33,6 +33,9 @@ pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
                 match (n.revoked, n.disk_full) {
                     (true, _) => "revoked".to_string(),
                     (false, true) => format!("{} (disk full)", n.state.as_str()),
+                    (false, false) if n.schedule != "open" && n.state.as_str() == "ready" => {
+                        n.schedule.clone()
+                    }
                     (false, false) => n.state.as_str().to_string(),
                 },
                 format!(
@@ -78,6 +81,28 @@ pub enum NodeVerb {
     /// Cut a node off at once: its credential is refused from now on, its running jobs are
     /// requeued elsewhere, and it cannot join again under its node ID.
     Revoke(RevokeArgs),
+    /// No new work on the node; what runs there goes on.
+    Cordon(RevokeArgs),
+    /// Open the node to new work again (ends a cordon or drain).
+    Uncordon(RevokeArgs),
+    /// Cordon the node; with --deadline, attempts still running then are stopped and
+    /// requeued elsewhere (outcome `evicted`).
+    Drain(DrainArgs),
+    /// Forget a node that runs nothing (drain it first); its agent may register again.
+    Remove(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    /// Node ID, or the name of one node.
+    node: String,
+    /// Requeue what still runs after this long, e.g. 1h, 30m (default: let it finish).
+    #[arg(long, value_parser = zenith_model::DurationMs::parse)]
+    deadline: Option<zenith_model::DurationMs>,
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
 }
 
 #[derive(Args, Debug)]
@@ -91,23 +116,63 @@ pub struct RevokeArgs {
 }
 
 pub async fn node(verb: NodeVerb) -> anyhow::Result<u8> {
-    match verb {
-        NodeVerb::Revoke(a) => {
-            let v = a.conn.client()?.revoke_node(&a.node).await?;
-            if a.format == Format::Json {
-                output::json(&v)?;
-            } else {
-                let jobs = match v.requeued {
-                    1 => "1 running attempt requeued".to_string(),
-                    n => format!("{n} running attempts requeued"),
-                };
-                println!(
-                    "node {} ({}) revoked: {jobs}",
-                    output::safe(v.node.as_str()),
-                    output::safe(&v.name)
-                );
-            }
-            Ok(0)
+    let (a, action, deadline) = match verb {
+        NodeVerb::Revoke(a) => return revoke(a).await,
+        NodeVerb::Cordon(a) => (a, "cordon", None),
+        NodeVerb::Uncordon(a) => (a, "uncordon", None),
+        NodeVerb::Remove(a) => (a, "remove", None),
+        NodeVerb::Drain(d) => (
+            RevokeArgs {
+                node: d.node,
+                conn: d.conn,
+                format: d.format,
+            },
+            "drain",
+            d.deadline,
+        ),
+    };
+    let v = a
+        .conn
+        .client()?
+        .node_action(&a.node, action, deadline)
+        .await?;
+    if a.format == Format::Json {
+        output::json(&v)?;
+        return Ok(0);
+    }
+    let name = output::safe(&v.name);
+    match action {
+        "remove" => out!("node {name} removed"),
+        _ => {
+            let until = v
+                .drain_deadline
+                .filter(|d| *d < u64::MAX / 2)
+                .map(|d| format!(" (running work requeued at {})", output::when(d)))
+                .unwrap_or_default();
+            out!(
+                "node {name} is {}: {} running{until}",
+                v.schedule,
+                v.running + v.queued
+            )
         }
     }
+    Ok(0)
+}
+
+async fn revoke(a: RevokeArgs) -> anyhow::Result<u8> {
+    let v = a.conn.client()?.revoke_node(&a.node).await?;
+    if a.format == Format::Json {
+        output::json(&v)?;
+    } else {
+        let jobs = match v.requeued {
+            1 => "1 running attempt requeued".to_string(),
+            n => format!("{n} running attempts requeued"),
+        };
+        println!(
+            "node {} ({}) revoked: {jobs}",
+            output::safe(v.node.as_str()),
+            output::safe(&v.name)
+        );
+    }
+    Ok(0)
 }

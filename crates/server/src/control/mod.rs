@@ -43,7 +43,7 @@ mod nodes;
 mod tenancy;
 
 pub use degraded::Fatal;
-pub use msg::{FlowSource, LoopMsg};
+pub use msg::{FlowSource, LoopMsg, NodeAction};
 
 struct Session {
     id: SessionId,
@@ -290,6 +290,11 @@ impl ControlLoop {
                     self.enroll(node, name, reply, now, &mut after);
                 }
                 LoopMsg::Revoke { node, reply } => self.revoke(&node, reply, now, &mut after),
+                LoopMsg::NodeAction {
+                    node,
+                    action,
+                    reply,
+                } => self.node_action(&node, action, reply, now, &mut after),
                 LoopMsg::CreateToken { new, reply } => {
                     self.create_token(new, reply, now, &mut after);
                 }

@@ -39,6 +39,12 @@ pub enum LoopMsg {
         node: String,
         reply: Reply<zenith_protocol::api::RevokeView>,
     },
+    /// Cordon, drain, uncordon or remove a node (by node ID or name).
+    NodeAction {
+        node: String,
+        action: NodeAction,
+        reply: Reply<NodeView>,
+    },
     /// Of these attempts, those that are not `node`'s (for log uploads): `Err` lists them.
     AttemptsOf {
         node: NodeId,
@@ -125,6 +131,16 @@ pub enum LoopMsg {
         attempt: AttemptId,
         reply: oneshot::Sender<Option<(NodeId, Option<zenith_model::flow::StepRef>)>>,
     },
+}
+
+/// What an operator does to a node.
+#[derive(Clone, Copy, Debug)]
+pub enum NodeAction {
+    Cordon,
+    /// Cordon; attempts still running after this many milliseconds are requeued.
+    Drain(Option<u64>),
+    Uncordon,
+    Remove,
 }
 
 /// Which flow a run request means.

@@ -2,13 +2,14 @@
 //! upload names. The loop is the one writer of [`crate::node_keys::NodeKeys`]; the records it
 //! makes ride in the next commit with the engine's changes.
 
-use super::msg::AttemptsOf;
+use super::msg::{AttemptsOf, NodeAction};
 use super::{reply_after, ControlLoop, Reply};
+use crate::convert;
 use crate::error::ApiError;
 use crate::writer::AfterCommit;
 use zenith_engine::Command;
 use zenith_model::{AttemptId, NodeId};
-use zenith_protocol::api::RevokeView;
+use zenith_protocol::api::{NodeView, RevokeView};
 
 impl ControlLoop {
     /// Gives `node` its credential, answered once the record is durable.
@@ -79,6 +80,61 @@ impl ControlLoop {
             requeued: running,
         };
         after.push(reply_after(reply, view));
+    }
+
+    /// Cordons, drains, opens or removes a node (`which`: its ID or unique name); answers
+    /// with the node as it is then, once durable.
+    pub(super) fn node_action(
+        &mut self,
+        which: &str,
+        action: NodeAction,
+        reply: Reply<NodeView>,
+        now: u64,
+        after: &mut Vec<AfterCommit>,
+    ) {
+        let found = self.find_node(which).and_then(|(id, _, _)| {
+            self.engine
+                .nodes()
+                .into_iter()
+                .find(|n| n.id == id)
+                .ok_or_else(|| ApiError::NotFound(format!("node {which:?} is not registered")))
+        });
+        let before = match found {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = reply.send(Err(e)); // the operator retries
+                return;
+            }
+        };
+        let node = before.id.clone();
+        let cmd = match action {
+            NodeAction::Cordon => Command::Cordon {
+                node: node.clone(),
+                drain_deadline: None,
+            },
+            NodeAction::Drain(ms) => Command::Cordon {
+                node: node.clone(),
+                // Without a deadline a drain still marks the node draining: far away.
+                drain_deadline: Some(ms.map_or(u64::MAX, |ms| now.saturating_add(ms))),
+            },
+            NodeAction::Uncordon => Command::Uncordon { node: node.clone() },
+            NodeAction::Remove => Command::RemoveNode { node: node.clone() },
+        };
+        let _span = tracing::info_span!("node_action", node = %node, action = ?action).entered();
+        match self.command(cmd, now) {
+            Ok(_) => {
+                tracing::info!("node changed");
+                self.metrics.node_actions.inc();
+                let after_view = self.engine.nodes().into_iter().find(|n| n.id == node);
+                let revoked = self.shared.keys.is_revoked(&node);
+                let full = self.sessions.get(&node).is_some_and(|s| s.disk_full);
+                let view = convert::node_view(after_view.unwrap_or(before), revoked, full);
+                after.push(reply_after(reply, view));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e)); // as above
+            }
+        }
     }
 
     /// The node `which` names (ID first, then a unique name), with its attempts running.

@@ -81,6 +81,7 @@ pub struct Metrics {
     idempotency_keys_evicted: Counter,
     quota_deferrals: Counter,
     share_parties: Gauge,
+    nodes_cordoned: Gauge,
     /// OIDC key set fetches by result (`ok`, `failed`).
     oidc_key_fetches: Family<StateLabel, Counter>,
     /// Open HTTP connections, and those closed at accept (over the per-client cap).
@@ -92,6 +93,9 @@ pub struct Metrics {
     /// Node credentials: enrolments, revocations, and agent requests refused by reason.
     pub(crate) nodes_enrolled: Counter,
     pub(crate) nodes_revoked: Counter,
+    /// Cordons, drains, uncordons and removals of nodes.
+    pub(crate) node_actions: Counter,
+    evictions: Counter,
     pub(crate) tokens_created: Counter,
     pub(crate) tokens_revoked: Counter,
     pub(crate) audit_records: Counter,
@@ -154,12 +158,15 @@ impl Metrics {
             quota_deferrals: Counter::default(),
             oidc_key_fetches: Family::default(),
             share_parties: Gauge::default(),
+            nodes_cordoned: Gauge::default(),
             http_connections: Gauge::default(),
             http_connections_refused: Counter::default(),
             tls_reloads: Family::default(),
             tls_handshake_failures: Counter::default(),
             nodes_enrolled: Counter::default(),
             nodes_revoked: Counter::default(),
+            node_actions: Counter::default(),
+            evictions: Counter::default(),
             tokens_created: Counter::default(),
             tokens_revoked: Counter::default(),
             audit_records: Counter::default(),
@@ -323,6 +330,7 @@ impl Metrics {
         ));
         self.quota_deferrals
             .inc_by(d(now.quota_deferrals, last.quota_deferrals));
+        self.evictions.inc_by(d(now.evictions, last.evictions));
     }
 
     /// After the engine was rebuilt its totals restart from zero: export from there on.
@@ -380,6 +388,7 @@ impl Metrics {
         self.running_attempts.set(l.running_attempts as i64);
         self.backlogged_attempts.set(l.backlogged_attempts as i64);
         self.share_parties.set(l.share_parties as i64);
+        self.nodes_cordoned.set(l.nodes_cordoned as i64);
         self.cpus_total.set(l.cpu_millis_total as f64 / 1000.0);
         self.cpus_free.set(l.cpu_millis_free as f64 / 1000.0);
         self.memory_total.set(l.memory_total as i64);

@@ -127,6 +127,21 @@ impl Metrics {
             self.agent_refused.clone(),
         );
         r.register(
+            "nodes_cordoned",
+            "Ready nodes cordoned or draining: they take no new work",
+            self.nodes_cordoned.clone(),
+        );
+        r.register(
+            "node_actions",
+            "Nodes cordoned, drained, opened again or removed by an operator",
+            self.node_actions.clone(),
+        );
+        r.register(
+            "evictions",
+            "Attempts stopped and requeued elsewhere because their node's drain deadline passed",
+            self.evictions.clone(),
+        );
+        r.register(
             "quota_deferrals",
             "Times a scheduling pass passed over a job because its namespace was at a quota",
             self.quota_deferrals.clone(),

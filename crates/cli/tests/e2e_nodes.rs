@@ -1,0 +1,95 @@
+//! Node maintenance on the real binary: drain lets running work finish and takes no new
+//! work, a busy node cannot be removed, a drain deadline requeues what still runs
+//! (outcome `evicted`), uncordon opens the node again.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn node(c: &Cluster, name: &str) -> Value {
+    c.nodes()
+        .into_iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node {name}"))
+}
+
+fn state(c: &Cluster, id: u64) -> String {
+    c.job(id)["state"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn drain_cordon_uncordon_and_remove() {
+    let mut c = Cluster::with_agents(
+        &[],
+        &[
+            ("a", &["--cpus", "1", "--label", "role=a"]),
+            ("b", &["--cpus", "1", "--label", "role=b"]),
+        ],
+    );
+    let on_a = c.submit(&["-c", "role=a", "--", "sleep", "3"]);
+    wait_for("the job on a running", 20, || {
+        (state(&c, on_a) == "running").then_some(())
+    });
+
+    // Drain a: what runs there finishes; nothing new lands there.
+    let v: Value = serde_json::from_str(&c.ok(&["node", "drain", "a", "-o", "json"])).unwrap();
+    assert_eq!(v["schedule"], "draining");
+    let waiting = c.submit(&["-c", "role=a", "--", "true"]);
+    // Busy: a cannot be removed yet (409, naming the way out).
+    let out = c.cli(&["node", "remove", "a"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("drain it first"));
+    assert_eq!(c.wait_final(on_a, 30)["state"], "succeeded");
+    assert_eq!(state(&c, waiting), "queued");
+    wait_for("a drained", 10, || {
+        (node(&c, "a")["schedule"] == "drained").then_some(())
+    });
+    let table = c.ok(&["nodes"]);
+    assert!(table.contains("drained"), "{table}");
+
+    // Uncordon: the waiting job runs there.
+    c.ok(&["node", "uncordon", "a"]);
+    assert_eq!(c.wait_final(waiting, 30)["state"], "succeeded");
+
+    // A drain deadline requeues what still runs: outcome evicted, attempt 2 after uncordon.
+    let long = c.submit(&["-c", "role=b", "--", "sleep", "60"]);
+    wait_for("the long job running", 20, || {
+        (state(&c, long) == "running").then_some(())
+    });
+    c.ok(&["node", "drain", "b", "--deadline", "1s"]);
+    wait_for("the long job requeued", 20, || {
+        let j = c.job(long);
+        (j["state"] == "queued" && j["attempts"][0]["state"] == "evicted").then_some(())
+    });
+    c.ok(&["node", "uncordon", "b"]);
+    wait_for("the long job running again", 20, || {
+        let j = c.job(long);
+        (j["state"] == "running" && j["attempts"].as_array().unwrap().len() == 2).then_some(())
+    });
+    c.ok(&["job", "cancel", &long.to_string()]);
+
+    // Stop a's agent and remove its node: it is gone from the list.
+    c.agents[0].kill9();
+    c.ok(&["node", "cordon", "a"]);
+    let out = c.ok(&["node", "remove", "a"]);
+    assert!(out.contains("removed"), "{out}");
+    assert!(c.nodes().iter().all(|n| n["name"] != "a"));
+    // Only operators and admins manage nodes.
+    let v: Value = serde_json::from_str(&c.ok(&[
+        "token",
+        "create",
+        "--name",
+        "sam",
+        "--role",
+        "submitter",
+        "--ns",
+        "default",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let out = c.cli_as(v["token"].as_str().unwrap(), &["node", "cordon", "b"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("operator"));
+}
