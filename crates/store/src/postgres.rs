@@ -32,6 +32,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v4.sql"),
 ];
 
+/// The schema version this build writes (`zenith_schema.version` after connecting).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 /// Advisory lock key taken while migrating ("zenith" in ASCII).
 const MIGRATE_LOCK: i64 = 0x7a656e697468;
 

@@ -24,6 +24,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v7.sql"),
 ];
 
+/// The schema version this build writes (`PRAGMA user_version` after opening).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 /// Appends ` AND namespace IN (?i, ...)` for `nss` to `sql`, whose parameters are `p`.
 pub(crate) fn namespace_in<'a>(
     sql: &mut String,

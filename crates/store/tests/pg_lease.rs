@@ -142,7 +142,10 @@ fn members_are_listed_and_servers_migrate_concurrently() {
     for t in opened {
         t.join().unwrap().unwrap();
     }
-    assert_eq!(pg.psql("zenith", "SELECT version FROM zenith_schema"), "3");
+    assert_eq!(
+        pg.psql("zenith", "SELECT version FROM zenith_schema"),
+        zenith_store::postgres::SCHEMA_VERSION.to_string()
+    );
     let mut a = Lease::new(&url, "a", "http://a", 1000);
     let mut b = Lease::new(&url, "b", "http://b", 1000);
     a.heartbeat("0.1.0", 5).unwrap();

@@ -271,7 +271,7 @@ fn a_version_one_database_is_migrated() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 6);
+    assert_eq!(v, zenith_store::sqlite::SCHEMA_VERSION as i64);
     // Version 4 dropped the two partial indexes every job paid for twice.
     let indexes: i64 = conn
         .query_row(
