@@ -10,6 +10,7 @@ mod endpoints;
 mod executor;
 pub mod guardian;
 mod identity;
+mod leave;
 mod logship;
 mod metrics;
 mod outbox;
@@ -53,6 +54,9 @@ pub struct AgentConfig {
     pub resources: Resources,
     /// Between SIGTERM and SIGKILL when an attempt is killed.
     pub kill_grace: Duration,
+    /// When the agent is stopped while registered, how long what runs may finish before it
+    /// is stopped and requeued elsewhere (`leave.rs`); no new work comes meanwhile.
+    pub shutdown_grace: Duration,
     /// Where attempts without `cwd` run (default `<data_dir>/work`).
     pub work_dir: Option<PathBuf>,
     /// Serve the agent's Prometheus metrics at `/metrics` on this address.

@@ -179,7 +179,6 @@ impl Outbox {
         self.pending.len()
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

@@ -105,7 +105,11 @@ impl Agent {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = &mut *shutdown => return Ok(Next::Shutdown),
+                _ = &mut *shutdown => {
+                    // The stream stays open meanwhile: kills (cancels) still arrive.
+                    self.leave(session).await?;
+                    return Ok(Next::Shutdown);
+                }
                 _ = &mut stream.0 => {
                     // The stream ended (server restart, partition): reconnect after a pause,
                     // so that a server that keeps dropping streams is not hammered.
@@ -128,7 +132,7 @@ impl Agent {
             }
             match self
                 .conn
-                .report(&session, &self.exec, &mut self.outbox, &mut self.logs)
+                .report(&session, &self.exec, &mut self.outbox, &mut self.logs, None)
                 .await
             {
                 Ok(true) => return Ok(Next::Register),
@@ -145,7 +149,7 @@ impl Agent {
     }
 
     /// Moves a finished result, and any others waiting, into the outbox (one fsync).
-    async fn stash(&mut self, first: Option<AttemptResult>) -> std::io::Result<()> {
+    pub(crate) async fn stash(&mut self, first: Option<AttemptResult>) -> std::io::Result<()> {
         let mut batch: Vec<_> = first.into_iter().collect();
         while let Ok(more) = self.results.try_recv() {
             batch.push(more);

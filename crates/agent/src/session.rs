@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use zenith_model::{AttemptId, NodeId};
 use zenith_protocol::agent::{
-    encode_log_frames, EnrollRequest, EnrollResponse, LogAck, RegisterRequest, RegisterResponse,
-    ReportRequest, ReportResponse, SessionId, StreamMessage, PROTOCOL_VERSION,
+    encode_log_frames, EnrollRequest, EnrollResponse, LeaveNotice, LogAck, RegisterRequest,
+    RegisterResponse, ReportRequest, ReportResponse, SessionId, StreamMessage, PROTOCOL_VERSION,
 };
 
 /// A stream silent for this long (the server pings every 10 s) is considered dead.
@@ -262,6 +262,7 @@ impl Conn {
         exec: &Executor,
         outbox: &mut Outbox,
         logs: &mut LogShipper,
+        leaving: Option<LeaveNotice>,
     ) -> Result<bool, AgentError> {
         let (running, waiting) = exec.attempts();
         let mut watch: Vec<AttemptId> = running.clone();
@@ -304,6 +305,7 @@ impl Conn {
             waiting,
             results,
             disk_full: crate::executor::disk_full(exec.log_dir()),
+            leaving,
         };
         let resp: ReportResponse = self.post_json("/agent/v1/report", &req).await?;
         outbox.ack(&resp.acked)?;
@@ -326,9 +328,12 @@ impl Conn {
         exec: &Executor,
         outbox: &mut Outbox,
         logs: &mut LogShipper,
+        leaving: Option<LeaveNotice>,
     ) -> Result<bool, AgentError> {
         let start = tokio::time::Instant::now();
-        let r = self.report_inner(session, exec, outbox, logs).await;
+        let r = self
+            .report_inner(session, exec, outbox, logs, leaving)
+            .await;
         self.metrics
             .report(r.is_ok(), start.elapsed().as_secs_f64());
         r

@@ -174,6 +174,7 @@ impl Agent {
                     })
                     .collect(),
                 disk_full: false,
+                leaving: None,
             };
             let Ok(_permit) = self.gate.acquire().await else {
                 return;

@@ -26,6 +26,8 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const UNREACHABLE: u8 = 3;
+    /// `zenith job wait --timeout` ran out before the jobs ended (as `timeout(1)`).
+    pub const WAIT_TIMED_OUT: u8 = 124;
 }
 
 #[derive(Parser)]

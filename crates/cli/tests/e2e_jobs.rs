@@ -409,3 +409,28 @@ fn wait_never_misses_a_job_that_ends_while_it_subscribes() {
         );
     }
 }
+
+#[test]
+fn wait_exits_with_the_jobs_own_code() {
+    let c = Cluster::up(&[]);
+    let code = |id: u64, extra: &[&str]| {
+        let id = id.to_string();
+        let mut args = vec!["job", "wait", id.as_str()];
+        args.extend_from_slice(extra);
+        c.cli(&args).status.code()
+    };
+    let seven = c.submit(&["--", "sh", "-c", "exit 7"]);
+    assert_eq!(code(seven, &[]), Some(7), "a one-task job's own exit code");
+    let signalled = c.submit(&["--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(code(signalled, &[]), Some(128 + 15), "128 + the signal");
+    let array = c.submit(&["--array", "0-1", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(code(array, &[]), Some(1), "a failed array");
+    let long = c.submit(&["--", "sleep", "60"]);
+    assert_eq!(
+        code(long, &["--timeout", "300ms"]),
+        Some(124),
+        "wait's own timeout"
+    );
+    c.ok(&["job", "cancel", &long.to_string()]);
+    assert_eq!(code(long, &[]), Some(1), "cancelled");
+}

@@ -1,6 +1,7 @@
 //! Node maintenance on the real binary: drain lets running work finish and takes no new
 //! work, a busy node cannot be removed, a drain deadline requeues what still runs
-//! (outcome `evicted`), uncordon opens the node again.
+//! (outcome `evicted`), uncordon opens the node again; an agent stopped with SIGTERM lets
+//! what runs finish within its shutdown grace, and what it then stops is requeued at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
@@ -92,4 +93,48 @@ fn drain_cordon_uncordon_and_remove() {
     let out = c.cli_as(v["token"].as_str().unwrap(), &["node", "cordon", "b"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("operator"));
+}
+
+#[test]
+fn sigterm_of_an_agent_lets_short_work_finish_and_requeues_the_rest_at_once() {
+    // A heartbeat timeout far beyond the test's waits: only the agent's leave can requeue.
+    let mut c = Cluster::with_agents(
+        &["--heartbeat-timeout", "120s"],
+        &[("a", &["--cpus", "2", "--shutdown-grace", "2s"])],
+    );
+    let short = c.submit(&["--", "sleep", "0.5"]);
+    let long = c.submit(&["--", "sleep", "60"]);
+    wait_for("both jobs running on a", 20, || {
+        (state(&c, short) == "running" && state(&c, long) == "running").then_some(())
+    });
+    c.add_agent("b", &["--cpus", "1"]);
+    c.wait_nodes(2);
+
+    let pid = nix::unistd::Pid::from_raw(c.agents[0].pid());
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_for("a leaving", 10, || {
+        (node(&c, "a")["schedule"] == "leaving").then_some(())
+    });
+    // The short job finishes within the grace; the long one is stopped at its end and
+    // requeued onto b, long before any heartbeat timeout.
+    assert_eq!(c.wait_final(short, 10)["state"], "succeeded");
+    let j = wait_for("the long job running on b", 15, || {
+        let j = c.job(long);
+        let attempts = j["attempts"].as_array()?;
+        (attempts.len() == 2 && j["state"] == "running").then_some(j)
+    });
+    let took = sent.elapsed();
+    assert_eq!(j["attempts"][0]["state"], "evicted", "{j}");
+    assert_eq!(j["attempts"][1]["node"], node(&c, "b")["id"], "{j}");
+    eprintln!("SIGTERM to the job running again elsewhere: {took:?} (grace 2s)");
+    // The agent exits on its own, and its node is shown as left.
+    let status = wait_for("agent a to exit", 15, || {
+        c.agents[0].child.try_wait().unwrap()
+    });
+    assert!(status.success(), "{status:?}");
+    assert_eq!(node(&c, "a")["state"], "left");
+    let table = c.ok(&["nodes"]);
+    assert!(table.contains("left"), "{table}");
+    c.ok(&["job", "cancel", &long.to_string()]);
 }

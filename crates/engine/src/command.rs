@@ -98,6 +98,17 @@ pub struct NodeReport {
     pub known: Vec<AttemptId>,
     /// Of `known`, those still waiting in its backlog.
     pub waiting: Vec<AttemptId>,
+    /// The agent is stopping (see `lifecycle.rs`).
+    pub leaving: Option<Leaving>,
+}
+
+/// An agent's notice that it is stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaving {
+    /// What runs may finish within this long from the first notice.
+    pub grace_ms: u64,
+    /// It has stopped everything and its results are acknowledged: this is its last report.
+    pub done: bool,
 }
 
 /// How one attempt ended, as its agent saw it.
@@ -220,6 +231,13 @@ impl Engine {
         };
         self.agent_started(&r.node, &known, &r.waiting, now);
         let reply = self.heartbeat(&r.node, &known, now);
+        match r.leaving {
+            Some(Leaving { done: true, .. }) => self.node_left(&r.node, now),
+            Some(Leaving { grace_ms, .. }) => {
+                self.node_leaving(&r.node, now.saturating_add(grace_ms))
+            }
+            None => {}
+        }
         Outcome::Reported {
             acked,
             stale,

@@ -27,7 +27,7 @@ mod state;
 mod stats;
 
 pub use changes::Changes;
-pub use command::{AttemptReport, Command, NodeReport, Outcome, RunOf};
+pub use command::{AttemptReport, Command, Leaving, NodeReport, Outcome, RunOf};
 pub use fairshare::{QuotaHit, DECAY_EVERY_MS, MAX_IDLE_PARTIES};
 pub use flows::RunLive;
 pub use idempotency::{IdempotencyKey, Submitted, SCOPE_LEN};

@@ -2,10 +2,16 @@
 //! and at a deadline the attempts still running are stopped and requeued elsewhere, counted
 //! as neither failures nor node losses: outcome `evicted`), uncordon, and remove (only a node
 //! that runs nothing). Kept on the node record, so it survives restarts and failover.
+//!
+//! An agent stopped with SIGTERM leaves on its own: its reports say it is leaving (no new work
+//! from then on; what runs may finish within its `--shutdown-grace`, after which the agent
+//! stops it and reports it `evicted`), then that it is done (the node is `left`, anything
+//! still assigned there requeued as evicted). Leaving is not kept in the store: the agent
+//! says it again with every report, also to a new leader.
 
 use crate::state::{Engine, KillReason};
 use crate::EngineError;
-use zenith_model::{AttemptId, Millis, NodeId};
+use zenith_model::{AttemptId, Millis, NodeId, NodeState};
 
 impl Engine {
     /// Cordons `id`: no new work from now on. With `drain_deadline`, attempts still running
@@ -82,6 +88,45 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The agent of `id` is stopping: no new work from now on; what runs may finish until
+    /// `until` (the first notice counts).
+    pub fn node_leaving(&mut self, id: &NodeId, until: Millis) {
+        let Some(n) = self.nodes.get_mut(id) else {
+            return;
+        };
+        if n.state != NodeState::Ready || n.leaving.is_some() {
+            return;
+        }
+        n.leaving = Some(until);
+        tracing::info!(node = %id, until, "node leaving: no new work");
+        self.note_node(id);
+    }
+
+    /// The agent of `id` stopped after saying it would: the node is `left`; attempts still
+    /// assigned to it (the agent gave up waiting for their results to be acknowledged, or
+    /// never started them) are requeued as evicted.
+    pub fn node_left(&mut self, id: &NodeId, now: Millis) {
+        let running: Vec<AttemptId> = match self.nodes.get_mut(id) {
+            Some(n) if n.state == NodeState::Ready => {
+                n.state = NodeState::Left;
+                n.leaving = None;
+                n.last_heartbeat = now;
+                n.running.iter().copied().collect()
+            }
+            _ => return,
+        };
+        for aid in running {
+            if let Some(r) = self.attempts.get_mut(&aid) {
+                r.killing.get_or_insert(KillReason::Evicted);
+            }
+            self.lose_attempt(aid, now);
+        }
+        self.counters.node_leaves += 1;
+        self.refresh_totals();
+        self.note_node(id);
+        tracing::info!(node = %id, "node left");
     }
 
     /// Nodes past their drain deadline that still run something.

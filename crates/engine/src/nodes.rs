@@ -64,6 +64,7 @@ impl Engine {
             recent_run_ms: None,
             cordoned_at: None,
             drain_deadline: None,
+            leaving: None,
         });
         node.name = reg.name;
         node.prefetch = reg.prefetch;
@@ -74,6 +75,8 @@ impl Engine {
         }
         node.labels = reg.labels;
         node.state = NodeState::Ready;
+        // An agent that said it was leaving is back.
+        node.leaving = None;
         node.last_heartbeat = now;
         node.total = reg.resources;
         // The agent says which of its attempts wait in its backlog; the rest have started.
@@ -195,7 +198,7 @@ impl Engine {
                 let silent = now.saturating_sub(n.last_heartbeat);
                 match n.state {
                     NodeState::Ready if silent > timeout => newly_lost.push(id.clone()),
-                    NodeState::Lost if silent > ttl && n.running.is_empty() => {
+                    NodeState::Lost | NodeState::Left if silent > ttl && n.running.is_empty() => {
                         forget.push(id.clone())
                     }
                     _ => {}

@@ -78,6 +78,7 @@ impl Engine {
                     recent_run_ms: None,
                     cordoned_at: n.cordoned_at,
                     drain_deadline: n.drain_deadline,
+                    leaving: None,
                 },
             );
         }

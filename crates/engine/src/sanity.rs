@@ -54,8 +54,11 @@ impl Engine {
             {
                 return Err(format!("node {id}: free + used != total"));
             }
-            if n.state == NodeState::Lost && !n.running.is_empty() {
-                return Err(format!("lost node {id} still runs attempts"));
+            if n.state != NodeState::Ready && !n.running.is_empty() {
+                return Err(format!(
+                    "{} node {id} still runs attempts",
+                    n.state.as_str()
+                ));
             }
         }
         if let Some(id) = self

@@ -253,7 +253,8 @@ impl Engine {
                         labels: &n.labels,
                         // A node with a backlog starts its work in order: new work queues
                         // behind it (below), so free resources there are already spoken for.
-                        ready: n.open() && n.backlog.is_empty(),
+                        // Why does not matter here: the choice is only made, not explained.
+                        unavailable: (!(n.open() && n.backlog.is_empty())).then_some("busy"),
                     },
                 )
             });

@@ -142,12 +142,32 @@ pub(crate) struct Node {
     pub cordoned_at: Option<Millis>,
     /// Draining: at this time its remaining attempts are stopped and requeued.
     pub drain_deadline: Option<Millis>,
+    /// Its agent is stopping (SIGTERM) and lets what runs finish until then (`lifecycle.rs`);
+    /// not kept in the store: the agent repeats it with every report until it leaves.
+    pub leaving: Option<Millis>,
 }
 
 impl Node {
-    /// Takes new work: ready and not cordoned.
+    /// Takes new work: ready, not cordoned, its agent not stopping.
     pub fn open(&self) -> bool {
-        self.state == NodeState::Ready && self.cordoned_at.is_none()
+        self.state == NodeState::Ready && self.cordoned_at.is_none() && self.leaving.is_none()
+    }
+
+    /// Why it takes no new work (as explain names it); `None` when it is [`Node::open`].
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match (
+            self.state,
+            self.leaving,
+            self.cordoned_at,
+            self.drain_deadline,
+        ) {
+            (NodeState::Lost, ..) => Some("lost"),
+            (NodeState::Left, ..) => Some("left"),
+            (NodeState::Ready, Some(_), ..) => Some("leaving"),
+            (NodeState::Ready, None, Some(_), Some(_)) => Some("draining"),
+            (NodeState::Ready, None, Some(_), None) => Some("cordoned"),
+            (NodeState::Ready, None, None, _) => None,
+        }
     }
 }
 
@@ -223,6 +243,8 @@ pub struct NodeInfo {
     pub last_heartbeat: Millis,
     pub cordoned_at: Option<Millis>,
     pub drain_deadline: Option<Millis>,
+    /// Its agent is stopping: what runs there may finish until then.
+    pub leaving: Option<Millis>,
 }
 
 impl Engine {
@@ -318,6 +340,7 @@ impl Engine {
                 last_heartbeat: n.last_heartbeat,
                 cordoned_at: n.cordoned_at,
                 drain_deadline: n.drain_deadline,
+                leaving: n.leaving,
             })
             .collect()
     }
@@ -329,7 +352,7 @@ impl Engine {
             free: &n.free,
             total: &n.total,
             labels: &n.labels,
-            ready: n.open(),
+            unavailable: n.unavailable(),
         });
         Some((
             job.state(),

@@ -38,8 +38,11 @@ pub struct Counters {
     pub idempotency_keys_evicted: u64,
     /// Times a scheduling pass passed over a job because its namespace was at a quota.
     pub quota_deferrals: u64,
-    /// Attempts stopped and requeued because their node's drain deadline passed.
+    /// Attempts stopped and requeued because their node's drain deadline passed or their
+    /// agent stopped.
     pub evictions: u64,
+    /// Agents that stopped and said so (`lifecycle.rs`).
+    pub node_leaves: u64,
 }
 
 /// Durations measured inside the engine, drained by the server after every step.

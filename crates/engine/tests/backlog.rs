@@ -457,6 +457,7 @@ impl Sim {
                 .collect(),
             known,
             waiting,
+            leaving: None,
         };
         let Ok(Outcome::Reported { reply, .. }) =
             self.env.engine.apply(Command::Report(report), now)

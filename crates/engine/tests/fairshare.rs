@@ -115,6 +115,7 @@ impl Sim {
                     results: vec![],
                     known: vec![],
                     waiting: vec![],
+                    leaving: None,
                 };
                 (n.id, r)
             })

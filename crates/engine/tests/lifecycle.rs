@@ -1,8 +1,9 @@
-//! Node maintenance on a fake clock: cordon, drain with a deadline, uncordon, remove.
+//! Node maintenance on a fake clock: cordon, drain with a deadline, uncordon, remove; an
+//! agent that stops and says so (leaving, left).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use zenith_engine::{Command, EngineConfig, EngineError};
-use zenith_model::{AttemptOutcome, JobState, NodeId};
+use zenith_engine::{AttemptReport, Command, EngineConfig, EngineError, Leaving, NodeReport};
+use zenith_model::{AttemptId, AttemptOutcome, JobState, NodeId, NodeState};
 use zenith_testkit::{spec, TestEnv};
 
 fn cmd(env: &mut TestEnv, c: Command) -> Result<(), EngineError> {
@@ -88,4 +89,92 @@ fn a_drain_deadline_requeues_what_still_runs_and_then_the_node_can_go() {
         ),
         Err(EngineError::UnknownNode(_))
     ));
+}
+
+/// A report from `node`'s agent that it is leaving (`done`: its last).
+fn leaving(
+    node: &NodeId,
+    results: Vec<AttemptReport>,
+    known: Vec<AttemptId>,
+    done: bool,
+) -> Command {
+    Command::Report(NodeReport {
+        node: node.clone(),
+        results,
+        known,
+        waiting: Vec::new(),
+        leaving: Some(Leaving {
+            grace_ms: 5_000,
+            done,
+        }),
+    })
+}
+
+#[test]
+fn a_leaving_agent_takes_no_new_work_and_what_it_stops_is_requeued_at_once() {
+    let mut env = TestEnv::new(EngineConfig::default());
+    let a = env.add_node("a", 1, 1 << 30, &[]);
+    let job = env.submit(spec(1.0));
+    let (&first, _) = env.running.iter().next().unwrap();
+    cmd(&mut env, leaving(&a, Vec::new(), vec![first], false)).unwrap();
+    let info = &env.engine.nodes()[0];
+    assert_eq!(info.leaving, Some(env.now + 5_000));
+    assert_eq!(info.state, NodeState::Ready);
+    // No new work on a, even once its slot frees.
+    env.finish(first, AttemptOutcome::Exited { code: 0 });
+    let next = env.submit(spec(1.0));
+    assert_eq!(env.job_state(next), Some(JobState::Queued));
+    let (_, why) = env.engine.explain(next).unwrap();
+    assert_eq!(why.feasible, 0);
+    // A second notice does not push the deadline on.
+    env.advance(1_000);
+    cmd(&mut env, leaving(&a, Vec::new(), Vec::new(), false)).unwrap();
+    assert_eq!(env.engine.nodes()[0].leaving, Some(env.now + 4_000));
+    assert!(
+        env.engine.live_job(job).is_none(),
+        "the first job succeeded"
+    );
+
+    // b runs the next job; the agent of b then leaves and stops it: requeued, not failed,
+    // without waiting for any timeout.
+    let b = env.add_node("b", 1, 1 << 30, &[]);
+    let (&on_b, _) = env.running.iter().next().unwrap();
+    cmd(&mut env, leaving(&b, Vec::new(), vec![on_b], false)).unwrap();
+    env.running.remove(&on_b);
+    let evicted = AttemptReport {
+        attempt: on_b,
+        outcome: AttemptOutcome::Evicted,
+        outputs: Default::default(),
+        ran_ms: None,
+    };
+    cmd(&mut env, leaving(&b, vec![evicted], Vec::new(), false)).unwrap();
+    assert_eq!(env.job_state(next), Some(JobState::Queued));
+    assert_eq!(env.engine.counters().evictions, 1);
+    assert_eq!(env.engine.counters().retries_scheduled, 0);
+
+    // Done: a and b are left; anything still assigned is requeued as evicted.
+    cmd(&mut env, leaving(&a, Vec::new(), Vec::new(), true)).unwrap();
+    cmd(&mut env, leaving(&b, Vec::new(), Vec::new(), true)).unwrap();
+    let states: Vec<NodeState> = env.engine.nodes().iter().map(|n| n.state).collect();
+    assert_eq!(states, vec![NodeState::Left, NodeState::Left]);
+    assert_eq!(env.engine.counters().node_leaves, 2);
+    // Coming back opens the node again; the requeued job runs there as attempt 2.
+    env.add_node("a", 1, 1 << 30, &[]);
+    let (_, (node, again)) = env.running.iter().next().unwrap();
+    assert_eq!((node, again.job, again.attempt_number), (&a, next, 2));
+    assert_eq!(env.engine.nodes()[0].leaving, None);
+}
+
+#[test]
+fn a_node_that_left_with_work_assigned_requeues_it_as_evicted() {
+    let mut env = TestEnv::new(EngineConfig::default());
+    let a = env.add_node("a", 1, 1 << 30, &[]);
+    let job = env.submit(spec(1.0));
+    let (&first, _) = env.running.iter().next().unwrap();
+    cmd(&mut env, leaving(&a, Vec::new(), vec![first], true)).unwrap();
+    env.running.remove(&first);
+    assert_eq!(env.engine.nodes()[0].state, NodeState::Left);
+    assert_eq!(env.job_state(job), Some(JobState::Queued));
+    assert_eq!(env.engine.counters().evictions, 1);
+    assert_eq!(env.engine.counters().node_loss_requeues, 0);
 }

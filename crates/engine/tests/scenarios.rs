@@ -235,7 +235,11 @@ fn constraints_and_explain() {
     assert_eq!(
         e2.summary(),
         "1 node can run it now; 1 node: insufficient memory (exceeds node capacity)"
-    );
+    ); // Every node busy: the constraint is still what is named.
+    env.submit(spec(2.0));
+    env.submit(spec(2.0));
+    let (_, e) = env.engine.explain(id).unwrap();
+    assert_eq!(e.summary(), "2 nodes: constraint gpu=a100 not met");
 }
 
 #[test]

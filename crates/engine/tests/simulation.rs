@@ -144,6 +144,7 @@ fn report_end(env: &mut TestEnv, aid: zenith_model::AttemptId, outcome: AttemptO
         }],
         known,
         waiting: Vec::new(),
+        leaving: None,
     };
     env.apply(Command::Report(report)).unwrap();
 }
@@ -160,6 +161,7 @@ fn heartbeat_alive(env: &mut TestEnv, silent: &HashSet<u8>) {
             results: Vec::new(),
             known,
             waiting: Vec::new(),
+            leaving: None,
         };
         let Ok(Outcome::Reported { reply, .. }) = env.apply(Command::Report(report)) else {
             panic!("a report is always answered");

@@ -1,6 +1,6 @@
 //! The job spec users submit (API body and CLI flags map onto it one to one) and its validation.
 
-use crate::{DurationMs, ParseError, Resources, ValidationError};
+use crate::{Constraint, DurationMs, ParseError, Resources, ValidationError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
@@ -322,7 +322,7 @@ pub fn validate_failure_policy(rules: &[ExitRule], field: &str) -> Result<(), Va
 }
 
 /// Queue names and similar identifiers: 1-64 of `[A-Za-z0-9._-]`.
-fn validate_word(v: &str, field: &str) -> Result<(), ValidationError> {
+pub(crate) fn validate_word(v: &str, field: &str) -> Result<(), ValidationError> {
     let ok = !v.is_empty()
         && v.len() <= 64
         && v.bytes()
@@ -504,64 +504,6 @@ impl<'de> Deserialize<'de> for ArrayRange {
     }
 }
 
-/// A node label requirement "key=value".
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Constraint {
-    pub key: String,
-    pub value: String,
-}
-
-impl Constraint {
-    fn validate(&self) -> Result<(), ValidationError> {
-        validate_word(&self.key, "key")?;
-        if self.value.len() > limits::MAX_LABEL_BYTES || self.value.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                "value",
-                "at most 256 bytes without control characters",
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        labels.get(&self.key).is_some_and(|v| v == &self.value)
-    }
-}
-
-impl std::fmt::Display for Constraint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}={}", self.key, self.value)
-    }
-}
-
-impl std::str::FromStr for Constraint {
-    type Err = ParseError;
-    fn from_str(s: &str) -> Result<Self, ParseError> {
-        match s.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok(Constraint {
-                key: k.to_string(),
-                value: v.to_string(),
-            }),
-            _ => Err(ParseError::Constraint {
-                text: s.to_string(),
-            }),
-        }
-    }
-}
-
-impl Serialize for Constraint {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Constraint {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,10 +545,7 @@ mod tests {
         s.retry.limit = 1000;
         assert_eq!(s.validate().unwrap_err().field, "retry.limit");
         let mut s = spec();
-        s.constraints.push(Constraint {
-            key: "a b".into(),
-            value: "x".into(),
-        });
+        s.constraints.push(Constraint::eq("a b", "x"));
         assert_eq!(s.validate().unwrap_err().field, "constraints[0].key");
         let mut s = spec();
         s.array = Some(ArrayRange {
@@ -620,14 +559,11 @@ mod tests {
     }
 
     #[test]
-    fn arrays_and_constraints_parse() {
+    fn arrays_parse() {
         let a: ArrayRange = "1-1000".parse().unwrap();
         assert_eq!(a.len(), 1000);
         assert!("5-1".parse::<ArrayRange>().is_err());
         assert!("x".parse::<ArrayRange>().is_err());
-        let c: Constraint = "gpu=a100".parse().unwrap();
-        assert_eq!(c.key, "gpu");
-        assert!("=x".parse::<Constraint>().is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! Pure data: no I/O, no clock, no async. Every other crate speaks in these types.
 
+pub mod constraint;
 pub mod duration;
 pub mod flow;
 pub mod ids;
@@ -14,9 +15,10 @@ pub mod state;
 pub mod tenancy;
 pub mod validate;
 
+pub use constraint::{Constraint, ConstraintOp};
 pub use duration::DurationMs;
 pub use ids::{AttemptId, JobId, NodeId};
-pub use job::{ArrayRange, Backoff, Constraint, ExitAction, ExitRule, JobSpec, RetryPolicy};
+pub use job::{ArrayRange, Backoff, ExitAction, ExitRule, JobSpec, RetryPolicy};
 pub use reason::{Reason, StepFailure};
 pub use records::{AttemptRecord, IdempotencyRecord, JobRecord, NodeRecord, TaskRecord};
 pub use resources::Resources;

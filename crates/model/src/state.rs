@@ -212,7 +212,10 @@ impl AttemptOutcome {
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     Ready,
+    /// Stopped heartbeating: what it ran was requeued.
     Lost,
+    /// Its agent stopped and said so (SIGTERM): what it ran ended or was requeued before.
+    Left,
 }
 
 impl NodeState {
@@ -220,6 +223,7 @@ impl NodeState {
         match self {
             NodeState::Ready => "ready",
             NodeState::Lost => "lost",
+            NodeState::Left => "left",
         }
     }
 
@@ -227,6 +231,7 @@ impl NodeState {
         match s {
             "ready" => Some(NodeState::Ready),
             "lost" => Some(NodeState::Lost),
+            "left" => Some(NodeState::Left),
             _ => None,
         }
     }

@@ -60,7 +60,7 @@ pub enum ParseError {
     Array { text: String },
     #[error("array {text:?}: end must not be below start")]
     ArrayEnd { text: String },
-    #[error("constraint must be KEY=VALUE, not {text:?}")]
+    #[error("constraint must be K=V, K!=V, 'K in (a,b)' or 'K exists', not {text:?}")]
     Constraint { text: String },
 }
 
@@ -108,7 +108,7 @@ mod tests {
         );
         assert_eq!(
             text("=x".parse::<Constraint>().unwrap_err()),
-            "constraint must be KEY=VALUE, not \"=x\""
+            "constraint must be K=V, K!=V, 'K in (a,b)' or 'K exists', not \"=x\""
         );
     }
 }

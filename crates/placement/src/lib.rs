@@ -1,8 +1,9 @@
 //! Placement: filter -> score -> select, as pure functions over a view of the cluster.
 //!
-//! The engine owns node state; it hands placement borrowed [`Candidate`]s. Filters run cheapest
-//! first (readiness, resources, constraints) and every rejection is named, so that
-//! `zenith job explain` can say why a job waits. Scoring bin-packs: the node left fullest wins,
+//! The engine owns node state; it hands placement borrowed [`Candidate`]s. Filters run what
+//! never changes with load first (readiness, constraints, capacity), then what does (free
+//! resources), and every rejection is named, so that `zenith job explain` says why a job
+//! waits: a node that could never take it is named for that, not for being busy. Scoring bin-packs: the node left fullest wins,
 //! which keeps whole nodes free for big jobs. Selection looks at a bounded number of feasible
 //! nodes ([`CANDIDATE_LIMIT`]) so one decision stays cheap on large clusters.
 
@@ -18,14 +19,15 @@ pub struct Candidate<'a> {
     pub free: &'a Resources,
     pub total: &'a Resources,
     pub labels: &'a BTreeMap<String, String>,
-    /// False for lost (or otherwise unschedulable) nodes.
-    pub ready: bool,
+    /// Why the node takes no work now (`lost`, `cordoned`, `leaving`, ...); `None`: it does.
+    pub unavailable: Option<&'static str>,
 }
 
 /// Why one node cannot take a request.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rejection {
-    NotReady,
+    /// The node takes no work now, and why.
+    NotReady(&'static str),
     /// A resource the node does not have enough of even when idle.
     ExceedsCapacity(String),
     /// A resource the node lacks right now (it is busy).
@@ -33,10 +35,23 @@ pub enum Rejection {
     Constraint(String),
 }
 
+impl Rejection {
+    /// Which reasons an explanation names first: what no wait would change before what
+    /// the node's load would.
+    fn rank(&self) -> u8 {
+        match self {
+            Rejection::Constraint(_) => 0,
+            Rejection::ExceedsCapacity(_) => 1,
+            Rejection::NotReady(_) => 2,
+            Rejection::Shortfall(_) => 3,
+        }
+    }
+}
+
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Rejection::NotReady => f.write_str("node not ready"),
+            Rejection::NotReady(why) => write!(f, "node {why}"),
             Rejection::ExceedsCapacity(r) => write!(f, "{r} (exceeds node capacity)"),
             Rejection::Shortfall(r) => f.write_str(r),
             Rejection::Constraint(c) => write!(f, "constraint {c} not met"),
@@ -50,17 +65,17 @@ pub fn check(
     req: &Resources,
     constraints: &[Constraint],
 ) -> Result<(), Rejection> {
-    if !c.ready {
-        return Err(Rejection::NotReady);
+    if let Some(why) = c.unavailable {
+        return Err(Rejection::NotReady(why));
+    }
+    if let Some(bad) = constraints.iter().find(|k| !k.matches(c.labels)) {
+        return Err(Rejection::Constraint(bad.to_string()));
     }
     if let Some(s) = req.first_shortfall(c.total) {
         return Err(Rejection::ExceedsCapacity(s));
     }
     if let Some(s) = req.first_shortfall(c.free) {
         return Err(Rejection::Shortfall(s));
-    }
-    if let Some(bad) = constraints.iter().find(|k| !k.matches(c.labels)) {
-        return Err(Rejection::Constraint(bad.to_string()));
     }
     Ok(())
 }
@@ -136,16 +151,26 @@ pub struct Explanation {
     pub feasible: u32,
     /// Rejection reason (display form) -> number of nodes rejected for it.
     pub rejections: BTreeMap<String, u32>,
+    /// Rejection reason -> its rank (`Rejection::rank`): the order the summary names them.
+    ranks: BTreeMap<String, u8>,
 }
 
 impl Explanation {
-    /// "3 nodes: insufficient memory; 1 node: constraint gpu=a100 not met".
+    /// "1 node: constraint gpu=a100 not met; 3 nodes: insufficient memory": what no wait
+    /// would change first (constraints, capacity, nodes not taking work), then what load
+    /// would; the most nodes first within each.
     pub fn summary(&self) -> String {
         if self.nodes == 0 {
             return "no nodes registered".into();
         }
+        let rank = |r: &String| self.ranks.get(r).copied().unwrap_or(u8::MAX);
         let mut parts: Vec<(u32, &String)> = self.rejections.iter().map(|(r, n)| (*n, r)).collect();
-        parts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        parts.sort_by(|a, b| {
+            rank(a.1)
+                .cmp(&rank(b.1))
+                .then(b.0.cmp(&a.0))
+                .then(a.1.cmp(b.1))
+        });
         let mut out: Vec<String> = Vec::with_capacity(parts.len() + 1);
         if self.feasible > 0 {
             out.push(format!(
@@ -181,7 +206,11 @@ where
         e.nodes += 1;
         match check(&c, req, constraints) {
             Ok(()) => e.feasible += 1,
-            Err(r) => *e.rejections.entry(r.to_string()).or_insert(0) += 1,
+            Err(r) => {
+                let text = r.to_string();
+                e.ranks.entry(text.clone()).or_insert(r.rank());
+                *e.rejections.entry(text).or_insert(0) += 1;
+            }
         }
     }
     e
@@ -195,7 +224,7 @@ mod tests {
         free: Resources,
         total: Resources,
         labels: BTreeMap<String, String>,
-        ready: bool,
+        unavailable: Option<&'static str>,
     }
 
     fn node(cpus: u64, mem: u64, free_cpus: u64, labels: &[(&str, &str)]) -> N {
@@ -217,7 +246,7 @@ mod tests {
             free,
             total,
             labels,
-            ready: true,
+            unavailable: None,
         }
     }
 
@@ -229,7 +258,7 @@ mod tests {
                     free: &n.free,
                     total: &n.total,
                     labels: &n.labels,
-                    ready: n.ready,
+                    unavailable: n.unavailable,
                 },
             )
         })
@@ -265,7 +294,7 @@ mod tests {
             node(4, 10, 4, &[]),
             node(4, 10, 4, &[]),
         ];
-        ns[3].ready = false;
+        ns[3].unavailable = Some("lost");
         let req = Resources {
             cpu_millis: 1000,
             memory: 20,
@@ -278,11 +307,39 @@ mod tests {
         assert_eq!(e.feasible, 0);
         assert_eq!(
             e.summary(),
-            "3 nodes: insufficient memory (exceeds node capacity); 1 node: node not ready"
+            "3 nodes: constraint gpu=a100 not met; 1 node: node lost"
         );
-        let small = Resources::cpus(1.0);
-        let e2 = explain(view(&ns).map(|(_, c)| c), &small, &[gpu]);
-        assert_eq!(e2.rejections.get("constraint gpu=a100 not met"), Some(&2));
-        assert_eq!(e2.rejections.get("insufficient cpus"), Some(&1));
+        let e2 = explain(view(&ns).map(|(_, c)| c), &req, &[]);
+        assert_eq!(
+            e2.summary(),
+            "3 nodes: insufficient memory (exceeds node capacity); 1 node: node lost"
+        );
+    }
+
+    #[test]
+    fn on_a_busy_cluster_the_constraint_is_named_before_the_load() {
+        let ns = vec![
+            node(4, 10, 0, &[("gpu", "h100")]),
+            node(4, 10, 0, &[]),
+            node(4, 10, 0, &[]),
+            node(4, 10, 0, &[("gpu", "t4")]),
+        ];
+        let gpu: Constraint = "gpu=h100".parse().unwrap();
+        let e = explain(view(&ns).map(|(_, c)| c), &Resources::cpus(1.0), &[gpu]);
+        assert_eq!(
+            e.summary(),
+            "3 nodes: constraint gpu=h100 not met; 1 node: insufficient cpus"
+        );
+        let few = vec![
+            node(4, 10, 0, &[]),
+            node(4, 10, 0, &[]),
+            node(4, 10, 4, &[("gpu", "t4")]),
+        ];
+        let any: Constraint = "gpu exists".parse().unwrap();
+        let e = explain(view(&few).map(|(_, c)| c), &Resources::cpus(1.0), &[any]);
+        assert_eq!(
+            e.summary(),
+            "1 node can run it now; 2 nodes: constraint gpu exists not met"
+        );
     }
 }

@@ -142,6 +142,21 @@ pub struct ReportRequest {
     /// The disk holding the agent's logs and results is full (shown on the node).
     #[serde(default)]
     pub disk_full: bool,
+    /// The agent is stopping (SIGTERM): no new work for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaving: Option<LeaveNotice>,
+}
+
+/// An agent's notice that it is stopping, repeated with every report until its last.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaveNotice {
+    /// What runs may finish within this long (its `--shutdown-grace`); then the agent stops
+    /// it and reports it `evicted` (requeued elsewhere).
+    pub grace_ms: u64,
+    /// Everything has ended and every result is acknowledged: the agent exits after this
+    /// report.
+    #[serde(default)]
+    pub done: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -139,10 +139,12 @@ pub struct NodeView {
     #[serde(default)]
     pub disk_full: bool,
     /// Whether it takes new work: `open`, `cordoned`, `draining` (cordoned with a deadline,
-    /// attempts still running) or `drained` (a drain with nothing left running).
+    /// attempts still running), `drained` (a drain with nothing left running) or `leaving`
+    /// (its agent is stopping: what runs finishes within its shutdown grace).
     #[serde(default = "open")]
     pub schedule: String,
-    /// When a draining node's remaining attempts are stopped and requeued elsewhere.
+    /// When a draining (or leaving) node's remaining attempts are stopped and requeued
+    /// elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_deadline: Option<Millis>,
 }

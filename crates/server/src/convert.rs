@@ -44,6 +44,10 @@ pub fn node_report(req: ReportRequest, with_results: bool) -> NodeReport {
         results,
         known: req.known,
         waiting: req.waiting,
+        leaving: req.leaving.map(|l| zenith_engine::Leaving {
+            grace_ms: l.grace_ms,
+            done: l.done,
+        }),
     }
 }
 
@@ -77,14 +81,20 @@ pub fn node_view(n: NodeInfo, revoked: bool, disk_full: bool) -> NodeView {
         last_heartbeat: n.last_heartbeat,
         revoked,
         disk_full,
-        schedule: match (n.cordoned_at, n.drain_deadline, n.running + n.queued) {
-            (None, _, _) => "open",
-            (Some(_), None, _) => "cordoned",
-            (Some(_), Some(_), 0) => "drained",
-            (Some(_), Some(_), _) => "draining",
+        schedule: match (
+            n.leaving,
+            n.cordoned_at,
+            n.drain_deadline,
+            n.running + n.queued,
+        ) {
+            (Some(_), ..) => "leaving",
+            (None, None, _, _) => "open",
+            (None, Some(_), None, _) => "cordoned",
+            (None, Some(_), Some(_), 0) => "drained",
+            (None, Some(_), Some(_), _) => "draining",
         }
         .to_string(),
-        drain_deadline: n.drain_deadline,
+        drain_deadline: n.leaving.or(n.drain_deadline),
     }
 }
 

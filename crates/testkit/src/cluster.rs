@@ -92,18 +92,22 @@ pub struct ClusterOpts {
     pub heartbeat_timeout: Duration,
     /// Between SIGTERM and SIGKILL when an attempt is killed.
     pub kill_grace: Duration,
+    /// How long a stopping agent lets its jobs finish (`zenith agent --shutdown-grace`).
+    pub shutdown_grace: Duration,
     /// Any other server setting, applied last.
     pub tune_server: fn(&mut ServerConfig),
 }
 
 impl Default for ClusterOpts {
-    /// One agent, `agent-0`, with 2 cores; fast heartbeats; a 500 ms kill grace.
+    /// One agent, `agent-0`, with 2 cores; fast heartbeats; a 500 ms kill grace; stopping
+    /// agents stop their jobs at once.
     fn default() -> Self {
         ClusterOpts {
             agents: vec![AgentOpts::new("agent-0")],
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
             kill_grace: Duration::from_millis(500),
+            shutdown_grace: Duration::ZERO,
             tune_server: |_| {},
         }
     }
@@ -474,6 +478,7 @@ fn agent_config(
             ..Default::default()
         },
         kill_grace: opts.kill_grace,
+        shutdown_grace: opts.shutdown_grace,
         work_dir: None,
         metrics_listen: None,
         prefetch: a

@@ -31,6 +31,12 @@ impl Executor {
                     t.seen.remove(&old);
                 }
             }
+            if self.leaving() {
+                // Sent before the server read that this agent is stopping: back to the queue.
+                drop(t);
+                self.end_unstarted(a.attempt, AttemptOutcome::Evicted);
+                return;
+            }
             t.waiting.push_back(a);
             self.inner.metrics.waiting.set(t.waiting.len() as i64);
         }
@@ -86,6 +92,7 @@ impl Executor {
                 pgid: None,
                 gpus: Vec::new(),
                 killing: false,
+                evicted: false,
                 outputs: Vec::new(),
                 scratch: None,
                 resources: Resources::default(),
@@ -122,6 +129,7 @@ impl Executor {
                     pgid: None,
                     gpus: gpus.clone(),
                     killing: false,
+                    evicted: false,
                     outputs: a.io.outputs.clone(),
                     scratch: None,
                     resources: a.resources.clone(),

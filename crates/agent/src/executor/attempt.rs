@@ -282,17 +282,21 @@ impl Executor {
             signal_group(pg, Signal::SIGKILL);
             self.inner.guardian.ended(pg);
         }
-        let (killed, wanted, scratch, spawned) = {
+        let (killed, evicted, wanted, scratch, spawned) = {
             let mut t = self.inner.table.lock();
             match t.running.remove(&attempt) {
                 Some(p) => {
                     t.free_gpus.extend(p.gpus);
                     t.free.give(&p.resources);
                     t.ended.insert(attempt);
-                    (p.killing, p.outputs, p.scratch, p.spawned)
+                    (p.killing, p.evicted, p.outputs, p.scratch, p.spawned)
                 }
-                None => (false, Vec::new(), None, None),
+                None => (false, false, Vec::new(), None, None),
             }
+        };
+        let outcome = match outcome {
+            o if evicted && !o.succeeded() => AttemptOutcome::Evicted,
+            o => o,
         };
         let ran_ms = spawned.map(|s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX));
         if let Some(d) = scratch {

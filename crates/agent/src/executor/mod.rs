@@ -21,6 +21,7 @@ mod admission;
 mod attempt;
 pub(crate) use attempt::disk_full;
 mod kill;
+mod leave;
 
 struct Proc {
     pgid: Option<i32>,
@@ -28,6 +29,9 @@ struct Proc {
     gpus: Vec<u32>,
     /// A kill was requested: processes that escaped the group are hunted down at the end.
     killing: bool,
+    /// Stopped because the agent is leaving: it ends `evicted` (requeued elsewhere) unless
+    /// it succeeded.
+    evicted: bool,
     /// Output parameters to read when it ends (flow steps).
     outputs: Vec<String>,
     /// A scratch working directory made for this attempt, removed when it ends.
@@ -84,6 +88,8 @@ struct Inner {
     /// Moves flow artifacts through the server.
     transfer: Option<crate::artifacts::Transfer>,
     guardian: Arc<crate::guardian::Guardian>,
+    /// The agent is stopping: assignments are refused, ending `evicted` (`leave.rs`).
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 /// Where an attempt's output goes on the agent.
@@ -152,6 +158,7 @@ impl Executor {
                 metrics,
                 transfer,
                 guardian,
+                leaving: Default::default(),
             }),
         })
     }

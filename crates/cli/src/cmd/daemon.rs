@@ -131,6 +131,12 @@ pub struct NodeOpts {
     /// Grace period between SIGTERM and SIGKILL when a job is killed.
     #[arg(long, default_value = "5s", value_parser = DurationMs::parse)]
     kill_grace: DurationMs,
+    /// On SIGTERM, how long running jobs may finish: the node takes no new work at once, its
+    /// backlog goes back to the queue, and what still runs after this is stopped and
+    /// requeued elsewhere (outcome evicted) [default: 30s for `zenith agent`; 0s for
+    /// `zenith up`, whose server stops too].
+    #[arg(long, value_parser = DurationMs::parse)]
+    shutdown_grace: Option<DurationMs>,
     /// File mode mask for jobs' processes, in octal (the files a job creates get 0666 less
     /// this). The agent's own files (logs, results, artifacts) are always private (0600 in a
     /// 0700 data directory).
@@ -307,11 +313,17 @@ fn agent_config(
         labels: n.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
         resources,
         kill_grace: Duration::from_millis(n.kill_grace.as_millis()),
+        shutdown_grace: n.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |g| {
+            Duration::from_millis(g.as_millis())
+        }),
         work_dir: None,
         metrics_listen: n.metrics_listen,
         guardian_exe,
     }
 }
+
+/// How long a stopping agent lets its jobs finish unless told (`--shutdown-grace`).
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
@@ -553,6 +565,8 @@ fn agent_args(
         data_dir.display().to_string(),
         "--kill-grace".into(),
         format!("{}ms", n.kill_grace.as_millis()),
+        "--shutdown-grace".into(),
+        format!("{}ms", n.shutdown_grace.map_or(0, |g| g.as_millis())),
     ]);
     if let Some(name) = &n.name {
         v.extend(["--name".into(), name.clone()]);

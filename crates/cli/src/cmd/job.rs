@@ -63,7 +63,9 @@ pub struct WaitArgs {
     conn: Conn,
     #[arg(value_parser = parse_job_id, required = true)]
     ids: Vec<JobId>,
-    /// Give up after this long (exit 1).
+    /// Give up after this long (exit 124). Otherwise the exit status is 0 when every job
+    /// succeeded, a single one-task job's own exit code (128+N for signal N) when it failed,
+    /// and 1 for any other failure.
     #[arg(long, value_parser = DurationMs::parse)]
     timeout: Option<DurationMs>,
 }

@@ -56,7 +56,8 @@ pub struct SubmitArgs {
     /// Working directory on the node (absolute; a relative path is made absolute here).
     #[arg(long)]
     cwd: Option<std::path::PathBuf>,
-    /// A node label the node must have, K=V (repeatable).
+    /// What the node's labels must say (repeatable, all must hold): K=V, K!=V (also met
+    /// without K), 'K in (a,b)' or 'K exists'.
     #[arg(long = "constraint", short = 'c')]
     constraints: Vec<Constraint>,
     /// A label on the job, K=V (repeatable).

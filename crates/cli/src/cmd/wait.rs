@@ -1,5 +1,9 @@
 //! `zenith job wait`: follows jobs to their end through the event stream (polling when it is
 //! unavailable), with progress bars on a terminal and plain lines otherwise.
+//!
+//! Exit status: 0 when every job succeeded; for one single-task job that failed, its own exit
+//! code (128 + N when signal N killed it); 1 for any other failure; 124 when `--timeout`
+//! ran out first.
 
 use crate::exit;
 use futures_util::StreamExt;
@@ -8,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::time::Duration;
 use zenith_client::Client;
-use zenith_model::{DurationMs, JobId, JobState, TaskCounts};
+use zenith_model::{AttemptOutcome, DurationMs, JobId, JobState, TaskCounts};
 use zenith_protocol::api::Event;
 
 /// Most jobs drawn with a bar each; beyond, one bar counts finished jobs.
@@ -34,7 +38,7 @@ pub async fn run(
         if left.is_some_and(|l| l.is_zero()) {
             progress.abandon();
             eprintln!("timed out waiting for {} job(s)", pending.len());
-            return Ok(exit::FAILED);
+            return Ok(exit::WAIT_TIMED_OUT);
         }
         let Some(stream) = events.as_mut() else {
             tokio::time::sleep(left.map_or(delay, |l| l.min(delay))).await;
@@ -69,7 +73,34 @@ pub async fn run(
             }
         }
     }
-    Ok(if progress.all_ok { 0 } else { exit::FAILED })
+    if progress.all_ok {
+        return Ok(0);
+    }
+    match ids.as_slice() {
+        [one] => job_exit_code(&client, *one).await,
+        _ => Ok(exit::FAILED),
+    }
+}
+
+/// The exit status for a single job that did not succeed: a one-task job's own exit code, or
+/// 128 + the signal that killed it (as a shell reports it); 1 for anything else (an array,
+/// a timeout, a cancel, a start failure).
+async fn job_exit_code(client: &Client, id: JobId) -> anyhow::Result<u8> {
+    let j = client.get(id).await?;
+    if j.summary.task_count != 1 || j.summary.state != JobState::Failed {
+        return Ok(exit::FAILED);
+    }
+    let last = j.attempts.iter().max_by_key(|a| a.id);
+    Ok(match last.and_then(|a| a.outcome.as_ref()) {
+        Some(AttemptOutcome::Exited { code }) => u8::try_from(*code)
+            .ok()
+            .filter(|c| *c != 0)
+            .unwrap_or(exit::FAILED),
+        Some(AttemptOutcome::Signaled { signal }) => {
+            u8::try_from(128 + *signal).ok().unwrap_or(exit::FAILED)
+        }
+        _ => exit::FAILED,
+    })
 }
 
 /// Reads every pending job's state; finished ones leave the list.

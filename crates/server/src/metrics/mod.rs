@@ -96,6 +96,7 @@ pub struct Metrics {
     /// Cordons, drains, uncordons and removals of nodes.
     pub(crate) node_actions: Counter,
     evictions: Counter,
+    node_leaves: Counter,
     pub(crate) tokens_created: Counter,
     pub(crate) tokens_revoked: Counter,
     pub(crate) audit_records: Counter,
@@ -167,6 +168,7 @@ impl Metrics {
             nodes_revoked: Counter::default(),
             node_actions: Counter::default(),
             evictions: Counter::default(),
+            node_leaves: Counter::default(),
             tokens_created: Counter::default(),
             tokens_revoked: Counter::default(),
             audit_records: Counter::default(),
@@ -331,6 +333,8 @@ impl Metrics {
         self.quota_deferrals
             .inc_by(d(now.quota_deferrals, last.quota_deferrals));
         self.evictions.inc_by(d(now.evictions, last.evictions));
+        self.node_leaves
+            .inc_by(d(now.node_leaves, last.node_leaves));
     }
 
     /// After the engine was rebuilt its totals restart from zero: export from there on.
@@ -377,6 +381,7 @@ impl Metrics {
         for s in [
             zenith_model::NodeState::Ready,
             zenith_model::NodeState::Lost,
+            zenith_model::NodeState::Left,
         ] {
             let n = l.nodes.get(&s).copied().unwrap_or(0);
             self.nodes

@@ -138,8 +138,13 @@ impl Metrics {
         );
         r.register(
             "evictions",
-            "Attempts stopped and requeued elsewhere because their node's drain deadline passed",
+            "Attempts stopped and requeued elsewhere because their node's drain deadline passed or its agent stopped",
             self.evictions.clone(),
+        );
+        r.register(
+            "node_leaves",
+            "Agents that stopped (SIGTERM) and told the server: their nodes are left",
+            self.node_leaves.clone(),
         );
         r.register(
             "quota_deferrals",
