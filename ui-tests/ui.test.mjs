@@ -165,6 +165,16 @@ test('a job that cannot be placed says why, and can be cancelled from the page',
   await waitFor(async () => /cancelled/.test(await page.textContent('#job-head .badge')), 'the job to show cancelled');
 });
 
+test('a held job says so, and is released from its page', async () => {
+  const { id } = await z.api('POST', '/jobs', { command: ['true'], name: 'held-one', hold: true });
+  await page.goto(`${z.url}/#/jobs/${id}`);
+  await page.waitForSelector('#explain .explain');
+  assert.match(await page.textContent('#explain'), /held/);
+  assert.match(await page.textContent('#hold'), /Release/);
+  await page.click('#hold');
+  await waitFor(async () => /succeeded/.test(await page.textContent('#job-head .badge')), 'the released job to run and succeed');
+});
+
 test('text from jobs is shown as text, never as markup', async () => {
   const { id } = await z.api('POST', '/jobs', {
     command: ['true'], name: '<img src=x id=injected>', resources: { cpus: 0.1 },

@@ -434,3 +434,67 @@ fn wait_exits_with_the_jobs_own_code() {
     c.ok(&["job", "cancel", &long.to_string()]);
     assert_eq!(code(long, &[]), Some(1), "cancelled");
 }
+
+#[test]
+fn job_control_hold_release_update_after_and_array_throttle() {
+    let c = Cluster::up(&[]);
+    // --after: b runs once a succeeded; one after b:fail can never run and says why.
+    let a = c.submit(&["--", "sleep", "1"]);
+    let b = c.submit(&["--after", &a.to_string(), "--", "true"]);
+    let never = c.submit(&["--after", &format!("{b}:fail"), "--", "true"]);
+    let why = c.ok(&["job", "explain", &b.to_string()]);
+    assert!(why.contains(&format!("after job {a} (needs ok)")), "{why}");
+    let jb = c.wait_final(b, 30);
+    assert_eq!(jb["state"], "succeeded");
+    let ja = c.job(a);
+    assert!(jb["attempts"][0]["started_at"].as_u64() >= ja["attempts"][0]["finished_at"].as_u64());
+    let jn = c.wait_final(never, 30);
+    assert_eq!(jn["state"], "cancelled");
+    assert_eq!(
+        jn["reason"],
+        format!("after job {b} succeeded (needed fail)"),
+        "{jn}"
+    );
+    let out = c.cli(&["submit", "--after", "99999", "--", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("after") && err.contains("99999"), "{err}");
+
+    // Hold, change its priority, release.
+    let h = c.submit(&["--hold", "--", "true"]);
+    let id = h.to_string();
+    assert!(c.ok(&["job", "explain", &id]).contains("held"));
+    let v: serde_json::Value =
+        serde_json::from_str(&c.ok(&["job", "update", &id, "--priority", "7", "-o", "json"]))
+            .unwrap();
+    assert_eq!(
+        (v["priority"].as_i64(), v["hold"].as_bool()),
+        (Some(7), Some(true))
+    );
+    assert_eq!(c.job(h)["state"], "queued");
+    c.ok(&["job", "release", &id]);
+    assert_eq!(c.wait_final(h, 30)["state"], "succeeded");
+    let out = c.cli(&["job", "hold", &a.to_string()]);
+    assert!(!out.status.success(), "a finished job cannot be held");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already succeeded"), "{err}");
+
+    // %1: the array's tasks run one at a time although two fit.
+    let t = c.submit(&["--array", "1-4%1", "--", "sleep", "0.2"]);
+    let jt = c.wait_final(t, 30);
+    assert_eq!(jt["state"], "succeeded");
+    let mut spans: Vec<(u64, u64)> = jt["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["started_at"].as_u64().unwrap(),
+                a["finished_at"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    spans.sort();
+    assert_eq!(spans.len(), 4);
+    assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{spans:?}");
+}

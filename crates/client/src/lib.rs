@@ -10,7 +10,8 @@ use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use zenith_model::{JobId, JobSpec, JobState};
 use zenith_protocol::api::{
-    ErrorBody, Event, ExplainView, JobList, JobView, NodeList, Submitted, SubmittedBatch,
+    ErrorBody, Event, ExplainView, JobControlled, JobList, JobUpdateRequest, JobView, NodeList,
+    Submitted, SubmittedBatch,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -389,6 +390,30 @@ impl Client {
         self.send(self.req(reqwest::Method::POST, &format!("/api/v1/jobs/{id}/cancel")))
             .await
             .map(|_| ())
+    }
+
+    /// Holds a live job (its pending tasks wait until released).
+    pub async fn hold(&self, id: JobId) -> Result<JobControlled, ClientError> {
+        self.json(self.req(reqwest::Method::POST, &format!("/api/v1/jobs/{id}/hold")))
+            .await
+    }
+
+    pub async fn release(&self, id: JobId) -> Result<JobControlled, ClientError> {
+        self.json(self.req(reqwest::Method::POST, &format!("/api/v1/jobs/{id}/release")))
+            .await
+    }
+
+    /// Changes a live job's priority or queue.
+    pub async fn update_job(
+        &self,
+        id: JobId,
+        update: &JobUpdateRequest,
+    ) -> Result<JobControlled, ClientError> {
+        self.json(
+            self.req(reqwest::Method::PATCH, &format!("/api/v1/jobs/{id}"))
+                .json(update),
+        )
+        .await
     }
 
     pub async fn explain(&self, id: JobId) -> Result<ExplainView, ClientError> {

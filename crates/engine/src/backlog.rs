@@ -121,7 +121,7 @@ impl Engine {
             n.backlog.remove(&aid);
             n.free.take(&job.spec.resources);
         }
-        let record = crate::changes::started_record(aid, r, job.first_index + r.slot);
+        let record = crate::changes::started_record(aid, r, job.index(r.slot));
         self.changes.attempts.insert(aid, record);
         self.counters.backlog_started += 1;
     }

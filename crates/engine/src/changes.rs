@@ -56,7 +56,7 @@ impl Engine {
         }
         let rec = TaskRecord {
             job: id,
-            index: job.first_index + slot,
+            index: job.index(slot),
             state: t.state,
             failures: t.failures,
             attempts: t.attempts,

@@ -28,6 +28,16 @@ pub enum Command {
     Cancel {
         job: JobId,
     },
+    /// Hold a live job (`hold: true`) or release it.
+    Hold {
+        job: JobId,
+        hold: bool,
+    },
+    /// Change a live job's priority or queue.
+    UpdateJob {
+        job: JobId,
+        update: crate::JobUpdate,
+    },
     /// A node (re-)registers; its attempts are reconciled.
     Register(NodeRegistration),
     /// An agent's report: ended attempts, and what it still knows (a heartbeat).
@@ -155,6 +165,11 @@ impl Engine {
                 .submit_idempotent(key, specs, now)
                 .map(Outcome::Submitted),
             Command::Cancel { job } => self.cancel(job, now).map(|()| Outcome::Done),
+            Command::Hold { job, hold: true } => self.hold(job).map(|()| Outcome::Done),
+            Command::Hold { job, hold: false } => self.release(job).map(|()| Outcome::Done),
+            Command::UpdateJob { job, update } => {
+                self.update_job(job, update).map(|()| Outcome::Done)
+            }
             Command::Register(reg) => Ok(Outcome::Registered(self.register_node(reg, now))),
             Command::Report(report) => Ok(self.report(report, now)),
             Command::Tick => Ok(Outcome::Ticked {

@@ -12,6 +12,7 @@
 mod backlog;
 mod changes;
 mod command;
+mod control;
 mod fairshare;
 mod flows;
 mod idempotency;
@@ -28,6 +29,7 @@ mod stats;
 
 pub use changes::Changes;
 pub use command::{AttemptReport, Command, Leaving, NodeReport, Outcome, RunOf};
+pub use control::{JobUpdate, RECENT_ENDS};
 pub use fairshare::{QuotaHit, DECAY_EVERY_MS, MAX_IDLE_PARTIES};
 pub use flows::RunLive;
 pub use idempotency::{IdempotencyKey, Submitted, SCOPE_LEN};
@@ -130,6 +132,12 @@ pub struct Assignment {
 pub enum EngineError {
     #[error("job {0} is not live (unknown or already finished)")]
     JobNotLive(JobId),
+    /// A flow's step job: it is changed through its flow, not by hand.
+    #[error("job {0} runs a flow step; change the flow or its run instead")]
+    StepJob(JobId),
+    /// `after` names a job that does not exist.
+    #[error("after: job {0} not found")]
+    UnknownDependency(JobId),
     #[error("too many live jobs (limit {0}); retry later")]
     TooManyJobs(usize),
     #[error("too many live tasks (limit {0}); retry later")]

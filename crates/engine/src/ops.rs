@@ -27,13 +27,28 @@ impl Engine {
             return Err(EngineError::TooManyTasks(self.cfg.max_live_tasks));
         }
         self.check_submit_quotas(&specs)?;
+        // Dependencies first, all or none: each outstanding one, or why the job cannot run.
+        let mut afters = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            afters.push(match spec.after.is_empty() {
+                true => Ok(Vec::new()),
+                false => self.check_after(&spec.after)?,
+            });
+        }
         let mut ids = Vec::with_capacity(specs.len());
-        for spec in specs {
+        let mut never = Vec::new();
+        for (mut spec, after) in specs.into_iter().zip(afters) {
             let id = JobId(self.next_job_id);
             self.next_job_id += 1;
             let n = spec.task_count();
+            match after {
+                Ok(outstanding) if outstanding.len() != spec.after.len() => {
+                    Arc::make_mut(&mut spec).after = outstanding;
+                }
+                Ok(_) => {}
+                Err(reason) => never.push((id, reason)),
+            }
             let job = Job {
-                first_index: spec.first_index(),
                 tasks: (0..n).map(|_| Task::queued()).collect(),
                 pending: (0..n).collect::<VecDeque<u32>>(),
                 counts: TaskCounts {
@@ -47,17 +62,25 @@ impl Engine {
                 owner: None,
                 outputs: Default::default(),
                 shape: crate::state::shape_of(&spec),
+                waiting_on: 0,
                 spec,
             };
-            self.queues
-                .insert(leaf_of(&job.spec), job.shape, job.queue_key(id));
             let (ns, user) = (job.spec.namespace(), job.spec.submitter.as_str());
             self.parties.job_added(ns, user, u64::from(n));
             self.jobs.insert(id, Box::new(job));
+            self.wait_for_dependencies(id);
+            self.enqueue(id);
             self.live_tasks += u64::from(n);
             self.counters.jobs_submitted += 1;
             self.note_job(id);
             ids.push(id);
+        }
+        // A dependency that ended otherwise than needed: the job ends at once, saying so.
+        for (id, reason) in never {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.reason = Some(reason);
+            }
+            self.cancel(id, now)?;
         }
         self.sched_dirty = true;
         Ok(ids)
@@ -236,7 +259,7 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(&r.job) else {
             return;
         };
-        let index = job.first_index + r.slot;
+        let index = job.index(r.slot);
         let cancel = job.cancel_requested;
         let retry = job.spec.retry;
         let max_losses = self.cfg.max_node_loss_requeues;
@@ -304,10 +327,9 @@ impl Engine {
         if next == TaskState::Queued && t.ready_at.is_none() {
             // Requeued after node loss: run again soon, ahead of never-run tasks.
             job.pending.push_front(r.slot);
-            let key = job.queue_key(r.job);
-            self.queues.insert(leaf_of(&job.spec), job.shape, key);
-            self.sched_dirty = true;
         }
+        // Requeued, or a slot under its array throttle freed.
+        self.enqueue(r.job);
         self.note_attempt_finished(aid, &r, index, outcome, now);
         self.note_task(r.job, r.slot);
         self.after_task_change(r.job, now);
@@ -325,6 +347,7 @@ impl Engine {
         let Some(mut job) = self.jobs.remove(&id) else {
             return;
         };
+        self.dependency_ended(id, job.state(), now);
         self.queues
             .remove(leaf_of(&job.spec), job.shape, job.queue_key(id));
         let (ns, user) = (job.spec.namespace(), job.spec.submitter.as_str());
@@ -378,9 +401,7 @@ impl Engine {
             if t.state == TaskState::Queued && t.ready_at == Some(at) {
                 t.ready_at = None;
                 job.pending.push_back(slot);
-                let key = job.queue_key(id);
-                self.queues.insert(leaf_of(&job.spec), job.shape, key);
-                self.sched_dirty = true;
+                self.enqueue(id);
                 self.note_task(id, slot);
             }
         }

@@ -106,7 +106,6 @@ impl Engine {
             self.jobs.insert(
                 rec.id,
                 Box::new(Job {
-                    first_index: spec.first_index(),
                     tasks,
                     pending: VecDeque::new(),
                     counts: TaskCounts::default(),
@@ -117,6 +116,7 @@ impl Engine {
                     owner: rec.owner,
                     outputs: Default::default(),
                     shape: crate::state::shape_of(&spec),
+                    waiting_on: 0,
                     spec,
                 }),
             );
@@ -129,7 +129,9 @@ impl Engine {
             let Some(job) = self.jobs.get_mut(&tr.job) else {
                 continue;
             };
-            let slot = tr.index.wrapping_sub(job.first_index);
+            let Some(slot) = job.spec.slot_of(tr.index) else {
+                continue;
+            };
             let Some(t) = job.tasks.get_mut(slot as usize) else {
                 continue;
             };
@@ -210,13 +212,10 @@ impl Engine {
             let (ns, user) = (job.spec.namespace(), job.spec.submitter.as_str());
             self.parties
                 .job_added(ns, user, u64::from(job.counts.total()));
-            if !job.pending.is_empty() {
-                self.queues.insert(
-                    crate::queue::leaf_of(&job.spec),
-                    job.shape,
-                    job.queue_key(id),
-                );
-            }
+        }
+        for id in self.jobs.keys().copied().collect::<Vec<_>>() {
+            self.wait_for_dependencies(id);
+            self.enqueue(id);
         }
         lost
     }

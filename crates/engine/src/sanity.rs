@@ -143,8 +143,11 @@ impl Engine {
                 .queues
                 .get(crate::queue::leaf_of(&job.spec))
                 .is_some_and(|q| q.contains(job.shape, &job.queue_key(*id)));
-            if !job.pending.is_empty() && !queued {
+            if !job.pending.is_empty() && !queued && !job.blocked() {
                 return Err(format!("job {id} has pending tasks but is not queued"));
+            }
+            if queued && (job.spec.hold || job.waiting_on > 0) {
+                return Err(format!("job {id} is held or waiting but queued"));
             }
             live_tasks += u64::from(c.total());
         }

@@ -206,7 +206,8 @@ impl Engine {
     }
 
     /// Places pending tasks of one job until it has none or no node fits. Returns how many
-    /// were placed and whether the job has no pending tasks left.
+    /// were placed and whether the job leaves the queue (no pending tasks left, or at its
+    /// array throttle).
     // Long by design: the placement hot path, holding one borrow of the job and its shape's
     // scan position across the loop (split, each piece would look the job up again).
     fn place_job(
@@ -226,6 +227,11 @@ impl Engine {
             };
             if placed >= budget {
                 return (placed, false);
+            }
+            if job.throttled() {
+                // Out of the queue until one of its tasks ends (`control.rs`); the pass goes
+                // on with the next job of its shape.
+                return (placed, true);
             }
             let spec = job.spec.clone();
             if !self.parties.settings.is_empty()
@@ -281,7 +287,7 @@ impl Engine {
                 return (placed, true);
             };
             job.pending.pop_front();
-            let index = job.first_index + slot;
+            let index = job.index(slot);
             let Some(t) = job.tasks.get_mut(slot as usize) else {
                 continue;
             };

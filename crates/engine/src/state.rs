@@ -52,7 +52,6 @@ impl Task {
 
 pub(crate) struct Job {
     pub spec: Arc<JobSpec>,
-    pub first_index: u32,
     pub tasks: Vec<Task>,
     /// Slots of tasks ready to place, in order.
     pub pending: VecDeque<u32>,
@@ -68,6 +67,8 @@ pub(crate) struct Job {
     pub shape: u64,
     /// Output parameters of the attempt that succeeded.
     pub outputs: BTreeMap<String, String>,
+    /// Dependencies (`spec.after`) still live (`control.rs`).
+    pub waiting_on: u32,
 }
 
 /// Jobs of one shape fit the same nodes. `DefaultHasher::new()` has fixed keys, so this is
@@ -87,6 +88,25 @@ impl Job {
 
     pub fn queue_key(&self, id: JobId) -> QueueKey {
         (Reverse(self.spec.priority), id)
+    }
+
+    /// The index of the task in `slot`.
+    pub fn index(&self, slot: u32) -> u32 {
+        self.spec.index_of(slot)
+    }
+
+    /// Its pending tasks wait outside the queues: held, waiting for a dependency, or at its
+    /// array throttle (`control.rs`).
+    pub fn blocked(&self) -> bool {
+        self.spec.hold || self.waiting_on > 0 || self.throttled()
+    }
+
+    /// As many tasks run as its array throttle (`%N`) allows.
+    pub fn throttled(&self) -> bool {
+        self.spec
+            .array
+            .and_then(|a| a.throttle)
+            .is_some_and(|t| self.counts.running >= t)
     }
 }
 
@@ -198,6 +218,13 @@ pub struct Engine {
     /// Something changed that may let more work be placed.
     pub(crate) sched_dirty: bool,
     pub(crate) changes: Changes,
+    /// Live jobs -> the live jobs submitted `--after` them (`control.rs`).
+    pub(crate) dependents: HashMap<JobId, Vec<JobId>>,
+    /// End states of the jobs that ended last (`control.rs`).
+    pub(crate) recent_ends: crate::control::RecentEnds,
+    /// Ended jobs whose dependents are still to be moved on, and whether that is under way.
+    pub(crate) ended_pending: Vec<(JobId, JobState)>,
+    pub(crate) resolving: bool,
     pub(crate) effects: Vec<Effect>,
     pub(crate) counters: crate::Counters,
     /// Bounded by `max_idempotency_keys`; entries leave at `expires_at` (see `idempotency.rs`).
@@ -268,6 +295,10 @@ impl Engine {
             last_now: 0,
             sched_dirty: false,
             changes: Changes::default(),
+            dependents: HashMap::new(),
+            recent_ends: Default::default(),
+            ended_pending: Vec::new(),
+            resolving: false,
             effects: Vec::new(),
             counters: crate::Counters::default(),
             idempotency: HashMap::new(),

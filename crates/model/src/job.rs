@@ -1,7 +1,9 @@
 //! The job spec users submit (API body and CLI flags map onto it one to one) and its validation.
 
-use crate::{Constraint, DurationMs, ParseError, Resources, ValidationError};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::{
+    ArrayRange, Constraint, Dependency, DurationMs, ParseError, Resources, ValidationError,
+};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Limits on a spec, so that one submission cannot exhaust the server.
@@ -48,7 +50,8 @@ pub struct JobSpec {
     pub retry: RetryPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationMs>,
-    /// A task array, e.g. "1-1000"; absent means one task with index 0.
+    /// A task array, e.g. "1-1000", "1-99:2" (every second index), "1-1000%10" (at most 10
+    /// running at once); absent means one task with index 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<ArrayRange>,
     /// Node label requirements, each "key=value".
@@ -67,6 +70,12 @@ pub struct JobSpec {
     /// Who submitted it: set by the server from the caller's token, never by the caller.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub submitter: String,
+    /// Held: its tasks are not started until it is released (`zenith job release`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
+    /// Jobs that must end first, each "ID[:ok|:fail|:any]" (`dependency.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
 }
 
 /// `{exitCodes: [..], action: fail|ignore|retry}`.
@@ -133,6 +142,8 @@ impl JobSpec {
             failure_policy: Vec::new(),
             namespace: String::new(),
             submitter: String::new(),
+            hold: false,
+            after: Vec::new(),
         }
     }
 
@@ -150,9 +161,22 @@ impl JobSpec {
         self.array.map(|a| a.len()).unwrap_or(1)
     }
 
-    /// The first task index (0 for a plain job).
+    /// The index of the task in `slot` (0 for a plain job).
+    pub fn index_of(&self, slot: u32) -> u32 {
+        self.array.map_or(slot, |a| a.index_of(slot))
+    }
+
+    /// The slot of task `index`, if the job has such a task.
+    pub fn slot_of(&self, index: u32) -> Option<u32> {
+        match self.array {
+            Some(a) => a.slot_of(index),
+            None => (index == 0).then_some(0),
+        }
+    }
+
+    /// The default task of a job: its first.
     pub fn first_index(&self) -> u32 {
-        self.array.map(|a| a.start).unwrap_or(0)
+        self.index_of(0)
     }
 
     /// A display name: the given one or the program name.
@@ -261,10 +285,33 @@ impl JobSpec {
             if a.end < a.start {
                 return Err(ValidationError::new("array", "end must not be below start"));
             }
-            if u64::from(a.end - a.start) + 1 > MAX_ARRAY_TASKS {
+            if a.step == 0 || a.throttle == Some(0) {
+                return Err(ValidationError::new(
+                    "array",
+                    "step and throttle must be at least 1",
+                ));
+            }
+            if u64::from(a.len()) > MAX_ARRAY_TASKS {
                 return Err(ValidationError::new(
                     "array",
                     format!("at most {MAX_ARRAY_TASKS} tasks"),
+                ));
+            }
+        }
+        if self.after.len() > crate::dependency::MAX_DEPENDENCIES {
+            return Err(ValidationError::new(
+                "after",
+                format!(
+                    "at most {} dependencies",
+                    crate::dependency::MAX_DEPENDENCIES
+                ),
+            ));
+        }
+        for (i, d) in self.after.iter().enumerate() {
+            if self.after[..i].iter().any(|e| e.job == d.job) {
+                return Err(ValidationError::new(
+                    format!("after[{i}]"),
+                    format!("job {} is named twice", d.job),
                 ));
             }
         }
@@ -453,57 +500,6 @@ impl std::str::FromStr for Backoff {
     }
 }
 
-/// An inclusive range of task indices, written "START-END" (or a single "N").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArrayRange {
-    pub start: u32,
-    pub end: u32,
-}
-
-impl ArrayRange {
-    pub fn len(&self) -> u32 {
-        self.end.saturating_sub(self.start).saturating_add(1)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-}
-
-impl std::str::FromStr for ArrayRange {
-    type Err = ParseError;
-    fn from_str(s: &str) -> Result<Self, ParseError> {
-        let bad = || ParseError::Array {
-            text: s.to_string(),
-        };
-        let (a, b) = match s.split_once('-') {
-            Some((a, b)) => (a, b),
-            None => (s, s),
-        };
-        let start: u32 = a.trim().parse().map_err(|_| bad())?;
-        let end: u32 = b.trim().parse().map_err(|_| bad())?;
-        if end < start {
-            return Err(ParseError::ArrayEnd {
-                text: s.to_string(),
-            });
-        }
-        Ok(ArrayRange { start, end })
-    }
-}
-
-impl Serialize for ArrayRange {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}-{}", self.start, self.end))
-    }
-}
-
-impl<'de> Deserialize<'de> for ArrayRange {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,22 +544,11 @@ mod tests {
         s.constraints.push(Constraint::eq("a b", "x"));
         assert_eq!(s.validate().unwrap_err().field, "constraints[0].key");
         let mut s = spec();
-        s.array = Some(ArrayRange {
-            start: 0,
-            end: 2_000_000,
-        });
+        s.array = Some(ArrayRange::new(0, 2_000_000));
         assert_eq!(s.validate().unwrap_err().field, "array");
         let mut s = spec();
         s.resources.custom.insert("bad name".into(), 1);
         assert_eq!(s.validate().unwrap_err().field, "resources.custom.bad name");
-    }
-
-    #[test]
-    fn arrays_parse() {
-        let a: ArrayRange = "1-1000".parse().unwrap();
-        assert_eq!(a.len(), 1000);
-        assert!("5-1".parse::<ArrayRange>().is_err());
-        assert!("x".parse::<ArrayRange>().is_err());
     }
 
     #[test]

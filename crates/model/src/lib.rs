@@ -2,7 +2,9 @@
 //!
 //! Pure data: no I/O, no clock, no async. Every other crate speaks in these types.
 
+pub mod array;
 pub mod constraint;
+pub mod dependency;
 pub mod duration;
 pub mod flow;
 pub mod ids;
@@ -15,10 +17,12 @@ pub mod state;
 pub mod tenancy;
 pub mod validate;
 
+pub use array::ArrayRange;
 pub use constraint::{Constraint, ConstraintOp};
+pub use dependency::{Dependency, DependsOn};
 pub use duration::DurationMs;
 pub use ids::{AttemptId, JobId, NodeId};
-pub use job::{ArrayRange, Backoff, ExitAction, ExitRule, JobSpec, RetryPolicy};
+pub use job::{Backoff, ExitAction, ExitRule, JobSpec, RetryPolicy};
 pub use reason::{Reason, StepFailure};
 pub use records::{AttemptRecord, IdempotencyRecord, JobRecord, NodeRecord, TaskRecord};
 pub use resources::Resources;

@@ -101,6 +101,12 @@ pub enum Reason {
     },
     /// A step did not run because its run was cancelled.
     RunCancelled,
+    /// A job did not run: a job it was submitted `--after` ended otherwise than it needed.
+    AfterNotMet {
+        job: crate::JobId,
+        needed: crate::DependsOn,
+        state: crate::JobState,
+    },
     /// A run was cancelled by a newer run of a `concurrency: replace` flow.
     ReplacedByNewerRun,
     /// Text this version does not know (written by another version); shown as it is.
@@ -204,6 +210,17 @@ impl Reason {
                 state: StepState::parse(state)?,
             });
         }
+        if let Some(rest) = t.strip_prefix("after job ") {
+            let (id, rest) = rest.split_once(' ')?;
+            let (state, needed) = rest.split_once(" (needed ")?;
+            let dep: crate::Dependency =
+                format!("{id}:{}", needed.strip_suffix(')')?).parse().ok()?;
+            return Some(Reason::AfterNotMet {
+                job: dep.job,
+                needed: dep.on,
+                state: crate::JobState::parse(state)?,
+            });
+        }
         if let Some(m) = t.strip_prefix("when: ") {
             return Some(Reason::WhenFailed { message: m.into() });
         }
@@ -278,6 +295,9 @@ impl fmt::Display for Reason {
             Reason::Invalid(e) => write!(f, "{e}"),
             Reason::Refused { message } => f.write_str(message),
             Reason::RunCancelled => f.write_str("run cancelled"),
+            Reason::AfterNotMet { job, needed, state } => {
+                write!(f, "after job {job} {state} (needed {})", needed.as_str())
+            }
             Reason::ReplacedByNewerRun => f.write_str("replaced by a newer run"),
             Reason::Unrecognised(t) => f.write_str(t),
         }
@@ -294,6 +314,11 @@ mod tests {
         let all = [
             Reason::ExitCode { code: -1 },
             Reason::Signal { signal: 9 },
+            Reason::AfterNotMet {
+                job: crate::JobId(5),
+                needed: crate::DependsOn::Ok,
+                state: crate::JobState::Failed,
+            },
             Reason::TimedOut,
             Reason::DiskFull,
             Reason::Cancelled,

@@ -111,6 +111,10 @@ pub struct ExplainView {
     /// The namespace quota that holds the job back, e.g. `quota cpus 64/64 in namespace ml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<String>,
+    /// What keeps its tasks out of the queue even where nodes fit: `held (...)`,
+    /// `after job 5 (needs ok)`, `array throttle: 10 of 10 running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 /// `GET /api/v1/nodes`.
@@ -431,4 +435,44 @@ pub struct TermView {
     pub url: String,
     pub held_ms: u64,
     pub commits: i64,
+}
+
+/// `PATCH /api/v1/jobs/{id}`: what to change on a live job.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobUpdateRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+}
+
+impl JobUpdateRequest {
+    /// Something to change, each within a spec's limits.
+    pub fn validate(&self) -> Result<(), zenith_model::ValidationError> {
+        if self.priority.is_none() && self.queue.is_none() {
+            return Err(zenith_model::ValidationError::new(
+                "",
+                "give priority, queue or both",
+            ));
+        }
+        let mut probe = zenith_model::JobSpec::new(vec!["probe".into()]);
+        if let Some(p) = self.priority {
+            probe.priority = p;
+        }
+        if let Some(q) = &self.queue {
+            probe.queue = q.clone();
+        }
+        probe.validate()
+    }
+}
+
+/// The answer to hold, release and update: the job's state and place after the change.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobControlled {
+    pub id: JobId,
+    pub state: JobState,
+    pub hold: bool,
+    pub priority: i32,
+    pub queue: String,
 }

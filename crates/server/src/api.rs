@@ -159,6 +159,7 @@ pub async fn submit(
             ))
         }
     };
+    let ended = crate::job_control_api::ended_dependencies(&state, &p, &specs).await?;
     // The job's first span: accepted, committed and acknowledged.
     let span = tracing::info_span!(
         "submit",
@@ -166,7 +167,15 @@ pub async fn submit(
         first_job = tracing::field::Empty
     );
     let done = tracing::Instrument::instrument(
-        async { ask(&state, |reply| LoopMsg::Submit { specs, key, reply }).await },
+        async {
+            ask(&state, |reply| LoopMsg::Submit {
+                specs,
+                key,
+                ended,
+                reply,
+            })
+            .await
+        },
         span.clone(),
     )
     .await??;
@@ -244,7 +253,7 @@ pub async fn list(
     }))
 }
 
-fn job_id(raw: &str) -> Result<JobId, ApiError> {
+pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse::<u64>().map(JobId).map_err(|_| {
         ApiError::Invalid(zenith_model::ValidationError::new(
             "id",
@@ -325,6 +334,7 @@ pub async fn explain(
         feasible: 0,
         rejections: Default::default(),
         quota: None,
+        blocked: None,
     }))
 }
 

@@ -98,18 +98,20 @@ pub fn node_view(n: NodeInfo, revoked: bool, disk_full: bool) -> NodeView {
     }
 }
 
-/// Why a job waits: its namespace's quota first (it holds the job back even where nodes
-/// fit), then what placement says of the nodes.
+/// Why a job waits: what holds it back even where nodes fit first (held, a dependency,
+/// its array throttle, else its namespace's quota), then what placement says of the nodes.
 pub fn explain_view(
     id: JobId,
     state: JobState,
     e: Explanation,
+    blocked: Option<String>,
     quota: Option<zenith_engine::QuotaHit>,
 ) -> ExplainView {
     let quota = quota.map(|q| q.to_string());
-    let message = match &quota {
-        Some(q) => format!("{q}; nodes: {}", e.summary()),
-        None => e.summary(),
+    let message = match (&blocked, &quota) {
+        (Some(b), _) => format!("{b}; nodes: {}", e.summary()),
+        (None, Some(q)) => format!("{q}; nodes: {}", e.summary()),
+        (None, None) => e.summary(),
     };
     ExplainView {
         id,
@@ -119,6 +121,7 @@ pub fn explain_view(
         feasible: e.feasible,
         rejections: e.rejections,
         quota,
+        blocked,
     }
 }
 
@@ -128,7 +131,10 @@ pub fn engine_error(e: EngineError) -> ApiError {
         EngineError::JobNotLive(id) => {
             ApiError::Conflict(format!("job {id} is not queued or running"))
         }
-        EngineError::KeyReused(_) => ApiError::Conflict(e.to_string()),
+        EngineError::KeyReused(_) | EngineError::StepJob(_) => ApiError::Conflict(e.to_string()),
+        EngineError::UnknownDependency(id) => ApiError::Invalid(
+            zenith_model::ValidationError::new("after", format!("job {id} not found")),
+        ),
         EngineError::TooManyJobs(_) | EngineError::TooManyTasks(_) => {
             ApiError::Overloaded(e.to_string())
         }

@@ -16,6 +16,7 @@ mod events;
 mod flows_api;
 mod ha;
 mod handler;
+mod job_control_api;
 mod leader;
 mod limiter;
 pub mod listen;
@@ -307,8 +308,10 @@ fn lock_data_dir(
 fn router(state: AppState, max_body: usize) -> Router {
     let api = Router::new()
         .route("/jobs", post(api::submit).get(api::list))
-        .route("/jobs/{id}", get(api::show))
+        .route("/jobs/{id}", get(api::show).patch(job_control_api::update))
         .route("/jobs/{id}/cancel", post(api::cancel))
+        .route("/jobs/{id}/hold", post(job_control_api::hold))
+        .route("/jobs/{id}/release", post(job_control_api::release))
         .route("/jobs/{id}/logs", get(api::logs))
         .route("/jobs/{id}/explain", get(api::explain))
         .route("/nodes", get(api::nodes))

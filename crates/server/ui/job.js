@@ -16,7 +16,8 @@ function dl(pairs) {
 }
 
 function logPanel(id, job, ctx, isLive) {
-  const first = job.spec.array ? job.spec.array.start ?? 0 : 0;
+  // The array is written START-END[:STEP][%MAX]: its first task is START.
+  const first = job.spec.array ? parseInt(String(job.spec.array), 10) || 0 : 0;
   const taskIn = h('input', { id: 'log-task', type: 'number', min: first, value: first, 'aria-label': 'Task', class: 'narrow' });
   const streamSel = h('select', { id: 'log-stream', 'aria-label': 'Stream' },
     h('option', { value: 'stdout' }, 'stdout'), h('option', { value: 'stderr' }, 'stderr'));
@@ -80,12 +81,25 @@ export async function jobPage(view, [id], ctx) {
     }
     const s = job.spec;
     const t = job.tasks;
+    // Hold keeps queued tasks from starting; release lets them go (live jobs only).
+    const holdBtn = liveJob ? h('button', { id: 'hold', type: 'button' }, s.hold ? 'Release' : 'Hold') : null;
+    if (holdBtn) {
+      holdBtn.addEventListener('click', async () => {
+        try {
+          await post(`/jobs/${id}/${s.hold ? 'release' : 'hold'}`);
+          job = await get(`/jobs/${id}`, ctx.signal);
+          await render();
+        } catch (e) { head.appendChild(errorBox(e)); }
+      });
+    }
     fill(head,
-      h('div', { class: 'title' }, h('h1', {}, `Job ${id}: ${job.name}`), badge(job.state), cancel),
+      h('div', { class: 'title' }, h('h1', {}, `Job ${id}: ${job.name}`), badge(job.state),
+        s.hold ? badge('held') : null, holdBtn, cancel),
       job.reason ? h('p', { class: 'reason' }, job.reason) : null,
       dl([
         ['Command', h('code', {}, argv(s.command))],
         ['Queue', job.queue], ['Priority', String(job.priority)],
+        ['After', (s.after || []).join(', ')],
         ['Tasks', job.task_count > 1 ? `${job.task_count} (queued ${t.queued}, running ${t.running}, succeeded ${t.succeeded}, failed ${t.failed}, cancelled ${t.cancelled})` : '1'],
         ['Resources', `${s.resources.cpus} CPU, ${s.resources.memory ? `${Math.round(s.resources.memory / 1048576)} MiB` : 'no memory reserved'}${s.resources.gpus ? `, ${s.resources.gpus} GPU` : ''}`],
         ['Submitted', fmtTime(job.created_at)],

@@ -1,4 +1,4 @@
-//! `zenith job show|logs|cancel|wait|explain ID`.
+//! `zenith job show|logs|cancel|wait|explain|hold|release|update ID`.
 
 use super::{parse_job_id, Conn};
 use crate::output::{self, Format};
@@ -16,10 +16,17 @@ pub enum JobVerb {
     Logs(LogsArgs),
     /// Cancel a queued or running job.
     Cancel(IdArgs),
-    /// Wait until jobs finish: exit 0 when all succeeded, 1 otherwise.
+    /// Wait until jobs finish: exit 0 when all succeeded, else the job's own code (see
+    /// --timeout).
     Wait(WaitArgs),
     /// Say why a queued job is not running.
     Explain(IdArgs),
+    /// Keep live jobs' queued tasks from starting (what runs goes on).
+    Hold(super::job_control::HoldArgs),
+    /// Let held jobs run again.
+    Release(super::job_control::HoldArgs),
+    /// Change a live job's priority or queue.
+    Update(super::job_control::UpdateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +87,9 @@ pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
             Ok(0)
         }
         JobVerb::Wait(a) => wait(a).await,
+        JobVerb::Hold(a) => super::job_control::hold(a, true).await,
+        JobVerb::Release(a) => super::job_control::hold(a, false).await,
+        JobVerb::Update(a) => super::job_control::update(a).await,
         JobVerb::Explain(a) => {
             let e = a.conn.client()?.explain(a.id).await?;
             out!("job {} is {}: {}", e.id, e.state, output::safe(&e.message));
@@ -102,6 +112,13 @@ async fn show(a: ShowArgs) -> anyhow::Result<u8> {
         out!("reason:    {}", output::safe(r));
     }
     out!("queue:     {} (priority {})", s.queue, s.priority);
+    if j.spec.hold {
+        out!("held:      yes (zenith job release {})", s.id);
+    }
+    if !j.spec.after.is_empty() {
+        let after: Vec<String> = j.spec.after.iter().map(ToString::to_string).collect();
+        out!("after:     {}", after.join(", "));
+    }
     out!("command:   {}", output::safe(&j.spec.command.join(" ")));
     out!(
         "tasks:     {} total, {} queued, {} running, {} succeeded, {} failed, {} cancelled",

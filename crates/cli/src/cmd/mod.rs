@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod events;
 pub mod flow;
 pub mod job;
+pub mod job_control;
 pub mod jobs;
 pub mod namespaces;
 pub mod nodes;

@@ -5,7 +5,7 @@ use super::{Conn, UsageError};
 use clap::Args;
 use std::collections::BTreeMap;
 use zenith_model::resources::{parse_bytes, parse_cpus};
-use zenith_model::{ArrayRange, Backoff, Constraint, DurationMs, JobSpec};
+use zenith_model::{ArrayRange, Backoff, Constraint, Dependency, DurationMs, JobSpec};
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
@@ -47,9 +47,18 @@ pub struct SubmitArgs {
     /// Kill an attempt running longer than this, e.g. 30s, 2h.
     #[arg(long, value_parser = DurationMs::parse)]
     timeout: Option<DurationMs>,
-    /// A task array, START-END: one task per index, each with ZENITH_TASK_INDEX.
+    /// A task array, START-END[:STEP][%MAX_RUNNING]: one task per index (every STEP-th),
+    /// each with ZENITH_TASK_INDEX; at most MAX_RUNNING of them running at once.
     #[arg(long)]
     array: Option<ArrayRange>,
+    /// Run only once job ID has ended as asked: ID[:ok] (succeeded), ID:fail (failed or
+    /// cancelled) or ID:any (repeatable; all must hold). If one ends otherwise, this job is
+    /// cancelled, saying why.
+    #[arg(long)]
+    after: Vec<Dependency>,
+    /// Submit it held: it starts only after `zenith job release ID`.
+    #[arg(long)]
+    hold: bool,
     /// An environment variable, K=V (repeatable).
     #[arg(long = "env", short = 'e', value_parser = parse_kv)]
     env: Vec<(String, String)>,
@@ -109,6 +118,8 @@ impl SubmitArgs {
             spec.cwd = Some(abs.to_string_lossy().into_owned());
         }
         spec.constraints = self.constraints.clone();
+        spec.after = self.after.clone();
+        spec.hold = self.hold;
         spec.labels = self.labels.iter().cloned().collect();
         spec.namespace = self.conn.namespace.clone().unwrap_or_default();
         spec.validate()

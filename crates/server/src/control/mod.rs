@@ -231,7 +231,13 @@ impl ControlLoop {
         let mut after: Vec<AfterCommit> = Vec::new();
         for msg in batch {
             match msg {
-                LoopMsg::Submit { specs, key, reply } => {
+                LoopMsg::Submit {
+                    specs,
+                    key,
+                    ended,
+                    reply,
+                } => {
+                    self.engine.note_ended(&ended);
                     let r = self.command(Command::Submit { specs, key }, now);
                     self.answer(r, reply, &mut after, |o| match o {
                         Outcome::Submitted(s) => Some(s),
@@ -240,6 +246,10 @@ impl ControlLoop {
                 }
                 LoopMsg::Cancel { id, reply } => {
                     let r = self.command(Command::Cancel { job: id }, now);
+                    self.answer(r, reply, &mut after, done);
+                }
+                LoopMsg::JobControl { cmd, reply } => {
+                    let r = self.command(cmd, now);
                     self.answer(r, reply, &mut after, done);
                 }
                 LoopMsg::SubmitRun {
@@ -359,10 +369,11 @@ impl ControlLoop {
                 }
                 LoopMsg::Explain { id, reply } => {
                     let quota = self.engine.quota_hit(id);
+                    let blocked = self.engine.blocked_reason(id);
                     let view = self
                         .engine
                         .explain(id)
-                        .map(|(state, e)| convert::explain_view(id, state, e, quota));
+                        .map(|(state, e)| convert::explain_view(id, state, e, blocked, quota));
                     let _ = reply.send(view); // a reader that left needs no answer
                 }
                 LoopMsg::AttemptOwner { attempt, reply } => {

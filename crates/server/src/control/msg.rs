@@ -16,7 +16,14 @@ pub enum LoopMsg {
     Submit {
         specs: Vec<Arc<JobSpec>>,
         key: Option<zenith_engine::IdempotencyKey>,
+        /// End states, read from the store, of jobs the specs name in `after` that ended.
+        ended: std::collections::BTreeMap<JobId, zenith_model::JobState>,
         reply: Reply<zenith_engine::Submitted>,
+    },
+    /// Hold, release or update a live job (`Command::Hold`, `Command::UpdateJob`).
+    JobControl {
+        cmd: zenith_engine::Command,
+        reply: Reply<()>,
     },
     Cancel {
         id: JobId,

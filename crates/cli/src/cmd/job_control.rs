@@ -1,0 +1,73 @@
+//! `zenith job hold|release|update ID...`: change live jobs.
+
+use super::{parse_job_id, Conn};
+use crate::output::{self, Format};
+use clap::Args;
+use zenith_model::JobId;
+use zenith_protocol::api::{JobControlled, JobUpdateRequest};
+
+#[derive(Args, Debug)]
+pub struct HoldArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_job_id, required = true)]
+    ids: Vec<JobId>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_job_id)]
+    id: JobId,
+    /// New priority (higher runs first within a queue).
+    #[arg(long, allow_hyphen_values = true)]
+    priority: Option<i32>,
+    /// Move it to this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Holds (`hold: true`) or releases each job in turn; stops at the first refusal.
+pub async fn hold(a: HoldArgs, hold: bool) -> anyhow::Result<u8> {
+    let client = a.conn.client()?;
+    let mut done = Vec::with_capacity(a.ids.len());
+    for id in a.ids {
+        let r = match hold {
+            true => client.hold(id).await?,
+            false => client.release(id).await?,
+        };
+        if a.format != Format::Json {
+            let what = if r.hold { "held" } else { "released" };
+            out!("job {} {what} ({})", r.id, r.state);
+        }
+        done.push(r);
+    }
+    if a.format == Format::Json {
+        output::json(&done)?;
+    }
+    Ok(0)
+}
+
+pub async fn update(a: UpdateArgs) -> anyhow::Result<u8> {
+    let req = JobUpdateRequest {
+        priority: a.priority,
+        queue: a.queue,
+    };
+    let r: JobControlled = a.conn.client()?.update_job(a.id, &req).await?;
+    match a.format {
+        Format::Json => output::json(&r)?,
+        _ => out!(
+            "job {} ({}): queue {}, priority {}",
+            r.id,
+            r.state,
+            r.queue,
+            r.priority
+        ),
+    }
+    Ok(0)
+}
