@@ -498,3 +498,45 @@ fn job_control_hold_release_update_after_and_array_throttle() {
     assert_eq!(spans.len(), 4);
     assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{spans:?}");
 }
+
+#[test]
+fn a_big_job_is_not_overtaken_by_later_small_ones() {
+    // Two cores: small one-core jobs keep them busy; a two-core job of priority 10 must start
+    // at the first moment both are free, with no small job started while it waited.
+    let c = Cluster::up(&[]);
+    let first: Vec<u64> = (0..2).map(|_| c.submit(&["--", "sleep", "1"])).collect();
+    wait_for("the first two running", 20, || {
+        first
+            .iter()
+            .all(|id| c.job(*id)["state"] == "running")
+            .then_some(())
+    });
+    let big = c.submit(&["--cpus", "2", "--priority", "10", "--", "true"]);
+    let small: Vec<u64> = (0..6).map(|_| c.submit(&["--", "sleep", "0.3"])).collect();
+    let jb = c.wait_final(big, 30);
+    assert_eq!(jb["state"], "succeeded");
+    let queued_at = jb["created_at"].as_u64().unwrap();
+    let started = jb["attempts"][0]["started_at"].as_u64().unwrap();
+    let last_free = first
+        .iter()
+        .map(|id| {
+            c.wait_final(*id, 30)["attempts"][0]["finished_at"]
+                .as_u64()
+                .unwrap()
+        })
+        .max()
+        .unwrap();
+    for id in &small {
+        let j = c.wait_final(*id, 30);
+        let s = j["attempts"][0]["started_at"].as_u64().unwrap();
+        assert!(
+            s < queued_at || s >= started,
+            "small job {id} started at {s} while the big one waited ({queued_at}..{started})"
+        );
+    }
+    assert!(started >= last_free, "it needed both cores");
+    eprintln!(
+        "big job started {} ms after both cores freed",
+        started - last_free
+    );
+}

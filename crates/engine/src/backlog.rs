@@ -28,12 +28,13 @@ pub const BACKLOG_HORIZON_MS: u64 = 100;
 
 use crate::state::Engine;
 use std::collections::HashSet;
-use zenith_model::{AttemptId, JobSpec, Millis, NodeId};
+use zenith_model::{AttemptId, JobId, JobSpec, Millis, NodeId};
 
 impl Engine {
-    /// The ready node with room in its backlog that `spec` fits once the node is empty, with
-    /// the shortest backlog (first in ID order among equals).
-    pub(crate) fn backlog_node(&self, spec: &JobSpec) -> Option<NodeId> {
+    /// The ready node with room in its backlog that `spec` (of job `job`) fits once the node
+    /// is empty, with the shortest backlog (first in ID order among equals); not a node
+    /// reserved for another job (`reserve.rs`).
+    pub(crate) fn backlog_node(&self, spec: &JobSpec, job: JobId) -> Option<NodeId> {
         self.prefetching
             .iter()
             .filter_map(|id| self.nodes.get(id).map(|n| (id, n)))
@@ -42,6 +43,11 @@ impl Engine {
                     && (n.backlog.len() as u64) < backlog_depth(n)
                     && spec.resources.fits_in(&n.total)
                     && spec.constraints.iter().all(|k| k.matches(&n.labels))
+            })
+            .filter(|(id, _)| {
+                self.reservation
+                    .as_ref()
+                    .is_none_or(|r| &r.node != *id || r.job == job)
             })
             .min_by_key(|(_, n)| n.backlog.len())
             .map(|(id, _)| id.clone())

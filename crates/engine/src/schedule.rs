@@ -60,6 +60,7 @@ impl Engine {
             return;
         }
         self.sched_dirty = false;
+        self.check_reservation();
         let mut budget = self.cfg.max_dispatch_per_pass;
         let mut nss = self.turns();
         // Each party starts the pass at its score now (a tie-free 0 would hand the first
@@ -154,13 +155,13 @@ impl Engine {
         nss
     }
 
-    fn ns_score(&self, ns: &str) -> u64 {
+    pub(crate) fn ns_score(&self, ns: &str) -> u64 {
         let p = &self.parties;
         p.ns.get(ns)
             .map_or(0, |n| n.party.score(&p.total, p.weight(ns)).to_bits())
     }
 
-    fn user_score(&self, ns: &str, user: &str) -> u64 {
+    pub(crate) fn user_score(&self, ns: &str, user: &str) -> u64 {
         let p = &self.parties;
         p.ns.get(ns)
             .and_then(|n| n.users.get(user))
@@ -250,6 +251,7 @@ impl Engine {
                 Some(from) => self.nodes.range(from.clone()..),
                 None => self.nodes.range::<NodeId, _>(..),
             };
+            let reserved = self.reservation.is_some();
             let candidates = nodes.map(|(nid, n)| {
                 (
                     nid,
@@ -258,29 +260,46 @@ impl Engine {
                         total: &n.total,
                         labels: &n.labels,
                         // A node with a backlog starts its work in order: new work queues
-                        // behind it (below), so free resources there are already spoken for.
+                        // behind it (below), so free resources there are already spoken for;
+                        // a node held for another job takes only what ends in time.
                         // Why does not matter here: the choice is only made, not explained.
-                        unavailable: (!(n.open() && n.backlog.is_empty())).then_some("busy"),
+                        unavailable: (!(n.open() && n.backlog.is_empty())
+                            || (reserved && self.reserved_against(nid, id, &spec, now)))
+                        .then_some("busy"),
                     },
                 )
             });
             let sel = placement::select_scan(candidates, &spec.resources, &spec.constraints);
             let (node_id, queued) = match sel {
+                // A reserved node skipped for this job must not move the scan of the reserved
+                // job's shape past it (that job may fit there).
+                Some(sel) if self.reservation.as_ref().is_some_and(|r| r.shape == shape) => {
+                    (sel.chosen.clone(), false)
+                }
                 Some(sel) => {
                     scan.from.insert(shape, sel.first_feasible.clone());
                     (sel.chosen.clone(), false)
                 }
                 None if self.prefetching.is_empty() || scan.backlogs_full.contains(&shape) => {
-                    return (placed, false)
+                    if self.reserve(id, &spec, shape) {
+                        continue;
+                    }
+                    return (placed, false);
                 }
-                None => match self.backlog_node(&spec) {
+                None => match self.backlog_node(&spec, id) {
                     Some(n) => (n, true),
                     None => {
                         scan.backlogs_full.insert(shape);
+                        if self.reserve(id, &spec, shape) {
+                            continue;
+                        }
                         return (placed, false);
                     }
                 },
             };
+            if self.reservation.as_ref().is_some_and(|r| r.job == id) {
+                self.reservation = None;
+            }
             let aid = AttemptId(self.next_attempt_id);
             self.next_attempt_id += 1;
             let Some(job) = self.jobs.get_mut(&id) else {

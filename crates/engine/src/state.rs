@@ -71,13 +71,15 @@ pub(crate) struct Job {
     pub waiting_on: u32,
 }
 
-/// Jobs of one shape fit the same nodes. `DefaultHasher::new()` has fixed keys, so this is
+/// Jobs of one shape fit the same nodes (and may backfill the same reserved ones). `DefaultHasher::new()` has fixed keys, so this is
 /// deterministic.
 pub(crate) fn shape_of(spec: &JobSpec) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     spec.resources.hash(&mut h);
     spec.constraints.hash(&mut h);
+    // Whether a job may backfill a reserved node depends on its timeout (`reserve.rs`).
+    spec.timeout.hash(&mut h);
     h.finish()
 }
 
@@ -225,6 +227,8 @@ pub struct Engine {
     /// Ended jobs whose dependents are still to be moved on, and whether that is under way.
     pub(crate) ended_pending: Vec<(JobId, JobState)>,
     pub(crate) resolving: bool,
+    /// The node held for a job that does not fit yet (`reserve.rs`).
+    pub(crate) reservation: Option<crate::Reservation>,
     pub(crate) effects: Vec<Effect>,
     pub(crate) counters: crate::Counters,
     /// Bounded by `max_idempotency_keys`; entries leave at `expires_at` (see `idempotency.rs`).
@@ -299,6 +303,7 @@ impl Engine {
             recent_ends: Default::default(),
             ended_pending: Vec::new(),
             resolving: false,
+            reservation: None,
             effects: Vec::new(),
             counters: crate::Counters::default(),
             idempotency: HashMap::new(),

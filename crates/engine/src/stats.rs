@@ -43,6 +43,8 @@ pub struct Counters {
     pub evictions: u64,
     /// Agents that stopped and said so (`lifecycle.rs`).
     pub node_leaves: u64,
+    /// Nodes reserved for a job that did not fit (`reserve.rs`).
+    pub reservations: u64,
 }
 
 /// Durations measured inside the engine, drained by the server after every step.

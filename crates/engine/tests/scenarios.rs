@@ -424,14 +424,19 @@ fn shapes_keep_priority_order_and_backfill() {
         .submit(vec![std::sync::Arc::new(spec(1.0))], env.now)
         .unwrap()[0];
     env.settle();
-    // b (priority 5) first; a (2 cores) no longer fits; c backfills; the 8-core jobs wait.
+    // b (priority 5) first; a (2 cores) no longer fits and reserves the node; c, with no
+    // time limit, could delay a and does not backfill; the 8-core jobs (no node could ever
+    // take them) reserve nothing and wait.
     assert_eq!(env.job_state(b), Some(JobState::Running));
     assert_eq!(env.job_state(a), Some(JobState::Queued));
-    assert_eq!(env.job_state(c), Some(JobState::Running));
+    assert_eq!(env.job_state(c), Some(JobState::Queued));
+    assert_eq!(env.engine.reservation().map(|r| r.job), Some(a));
     assert!(huge
         .iter()
         .all(|h| env.job_state(*h) == Some(JobState::Queued)));
-    // When both finish, a (older than anything else that fits) runs.
+    // When b finishes, a (older than anything else that fits) runs, then c.
     env.finish_all_ok();
     assert_eq!(env.job_state(a), Some(JobState::Running));
+    env.finish_all_ok();
+    assert_eq!(env.job_state(c), Some(JobState::Running));
 }

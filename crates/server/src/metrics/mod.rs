@@ -97,6 +97,7 @@ pub struct Metrics {
     pub(crate) node_actions: Counter,
     evictions: Counter,
     node_leaves: Counter,
+    reservations: Counter,
     pub(crate) tokens_created: Counter,
     pub(crate) tokens_revoked: Counter,
     pub(crate) audit_records: Counter,
@@ -169,6 +170,7 @@ impl Metrics {
             node_actions: Counter::default(),
             evictions: Counter::default(),
             node_leaves: Counter::default(),
+            reservations: Counter::default(),
             tokens_created: Counter::default(),
             tokens_revoked: Counter::default(),
             audit_records: Counter::default(),
@@ -335,6 +337,8 @@ impl Metrics {
         self.evictions.inc_by(d(now.evictions, last.evictions));
         self.node_leaves
             .inc_by(d(now.node_leaves, last.node_leaves));
+        self.reservations
+            .inc_by(d(now.reservations, last.reservations));
     }
 
     /// After the engine was rebuilt its totals restart from zero: export from there on.

@@ -142,6 +142,11 @@ impl Metrics {
             self.evictions.clone(),
         );
         r.register(
+            "reservations",
+            "Nodes held for a job that did not fit, so that smaller later jobs cannot overtake it (EASY backfill)",
+            self.reservations.clone(),
+        );
+        r.register(
             "node_leaves",
             "Agents that stopped (SIGTERM) and told the server: their nodes are left",
             self.node_leaves.clone(),
