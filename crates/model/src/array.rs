@@ -2,7 +2,6 @@
 //! most 10 tasks of the array run at once), or a single index `N`.
 
 use crate::ParseError;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The task indices of an array and how many may run at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,18 +99,7 @@ impl std::str::FromStr for ArrayRange {
     }
 }
 
-impl Serialize for ArrayRange {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for ArrayRange {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(ArrayRange);
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,6 @@
 
 use crate::job::limits;
 use crate::{ParseError, ValidationError};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
 /// Most values in one `K in (...)`.
@@ -126,18 +125,7 @@ impl std::str::FromStr for Constraint {
     }
 }
 
-impl Serialize for Constraint {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Constraint {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(Constraint);
 
 #[cfg(test)]
 mod tests {

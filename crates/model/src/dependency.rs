@@ -3,7 +3,6 @@
 //! A job only depends on jobs that exist when it is submitted, so cycles cannot form.
 
 use crate::{JobId, JobState, ParseError};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Most dependencies of one job.
 pub const MAX_DEPENDENCIES: usize = 64;
@@ -81,18 +80,7 @@ impl std::str::FromStr for Dependency {
     }
 }
 
-impl Serialize for Dependency {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Dependency {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(Dependency);
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,25 @@
 //!
 //! Pure data: no I/O, no clock, no async. Every other crate speaks in these types.
 
+/// Serde for a type whose form in JSON is its text (`Display` out, `FromStr` in, the parse
+/// error as the message): constraints, arrays, dependencies.
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod array;
 pub mod constraint;
 pub mod dependency;
