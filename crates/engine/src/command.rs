@@ -38,6 +38,17 @@ pub enum Command {
         job: JobId,
         update: crate::JobUpdate,
     },
+    /// Run ended tasks of a job again; `ended` carries the job's records when it is not
+    /// live (read by the caller from the store).
+    Requeue {
+        job: JobId,
+        tasks: crate::RequeueTasks,
+        ended: Option<Box<crate::EndedJob>>,
+    },
+    /// Forget an ended job with its tasks, attempts and logs.
+    DeleteJob {
+        job: JobId,
+    },
     /// A node (re-)registers; its attempts are reconciled.
     Register(NodeRegistration),
     /// An agent's report: ended attempts, and what it still knows (a heartbeat).
@@ -149,6 +160,8 @@ pub enum Outcome {
         reply: NodeReply,
     },
     RunStarted(RunId),
+    /// How many tasks went back to the queue.
+    Requeued(u32),
     /// Nodes the engine forgot (lost longer than the TTL): drop what is kept per node.
     Ticked {
         forgotten: Vec<NodeId>,
@@ -170,6 +183,10 @@ impl Engine {
             Command::UpdateJob { job, update } => {
                 self.update_job(job, update).map(|()| Outcome::Done)
             }
+            Command::Requeue { job, tasks, ended } => self
+                .requeue(job, tasks, ended.map(|e| *e))
+                .map(Outcome::Requeued),
+            Command::DeleteJob { job } => self.delete_job(job).map(|()| Outcome::Done),
             Command::Register(reg) => Ok(Outcome::Registered(self.register_node(reg, now))),
             Command::Report(report) => Ok(self.report(report, now)),
             Command::Tick => Ok(Outcome::Ticked {

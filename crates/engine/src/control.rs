@@ -23,15 +23,28 @@ use zenith_model::{Dependency, JobId, JobSpec, JobState, Millis, Reason};
 /// Jobs whose end state is kept after they leave the engine.
 pub const RECENT_ENDS: usize = 65_536;
 
-/// The end states of the jobs that ended last, oldest dropped first.
+/// The end states of the jobs that ended last (`None`: deleted since), oldest dropped first.
 #[derive(Default)]
 pub(crate) struct RecentEnds {
-    states: HashMap<JobId, JobState>,
+    states: HashMap<JobId, Option<JobState>>,
     order: VecDeque<JobId>,
 }
 
 impl RecentEnds {
     pub fn note(&mut self, id: JobId, state: JobState) {
+        self.put(id, Some(state));
+    }
+
+    /// The job was deleted: no longer a dependency anyone can name, nor one to requeue.
+    pub fn note_deleted(&mut self, id: JobId) {
+        self.put(id, None);
+    }
+
+    pub fn deleted(&self, id: JobId) -> bool {
+        matches!(self.states.get(&id), Some(None))
+    }
+
+    fn put(&mut self, id: JobId, state: Option<JobState>) {
         if self.states.insert(id, state).is_none() {
             self.order.push_back(id);
         }
@@ -43,7 +56,7 @@ impl RecentEnds {
     }
 
     pub fn get(&self, id: JobId) -> Option<JobState> {
-        self.states.get(&id).copied()
+        self.states.get(&id).copied().flatten()
     }
 
     #[cfg(test)]
@@ -241,7 +254,11 @@ impl Engine {
             return Some(format!(
                 "array throttle: {} of {} running",
                 job.counts.running,
-                job.spec.array.and_then(|a| a.throttle).unwrap_or(0)
+                job.spec
+                    .array
+                    .as_ref()
+                    .and_then(|a| a.throttle)
+                    .unwrap_or(0)
             ));
         }
         None

@@ -21,6 +21,7 @@ mod namespaces;
 mod nodes;
 mod ops;
 mod queue;
+mod requeue;
 mod reserve;
 mod restore;
 mod sanity;
@@ -35,6 +36,7 @@ pub use fairshare::{QuotaHit, DECAY_EVERY_MS, MAX_IDLE_PARTIES};
 pub use flows::RunLive;
 pub use idempotency::{IdempotencyKey, Submitted, SCOPE_LEN};
 pub use nodes::{NodeRegistration, NodeReply};
+pub use requeue::{EndedJob, RequeueTasks};
 pub use reserve::{Reservation, RESERVE_SCAN};
 pub use restore::Loaded;
 pub use state::{Engine, JobLive, NodeInfo};
@@ -134,6 +136,15 @@ pub struct Assignment {
 pub enum EngineError {
     #[error("job {0} is not live (unknown or already finished)")]
     JobNotLive(JobId),
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    /// Delete refused: the job has not ended.
+    #[error("job {0} has not ended; cancel it first (zenith job cancel {0})")]
+    NotEnded(JobId),
+    #[error("job {0} cannot be requeued: {1}")]
+    CannotRequeue(JobId, String),
+    #[error("job {0} has no task {1}")]
+    NoSuchTask(JobId, u32),
     /// A flow's step job: it is changed through its flow, not by hand.
     #[error("job {0} runs a flow step; change the flow or its run instead")]
     StepJob(JobId),

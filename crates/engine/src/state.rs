@@ -107,6 +107,7 @@ impl Job {
     pub fn throttled(&self) -> bool {
         self.spec
             .array
+            .as_ref()
             .and_then(|a| a.throttle)
             .is_some_and(|t| self.counts.running >= t)
     }

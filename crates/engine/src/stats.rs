@@ -45,6 +45,10 @@ pub struct Counters {
     pub node_leaves: u64,
     /// Nodes reserved for a job that did not fit (`reserve.rs`).
     pub reservations: u64,
+    /// Ended tasks queued again (`requeue.rs`).
+    pub tasks_requeued: u64,
+    /// Ended jobs deleted by hand.
+    pub jobs_deleted: u64,
 }
 
 /// Durations measured inside the engine, drained by the server after every step.

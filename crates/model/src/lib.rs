@@ -36,7 +36,7 @@ pub mod state;
 pub mod tenancy;
 pub mod validate;
 
-pub use array::ArrayRange;
+pub use array::{ArrayPart, ArrayRange, MAX_ARRAY_PARTS};
 pub use constraint::{Constraint, ConstraintOp};
 pub use dependency::{Dependency, DependsOn};
 pub use duration::DurationMs;

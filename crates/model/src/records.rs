@@ -104,6 +104,9 @@ pub struct Changes {
     pub attempts: HashMap<AttemptId, AttemptRecord>,
     pub nodes: HashMap<NodeId, NodeRecord>,
     pub removed_nodes: Vec<NodeId>,
+    /// Ended jobs deleted with their tasks, attempts and logs (`zenith job delete`), after
+    /// every other write of the batch.
+    pub deleted_jobs: Vec<JobId>,
     pub idempotency: Vec<IdempotencyRecord>,
     pub expired_keys: Vec<String>,
     pub runs: HashMap<RunId, RunRecord>,
@@ -132,6 +135,7 @@ impl Changes {
             && self.attempts.is_empty()
             && self.nodes.is_empty()
             && self.removed_nodes.is_empty()
+            && self.deleted_jobs.is_empty()
             && self.idempotency.is_empty()
             && self.expired_keys.is_empty()
             && self.runs.is_empty()
@@ -163,6 +167,7 @@ impl Changes {
             self.nodes.insert(id, n);
         }
         self.removed_nodes.extend(later.removed_nodes);
+        self.deleted_jobs.extend(later.deleted_jobs);
         // A key that expires and is used again later: the later fact wins.
         for k in &later.expired_keys {
             self.idempotency.retain(|r| &r.key != k);
@@ -196,6 +201,7 @@ impl Changes {
             + self.attempts.len()
             + self.nodes.len()
             + self.removed_nodes.len()
+            + self.deleted_jobs.len()
             + self.idempotency.len()
             + self.expired_keys.len()
             + self.runs.len()

@@ -56,8 +56,10 @@ pub enum ParseError {
     CpusRange { value: f64 },
     #[error("backoff must be fixed, linear or exponential, not {text:?}")]
     Backoff { text: String },
-    #[error("array must be START-END[:STEP][%MAX_RUNNING] (or N), with non-negative integers and STEP, MAX_RUNNING at least 1, not {text:?}")]
+    #[error("array must be START-END[:STEP][%MAX_RUNNING] (or N; parts joined by commas, at most 1000), with non-negative integers and STEP, MAX_RUNNING at least 1, not {text:?}")]
     Array { text: String },
+    #[error("array {text:?}: parts must ascend without overlapping")]
+    ArrayOrder { text: String },
     #[error("dependency must be JOB_ID[:ok|:fail|:any], not {text:?}")]
     Dependency { text: String },
     #[error("array {text:?}: end must not be below start")]
@@ -102,7 +104,7 @@ mod tests {
         );
         assert_eq!(
             text("x".parse::<ArrayRange>().unwrap_err()),
-            "array must be START-END[:STEP][%MAX_RUNNING] (or N), with non-negative integers and STEP, MAX_RUNNING at least 1, not \"x\""
+            "array must be START-END[:STEP][%MAX_RUNNING] (or N; parts joined by commas, at most 1000), with non-negative integers and STEP, MAX_RUNNING at least 1, not \"x\""
         );
         assert_eq!(
             text("5-1".parse::<ArrayRange>().unwrap_err()),

@@ -138,7 +138,15 @@ pub fn engine_error(e: EngineError) -> ApiError {
         EngineError::TooManyJobs(_) | EngineError::TooManyTasks(_) => {
             ApiError::Overloaded(e.to_string())
         }
-        EngineError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+        EngineError::UnknownNode(_) | EngineError::JobNotFound(_) => {
+            ApiError::NotFound(e.to_string())
+        }
+        EngineError::NotEnded(_) | EngineError::CannotRequeue(..) => {
+            ApiError::Conflict(e.to_string())
+        }
+        EngineError::NoSuchTask(..) => {
+            ApiError::Invalid(zenith_model::ValidationError::new("tasks", e.to_string()))
+        }
         EngineError::NodeBusy(..) => ApiError::Conflict(e.to_string()),
         EngineError::RunNotLive(_)
         | EngineError::FlowBusy(..)

@@ -172,7 +172,7 @@ impl Writer {
         let result = if gen < self.accept_gen {
             Err(CommitError::AfterFailure)
         } else if changes.is_empty() {
-            Ok(())
+            Ok(Vec::new())
         } else {
             let _span = tracing::info_span!("commit", records = changes.len()).entered();
             let watch = Stopwatch::start();
@@ -194,6 +194,10 @@ impl Writer {
             }
             r
         };
+        if let Ok(gone) = &result {
+            // Logs of deleted jobs (`zenith job delete`).
+            self.logs.remove(gone);
+        }
         let r = result.as_ref().map(|_| ());
         for a in after {
             a(r);

@@ -78,8 +78,9 @@ fn pg_reason(e: &::postgres::Error) -> String {
 pub trait Store: Send {
     /// Reads every live record, to rebuild the engine.
     fn load(&mut self) -> Result<Loaded, StoreError>;
-    /// Persists one batch atomically and durably.
-    fn commit(&mut self, changes: &Changes) -> Result<(), StoreError>;
+    /// Persists one batch atomically and durably; returns the attempts whose rows went with
+    /// `changes.deleted_jobs` (so their logs can go too).
+    fn commit(&mut self, changes: &Changes) -> Result<Vec<AttemptId>, StoreError>;
     /// Deletes up to `limit` jobs that finished before `before`, with their tasks and
     /// attempts; returns how many jobs went and the attempts removed (so their logs can go too).
     fn sweep(

@@ -355,7 +355,7 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    fn commit(&mut self, ch: &Changes) -> Result<(), StoreError> {
+    fn commit(&mut self, ch: &Changes) -> Result<Vec<AttemptId>, StoreError> {
         self.write(|tx| {
             pg_commit::commit_jobs(tx, ch)?;
             pg_commit::commit_tasks(tx, ch)?;
@@ -382,7 +382,9 @@ impl Store for PgStore {
             }
             crate::pg_flows::commit(tx, ch)?;
             crate::meta_rows::commit_pg(tx, ch)?;
-            crate::audit::commit_pg(tx, ch)
+            crate::audit::commit_pg(tx, ch)?;
+            let deleted: Vec<i64> = ch.deleted_jobs.iter().map(|j| j.0 as i64).collect();
+            Ok(ids(&pg_commit::delete_jobs(tx, &deleted)?))
         })
     }
 

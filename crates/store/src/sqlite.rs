@@ -211,8 +211,9 @@ impl Store for SqliteStore {
 
     // Long by design: one transaction whose cached statements are prepared once and reused
     // across every table of the batch (the group commit's hot path).
-    fn commit(&mut self, ch: &Changes) -> Result<(), StoreError> {
+    fn commit(&mut self, ch: &Changes) -> Result<Vec<AttemptId>, StoreError> {
         let tx = self.conn.transaction()?;
+        let mut gone = Vec::new();
         {
             let mut ins_job = tx.prepare_cached(
                 "INSERT OR REPLACE INTO jobs (id, name, queue, priority, state, spec, task_count, queued, running, \
@@ -351,9 +352,12 @@ impl Store for SqliteStore {
             crate::sqlite_flows::commit(&tx, ch)?;
             crate::meta_rows::commit_sqlite(&tx, ch)?;
             crate::audit::commit_sqlite(&tx, ch)?;
+            for id in &ch.deleted_jobs {
+                gone.extend(delete_job(&tx, id.0 as i64)?);
+            }
         }
         tx.commit()?;
-        Ok(())
+        Ok(gone)
     }
 
     fn sweep(
@@ -370,20 +374,8 @@ impl Store for SqliteStore {
             rows.collect::<Result<_, _>>()?
         };
         let mut attempts = Vec::new();
-        {
-            let mut sel = tx.prepare_cached("SELECT id FROM attempts WHERE job_id = ?1")?;
-            let mut del_a = tx.prepare_cached("DELETE FROM attempts WHERE job_id = ?1")?;
-            let mut del_t = tx.prepare_cached("DELETE FROM tasks WHERE job_id = ?1")?;
-            let mut del_j = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
-            for id in &ids {
-                let rows = sel.query_map(params![id], |r| r.get::<_, i64>(0))?;
-                for a in rows {
-                    attempts.push(AttemptId(a? as u64));
-                }
-                del_a.execute(params![id])?;
-                del_t.execute(params![id])?;
-                del_j.execute(params![id])?;
-            }
+        for id in &ids {
+            attempts.extend(delete_job(&tx, *id)?);
         }
         tx.commit()?;
         Ok((ids.len(), attempts))
@@ -598,4 +590,20 @@ impl StoreReader for SqliteReader {
     ) -> Result<Vec<zenith_model::tenancy::AuditRecord>, StoreError> {
         self.with(|c| crate::audit::read_sqlite(c, f))
     }
+}
+
+/// Deletes a job with its tasks and attempts; returns the attempts' IDs.
+fn delete_job(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<Vec<AttemptId>, StoreError> {
+    let mut sel = tx.prepare_cached("SELECT id FROM attempts WHERE job_id = ?1")?;
+    let attempts = sel
+        .query_map(params![id], |r| r.get::<_, i64>(0))?
+        .map(|a| a.map(|a| AttemptId(a as u64)))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.prepare_cached("DELETE FROM attempts WHERE job_id = ?1")?
+        .execute(params![id])?;
+    tx.prepare_cached("DELETE FROM tasks WHERE job_id = ?1")?
+        .execute(params![id])?;
+    tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+        .execute(params![id])?;
+    Ok(attempts)
 }

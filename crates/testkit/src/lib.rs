@@ -27,6 +27,9 @@ pub struct TestEnv {
     pub runs: BTreeMap<RunId, RunRecord>,
     pub steps: BTreeMap<(RunId, u32), StepRecord>,
     pub instances: BTreeMap<(RunId, u32, u32), InstanceRecord>,
+    /// The latest image of every job and task record written so far (a store's view).
+    pub job_records: BTreeMap<JobId, zenith_model::JobRecord>,
+    pub task_records: BTreeMap<(JobId, u32), zenith_model::TaskRecord>,
 }
 
 impl TestEnv {
@@ -40,7 +43,21 @@ impl TestEnv {
             runs: BTreeMap::new(),
             steps: BTreeMap::new(),
             instances: BTreeMap::new(),
+            job_records: BTreeMap::new(),
+            task_records: BTreeMap::new(),
         }
+    }
+
+    /// A job's records as the store holds them (for `Command::Requeue` of an ended job).
+    pub fn stored_job(&self, id: JobId) -> Option<zenith_engine::EndedJob> {
+        Some(zenith_engine::EndedJob {
+            record: self.job_records.get(&id)?.clone(),
+            tasks: self
+                .task_records
+                .range((id, 0)..=(id, u32::MAX))
+                .map(|(_, t)| t.clone())
+                .collect(),
+        })
     }
 
     /// Registers a ready node with `cpus` cores, `mem` bytes and labels.
@@ -179,6 +196,19 @@ impl TestEnv {
                 r.spec = self.runs.get(&id).and_then(|o| o.spec.clone());
             }
             self.runs.insert(id, r);
+        }
+        for (id, mut r) in c.jobs {
+            if r.spec.is_none() {
+                r.spec = self.job_records.get(&id).and_then(|o| o.spec.clone());
+            }
+            self.job_records.insert(id, r);
+        }
+        for ((job, _), t) in c.tasks {
+            self.task_records.insert((job, t.index), t);
+        }
+        for id in c.deleted_jobs {
+            self.job_records.remove(&id);
+            self.task_records.retain(|(j, _), _| *j != id);
         }
         self.steps.extend(c.steps);
         self.instances.extend(c.instances);

@@ -107,7 +107,7 @@ impl SubmitArgs {
             spec.retry.max_delay = d;
         }
         spec.timeout = self.timeout;
-        spec.array = self.array;
+        spec.array = self.array.clone();
         spec.env = self.env.iter().cloned().collect::<BTreeMap<_, _>>();
         if let Some(cwd) = &self.cwd {
             let abs = if cwd.is_absolute() {
