@@ -175,6 +175,21 @@ test('a held job says so, and is released from its page', async () => {
   await waitFor(async () => /succeeded/.test(await page.textContent('#job-head .badge')), 'the released job to run and succeed');
 });
 
+test('an ended job is requeued and deleted from its page', async () => {
+  const { id } = await z.api('POST', '/jobs', { command: ['sh', '-c', 'exit 3'], name: 'fails' });
+  await waitFor(async () => (await z.api('GET', `/jobs/${id}`)).state === 'failed', 'the job to fail');
+  await page.goto(`${z.url}/#/jobs/${id}`);
+  await page.waitForSelector('#requeue');
+  await page.click('#requeue');
+  await waitFor(async () => (await z.api('GET', `/jobs/${id}`)).attempts_total === 2, 'a second attempt');
+  await waitFor(async () => /failed/.test(await page.textContent('#job-head .badge'))
+    && (await page.locator('#requeue').count()) === 1, 'the page to show it failed again');
+  await page.click('#delete');
+  await waitFor(async () => page.url().endsWith('#/jobs'), 'the jobs list');
+  const r = await fetch(`${z.url}/api/v1/jobs/${id}`, { headers: { Authorization: `Bearer ${z.token}` } });
+  assert.equal(r.status, 404);
+});
+
 test('text from jobs is shown as text, never as markup', async () => {
   const { id } = await z.api('POST', '/jobs', {
     command: ['true'], name: '<img src=x id=injected>', resources: { cpus: 0.1 },

@@ -416,6 +416,28 @@ impl Client {
         .await
     }
 
+    /// Runs ended tasks of a job again (see [`RequeueRequest`]).
+    pub async fn requeue(
+        &self,
+        id: JobId,
+        req: &zenith_protocol::api::RequeueRequest,
+    ) -> Result<zenith_protocol::api::JobRequeued, ClientError> {
+        self.json(
+            self.req(reqwest::Method::POST, &format!("/api/v1/jobs/{id}/requeue"))
+                .json(req),
+        )
+        .await
+    }
+
+    /// Deletes an ended job with its attempts and logs.
+    pub async fn delete_job(
+        &self,
+        id: JobId,
+    ) -> Result<zenith_protocol::api::JobDeleted, ClientError> {
+        self.json(self.req(reqwest::Method::DELETE, &format!("/api/v1/jobs/{id}")))
+            .await
+    }
+
     pub async fn explain(&self, id: JobId) -> Result<ExplainView, ClientError> {
         self.json(self.req(reqwest::Method::GET, &format!("/api/v1/jobs/{id}/explain")))
             .await

@@ -95,7 +95,7 @@ impl ArrayRange {
         let (p, f) = (self.parts.get(i)?, self.firsts.get(i)?);
         let step = p.step.max(1);
         let off = index - p.start;
-        (off % step == 0 && off / step < p.len()).then_some(f + off / step)
+        (off.is_multiple_of(step) && off / step < p.len()).then_some(f + off / step)
     }
 
     fn from_parts(parts: Vec<ArrayPart>, throttle: Option<u32>) -> ArrayRange {

@@ -476,3 +476,32 @@ pub struct JobControlled {
     pub priority: i32,
     pub queue: String,
 }
+
+/// `POST /api/v1/jobs/{id}/requeue`: which ended tasks run again. Neither field: every
+/// ended task that did not succeed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueRequest {
+    /// Task indices, as an array is written (`3`, `1,4-7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<String>,
+    /// Every ended task, succeeded ones too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+/// The answer to requeue.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobRequeued {
+    pub id: JobId,
+    pub state: JobState,
+    /// How many tasks went back to the queue.
+    pub requeued: u32,
+}
+
+/// The answer to delete.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobDeleted {
+    pub id: JobId,
+    pub deleted: bool,
+}

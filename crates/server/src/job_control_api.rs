@@ -1,10 +1,11 @@
-//! Job control over HTTP: hold, release and update (priority, queue) of live jobs, and the
-//! end states of the jobs a submission names in `after`.
+//! Job control over HTTP: hold, release and update (priority, queue) of live jobs, requeue
+//! of ended tasks, delete of ended jobs, and the end states of the jobs a submission names
+//! in `after`.
 
 use crate::api::{job_id, visible_job};
 use crate::control::LoopMsg;
 use crate::error::ApiError;
-use crate::handler::ask;
+use crate::handler::{ask, decode, read};
 use crate::users::Principal;
 use crate::AppState;
 use axum::body::Bytes;
@@ -12,9 +13,11 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use zenith_engine::{Command, JobUpdate};
-use zenith_model::{JobId, JobSpec, JobState, ValidationError};
-use zenith_protocol::api::{JobControlled, JobUpdateRequest};
+use zenith_engine::{Command, EndedJob, JobUpdate, Outcome, RequeueTasks};
+use zenith_model::{ArrayRange, JobId, JobSpec, JobState, ValidationError};
+use zenith_protocol::api::{
+    JobControlled, JobDeleted, JobRequeued, JobUpdateRequest, RequeueRequest,
+};
 
 /// Most distinct jobs one submission may name in `after` (each is looked up).
 const MAX_AFTER_LOOKUPS: usize = 1024;
@@ -105,6 +108,111 @@ pub async fn update(
     control(&state, &p, id, Command::UpdateJob { job: id, update }).await
 }
 
+/// `POST /api/v1/jobs/{id}/requeue`: `{"tasks": "1,4-7"}`, `{"all": true}` or `{}` (the
+/// ended tasks that did not succeed).
+pub async fn requeue(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<JobRequeued>, ApiError> {
+    let id = job_id(&id)?;
+    let req: RequeueRequest = match body.is_empty() {
+        true => RequeueRequest::default(),
+        false => decode(&body)?,
+    };
+    let tasks = match (req.all, req.tasks) {
+        (true, Some(_)) => {
+            return Err(ApiError::Invalid(ValidationError::new(
+                "tasks",
+                "give tasks or all, not both",
+            )))
+        }
+        (true, None) => RequeueTasks::All,
+        (false, Some(text)) => RequeueTasks::Indices(indices(&text)?),
+        (false, None) => RequeueTasks::NotSucceeded,
+    };
+    let job = writable_job(&state, &p, id).await?;
+    let ended = match job.state.is_final() {
+        true => {
+            let rows = read(&state, move |r| {
+                r.tasks(id, zenith_model::job::limits::MAX_ARRAY_TASKS as usize)
+            })
+            .await?;
+            Some(Box::new(EndedJob {
+                record: job,
+                tasks: rows,
+            }))
+        }
+        false => None,
+    };
+    let cmd = Command::Requeue {
+        job: id,
+        tasks,
+        ended,
+    };
+    let requeued = match ask(&state, |reply| LoopMsg::JobControl { cmd, reply }).await?? {
+        Outcome::Requeued(n) => n,
+        _ => {
+            return Err(ApiError::Internal(
+                "the engine answered another command".into(),
+            ))
+        }
+    };
+    let job = visible_job(&state, &p, id).await?;
+    Ok(Json(JobRequeued {
+        id,
+        state: job.state,
+        requeued,
+    }))
+}
+
+/// `DELETE /api/v1/jobs/{id}`: forgets an ended job with its tasks, attempts and logs.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<JobDeleted>, ApiError> {
+    let id = job_id(&id)?;
+    let job = writable_job(&state, &p, id).await?;
+    if let Some(owner) = job.owner {
+        return Err(ApiError::Conflict(format!(
+            "job {id} runs a step of flow run {}; it goes when the run is deleted",
+            owner.run
+        )));
+    }
+    let cmd = Command::DeleteJob { job: id };
+    ask(&state, |reply| LoopMsg::JobControl { cmd, reply }).await??;
+    Ok(Json(JobDeleted { id, deleted: true }))
+}
+
+/// Task indices written as an array is (`3`, `1,4-7`, `0-99:2`), without a throttle.
+fn indices(text: &str) -> Result<Vec<u32>, ApiError> {
+    let bad = |m: String| ApiError::Invalid(ValidationError::new("tasks", m));
+    let a: ArrayRange = text.parse().map_err(|e| bad(format!("{e}")))?;
+    if a.throttle.is_some() {
+        return Err(bad("a task list takes no %throttle".into()));
+    }
+    if u64::from(a.len()) > zenith_model::job::limits::MAX_ARRAY_TASKS {
+        return Err(bad(format!(
+            "at most {} tasks",
+            zenith_model::job::limits::MAX_ARRAY_TASKS
+        )));
+    }
+    Ok((0..a.len()).map(|s| a.index_of(s)).collect())
+}
+
+/// The job, for a caller who may change its namespace.
+async fn writable_job(
+    state: &AppState,
+    p: &Principal,
+    id: JobId,
+) -> Result<zenith_model::JobRecord, ApiError> {
+    let job = visible_job(state, p, id).await?;
+    p.must_write(job.spec.as_deref().map(JobSpec::namespace).unwrap_or(""))?;
+    Ok(job)
+}
+
 /// Applies a job control command for a caller who may write the job's namespace, and
 /// answers with the job's place after it.
 async fn control(
@@ -113,8 +221,7 @@ async fn control(
     id: JobId,
     cmd: Command,
 ) -> Result<Json<JobControlled>, ApiError> {
-    let job = visible_job(state, p, id).await?;
-    p.must_write(job.spec.as_deref().map(JobSpec::namespace).unwrap_or(""))?;
+    let job = writable_job(state, p, id).await?;
     ask(state, |reply| LoopMsg::JobControl { cmd, reply })
         .await?
         .map_err(|e| match e {

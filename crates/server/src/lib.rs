@@ -308,7 +308,13 @@ fn lock_data_dir(
 fn router(state: AppState, max_body: usize) -> Router {
     let api = Router::new()
         .route("/jobs", post(api::submit).get(api::list))
-        .route("/jobs/{id}", get(api::show).patch(job_control_api::update))
+        .route(
+            "/jobs/{id}",
+            get(api::show)
+                .patch(job_control_api::update)
+                .delete(job_control_api::delete),
+        )
+        .route("/jobs/{id}/requeue", post(job_control_api::requeue))
         .route("/jobs/{id}/cancel", post(api::cancel))
         .route("/jobs/{id}/hold", post(job_control_api::hold))
         .route("/jobs/{id}/release", post(job_control_api::release))

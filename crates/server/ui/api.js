@@ -79,6 +79,10 @@ export async function post(path, body, signal) {
   return (await request('POST', path, body === undefined ? {} : body, signal)).json();
 }
 
+export async function del(path, signal) {
+  return (await request('DELETE', path, undefined, signal)).json();
+}
+
 /** Reads a streaming body chunk by chunk (logs with follow=true) until it ends or signal. */
 export async function stream(path, onText, signal) {
   const resp = await request('GET', path, undefined, signal);

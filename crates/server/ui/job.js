@@ -1,6 +1,6 @@
 // One job: summary, spec, attempts, why it waits (explain), and its output, followed live.
 
-import { get, post, stream, follow } from './api.js';
+import { get, post, del, stream, follow } from './api.js';
 import { h, fill, badge, fmtTime, fmtDuration, debounce, errorBox, table } from './dom.js';
 
 /** Most log text kept on the page; older text is dropped from the top. */
@@ -92,9 +92,29 @@ export async function jobPage(view, [id], ctx) {
         } catch (e) { head.appendChild(errorBox(e)); }
       });
     }
+    // An ended job runs again (its failed tasks, or all of a succeeded one), or goes.
+    const requeueBtn = liveJob ? null : h('button', { id: 'requeue', type: 'button' },
+      job.state === 'succeeded' ? 'Run again' : 'Requeue failed');
+    const deleteBtn = liveJob ? null : h('button', { id: 'delete', type: 'button', class: 'danger' }, 'Delete');
+    if (requeueBtn) {
+      requeueBtn.addEventListener('click', async () => {
+        try {
+          await post(`/jobs/${id}/requeue`, job.state === 'succeeded' ? { all: true } : {});
+          job = await get(`/jobs/${id}`, ctx.signal);
+          await render();
+        } catch (e) { head.appendChild(errorBox(e)); }
+      });
+      deleteBtn.addEventListener('click', async () => {
+        if (!confirm(`Delete job ${id} with its attempts and logs?`)) return;
+        try {
+          await del(`/jobs/${id}`);
+          location.hash = '#/jobs';
+        } catch (e) { head.appendChild(errorBox(e)); }
+      });
+    }
     fill(head,
       h('div', { class: 'title' }, h('h1', {}, `Job ${id}: ${job.name}`), badge(job.state),
-        s.hold ? badge('held') : null, holdBtn, cancel),
+        s.hold ? badge('held') : null, holdBtn, cancel, requeueBtn, deleteBtn),
       job.reason ? h('p', { class: 'reason' }, job.reason) : null,
       dl([
         ['Command', h('code', {}, argv(s.command))],

@@ -67,6 +67,7 @@ on_both!(idempotency_keys_persist_and_expire);
 on_both!(flow_runs_survive_a_restart_and_are_swept_after_their_ttl);
 on_both!(init_meta_is_written_once);
 on_both!(tokens_audit_and_namespaces_persist);
+on_both!(requeued_jobs_come_back_and_deleted_ones_go);
 
 fn node(id: &str) -> NodeRegistration {
     NodeRegistration {
@@ -526,4 +527,71 @@ fn tokens_audit_and_namespaces_persist(b: &Backend) {
         })
         .unwrap();
     assert_eq!(left.iter().map(|a| a.at).collect::<Vec<_>>(), vec![50, 40]);
+}
+
+/// Dispatches what the last pass placed and ends each attempt with `code`.
+fn run_all(e: &mut Engine, now: u64, code: i32) -> usize {
+    e.schedule(now);
+    let n1 = NodeId("n1".into());
+    let mut n = 0;
+    for ef in e.take_effects() {
+        if let zenith_engine::Effect::Dispatch { assignment, .. } = ef {
+            e.attempt_finished(
+                &n1,
+                assignment.attempt,
+                AttemptOutcome::Exited { code },
+                now,
+            )
+            .unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+fn requeued_jobs_come_back_and_deleted_ones_go(b: &Backend) {
+    let mut store = b.open();
+    let reader = b.reader();
+    let mut e = Engine::new(EngineConfig::default());
+    e.register_node(node("n1"), 1000);
+    let mut arr = spec(1.0);
+    arr.array = Some("0-5:5".parse().unwrap());
+    let id = e.submit(vec![Arc::new(arr)], 1000).unwrap()[0];
+    // One task at a time (1 cpu): both fail.
+    assert_eq!(run_all(&mut e, 1000, 1) + run_all(&mut e, 1001, 1), 2);
+    store.commit(&e.take_changes()).unwrap();
+    assert_eq!(reader.get_job(id).unwrap().unwrap().state, JobState::Failed);
+
+    // Requeue task 5 from the stored records; a restart finds it queued.
+    let ended = zenith_engine::EndedJob {
+        record: reader.get_job(id).unwrap().unwrap(),
+        tasks: reader.tasks(id, 10).unwrap(),
+    };
+    let n = e
+        .requeue(
+            id,
+            zenith_engine::RequeueTasks::Indices(vec![5]),
+            Some(ended),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    store.commit(&e.take_changes()).unwrap();
+    let rec = reader.get_job(id).unwrap().unwrap();
+    assert_eq!((rec.state, rec.finished_at), (JobState::Queued, None));
+    let restored = Engine::restore(EngineConfig::default(), store.load().unwrap(), 2000);
+    restored.sanity_check().unwrap();
+    let live = restored.live_job(id).unwrap();
+    assert_eq!((live.counts.queued, live.counts.failed), (1, 1));
+
+    // It fails again, ends; delete takes its rows and names its three attempts.
+    let mut e = restored;
+    assert_eq!(run_all(&mut e, 2000, 1), 1);
+    store.commit(&e.take_changes()).unwrap();
+    assert_eq!(reader.attempts(id, 10).unwrap().1, 3);
+    e.delete_job(id).unwrap();
+    let gone = store.commit(&e.take_changes()).unwrap();
+    assert_eq!(gone.len(), 3);
+    assert!(reader.get_job(id).unwrap().is_none());
+    assert!(reader.tasks(id, 10).unwrap().is_empty());
+    assert_eq!(reader.attempts(id, 10).unwrap().1, 0);
 }

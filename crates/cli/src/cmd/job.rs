@@ -27,6 +27,10 @@ pub enum JobVerb {
     Release(super::job_control::HoldArgs),
     /// Change a live job's priority or queue.
     Update(super::job_control::UpdateArgs),
+    /// Run ended tasks again: by default the ones that did not succeed.
+    Requeue(super::job_control::RequeueArgs),
+    /// Forget ended jobs with their attempts and logs.
+    Delete(super::job_control::DeleteArgs),
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +94,8 @@ pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
         JobVerb::Hold(a) => super::job_control::hold(a, true).await,
         JobVerb::Release(a) => super::job_control::hold(a, false).await,
         JobVerb::Update(a) => super::job_control::update(a).await,
+        JobVerb::Requeue(a) => super::job_control::requeue(a).await,
+        JobVerb::Delete(a) => super::job_control::delete(a).await,
         JobVerb::Explain(a) => {
             let e = a.conn.client()?.explain(a.id).await?;
             out!("job {} is {}: {}", e.id, e.state, output::safe(&e.message));

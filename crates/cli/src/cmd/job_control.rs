@@ -1,10 +1,10 @@
-//! `zenith job hold|release|update ID...`: change live jobs.
+//! `zenith job hold|release|update|requeue|delete ID...`: change jobs.
 
 use super::{parse_job_id, Conn};
 use crate::output::{self, Format};
 use clap::Args;
 use zenith_model::JobId;
-use zenith_protocol::api::{JobControlled, JobUpdateRequest};
+use zenith_protocol::api::{JobControlled, JobUpdateRequest, RequeueRequest};
 
 #[derive(Args, Debug)]
 pub struct HoldArgs {
@@ -68,6 +68,70 @@ pub async fn update(a: UpdateArgs) -> anyhow::Result<u8> {
             r.queue,
             r.priority
         ),
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct RequeueArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_job_id)]
+    id: JobId,
+    /// These task indices, written as an array is (`3`, `1,4-7`).
+    #[arg(long, conflicts_with = "all")]
+    tasks: Option<String>,
+    /// Every ended task, succeeded ones too.
+    #[arg(long)]
+    all: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+pub async fn requeue(a: RequeueArgs) -> anyhow::Result<u8> {
+    let req = RequeueRequest {
+        tasks: a.tasks,
+        all: a.all,
+    };
+    let r = a.conn.client()?.requeue(a.id, &req).await?;
+    match a.format {
+        Format::Json => output::json(&r)?,
+        _ => out!(
+            "job {} requeued: {} ({})",
+            r.id,
+            match r.requeued {
+                1 => "1 task".to_string(),
+                n => format!("{n} tasks"),
+            },
+            r.state
+        ),
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(value_parser = parse_job_id, required = true)]
+    ids: Vec<JobId>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Deletes each job in turn; stops at the first refusal.
+pub async fn delete(a: DeleteArgs) -> anyhow::Result<u8> {
+    let client = a.conn.client()?;
+    let mut done = Vec::with_capacity(a.ids.len());
+    for id in a.ids {
+        let r = client.delete_job(id).await?;
+        if a.format != Format::Json {
+            out!("job {} deleted", r.id);
+        }
+        done.push(r);
+    }
+    if a.format == Format::Json {
+        output::json(&done)?;
     }
     Ok(0)
 }

@@ -250,7 +250,7 @@ impl ControlLoop {
                 }
                 LoopMsg::JobControl { cmd, reply } => {
                     let r = self.command(cmd, now);
-                    self.answer(r, reply, &mut after, done);
+                    self.answer(r, reply, &mut after, Some);
                 }
                 LoopMsg::SubmitRun {
                     flow,

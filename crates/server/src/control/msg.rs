@@ -20,10 +20,11 @@ pub enum LoopMsg {
         ended: std::collections::BTreeMap<JobId, zenith_model::JobState>,
         reply: Reply<zenith_engine::Submitted>,
     },
-    /// Hold, release or update a live job (`Command::Hold`, `Command::UpdateJob`).
+    /// Hold, release, update, requeue or delete a job (`Command::Hold`, `UpdateJob`,
+    /// `Requeue`, `DeleteJob`); answered with the engine's outcome.
     JobControl {
         cmd: zenith_engine::Command,
-        reply: Reply<()>,
+        reply: Reply<zenith_engine::Outcome>,
     },
     Cancel {
         id: JobId,

@@ -98,6 +98,8 @@ pub struct Metrics {
     evictions: Counter,
     node_leaves: Counter,
     reservations: Counter,
+    tasks_requeued: Counter,
+    jobs_deleted: Counter,
     pub(crate) tokens_created: Counter,
     pub(crate) tokens_revoked: Counter,
     pub(crate) audit_records: Counter,
@@ -171,6 +173,8 @@ impl Metrics {
             evictions: Counter::default(),
             node_leaves: Counter::default(),
             reservations: Counter::default(),
+            tasks_requeued: Counter::default(),
+            jobs_deleted: Counter::default(),
             tokens_created: Counter::default(),
             tokens_revoked: Counter::default(),
             audit_records: Counter::default(),
@@ -339,6 +343,10 @@ impl Metrics {
             .inc_by(d(now.node_leaves, last.node_leaves));
         self.reservations
             .inc_by(d(now.reservations, last.reservations));
+        self.tasks_requeued
+            .inc_by(d(now.tasks_requeued, last.tasks_requeued));
+        self.jobs_deleted
+            .inc_by(d(now.jobs_deleted, last.jobs_deleted));
     }
 
     /// After the engine was rebuilt its totals restart from zero: export from there on.
@@ -474,6 +482,9 @@ pub fn route_of(path: &str) -> &'static str {
         "/api/v1/jobs",
         "/api/v1/jobs/{id}",
         "/api/v1/jobs/{id}/cancel",
+        "/api/v1/jobs/{id}/hold",
+        "/api/v1/jobs/{id}/release",
+        "/api/v1/jobs/{id}/requeue",
         "/api/v1/jobs/{id}/logs",
         "/api/v1/jobs/{id}/explain",
         "/api/v1/nodes",

@@ -142,6 +142,16 @@ impl Metrics {
             self.evictions.clone(),
         );
         r.register(
+            "tasks_requeued",
+            "Ended tasks queued again by hand (zenith job requeue)",
+            self.tasks_requeued.clone(),
+        );
+        r.register(
+            "jobs_deleted",
+            "Ended jobs deleted by hand with their attempts and logs (zenith job delete)",
+            self.jobs_deleted.clone(),
+        );
+        r.register(
             "reservations",
             "Nodes held for a job that did not fit, so that smaller later jobs cannot overtake it (EASY backfill)",
             self.reservations.clone(),
