@@ -43,18 +43,22 @@ impl Engine {
         }
     }
 
-    /// Task rows exist only for tasks that have started at least once.
+    /// Task rows exist only for tasks that have started at least once (`requeue.rs` writes
+    /// others when it must).
     pub(crate) fn note_task(&mut self, id: JobId, slot: u32) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
-        let Some(t) = job.tasks.get(slot as usize) else {
-            return;
-        };
-        if t.attempts == 0 {
-            return;
+        if let Some(rec) = self.task_record(id, slot, false) {
+            self.changes.tasks.insert((id, slot), rec);
         }
-        let rec = TaskRecord {
+    }
+
+    /// The row of a task: always, or (`always` false) only once it has started.
+    pub(crate) fn task_record(&self, id: JobId, slot: u32, always: bool) -> Option<TaskRecord> {
+        let job = self.jobs.get(&id)?;
+        let t = job.tasks.get(slot as usize)?;
+        if t.attempts == 0 && !always {
+            return None;
+        }
+        Some(TaskRecord {
             job: id,
             index: job.index(slot),
             state: t.state,
@@ -63,8 +67,7 @@ impl Engine {
             attempt: t.last_attempt,
             ready_at: t.ready_at,
             reason: t.reason.clone(),
-        };
-        self.changes.tasks.insert((id, slot), rec);
+        })
     }
 
     pub(crate) fn note_attempt_started(&mut self, aid: AttemptId, r: &Running, index: u32) {

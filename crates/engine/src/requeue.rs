@@ -208,23 +208,9 @@ impl Engine {
 
     /// Writes a task's row whether or not it ever started.
     fn write_task_row(&mut self, id: JobId, slot: u32) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
-        let Some(t) = job.tasks.get(slot as usize) else {
-            return;
-        };
-        let rec = TaskRecord {
-            job: id,
-            index: job.index(slot),
-            state: t.state,
-            failures: t.failures,
-            attempts: t.attempts,
-            attempt: t.last_attempt,
-            ready_at: t.ready_at,
-            reason: t.reason.clone(),
-        };
-        self.changes.tasks.insert((id, slot), rec);
+        if let Some(rec) = self.task_record(id, slot, true) {
+            self.changes.tasks.insert((id, slot), rec);
+        }
     }
 }
 
