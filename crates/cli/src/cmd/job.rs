@@ -22,15 +22,15 @@ pub enum JobVerb {
     /// Say why a queued job is not running.
     Explain(IdArgs),
     /// Keep live jobs' queued tasks from starting (what runs goes on).
-    Hold(super::job_control::HoldArgs),
+    Hold(super::job_control::JobIdsArgs),
     /// Let held jobs run again.
-    Release(super::job_control::HoldArgs),
+    Release(super::job_control::JobIdsArgs),
     /// Change a live job's priority or queue.
     Update(super::job_control::UpdateArgs),
     /// Run ended tasks again: by default the ones that did not succeed.
     Requeue(super::job_control::RequeueArgs),
     /// Forget ended jobs with their attempts and logs.
-    Delete(super::job_control::DeleteArgs),
+    Delete(super::job_control::JobIdsArgs),
 }
 
 #[derive(Args, Debug)]

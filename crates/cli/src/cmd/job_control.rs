@@ -6,8 +6,9 @@ use clap::Args;
 use zenith_model::JobId;
 use zenith_protocol::api::{JobControlled, JobUpdateRequest, RequeueRequest};
 
+/// Job IDs to act on in turn (hold, release, delete).
 #[derive(Args, Debug)]
-pub struct HoldArgs {
+pub struct JobIdsArgs {
     #[command(flatten)]
     conn: Conn,
     #[arg(value_parser = parse_job_id, required = true)]
@@ -33,7 +34,7 @@ pub struct UpdateArgs {
 }
 
 /// Holds (`hold: true`) or releases each job in turn; stops at the first refusal.
-pub async fn hold(a: HoldArgs, hold: bool) -> anyhow::Result<u8> {
+pub async fn hold(a: JobIdsArgs, hold: bool) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
     let mut done = Vec::with_capacity(a.ids.len());
     for id in a.ids {
@@ -109,18 +110,8 @@ pub async fn requeue(a: RequeueArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-#[derive(Args, Debug)]
-pub struct DeleteArgs {
-    #[command(flatten)]
-    conn: Conn,
-    #[arg(value_parser = parse_job_id, required = true)]
-    ids: Vec<JobId>,
-    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-    format: Format,
-}
-
 /// Deletes each job in turn; stops at the first refusal.
-pub async fn delete(a: DeleteArgs) -> anyhow::Result<u8> {
+pub async fn delete(a: JobIdsArgs) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
     let mut done = Vec::with_capacity(a.ids.len());
     for id in a.ids {
