@@ -184,3 +184,40 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_higher_priority_job_preempts_a_preemptible_queue() {
+    let c = Cluster::up(&["--preemptible-queue", "spot"]);
+    let low: Vec<u64> = (0..2)
+        .map(|_| c.submit(&["--queue", "spot", "--", "sleep", "60"]))
+        .collect();
+    wait_for("the spot jobs running", 20, || {
+        low.iter()
+            .all(|id| c.job(*id)["state"] == "running")
+            .then_some(())
+    });
+    // The urgent job (default queue, priority 10) fits nowhere: it stops both.
+    let urgent = c.submit(&["--cpus", "2", "--priority", "10", "--", "true"]);
+    let j = c.wait_final(urgent, 30);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    // Both spot attempts were stopped for it, ended `preempted`, and queued again (not failed).
+    for id in &low {
+        let j = wait_for("the preempted job running again", 30, || {
+            let j = c.job(*id);
+            (j["attempts"].as_array().map(Vec::len) == Some(2)).then_some(j)
+        });
+        assert_eq!(j["attempts"][0]["state"], "preempted", "{j}");
+        assert_eq!(j["state"], "running", "{j}");
+        assert!(
+            j["attempts"][0]["finished_at"].as_u64() <= j["attempts"][1]["started_at"].as_u64()
+        );
+    }
+    let metrics = raw_get(c.port, "/metrics", Some(&c.admin_token), None).unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "zenith_preemptions_total 2"),
+        "{metrics}"
+    );
+    for id in &low {
+        c.ok(&["job", "cancel", &id.to_string()]);
+    }
+}

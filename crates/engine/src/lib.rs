@@ -20,6 +20,7 @@ mod lifecycle;
 mod namespaces;
 mod nodes;
 mod ops;
+mod preempt;
 mod queue;
 mod requeue;
 mod reserve;
@@ -79,6 +80,9 @@ pub struct EngineConfig {
     pub fair_share_half_life_ms: u64,
     /// Most namespaces with settings.
     pub max_namespaces: usize,
+    /// Queues whose running attempts a higher-priority job may stop and requeue when it
+    /// fits nowhere else (`preempt.rs`); empty: no preemption.
+    pub preemptible_queues: std::collections::BTreeSet<String>,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +102,7 @@ impl Default for EngineConfig {
             max_flow_defs: 10_000,
             fair_share_half_life_ms: 3600 * 1000,
             max_namespaces: 10_000,
+            preemptible_queues: Default::default(),
         }
     }
 }

@@ -244,6 +244,7 @@ impl Engine {
             && outcome != AttemptOutcome::Cancelled
             && outcome != AttemptOutcome::NodeLost
             && outcome != AttemptOutcome::Evicted
+            && outcome != AttemptOutcome::Preempted
             && job
                 .tasks
                 .get(r.slot as usize)
@@ -275,6 +276,10 @@ impl Engine {
             // Its node was drained: it runs again elsewhere, counted as neither a failure
             // nor a node loss.
             self.counters.evictions += 1;
+            TaskState::Queued
+        } else if outcome == AttemptOutcome::Preempted {
+            // Room for a higher-priority job (`preempt.rs`): it runs again, not a failure.
+            self.counters.preemptions += 1;
             TaskState::Queued
         } else if outcome == AttemptOutcome::NodeLost {
             // Lost before it started (in a backlog): the task never ran there.

@@ -170,3 +170,40 @@ impl Engine {
         None
     }
 }
+
+impl Engine {
+    /// What a reservation means for queued job `id`, as explain says it: that a node is
+    /// freed for it (by preemption or by what ends there), or that a node it would fit on
+    /// now is held for another job.
+    pub fn reservation_note(&self, id: JobId) -> Option<String> {
+        let r = self.reservation.as_ref()?;
+        let node = self.nodes.get(&r.node)?;
+        if r.job == id {
+            if let Some((count, _)) = self.preempting_for(id) {
+                let s = if count == 1 { "" } else { "s" };
+                return Some(format!(
+                    "preempting {count} lower-priority attempt{s} on node {}",
+                    node.name
+                ));
+            }
+            return Some(match r.start {
+                Some(t) => format!(
+                    "node {} reserved for it; it fits there within {}",
+                    node.name,
+                    zenith_model::DurationMs(
+                        t.saturating_sub(self.last_now).max(1000) / 1000 * 1000
+                    )
+                ),
+                None => format!(
+                    "node {} reserved for it (when work running there ends)",
+                    node.name
+                ),
+            });
+        }
+        let job = self.jobs.get(&id)?;
+        let fits = job.spec.resources.fits_in(&node.free)
+            && job.spec.constraints.iter().all(|k| k.matches(&node.labels));
+        (fits && self.reserved_against(&r.node, id, &job.spec, self.last_now))
+            .then(|| format!("node {} reserved for job {}", node.name, r.job))
+    }
+}

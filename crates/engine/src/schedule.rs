@@ -42,6 +42,8 @@ struct Scan {
     from: HashMap<u64, NodeId>,
     /// Shapes no node's backlog can take for the rest of the pass.
     backlogs_full: HashSet<u64>,
+    /// (shape, priority) pairs that found nothing to preempt in this pass.
+    no_preempt: HashSet<(u64, i32)>,
 }
 
 impl Engine {
@@ -122,6 +124,28 @@ impl Engine {
             // More may fit: continue in the next pass.
             self.sched_dirty = true;
         }
+    }
+
+    /// [`Engine::preempt`] unless the same shape and priority found nothing earlier in the
+    /// pass (what may be stopped only shrinks during a pass).
+    fn try_preempt(
+        &mut self,
+        id: JobId,
+        spec: &zenith_model::JobSpec,
+        shape: u64,
+        now: Millis,
+        scan: &mut Scan,
+    ) -> bool {
+        if self.cfg.preemptible_queues.is_empty()
+            || scan.no_preempt.contains(&(shape, spec.priority))
+        {
+            return false;
+        }
+        let freeing = self.preempt(id, spec, shape, now);
+        if !freeing {
+            scan.no_preempt.insert((shape, spec.priority));
+        }
+        freeing
     }
 
     /// Every party with queued work and its queues' first candidates.
@@ -281,12 +305,17 @@ impl Engine {
                     (sel.chosen.clone(), false)
                 }
                 None if self.prefetching.is_empty() || scan.backlogs_full.contains(&shape) => {
+                    if self.try_preempt(id, &spec, shape, now, scan) {
+                        return (placed, false);
+                    }
                     if self.reserve(id, &spec, shape) {
                         continue;
                     }
                     return (placed, false);
                 }
                 None => match self.backlog_node(&spec, id) {
+                    // A job that may preempt does so rather than wait in a backlog.
+                    _ if self.try_preempt(id, &spec, shape, now, scan) => return (placed, false),
                     Some(n) => (n, true),
                     None => {
                         scan.backlogs_full.insert(shape);

@@ -119,6 +119,10 @@ pub(crate) enum KillReason {
     Cancelled,
     /// Its node's drain deadline passed: requeued elsewhere.
     Evicted,
+    /// Stopped to make room for this (higher-priority) job (`preempt.rs`): requeued.
+    Preempted {
+        by: JobId,
+    },
 }
 
 impl KillReason {
@@ -127,6 +131,7 @@ impl KillReason {
             KillReason::TimedOut => AttemptOutcome::TimedOut,
             KillReason::Cancelled => AttemptOutcome::Cancelled,
             KillReason::Evicted => AttemptOutcome::Evicted,
+            KillReason::Preempted { .. } => AttemptOutcome::Preempted,
         }
     }
 }

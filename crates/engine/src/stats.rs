@@ -41,6 +41,8 @@ pub struct Counters {
     /// Attempts stopped and requeued because their node's drain deadline passed or their
     /// agent stopped.
     pub evictions: u64,
+    /// Attempts stopped and requeued to make room for a higher-priority job.
+    pub preemptions: u64,
     /// Agents that stopped and said so (`lifecycle.rs`).
     pub node_leaves: u64,
     /// Nodes reserved for a job that did not fit (`reserve.rs`).

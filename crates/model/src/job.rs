@@ -364,7 +364,7 @@ pub fn validate_failure_policy(rules: &[ExitRule], field: &str) -> Result<(), Va
 }
 
 /// Queue names and similar identifiers: 1-64 of `[A-Za-z0-9._-]`.
-pub(crate) fn validate_word(v: &str, field: &str) -> Result<(), ValidationError> {
+pub fn validate_word(v: &str, field: &str) -> Result<(), ValidationError> {
     let ok = !v.is_empty()
         && v.len() <= 64
         && v.bytes()

@@ -41,7 +41,7 @@ pub use constraint::{Constraint, ConstraintOp};
 pub use dependency::{Dependency, DependsOn};
 pub use duration::DurationMs;
 pub use ids::{AttemptId, JobId, NodeId};
-pub use job::{Backoff, ExitAction, ExitRule, JobSpec, RetryPolicy};
+pub use job::{validate_word, Backoff, ExitAction, ExitRule, JobSpec, RetryPolicy};
 pub use reason::{Reason, StepFailure};
 pub use records::{AttemptRecord, IdempotencyRecord, JobRecord, NodeRecord, TaskRecord};
 pub use resources::Resources;

@@ -29,6 +29,8 @@ pub enum Reason {
     NodeLost,
     /// Stopped because its node was drained past its deadline (requeued).
     Evicted,
+    /// Stopped to make room for a higher-priority job (requeued).
+    Preempted,
     /// Its nodes were lost more often than the requeue limit allows.
     NodeLostTimes {
         times: u32,
@@ -135,6 +137,7 @@ impl Reason {
             AttemptOutcome::Cancelled => Reason::Cancelled,
             AttemptOutcome::NodeLost => Reason::NodeLost,
             AttemptOutcome::Evicted => Reason::Evicted,
+            AttemptOutcome::Preempted => Reason::Preempted,
             AttemptOutcome::StartFailed { message } => Reason::StartFailed {
                 message: message.as_str().into(),
             },
@@ -249,6 +252,7 @@ impl Reason {
             "cancelled" => Reason::Cancelled,
             "node_lost" => Reason::NodeLost,
             "evicted: node drained" => Reason::Evicted,
+            "preempted" => Reason::Preempted,
             "failed" => Reason::Failed,
             "no reason given" => Reason::Unexplained,
             "deadline_exceeded" => Reason::DeadlineExceeded,
@@ -272,6 +276,7 @@ impl fmt::Display for Reason {
             Reason::Cancelled => f.write_str("cancelled"),
             Reason::NodeLost => f.write_str("node_lost"),
             Reason::Evicted => f.write_str("evicted: node drained"),
+            Reason::Preempted => f.write_str("preempted"),
             Reason::NodeLostTimes { times } => write!(f, "node lost {times} times"),
             Reason::StartFailed { message } => write!(f, "start failed: {message}"),
             Reason::OutputsFailed { message } => write!(f, "outputs: {message}"),
@@ -324,6 +329,7 @@ mod tests {
             Reason::Cancelled,
             Reason::NodeLost,
             Reason::Evicted,
+            Reason::Preempted,
             Reason::NodeLostTimes { times: 11 },
             Reason::StartFailed {
                 message: "no such file: x".into(),

@@ -167,6 +167,9 @@ pub enum AttemptOutcome {
     /// Stopped by Zenith because its node was drained past its deadline; the task was
     /// requeued (not counted as a failure or a node loss).
     Evicted,
+    /// Stopped by Zenith to make room for a higher-priority job (its queue is preemptible);
+    /// the task was requeued (not counted as a failure).
+    Preempted,
 }
 
 impl AttemptOutcome {
@@ -190,7 +193,7 @@ impl AttemptOutcome {
 
     /// The outcome's kind as a metric label: `exited_ok`, `exited_error`, `signaled`,
     /// `timed_out`, `cancelled`, `node_lost`, `start_failed`, `outputs_failed`, `disk_full`,
-    /// `evicted`.
+    /// `evicted`, `preempted`.
     pub fn kind(&self) -> &'static str {
         match self {
             AttemptOutcome::Exited { code: 0 } => "exited_ok",
@@ -203,6 +206,7 @@ impl AttemptOutcome {
             AttemptOutcome::OutputsFailed { .. } => "outputs_failed",
             AttemptOutcome::DiskFull => "disk_full",
             AttemptOutcome::Evicted => "evicted",
+            AttemptOutcome::Preempted => "preempted",
         }
     }
 }

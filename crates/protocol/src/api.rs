@@ -115,6 +115,11 @@ pub struct ExplainView {
     /// `after job 5 (needs ok)`, `array throttle: 10 of 10 running`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
+    /// A node reserved for it (`node n1 reserved for it; ...`), attempts preempted for it
+    /// (`preempting 2 lower-priority attempts on node n1`), or a node it would fit on held
+    /// for another job (`node n1 reserved for job 7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<String>,
 }
 
 /// `GET /api/v1/nodes`.
@@ -220,6 +225,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
         Some(AttemptOutcome::Cancelled) => "cancelled",
         Some(AttemptOutcome::NodeLost) => "lost",
         Some(AttemptOutcome::Evicted) => "evicted",
+        Some(AttemptOutcome::Preempted) => "preempted",
         Some(_) => "failed",
     };
     AttemptView {

@@ -335,6 +335,7 @@ pub async fn explain(
         rejections: Default::default(),
         quota: None,
         blocked: None,
+        reservation: None,
     }))
 }
 

@@ -98,20 +98,28 @@ pub fn node_view(n: NodeInfo, revoked: bool, disk_full: bool) -> NodeView {
     }
 }
 
+/// What holds a job back besides the nodes, as the engine says it (`explain_view`).
+pub struct Holds {
+    /// Held, a dependency, its array throttle.
+    pub blocked: Option<String>,
+    pub quota: Option<zenith_engine::QuotaHit>,
+    /// A node reserved for it or against it, or attempts preempted for it.
+    pub reservation: Option<String>,
+}
+
 /// Why a job waits: what holds it back even where nodes fit first (held, a dependency,
-/// its array throttle, else its namespace's quota), then what placement says of the nodes.
-pub fn explain_view(
-    id: JobId,
-    state: JobState,
-    e: Explanation,
-    blocked: Option<String>,
-    quota: Option<zenith_engine::QuotaHit>,
-) -> ExplainView {
+/// its array throttle, else its namespace's quota, else a reservation), then what placement
+/// says of the nodes.
+pub fn explain_view(id: JobId, state: JobState, e: Explanation, holds: Holds) -> ExplainView {
+    let Holds {
+        blocked,
+        quota,
+        reservation,
+    } = holds;
     let quota = quota.map(|q| q.to_string());
-    let message = match (&blocked, &quota) {
-        (Some(b), _) => format!("{b}; nodes: {}", e.summary()),
-        (None, Some(q)) => format!("{q}; nodes: {}", e.summary()),
-        (None, None) => e.summary(),
+    let message = match blocked.as_ref().or(quota.as_ref()).or(reservation.as_ref()) {
+        Some(first) => format!("{first}; nodes: {}", e.summary()),
+        None => e.summary(),
     };
     ExplainView {
         id,
@@ -122,6 +130,7 @@ pub fn explain_view(
         rejections: e.rejections,
         quota,
         blocked,
+        reservation,
     }
 }
 

@@ -63,6 +63,7 @@ impl Leader {
             max_idempotency_keys: cfg.max_idempotency_keys,
             max_idempotency_keys_per_client: cfg.max_idempotency_keys_per_client,
             fair_share_half_life_ms: cfg.fair_share_half_life_ms,
+            preemptible_queues: cfg.preemptible_queues.clone(),
             ..EngineConfig::default()
         };
         let engine = Engine::restore(engine_cfg.clone(), loaded, clock.now());

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub max_audit_records: u64,
     /// Fair share: recent usage counts half after this long.
     pub fair_share_half_life_ms: u64,
+    /// Queues whose attempts a higher-priority job may preempt (docs/scheduling.md).
+    pub preemptible_queues: std::collections::BTreeSet<String>,
     /// Accept bearer JWTs of this OpenID Connect provider (docs/tenancy.md).
     pub oidc: Option<oidc::OidcConfig>,
     /// Cap on each stored stdout/stderr file.
@@ -126,6 +128,7 @@ impl ServerConfig {
             audit_retention_ms: 90 * 24 * 3600 * 1000,
             max_audit_records: 1_000_000,
             fair_share_half_life_ms: 3600 * 1000,
+            preemptible_queues: Default::default(),
             oidc: None,
             max_log_bytes: 64 << 20,
             max_body_bytes: 16 << 20,

@@ -38,6 +38,11 @@ pub struct ServerOpts {
     /// Fair share: a party's recent usage counts half after this long (docs/tenancy.md).
     #[arg(long, default_value = "1h", value_parser = DurationMs::parse)]
     fair_share_half_life: DurationMs,
+    /// A queue whose running attempts a higher-priority job may stop and requeue (preempt)
+    /// when it fits nowhere else (repeatable or comma-separated; docs/scheduling.md). Every
+    /// server of an HA group should name the same queues.
+    #[arg(long = "preemptible-queue", value_delimiter = ',', value_parser = parse_queue_name)]
+    preemptible_queues: Vec<String>,
     /// Accept bearer JWTs signed by this OpenID Connect provider, e.g.
     /// https://login.example.com/realms/acme (docs/tenancy.md, "Sign-in with an identity provider").
     #[arg(long, requires = "oidc_audience")]
@@ -244,6 +249,13 @@ pub struct AgentArgs {
     node: NodeOpts,
 }
 
+/// A queue name as job specs must write it.
+fn parse_queue_name(s: &str) -> Result<String, String> {
+    zenith_model::validate_word(s, "queue")
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     let mut c =
         zenith_server::ServerConfig::new(o.data_dir.clone().unwrap_or_else(default_data_dir));
@@ -253,6 +265,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
     c.audit_retention_ms = o.audit_retention.as_millis();
     c.max_audit_records = o.max_audit_records;
     c.fair_share_half_life_ms = o.fair_share_half_life.as_millis().max(1000);
+    c.preemptible_queues = o.preemptible_queues.iter().cloned().collect();
     c.oidc = match (&o.oidc_issuer, &o.oidc_audience) {
         (Some(issuer), Some(audience)) => Some(zenith_server::oidc::OidcConfig {
             issuer: issuer.clone(),

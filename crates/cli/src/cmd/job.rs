@@ -20,7 +20,7 @@ pub enum JobVerb {
     /// --timeout).
     Wait(WaitArgs),
     /// Say why a queued job is not running.
-    Explain(IdArgs),
+    Explain(ShowArgs),
     /// Keep live jobs' queued tasks from starting (what runs goes on).
     Hold(super::job_control::JobIdsArgs),
     /// Let held jobs run again.
@@ -41,6 +41,7 @@ pub struct IdArgs {
     id: JobId,
 }
 
+/// A job ID and the output format (`show`, `explain`).
 #[derive(Args, Debug)]
 pub struct ShowArgs {
     #[command(flatten)]
@@ -98,6 +99,10 @@ pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
         JobVerb::Delete(a) => super::job_control::delete(a).await,
         JobVerb::Explain(a) => {
             let e = a.conn.client()?.explain(a.id).await?;
+            if a.format == Format::Json {
+                output::json(&e)?;
+                return Ok(0);
+            }
             out!("job {} is {}: {}", e.id, e.state, output::safe(&e.message));
             Ok(0)
         }

@@ -368,12 +368,15 @@ impl ControlLoop {
                     self.reply_when_durable(reply, resp, &mut after);
                 }
                 LoopMsg::Explain { id, reply } => {
-                    let quota = self.engine.quota_hit(id);
-                    let blocked = self.engine.blocked_reason(id);
+                    let holds = convert::Holds {
+                        blocked: self.engine.blocked_reason(id),
+                        quota: self.engine.quota_hit(id),
+                        reservation: self.engine.reservation_note(id),
+                    };
                     let view = self
                         .engine
                         .explain(id)
-                        .map(|(state, e)| convert::explain_view(id, state, e, blocked, quota));
+                        .map(|(state, e)| convert::explain_view(id, state, e, holds));
                     let _ = reply.send(view); // a reader that left needs no answer
                 }
                 LoopMsg::AttemptOwner { attempt, reply } => {

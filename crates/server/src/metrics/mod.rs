@@ -96,6 +96,7 @@ pub struct Metrics {
     /// Cordons, drains, uncordons and removals of nodes.
     pub(crate) node_actions: Counter,
     evictions: Counter,
+    preemptions: Counter,
     node_leaves: Counter,
     reservations: Counter,
     tasks_requeued: Counter,
@@ -171,6 +172,7 @@ impl Metrics {
             nodes_revoked: Counter::default(),
             node_actions: Counter::default(),
             evictions: Counter::default(),
+            preemptions: Counter::default(),
             node_leaves: Counter::default(),
             reservations: Counter::default(),
             tasks_requeued: Counter::default(),
@@ -339,6 +341,8 @@ impl Metrics {
         self.quota_deferrals
             .inc_by(d(now.quota_deferrals, last.quota_deferrals));
         self.evictions.inc_by(d(now.evictions, last.evictions));
+        self.preemptions
+            .inc_by(d(now.preemptions, last.preemptions));
         self.node_leaves
             .inc_by(d(now.node_leaves, last.node_leaves));
         self.reservations

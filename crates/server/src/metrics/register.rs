@@ -142,6 +142,11 @@ impl Metrics {
             self.evictions.clone(),
         );
         r.register(
+            "preemptions",
+            "Attempts stopped and requeued to make room for a higher-priority job (preemptible queues)",
+            self.preemptions.clone(),
+        );
+        r.register(
             "tasks_requeued",
             "Ended tasks queued again by hand (zenith job requeue)",
             self.tasks_requeued.clone(),
