@@ -64,6 +64,8 @@ pub struct AgentConfig {
     /// Assignments held beyond what fits, each started the moment resources free (the
     /// node's backlog; 0: only what fits).
     pub prefetch: u32,
+    /// Where gang members reach this node; `None`: where the server sees it connect from.
+    pub address: Option<String>,
     /// The `zenith` binary, started as `zenith __guardian` to kill this agent's jobs if the
     /// agent dies (see `guardian`).
     pub guardian_exe: PathBuf,

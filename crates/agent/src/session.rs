@@ -138,6 +138,7 @@ impl Conn {
             known,
             waiting,
             prefetch: self.cfg.prefetch,
+            address: self.cfg.address.clone(),
         };
         self.post_json("/agent/v1/register", &req).await
     }

@@ -31,6 +31,7 @@ pub fn run(a: Args) -> serde_json::Value {
                 known: Vec::new(),
                 waiting: Vec::new(),
                 prefetch: 0,
+                address: String::new(),
             },
             1,
         );

@@ -77,6 +77,7 @@ pub async fn start(a: &AgentArgs, stats: Arc<Stats>) -> anyhow::Result<()> {
             known: Vec::new(),
             waiting: Vec::new(),
             prefetch: 0,
+            address: None,
         };
         let r = http
             .post(format!("{}/agent/v1/register", a.server))

@@ -28,6 +28,7 @@ fn cluster(nodes: usize) -> Engine {
                 known: Vec::new(),
                 waiting: Vec::new(),
                 prefetch: 0,
+                address: String::new(),
             },
             1,
         );

@@ -15,6 +15,7 @@ mod command;
 mod control;
 mod fairshare;
 mod flows;
+mod gang;
 mod idempotency;
 mod lifecycle;
 mod namespaces;
@@ -27,6 +28,7 @@ mod reserve;
 mod restore;
 mod sanity;
 mod schedule;
+mod start;
 mod state;
 mod stats;
 
@@ -134,6 +136,8 @@ pub struct Assignment {
     pub io: zenith_model::flow::StepIo,
     /// Goes to the node's backlog: the agent starts it when resources free there.
     pub queued: bool,
+    /// A gang job's member: where it stands in the gang (`gang.rs`).
+    pub gang: Option<zenith_model::GangMember>,
 }
 
 /// Commands the engine refuses.

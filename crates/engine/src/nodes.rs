@@ -18,6 +18,8 @@ pub struct NodeRegistration {
     pub waiting: Vec<AttemptId>,
     /// How many assignments the agent holds beyond what fits (see `backlog.rs`).
     pub prefetch: u32,
+    /// Where gang members reach the node (empty: unknown; its name stands in).
+    pub address: String,
 }
 
 /// The engine's answer to a registration or heartbeat.
@@ -65,8 +67,10 @@ impl Engine {
             cordoned_at: None,
             drain_deadline: None,
             leaving: None,
+            address: String::new(),
         });
         node.name = reg.name;
+        node.address = reg.address;
         node.prefetch = reg.prefetch;
         if reg.prefetch > 0 {
             self.prefetching.insert(reg.id.clone());

@@ -245,6 +245,7 @@ impl Engine {
             && outcome != AttemptOutcome::NodeLost
             && outcome != AttemptOutcome::Evicted
             && outcome != AttemptOutcome::Preempted
+            && outcome != AttemptOutcome::GangStopped
             && job
                 .tasks
                 .get(r.slot as usize)
@@ -277,6 +278,15 @@ impl Engine {
             // nor a node loss.
             self.counters.evictions += 1;
             TaskState::Queued
+        } else if outcome == AttemptOutcome::GangStopped {
+            // Another member of its gang ended early (`gang.rs`): run again with the gang,
+            // unless that member failed for good.
+            if job.counts.failed > 0 {
+                t.reason = Some(Reason::GangStopped);
+                TaskState::Cancelled
+            } else {
+                TaskState::Queued
+            }
         } else if outcome == AttemptOutcome::Preempted {
             // Room for a higher-priority job (`preempt.rs`): it runs again, not a failure.
             self.counters.preemptions += 1;
@@ -333,6 +343,7 @@ impl Engine {
             // Requeued after node loss: run again soon, ahead of never-run tasks.
             job.pending.push_front(r.slot);
         }
+        self.gang_member_ended(r.job, next);
         // Requeued, or a slot under its array throttle freed.
         self.enqueue(r.job);
         self.note_attempt_finished(aid, &r, index, outcome, now);

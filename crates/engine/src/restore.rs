@@ -79,6 +79,7 @@ impl Engine {
                     cordoned_at: n.cordoned_at,
                     drain_deadline: n.drain_deadline,
                     leaving: None,
+                    address: String::new(),
                 },
             );
         }

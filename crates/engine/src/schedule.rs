@@ -2,11 +2,10 @@
 //! then users in one: `fairshare.rs`), in priority order within a queue, placed through
 //! `zenith_placement`, with the reservation made in the same step as the decision.
 
-use crate::state::{Engine, QueueKey, Running};
-use crate::{Assignment, Effect};
+use crate::state::{Engine, QueueKey};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use zenith_model::{AttemptId, JobId, Millis, NodeId, TaskState};
+use zenith_model::{JobId, Millis, NodeId};
 use zenith_placement as placement;
 
 /// One queue's candidates in a pass: the next job of each shape still in play, best first.
@@ -253,6 +252,10 @@ impl Engine {
             if placed >= budget {
                 return (placed, false);
             }
+            if job.spec.gang.is_some() {
+                // All members at once, or none (`gang.rs`).
+                return self.place_gang(id, now);
+            }
             if job.throttled() {
                 // Out of the queue until one of its tasks ends (`control.rs`); the pass goes
                 // on with the next job of its shape.
@@ -268,7 +271,6 @@ impl Engine {
                 self.counters.quota_deferrals += 1;
                 return (placed, false);
             }
-            let io = job.owner.map(|o| self.step_io(o)).unwrap_or_default();
             let shape = job.shape;
             let start = scan.from.get(&shape).cloned();
             let nodes = match &start {
@@ -329,71 +331,11 @@ impl Engine {
             if self.reservation.as_ref().is_some_and(|r| r.job == id) {
                 self.reservation = None;
             }
-            let aid = AttemptId(self.next_attempt_id);
-            self.next_attempt_id += 1;
             let Some(job) = self.jobs.get_mut(&id) else {
                 return (placed, true);
             };
             job.pending.pop_front();
-            let index = job.index(slot);
-            let Some(t) = job.tasks.get_mut(slot as usize) else {
-                continue;
-            };
-            let first_start = t.attempts == 0;
-            t.state = TaskState::Running;
-            t.current = Some(aid);
-            t.last_attempt = Some(aid);
-            t.attempts += 1;
-            let attempt_number = t.attempts;
-            job.counts.shift(TaskState::Queued, TaskState::Running);
-            let queued_for = now.saturating_sub(job.created_at);
-            if let Some(n) = self.nodes.get_mut(&node_id) {
-                if queued {
-                    n.backlog.insert(aid);
-                } else {
-                    n.free.take(&spec.resources);
-                }
-                n.running.insert(aid);
-            }
-            // A backlogged attempt's timeout runs from its start.
-            let deadline = spec
-                .timeout
-                .filter(|_| !queued)
-                .map(|t| now.saturating_add(t.as_millis()));
-            if let Some(d) = deadline {
-                self.deadlines.insert((d, aid));
-            }
-            let r = Running {
-                job: id,
-                slot,
-                node: node_id.clone(),
-                started_at: now,
-                deadline,
-                killing: None,
-                queued,
-            };
-            self.parties
-                .take(spec.namespace(), &spec.submitter, &spec.resources);
-            self.note_attempt_started(aid, &r, index);
-            self.attempts.insert(aid, r);
-            self.note_task(id, slot);
-            self.note_job(id);
-            self.effects.push(Effect::Dispatch {
-                node: node_id,
-                assignment: Assignment {
-                    attempt: aid,
-                    job: id,
-                    task: index,
-                    attempt_number,
-                    spec,
-                    io,
-                    queued,
-                },
-            });
-            self.counters.attempts_started += 1;
-            if first_start {
-                self.observe(crate::Observation::QueueWait(queued_for));
-            }
+            self.start_task(id, slot, node_id, queued, None, now);
             placed += 1;
         }
     }

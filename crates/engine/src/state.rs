@@ -80,6 +80,7 @@ pub(crate) fn shape_of(spec: &JobSpec) -> u64 {
     spec.constraints.hash(&mut h);
     // Whether a job may backfill a reserved node depends on its timeout (`reserve.rs`).
     spec.timeout.hash(&mut h);
+    spec.gang.hash(&mut h);
     h.finish()
 }
 
@@ -123,6 +124,8 @@ pub(crate) enum KillReason {
     Preempted {
         by: JobId,
     },
+    /// Another member of its gang ended early (`gang.rs`).
+    GangStopped,
 }
 
 impl KillReason {
@@ -132,6 +135,7 @@ impl KillReason {
             KillReason::Cancelled => AttemptOutcome::Cancelled,
             KillReason::Evicted => AttemptOutcome::Evicted,
             KillReason::Preempted { .. } => AttemptOutcome::Preempted,
+            KillReason::GangStopped => AttemptOutcome::GangStopped,
         }
     }
 }
@@ -173,6 +177,9 @@ pub(crate) struct Node {
     /// Its agent is stopping (SIGTERM) and lets what runs finish until then (`lifecycle.rs`);
     /// not kept in the store: the agent repeats it with every report until it leaves.
     pub leaving: Option<Millis>,
+    /// Where gang members reach it (from its registration; not kept in the store: empty
+    /// until the agent registers with this server).
+    pub address: String,
 }
 
 impl Node {
@@ -396,9 +403,14 @@ impl Engine {
             labels: &n.labels,
             unavailable: n.unavailable(),
         });
+        // A gang member's node must hold all its tasks on that node.
+        let per_node = match job.spec.gang {
+            Some(g) => job.spec.resources.times(g.tasks_per_node),
+            None => job.spec.resources.clone(),
+        };
         Some((
             job.state(),
-            placement::explain(candidates, &job.spec.resources, &job.spec.constraints),
+            placement::explain(candidates, &per_node, &job.spec.constraints),
         ))
     }
 }

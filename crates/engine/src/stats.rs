@@ -43,6 +43,8 @@ pub struct Counters {
     pub evictions: u64,
     /// Attempts stopped and requeued to make room for a higher-priority job.
     pub preemptions: u64,
+    /// Gang jobs placed (each try of a gang counts once).
+    pub gangs_started: u64,
     /// Agents that stopped and said so (`lifecycle.rs`).
     pub node_leaves: u64,
     /// Nodes reserved for a job that did not fit (`reserve.rs`).

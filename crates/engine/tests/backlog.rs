@@ -29,6 +29,7 @@ fn register(
             known: known.to_vec(),
             waiting: waiting.to_vec(),
             prefetch,
+            address: String::new(),
         },
         env.now,
     );

@@ -44,6 +44,7 @@ impl Sim {
                 known: vec![],
                 waiting: vec![],
                 prefetch: 0,
+                address: String::new(),
             };
             engine.apply(Command::Register(reg), now).unwrap();
         }

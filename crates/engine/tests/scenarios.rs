@@ -171,6 +171,7 @@ fn lost_node_requeues_once_and_fences_late_reports() {
             known: vec![old],
             waiting: Vec::new(),
             prefetch: 0,
+            address: String::new(),
         },
         env.now,
     );
@@ -199,6 +200,7 @@ fn reregistration_reconciles_attempts_the_agent_lost() {
             known: vec![ids[0]],
             waiting: Vec::new(),
             prefetch: 0,
+            address: String::new(),
         },
         env.now,
     );

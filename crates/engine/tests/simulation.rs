@@ -115,6 +115,7 @@ fn register(env: &mut TestEnv, i: u8, known: Vec<zenith_model::AttemptId>) {
         known,
         waiting: Vec::new(),
         prefetch: 0,
+        address: String::new(),
     }))
     .unwrap();
 }

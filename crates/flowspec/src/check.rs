@@ -259,6 +259,15 @@ fn check_step(
     if let Some(r) = &s.resources {
         r.validate().map_err(|e| e.within("resources"))?;
     }
+    if let Some(g) = &s.gang {
+        g.validate()?;
+        if !s.outputs.is_empty() {
+            return Err(err(
+                "gang",
+                "a gang step has no outputs (each of its tasks would write its own)",
+            ));
+        }
+    }
     if let Some(w) = &s.when {
         // `when` decides whether the step runs at all: before any item exists.
         templates.expression(w, "when")?;
@@ -277,6 +286,7 @@ fn check_kind(s: &StepSpec) -> Result<(), ValidationError> {
             || !s.env.is_empty()
             || s.cwd.is_some()
             || s.resources.is_some()
+            || s.gang.is_some()
             || s.retry.is_some()
             || s.timeout.is_some()
             || !s.failure_policy.is_empty()

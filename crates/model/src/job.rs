@@ -76,6 +76,9 @@ pub struct JobSpec {
     /// Jobs that must end first, each "ID[:ok|:fail|:any]" (`dependency.rs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<Dependency>,
+    /// A gang: its tasks run together across several nodes (`gang.rs`); not with `array`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gang: Option<crate::Gang>,
 }
 
 /// `{exitCodes: [..], action: fail|ignore|retry}`.
@@ -144,6 +147,7 @@ impl JobSpec {
             submitter: String::new(),
             hold: false,
             after: Vec::new(),
+            gang: None,
         }
     }
 
@@ -158,7 +162,11 @@ impl JobSpec {
 
     /// Number of tasks (1 for a plain job).
     pub fn task_count(&self) -> u32 {
-        self.array.as_ref().map_or(1, |a| a.len())
+        match (&self.array, &self.gang) {
+            (Some(a), _) => a.len(),
+            (None, Some(g)) => g.size(),
+            (None, None) => 1,
+        }
     }
 
     /// The index of the task in `slot` (0 for a plain job).
@@ -170,7 +178,7 @@ impl JobSpec {
     pub fn slot_of(&self, index: u32) -> Option<u32> {
         match &self.array {
             Some(a) => a.slot_of(index),
-            None => (index == 0).then_some(0),
+            None => (index < self.task_count()).then_some(index),
         }
     }
 
@@ -290,6 +298,15 @@ impl JobSpec {
                 return Err(ValidationError::new(
                     "array",
                     format!("at most {MAX_ARRAY_TASKS} tasks"),
+                ));
+            }
+        }
+        if let Some(g) = &self.gang {
+            g.validate()?;
+            if self.array.is_some() {
+                return Err(ValidationError::new(
+                    "gang",
+                    "a gang job cannot also be an array",
                 ));
             }
         }

@@ -31,6 +31,8 @@ pub enum Reason {
     Evicted,
     /// Stopped to make room for a higher-priority job (requeued).
     Preempted,
+    /// Stopped because another member of its gang ended early.
+    GangStopped,
     /// Its nodes were lost more often than the requeue limit allows.
     NodeLostTimes {
         times: u32,
@@ -138,6 +140,7 @@ impl Reason {
             AttemptOutcome::NodeLost => Reason::NodeLost,
             AttemptOutcome::Evicted => Reason::Evicted,
             AttemptOutcome::Preempted => Reason::Preempted,
+            AttemptOutcome::GangStopped => Reason::GangStopped,
             AttemptOutcome::StartFailed { message } => Reason::StartFailed {
                 message: message.as_str().into(),
             },
@@ -253,6 +256,7 @@ impl Reason {
             "node_lost" => Reason::NodeLost,
             "evicted: node drained" => Reason::Evicted,
             "preempted" => Reason::Preempted,
+            "stopped: a gang member ended" => Reason::GangStopped,
             "failed" => Reason::Failed,
             "no reason given" => Reason::Unexplained,
             "deadline_exceeded" => Reason::DeadlineExceeded,
@@ -277,6 +281,7 @@ impl fmt::Display for Reason {
             Reason::NodeLost => f.write_str("node_lost"),
             Reason::Evicted => f.write_str("evicted: node drained"),
             Reason::Preempted => f.write_str("preempted"),
+            Reason::GangStopped => f.write_str("stopped: a gang member ended"),
             Reason::NodeLostTimes { times } => write!(f, "node lost {times} times"),
             Reason::StartFailed { message } => write!(f, "start failed: {message}"),
             Reason::OutputsFailed { message } => write!(f, "outputs: {message}"),
@@ -330,6 +335,7 @@ mod tests {
             Reason::NodeLost,
             Reason::Evicted,
             Reason::Preempted,
+            Reason::GangStopped,
             Reason::NodeLostTimes { times: 11 },
             Reason::StartFailed {
                 message: "no such file: x".into(),

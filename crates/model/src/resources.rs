@@ -85,6 +85,21 @@ impl Resources {
         }
     }
 
+    /// `n` of this request together (a gang's tasks on one node).
+    pub fn times(&self, n: u32) -> Resources {
+        let n = u64::from(n);
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_mul(n),
+            memory: self.memory.saturating_mul(n),
+            gpus: self.gpus.saturating_mul(n),
+            custom: self
+                .custom
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_mul(n)))
+                .collect(),
+        }
+    }
+
     /// Gives back a request taken earlier.
     pub fn give(&mut self, req: &Resources) {
         self.cpu_millis = self.cpu_millis.saturating_add(req.cpu_millis);

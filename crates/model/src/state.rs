@@ -170,6 +170,9 @@ pub enum AttemptOutcome {
     /// Stopped by Zenith to make room for a higher-priority job (its queue is preemptible);
     /// the task was requeued (not counted as a failure).
     Preempted,
+    /// Stopped by Zenith because another member of its gang ended early: the gang starts
+    /// again together (or, when that member failed for good, this task is cancelled).
+    GangStopped,
 }
 
 impl AttemptOutcome {
@@ -193,7 +196,7 @@ impl AttemptOutcome {
 
     /// The outcome's kind as a metric label: `exited_ok`, `exited_error`, `signaled`,
     /// `timed_out`, `cancelled`, `node_lost`, `start_failed`, `outputs_failed`, `disk_full`,
-    /// `evicted`, `preempted`.
+    /// `evicted`, `preempted`, `gang_stopped`.
     pub fn kind(&self) -> &'static str {
         match self {
             AttemptOutcome::Exited { code: 0 } => "exited_ok",
@@ -207,6 +210,7 @@ impl AttemptOutcome {
             AttemptOutcome::DiskFull => "disk_full",
             AttemptOutcome::Evicted => "evicted",
             AttemptOutcome::Preempted => "preempted",
+            AttemptOutcome::GangStopped => "gang_stopped",
         }
     }
 }

@@ -78,6 +78,10 @@ pub struct RegisterRequest {
     /// resources free (0: only what fits).
     #[serde(default)]
     pub prefetch: u32,
+    /// Where the members of a gang job reach this node (`--advertise-address`); absent: the
+    /// address the server sees the agent connect from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +127,9 @@ pub struct Assignment {
     /// fetch before start and to upload after success.
     #[serde(default, skip_serializing_if = "zenith_model::flow::StepIo::is_empty")]
     pub io: zenith_model::flow::StepIo,
+    /// A gang job's member: its rank, the gang's hosts and where to meet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gang: Option<zenith_model::GangMember>,
 }
 
 /// `POST /agent/v1/report`: results and the heartbeat in one message.

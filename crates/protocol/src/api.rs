@@ -120,6 +120,9 @@ pub struct ExplainView {
     /// for another job (`node n1 reserved for job 7`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation: Option<String>,
+    /// A gang's need: `gang of 3 nodes × 1 task: room for 1 task now on 2 of 4 nodes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gang: Option<String>,
 }
 
 /// `GET /api/v1/nodes`.
@@ -226,6 +229,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
         Some(AttemptOutcome::NodeLost) => "lost",
         Some(AttemptOutcome::Evicted) => "evicted",
         Some(AttemptOutcome::Preempted) => "preempted",
+        Some(AttemptOutcome::GangStopped) => "stopped",
         Some(_) => "failed",
     };
     AttemptView {

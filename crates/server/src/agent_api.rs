@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::handler::{ask_waiting, decode_agent_body};
 use crate::{AppState, AuthedNode};
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, Query, State};
+use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -85,9 +85,15 @@ pub async fn enroll(
 pub async fn register(
     State(state): State<AppState>,
     Extension(authed): Extension<AuthedNode>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     body: Bytes,
 ) -> Result<Json<RegisterResponse>, ApiError> {
-    let req: RegisterRequest = decode_agent_body(&body)?;
+    let mut req: RegisterRequest = decode_agent_body(&body)?;
+    match &req.address {
+        Some(a) => check_address(a)?,
+        // Gang members reach the node where the server sees it connect from.
+        None => req.address = Some(peer.ip().to_string()),
+    }
     check_version(req.protocol_version)?;
     NodeId::parse(req.node_id.as_str())?;
     not_you(&authed, &req.node_id)?;
@@ -113,6 +119,22 @@ pub async fn register(
         })
         .await??,
     ))
+}
+
+/// An advertised address: a host name or IP address, as a hostfile line can hold it.
+fn check_address(a: &str) -> Result<(), ApiError> {
+    let ok = !a.is_empty()
+        && a.len() <= 253
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(ValidationError::new(
+            "address",
+            "a host name or IP address (letters, digits, '.', '-', ':', '_'; at most 253)",
+        )))
+    }
 }
 
 #[derive(Deserialize)]

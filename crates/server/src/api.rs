@@ -336,6 +336,7 @@ pub async fn explain(
         quota: None,
         blocked: None,
         reservation: None,
+        gang: None,
     }))
 }
 

@@ -13,6 +13,7 @@ use zenith_protocol::api::{ExplainView, NodeView};
 /// A registration request as the engine's command.
 pub fn registration(req: RegisterRequest) -> NodeRegistration {
     NodeRegistration {
+        address: req.address.unwrap_or_default(),
         id: req.node_id,
         name: req.name,
         resources: req.resources,
@@ -63,6 +64,7 @@ pub fn assignment(a: &zenith_engine::Assignment) -> Assignment {
         cwd: a.spec.cwd.clone(),
         resources: a.spec.resources.clone(),
         io: a.io.clone(),
+        gang: a.gang.clone(),
     }
 }
 
@@ -105,6 +107,8 @@ pub struct Holds {
     pub quota: Option<zenith_engine::QuotaHit>,
     /// A node reserved for it or against it, or attempts preempted for it.
     pub reservation: Option<String>,
+    /// A gang's need of several nodes at once.
+    pub gang: Option<String>,
 }
 
 /// Why a job waits: what holds it back even where nodes fit first (held, a dependency,
@@ -115,9 +119,11 @@ pub fn explain_view(id: JobId, state: JobState, e: Explanation, holds: Holds) ->
         blocked,
         quota,
         reservation,
+        gang,
     } = holds;
     let quota = quota.map(|q| q.to_string());
-    let message = match blocked.as_ref().or(quota.as_ref()).or(reservation.as_ref()) {
+    let first = blocked.as_ref().or(quota.as_ref()).or(gang.as_ref());
+    let message = match first.or(reservation.as_ref()) {
         Some(first) => format!("{first}; nodes: {}", e.summary()),
         None => e.summary(),
     };
@@ -131,6 +137,7 @@ pub fn explain_view(id: JobId, state: JobState, e: Explanation, holds: Holds) ->
         quota,
         blocked,
         reservation,
+        gang,
     }
 }
 

@@ -120,6 +120,7 @@ export async function jobPage(view, [id], ctx) {
         ['Command', h('code', {}, argv(s.command))],
         ['Queue', job.queue], ['Priority', String(job.priority)],
         ['After', (s.after || []).join(', ')],
+        ['Gang', s.gang ? `${s.gang.nodes} nodes × ${s.gang.tasksPerNode} task${s.gang.tasksPerNode === 1 ? '' : 's'}, started together` : ''],
         ['Tasks', job.task_count > 1 ? `${job.task_count} (queued ${t.queued}, running ${t.running}, succeeded ${t.succeeded}, failed ${t.failed}, cancelled ${t.cancelled})` : '1'],
         ['Resources', `${s.resources.cpus} CPU, ${s.resources.memory ? `${Math.round(s.resources.memory / 1048576)} MiB` : 'no memory reserved'}${s.resources.gpus ? `, ${s.resources.gpus} GPU` : ''}`],
         ['Submitted', fmtTime(job.created_at)],

@@ -78,6 +78,7 @@ fn node(id: &str) -> NodeRegistration {
         known: vec![],
         waiting: vec![],
         prefetch: 0,
+        address: String::new(),
     }
 }
 

@@ -484,6 +484,7 @@ fn agent_config(
         prefetch: a
             .prefetch
             .unwrap_or_else(|| (a.cpus * 32).min(10_000) as u32),
+        address: None,
         guardian_exe: guardian.to_path_buf(),
     }
 }

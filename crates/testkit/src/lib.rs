@@ -78,6 +78,7 @@ impl TestEnv {
             known: Vec::new(),
             waiting: Vec::new(),
             prefetch: 0,
+            address: format!("{id}.local"),
         };
         self.apply(Command::Register(reg)).expect("register");
         nid

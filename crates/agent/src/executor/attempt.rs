@@ -183,6 +183,18 @@ impl Executor {
             std::fs::create_dir_all(&dir)?;
             cmd.env("ZENITH_OUTPUTS", dir);
         }
+        if let Some(g) = &a.gang {
+            // Its place in the gang, and an MPI hostfile (removed when it ends).
+            let file = self
+                .inner
+                .outputs_dir
+                .join(format!("{}.hostfile", a.attempt));
+            std::fs::write(&file, g.hostfile())?;
+            if let Some(p) = self.inner.table.lock().running.get_mut(&a.attempt) {
+                p.hostfile = Some(file.clone());
+            }
+            cmd.envs(g.env()).env("ZENITH_HOSTFILE", file);
+        }
         // No pre-exec hook: the job starts through posix_spawn; the guardian kills it if the
         // agent dies.
         cmd.spawn()
@@ -282,16 +294,18 @@ impl Executor {
             signal_group(pg, Signal::SIGKILL);
             self.inner.guardian.ended(pg);
         }
-        let (killed, evicted, wanted, scratch, spawned) = {
+        let (killed, evicted, wanted, scratch, spawned, hostfile) = {
             let mut t = self.inner.table.lock();
             match t.running.remove(&attempt) {
                 Some(p) => {
                     t.free_gpus.extend(p.gpus);
                     t.free.give(&p.resources);
                     t.ended.insert(attempt);
-                    (p.killing, p.evicted, p.outputs, p.scratch, p.spawned)
+                    (
+                        p.killing, p.evicted, p.outputs, p.scratch, p.spawned, p.hostfile,
+                    )
                 }
-                None => (false, false, Vec::new(), None, None),
+                None => (false, false, Vec::new(), None, None, None),
             }
         };
         let outcome = match outcome {
@@ -301,6 +315,9 @@ impl Executor {
         let ran_ms = spawned.map(|s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX));
         if let Some(d) = scratch {
             crate::warn_unless_gone(std::fs::remove_dir_all(&d), &d, "scratch directory");
+        }
+        if let Some(f) = hostfile {
+            crate::warn_unless_gone(std::fs::remove_file(&f), &f, "hostfile");
         }
         let (outcome, outputs) = self.collect_outputs(attempt, &wanted, outcome);
         if killed {

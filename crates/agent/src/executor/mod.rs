@@ -36,6 +36,8 @@ struct Proc {
     outputs: Vec<String>,
     /// A scratch working directory made for this attempt, removed when it ends.
     scratch: Option<PathBuf>,
+    /// A gang member's hostfile, removed when it ends.
+    hostfile: Option<PathBuf>,
     /// What it holds of the node, given back when it ends.
     resources: Resources,
     /// When its process was spawned (its run time goes with the result).

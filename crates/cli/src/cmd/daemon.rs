@@ -133,6 +133,10 @@ pub struct NodeOpts {
     /// jobs never wait behind each other there.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     prefetch: Option<u32>,
+    /// Where the other members of a gang job reach this node (host name or IP address);
+    /// default: the address the server sees this agent connect from.
+    #[arg(long)]
+    advertise_address: Option<String>,
     /// Grace period between SIGTERM and SIGKILL when a job is killed.
     #[arg(long, default_value = "5s", value_parser = DurationMs::parse)]
     kill_grace: DurationMs,
@@ -315,6 +319,7 @@ fn agent_config(
     resources.custom = n.resources.iter().cloned().collect();
     let cores = resources.cpu_millis.div_ceil(1000);
     zenith_agent::AgentConfig {
+        address: n.advertise_address.clone(),
         prefetch: n
             .prefetch
             .unwrap_or_else(|| cores.saturating_mul(32).min(10_000) as u32),
@@ -604,6 +609,9 @@ fn agent_args(
     }
     if let Some(p) = n.prefetch {
         v.extend(["--prefetch".into(), p.to_string()]);
+    }
+    if let Some(a) = &n.advertise_address {
+        v.extend(["--advertise-address".into(), a.clone()]);
     }
     v.extend(["--job-umask".into(), format!("{:03o}", n.job_umask)]);
     v

@@ -130,6 +130,13 @@ async fn show(a: ShowArgs) -> anyhow::Result<u8> {
         let after: Vec<String> = j.spec.after.iter().map(ToString::to_string).collect();
         out!("after:     {}", after.join(", "));
     }
+    if let Some(g) = &j.spec.gang {
+        out!(
+            "gang:      {} nodes × {} task(s) each, started together",
+            g.nodes,
+            g.tasks_per_node
+        );
+    }
     out!("command:   {}", output::safe(&j.spec.command.join(" ")));
     out!(
         "tasks:     {} total, {} queued, {} running, {} succeeded, {} failed, {} cancelled",

@@ -51,6 +51,15 @@ pub struct SubmitArgs {
     /// each with ZENITH_TASK_INDEX; at most MAX_RUNNING of them running at once.
     #[arg(long)]
     array: Option<ArrayRange>,
+    /// A gang across N distinct nodes, started all together or not at all (MPI, distributed
+    /// training): each task gets ZENITH_RANK, ZENITH_NODE_RANK, ZENITH_LOCAL_RANK,
+    /// ZENITH_NUM_NODES, ZENITH_WORLD_SIZE, ZENITH_RENDEZVOUS (with MASTER_ADDR/MASTER_PORT)
+    /// and ZENITH_HOSTFILE; if one ends early, the whole gang runs again (or fails).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), conflicts_with = "array")]
+    nodes: Option<u32>,
+    /// Tasks of a gang on each of its nodes (each asks --cpus/--memory/--gpus).
+    #[arg(long, requires = "nodes", value_parser = clap::value_parser!(u32).range(1..=256))]
+    tasks_per_node: Option<u32>,
     /// Run only once job ID has ended as asked: ID[:ok] (succeeded), ID:fail (failed or
     /// cancelled) or ID:any (repeatable; all must hold). If one ends otherwise, this job is
     /// cancelled, saying why.
@@ -108,6 +117,10 @@ impl SubmitArgs {
         }
         spec.timeout = self.timeout;
         spec.array = self.array.clone();
+        spec.gang = self.nodes.map(|nodes| zenith_model::Gang {
+            nodes,
+            tasks_per_node: self.tasks_per_node.unwrap_or(1),
+        });
         spec.env = self.env.iter().cloned().collect::<BTreeMap<_, _>>();
         if let Some(cwd) = &self.cwd {
             let abs = if cwd.is_absolute() {

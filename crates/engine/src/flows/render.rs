@@ -168,6 +168,7 @@ impl Engine {
         if let Some(r) = &step.resources {
             spec.resources = r.clone();
         }
+        spec.gang = step.gang;
         if let Some(r) = &step.retry {
             spec.retry = r.policy();
         }

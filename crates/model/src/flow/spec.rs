@@ -117,6 +117,9 @@ pub struct StepSpec {
     pub cwd: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Run as a gang across several nodes: `{nodes: 4, tasksPerNode: 2}` (docs/scheduling.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gang: Option<crate::Gang>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends: Vec<String>,
     /// An expression; the step is `skipped` when it is false.

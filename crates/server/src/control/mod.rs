@@ -372,6 +372,7 @@ impl ControlLoop {
                         blocked: self.engine.blocked_reason(id),
                         quota: self.engine.quota_hit(id),
                         reservation: self.engine.reservation_note(id),
+                        gang: self.engine.gang_note(id),
                     };
                     let view = self
                         .engine

@@ -97,6 +97,7 @@ pub struct Metrics {
     pub(crate) node_actions: Counter,
     evictions: Counter,
     preemptions: Counter,
+    gangs_started: Counter,
     node_leaves: Counter,
     reservations: Counter,
     tasks_requeued: Counter,
@@ -173,6 +174,7 @@ impl Metrics {
             node_actions: Counter::default(),
             evictions: Counter::default(),
             preemptions: Counter::default(),
+            gangs_started: Counter::default(),
             node_leaves: Counter::default(),
             reservations: Counter::default(),
             tasks_requeued: Counter::default(),
@@ -343,6 +345,8 @@ impl Metrics {
         self.evictions.inc_by(d(now.evictions, last.evictions));
         self.preemptions
             .inc_by(d(now.preemptions, last.preemptions));
+        self.gangs_started
+            .inc_by(d(now.gangs_started, last.gangs_started));
         self.node_leaves
             .inc_by(d(now.node_leaves, last.node_leaves));
         self.reservations

@@ -147,6 +147,11 @@ impl Metrics {
             self.preemptions.clone(),
         );
         r.register(
+            "gangs_started",
+            "Gang jobs placed on all their nodes at once (each try of a gang counts once)",
+            self.gangs_started.clone(),
+        );
+        r.register(
             "tasks_requeued",
             "Ended tasks queued again by hand (zenith job requeue)",
             self.tasks_requeued.clone(),

@@ -1,0 +1,93 @@
+//! Starting one task on a node: the attempt, its indexes, its deadline, fair-share holdings,
+//! its records and the dispatch effect.
+
+use crate::state::{Engine, Running};
+use crate::{Assignment, Effect};
+use zenith_model::{AttemptId, GangMember, JobId, Millis, NodeId, TaskState};
+
+impl Engine {
+    /// Starts the task in `slot` of job `id` (already taken off its pending list) as a new
+    /// attempt on `node_id`, or in that node's backlog when `queued`. Returns whether it did
+    /// (the job or the task is gone otherwise).
+    pub(crate) fn start_task(
+        &mut self,
+        id: JobId,
+        slot: u32,
+        node_id: NodeId,
+        queued: bool,
+        gang: Option<GangMember>,
+        now: Millis,
+    ) -> bool {
+        let io = match self.jobs.get(&id) {
+            Some(job) => job.owner.map(|o| self.step_io(o)).unwrap_or_default(),
+            None => return false,
+        };
+        let aid = AttemptId(self.next_attempt_id);
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return false;
+        };
+        let spec = job.spec.clone();
+        let index = job.index(slot);
+        let Some(t) = job.tasks.get_mut(slot as usize) else {
+            return false;
+        };
+        self.next_attempt_id += 1;
+        let first_start = t.attempts == 0;
+        t.state = TaskState::Running;
+        t.current = Some(aid);
+        t.last_attempt = Some(aid);
+        t.attempts += 1;
+        let attempt_number = t.attempts;
+        job.counts.shift(TaskState::Queued, TaskState::Running);
+        let queued_for = now.saturating_sub(job.created_at);
+        if let Some(n) = self.nodes.get_mut(&node_id) {
+            if queued {
+                n.backlog.insert(aid);
+            } else {
+                n.free.take(&spec.resources);
+            }
+            n.running.insert(aid);
+        }
+        // A backlogged attempt's timeout runs from its start.
+        let deadline = spec
+            .timeout
+            .filter(|_| !queued)
+            .map(|t| now.saturating_add(t.as_millis()));
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, aid));
+        }
+        let r = Running {
+            job: id,
+            slot,
+            node: node_id.clone(),
+            started_at: now,
+            deadline,
+            killing: None,
+            queued,
+        };
+        self.parties
+            .take(spec.namespace(), &spec.submitter, &spec.resources);
+        self.note_attempt_started(aid, &r, index);
+        self.attempts.insert(aid, r);
+        self.note_task(id, slot);
+        self.note_job(id);
+        self.effects.push(Effect::Dispatch {
+            node: node_id,
+            assignment: Assignment {
+                attempt: aid,
+                job: id,
+                task: index,
+                attempt_number,
+                spec,
+                io,
+                queued,
+                gang,
+            },
+        });
+        self.counters.attempts_started += 1;
+        if first_start {
+            self.observe(crate::Observation::QueueWait(queued_for));
+        }
+        true
+    }
+}
