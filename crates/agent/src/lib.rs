@@ -8,6 +8,7 @@ mod artifacts;
 mod credential;
 mod endpoints;
 mod executor;
+pub mod gpus;
 pub mod guardian;
 mod identity;
 mod leave;
@@ -66,6 +67,8 @@ pub struct AgentConfig {
     pub prefetch: u32,
     /// Where gang members reach this node; `None`: where the server sees it connect from.
     pub address: Option<String>,
+    /// The node's GPUs as found (`gpus.rs`): sampled for the GPU metrics.
+    pub gpus: Option<Arc<gpus::Inventory>>,
     /// The `zenith` binary, started as `zenith __guardian` to kill this agent's jobs if the
     /// agent dies (see `guardian`).
     pub guardian_exe: PathBuf,
@@ -135,7 +138,7 @@ impl Agent {
         }
         let lock = lock_data_dir(&cfg.data_dir)?;
         let node = identity::node_id(&cfg.data_dir)?;
-        let metrics = metrics::AgentMetrics::new();
+        let metrics = metrics::AgentMetrics::new(cfg.gpus.clone());
         let metrics_server = serve_metrics(cfg.metrics_listen, &metrics).await?;
         let (results_tx, results) = mpsc::channel(RESULT_CHANNEL);
         let work_dir = cfg

@@ -15,6 +15,11 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuLabel {
+    pub gpu: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
 }
@@ -36,10 +41,15 @@ pub struct AgentMetrics {
     /// Attempts that failed with the disk full, and outbox writes that hit a full disk.
     pub disk_full: Counter,
     pub outbox_disk_full: Counter,
+    /// The node's GPUs, sampled at each scrape into the three families below.
+    gpus: Option<Arc<crate::gpus::Inventory>>,
+    gpu_utilization: Family<GpuLabel, Gauge>,
+    gpu_memory_used: Family<GpuLabel, Gauge>,
+    gpu_memory_total: Family<GpuLabel, Gauge>,
 }
 
 impl AgentMetrics {
-    pub fn new() -> Arc<Self> {
+    pub fn new(gpus: Option<Arc<crate::gpus::Inventory>>) -> Arc<Self> {
         let mut r = Registry::with_prefix("zenith_agent");
         let m = AgentMetrics {
             registry: Registry::default(),
@@ -55,7 +65,26 @@ impl AgentMetrics {
             registrations: Counter::default(),
             disk_full: Counter::default(),
             outbox_disk_full: Counter::default(),
+            gpus,
+            gpu_utilization: Family::default(),
+            gpu_memory_used: Family::default(),
+            gpu_memory_total: Family::default(),
         };
+        r.register(
+            "gpu_utilization_percent",
+            "Percent of the last sample period a kernel ran, per GPU (NVML)",
+            m.gpu_utilization.clone(),
+        );
+        r.register(
+            "gpu_memory_used_bytes",
+            "GPU memory in use, per GPU (NVML)",
+            m.gpu_memory_used.clone(),
+        );
+        r.register(
+            "gpu_memory_total_bytes",
+            "GPU memory installed, per GPU (NVML)",
+            m.gpu_memory_total.clone(),
+        );
         r.register(
             "attempts_disk_full",
             "Attempts that failed while the node's disk was full (reason disk_full)",
@@ -138,6 +167,20 @@ impl AgentMetrics {
     }
 
     pub fn render(&self) -> String {
+        if let Some(inv) = &self.gpus {
+            for g in inv.sample() {
+                let l = GpuLabel {
+                    gpu: g.index.to_string(),
+                };
+                let set = |f: &Family<GpuLabel, Gauge>, v: u64| {
+                    f.get_or_create(&l)
+                        .set(i64::try_from(v).unwrap_or(i64::MAX));
+                };
+                set(&self.gpu_utilization, u64::from(g.utilization));
+                set(&self.gpu_memory_used, g.memory_used);
+                set(&self.gpu_memory_total, g.memory_total);
+            }
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

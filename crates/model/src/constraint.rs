@@ -1,7 +1,10 @@
 //! Node constraints of a job: `K=V`, `K!=V` (also met by a node without `K`),
-//! `K in (a,b)` and `K exists`, written and stored in that text form.
+//! `K in (a,b)`, `K exists`, `K~V` (the value contains `V`, any case: `gpu.model~H100`) and
+//! `K>=N` (a number, sizes such as `40G` allowed: `gpu.memory>=40G`), written and stored in
+//! that text form.
 
 use crate::job::limits;
+use crate::resources::parse_bytes;
 use crate::{ParseError, ValidationError};
 use std::collections::BTreeMap;
 
@@ -26,6 +29,10 @@ pub enum ConstraintOp {
     In(Vec<String>),
     /// `K exists`: the node has `K`, whatever its value.
     Exists,
+    /// `K~V`: the node's value of `K` contains `V`, ignoring case.
+    Contains(String),
+    /// `K>=N`: the node's value of `K` is a number (or size: `80G`, `81559M`) of at least `N`.
+    AtLeast(String),
 }
 
 impl Constraint {
@@ -55,6 +62,13 @@ impl Constraint {
                 }
             }),
             ConstraintOp::Exists => Ok(()),
+            ConstraintOp::Contains(v) if v.is_empty() => {
+                Err(ValidationError::new("value", "must not be empty"))
+            }
+            ConstraintOp::Contains(v) => validate_value(v, "value"),
+            ConstraintOp::AtLeast(n) => parse_bytes(n)
+                .map(|_| ())
+                .map_err(|_| ValidationError::new("value", "a number or size, as K>=40G")),
         }
     }
 
@@ -65,6 +79,13 @@ impl Constraint {
             ConstraintOp::Ne(not) => v != Some(not),
             ConstraintOp::In(any) => v.is_some_and(|v| any.contains(v)),
             ConstraintOp::Exists => v.is_some(),
+            ConstraintOp::Contains(part) => {
+                v.is_some_and(|v| v.to_lowercase().contains(&part.to_lowercase()))
+            }
+            ConstraintOp::AtLeast(n) => match (v.map(|v| parse_bytes(v)), parse_bytes(n)) {
+                (Some(Ok(have)), Ok(want)) => have >= want,
+                _ => false,
+            },
         }
     }
 }
@@ -87,6 +108,8 @@ impl std::fmt::Display for Constraint {
             ConstraintOp::Ne(v) => write!(f, "{k}!={v}"),
             ConstraintOp::In(vs) => write!(f, "{k} in ({})", vs.join(",")),
             ConstraintOp::Exists => write!(f, "{k} exists"),
+            ConstraintOp::Contains(v) => write!(f, "{k}~{v}"),
+            ConstraintOp::AtLeast(n) => write!(f, "{k}>={n}"),
         }
     }
 }
@@ -109,11 +132,21 @@ impl std::str::FromStr for Constraint {
         } else if let Some(k) = t.strip_suffix(" exists") {
             (k.trim(), ConstraintOp::Exists)
         } else {
-            let (k, v) = t.split_once('=').ok_or_else(bad)?;
-            match k.strip_suffix('!') {
-                Some(k) => (k, ConstraintOp::Ne(v.to_string())),
-                None => (k, ConstraintOp::Eq(v.to_string())),
-            }
+            // The first operator character decides: a value may hold '=', '~' or '>'.
+            let at = t.find(['=', '~', '!', '>']).ok_or_else(bad)?;
+            let (k, rest) = t.split_at(at);
+            let op = if let Some(v) = rest.strip_prefix('~') {
+                ConstraintOp::Contains(v.trim().to_string())
+            } else if let Some(n) = rest.strip_prefix(">=") {
+                ConstraintOp::AtLeast(n.trim().to_string())
+            } else if let Some(v) = rest.strip_prefix("!=") {
+                ConstraintOp::Ne(v.to_string())
+            } else if let Some(v) = rest.strip_prefix('=') {
+                ConstraintOp::Eq(v.to_string())
+            } else {
+                return Err(bad());
+            };
+            (k.trim_end(), op)
         };
         if key.is_empty() || key.contains(char::is_whitespace) {
             return Err(bad());
@@ -139,11 +172,13 @@ mod tests {
 
     #[test]
     fn each_form_parses_prints_back_and_matches() {
-        let h100 = labels(&[("gpu", "h100"), ("zone", "a")]);
-        let a100 = labels(&[("gpu", "a100")]);
+        let h100 = labels(&[("gpu", "h100"), ("zone", "a"), ("mem", "81559M")]);
+        let a100 = labels(&[("gpu", "a100"), ("mem", "39G")]);
         let none = labels(&[]);
-        let cases: [(&str, [bool; 3]); 5] = [
+        let cases: [(&str, [bool; 3]); 7] = [
             ("gpu=h100", [true, false, false]),
+            ("gpu~H1", [true, false, false]),
+            ("mem>=40G", [true, false, false]),
             ("gpu!=h100", [false, true, true]),
             ("gpu in (h100,a100)", [true, true, false]),
             ("gpu exists", [true, true, false]),
@@ -162,11 +197,16 @@ mod tests {
         // A value may hold '='; the first '=' splits.
         let c: Constraint = "opt=a=b".parse().unwrap();
         assert_eq!(c.op, ConstraintOp::Eq("a=b".into()));
+        let c: Constraint = "opt=a~b".parse().unwrap();
+        assert_eq!(c.op, ConstraintOp::Eq("a~b".into()));
+        // A node value that is not a number never meets `>=`.
+        let c: Constraint = "zone>=1".parse().unwrap();
+        assert!(!c.matches(&h100));
     }
 
     #[test]
     fn malformed_constraints_are_refused_naming_the_part() {
-        for bad in ["=x", "x", " exists", "a b=c", "!=x"] {
+        for bad in ["=x", "x", " exists", "a b=c", "!=x", "a>b", "a!b"] {
             assert!(bad.parse::<Constraint>().is_err(), "{bad}");
         }
         let c: Constraint = "gpu in (a,,b)".parse().unwrap();
@@ -174,6 +214,8 @@ mod tests {
         let many = (0..65).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
         let c: Constraint = format!("gpu in ({many})").parse().unwrap();
         assert_eq!(c.validate().unwrap_err().field, "values");
+        let c: Constraint = "mem>=lots".parse().unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "value");
         let c: Constraint = "a.b/c=x".parse().unwrap();
         assert_eq!(c.validate().unwrap_err().field, "key");
     }

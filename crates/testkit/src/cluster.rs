@@ -485,6 +485,7 @@ fn agent_config(
             .prefetch
             .unwrap_or_else(|| (a.cpus * 32).min(10_000) as u32),
         address: None,
+        gpus: None,
         guardian_exe: guardian.to_path_buf(),
     }
 }

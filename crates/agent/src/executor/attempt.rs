@@ -176,7 +176,9 @@ impl Executor {
             .process_group(0);
         if self.inner.has_gpus {
             let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
-            cmd.env("CUDA_VISIBLE_DEVICES", list.join(","));
+            // Numbered as NVML numbers them (PCI bus order), not CUDA's fastest-first.
+            cmd.env("CUDA_VISIBLE_DEVICES", list.join(","))
+                .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
         }
         if !a.io.outputs.is_empty() {
             let dir = self.inner.outputs_dir.join(a.attempt.to_string());

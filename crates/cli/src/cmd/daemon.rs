@@ -4,7 +4,6 @@ use super::default_data_dir;
 use super::{parse_kv, parse_kv_count};
 use anyhow::Context;
 use clap::Args;
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -120,7 +119,7 @@ pub struct NodeOpts {
     /// Memory to offer, e.g. 8G (default: all).
     #[arg(long, value_parser = parse_bytes)]
     memory: Option<u64>,
-    /// GPUs to offer.
+    /// GPUs to offer (default: the ones found through NVML or /dev/nvidia*; 0 offers none).
     #[arg(long)]
     gpus: Option<u64>,
     /// A custom resource to offer, NAME=COUNT (repeatable).
@@ -307,7 +306,7 @@ fn agent_config(
     data_dir: PathBuf,
     n: &NodeOpts,
     guardian_exe: PathBuf,
-) -> zenith_agent::AgentConfig {
+) -> anyhow::Result<zenith_agent::AgentConfig> {
     let mut resources = zenith_agent::detect_resources();
     if let Some(c) = n.cpus {
         resources.cpu_millis = c;
@@ -315,10 +314,20 @@ fn agent_config(
     if let Some(m) = n.memory {
         resources.memory = m;
     }
-    resources.gpus = n.gpus.unwrap_or(0);
+    // GPUs found by themselves (NVML, /dev/nvidia*, or a fake inventory); `--gpus N`
+    // overrides the count, `--gpus 0` offers none.
+    let gpus = match n.gpus {
+        Some(0) => zenith_agent::gpus::Inventory::none(),
+        _ => zenith_agent::gpus::Inventory::discover()?,
+    };
+    resources.gpus = n.gpus.unwrap_or(gpus.gpus.len() as u64);
     resources.custom = n.resources.iter().cloned().collect();
+    // Labels given on the command line win over the ones found.
+    let mut labels = gpus.labels();
+    labels.extend(n.labels.iter().cloned());
+    let gpus = (!gpus.gpus.is_empty()).then(|| std::sync::Arc::new(gpus));
     let cores = resources.cpu_millis.div_ceil(1000);
-    zenith_agent::AgentConfig {
+    Ok(zenith_agent::AgentConfig {
         address: n.advertise_address.clone(),
         prefetch: n
             .prefetch
@@ -328,7 +337,8 @@ fn agent_config(
         ca_cert,
         data_dir,
         name: n.name.clone().unwrap_or_else(zenith_agent::hostname),
-        labels: n.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        labels,
+        gpus,
         resources,
         kill_grace: Duration::from_millis(n.kill_grace.as_millis()),
         shutdown_grace: n.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |g| {
@@ -337,7 +347,7 @@ fn agent_config(
         work_dir: None,
         metrics_listen: n.metrics_listen,
         guardian_exe,
-    }
+    })
 }
 
 /// How long a stopping agent lets its jobs finish unless told (`--shutdown-grace`).
@@ -423,7 +433,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         data_dir,
         &a.node,
         exe,
-    );
+    )?;
     zenith_agent::run(cfg, shutdown_signal()).await?;
     Ok(0)
 }

@@ -75,9 +75,18 @@ pub struct SubmitArgs {
     #[arg(long)]
     cwd: Option<std::path::PathBuf>,
     /// What the node's labels must say (repeatable, all must hold): K=V, K!=V (also met
-    /// without K), 'K in (a,b)' or 'K exists'.
+    /// without K), 'K in (a,b)', 'K exists', K~V (contains, any case) or K>=N (a number or
+    /// size).
     #[arg(long = "constraint", short = 'c')]
     constraints: Vec<Constraint>,
+    /// Only nodes whose GPU model contains this, any case (`H100`, `a100`): the constraint
+    /// `gpu.model~H100` on the label agents advertise for the GPUs they find.
+    #[arg(long)]
+    gpu_model: Option<String>,
+    /// Only nodes whose GPUs each have at least this much memory, e.g. 40G (the constraint
+    /// `gpu.memory>=40G`).
+    #[arg(long, value_parser = parse_gpu_memory)]
+    gpu_memory: Option<String>,
     /// A label on the job, K=V (repeatable).
     #[arg(long = "label", short = 'l', value_parser = parse_kv)]
     labels: Vec<(String, String)>,
@@ -131,6 +140,19 @@ impl SubmitArgs {
             spec.cwd = Some(abs.to_string_lossy().into_owned());
         }
         spec.constraints = self.constraints.clone();
+        // GPU model and memory are constraints on the labels agents advertise (`gpus.rs`).
+        if let Some(m) = &self.gpu_model {
+            spec.constraints.push(Constraint {
+                key: "gpu.model".into(),
+                op: zenith_model::ConstraintOp::Contains(m.clone()),
+            });
+        }
+        if let Some(m) = &self.gpu_memory {
+            spec.constraints.push(Constraint {
+                key: "gpu.memory".into(),
+                op: zenith_model::ConstraintOp::AtLeast(m.clone()),
+            });
+        }
         spec.after = self.after.clone();
         spec.hold = self.hold;
         spec.labels = self.labels.iter().cloned().collect();
@@ -158,4 +180,11 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<u8> {
         out!("{id}");
     }
     Ok(0)
+}
+
+/// A size such as `40G`, checked here so that a typo is a usage error naming the flag.
+fn parse_gpu_memory(s: &str) -> Result<String, String> {
+    zenith_model::resources::parse_bytes(s)
+        .map(|_| s.trim().to_string())
+        .map_err(|e| e.to_string())
 }

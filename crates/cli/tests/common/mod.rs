@@ -214,11 +214,28 @@ impl Cluster {
         self.agents[idx] = self.agent_proc(name, extra);
     }
 
+    /// Starts an agent with extra environment variables; returns its index in `agents`.
+    pub fn add_agent_env(&mut self, name: &str, extra: &[&str], env: &[(&str, &str)]) -> usize {
+        let p = self.agent_proc_env(name, &self.url(), extra, env);
+        self.agents.push(p);
+        self.agents.len() - 1
+    }
+
     fn agent_proc(&self, name: &str, extra: &[&str]) -> Proc {
         self.agent_proc_via(name, &self.url(), extra)
     }
 
     fn agent_proc_via(&self, name: &str, server_url: &str, extra: &[&str]) -> Proc {
+        self.agent_proc_env(name, server_url, extra, &[])
+    }
+
+    fn agent_proc_env(
+        &self,
+        name: &str,
+        server_url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let mut cmd = zenith();
         cmd.arg("agent")
             .arg("--server")
@@ -234,7 +251,8 @@ impl Cluster {
             .env(
                 "ZENITH_LOG",
                 std::env::var("E2E_AGENT_LOG").unwrap_or("info".into()),
-            );
+            )
+            .envs(env.iter().copied());
         let n = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
