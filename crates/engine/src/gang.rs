@@ -7,7 +7,8 @@
 //! A gang is placed only when no member runs and every member is queued and ready (a member
 //! that succeeded in a try that another member spoiled runs again with the rest). Nodes are
 //! the open ones without a backlog that take `tasks_per_node` × the job's resources now and
-//! meet its constraints, fullest first (bin-packing); a node reserved for another job is
+//! meet its constraints, those meeting more of its `prefer` first, then fullest first
+//! (bin-packing); a node reserved for another job is
 //! left alone (`reserve.rs`). A gang does not reserve nodes or preempt: it waits until
 //! enough nodes are free together.
 
@@ -41,7 +42,7 @@ impl Engine {
         let spec = job.spec.clone();
         let per_node = spec.resources.times(gang.tasks_per_node);
         let reserved = self.reservation.is_some();
-        let mut fits: Vec<(u64, NodeId)> = self
+        let mut fits: Vec<((usize, u64), NodeId)> = self
             .nodes
             .iter()
             .filter(|(nid, n)| {
@@ -56,15 +57,16 @@ impl Engine {
                     labels: &n.labels,
                     unavailable: None,
                 };
+                let met = spec.prefer.iter().filter(|k| k.matches(&n.labels)).count();
                 placement::check(&c, &per_node, &spec.constraints)
                     .is_ok()
-                    .then(|| (placement::score(&c, &per_node), nid.clone()))
+                    .then(|| ((met, placement::score(&c, &per_node)), nid.clone()))
             })
             .collect();
         if fits.len() < gang.nodes as usize {
             return (0, false);
         }
-        // Fullest first; ties by node ID (deterministic).
+        // Most soft constraints met, then fullest first; ties by node ID (deterministic).
         fits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         fits.truncate(gang.nodes as usize);
         let nodes: Vec<NodeId> = fits.into_iter().map(|(_, n)| n).collect();

@@ -63,6 +63,7 @@ impl Engine {
                 outputs: Default::default(),
                 shape: crate::state::shape_of(&spec),
                 waiting_on: 0,
+                spread_counts: None,
                 spec,
             };
             let (ns, user) = (job.spec.namespace(), job.spec.submitter.as_str());
@@ -204,10 +205,16 @@ impl Engine {
                 n.free.give(&job.spec.resources);
             }
         }
-        if let Some(job) = self.jobs.get(&r.job) {
+        if let Some(job) = self.jobs.get_mut(&r.job) {
             let spec = &job.spec;
             self.parties
                 .give(spec.namespace(), &spec.submitter, &spec.resources);
+            if let (Some(key), Some(counts)) = (&spec.spread, job.spread_counts.as_mut()) {
+                let value = self.nodes.get(&r.node).and_then(|n| n.labels.get(key));
+                if let Some(c) = counts.get_mut(value.map_or("", String::as_str)) {
+                    *c = c.saturating_sub(1);
+                }
+            }
         }
         self.sched_dirty = true;
         Some(r)

@@ -152,6 +152,7 @@ impl Engine {
             outputs: Default::default(),
             shape: crate::state::shape_of(&spec),
             waiting_on: 0,
+            spread_counts: None,
             spec,
         })
     }

@@ -118,6 +118,7 @@ impl Engine {
                     outputs: Default::default(),
                     shape: crate::state::shape_of(&spec),
                     waiting_on: 0,
+                    spread_counts: None,
                     spec,
                 }),
             );
@@ -184,6 +185,13 @@ impl Engine {
                                 Some(n) => {
                                     n.free.take(&job.spec.resources);
                                     n.running.insert(a.id);
+                                    if let Some(key) = &job.spec.spread {
+                                        let v = n.labels.get(key).cloned().unwrap_or_default();
+                                        *job.spread_counts
+                                            .get_or_insert_with(Default::default)
+                                            .entry(v)
+                                            .or_insert(0) += 1;
+                                    }
                                 }
                                 None => lost.push(a.id),
                             }

@@ -295,7 +295,13 @@ impl Engine {
                     },
                 )
             });
-            let sel = placement::select_scan(candidates, &spec.resources, &spec.constraints);
+            let spread_counts = self.jobs.get(&id).and_then(|j| j.spread_counts.as_deref());
+            let prefs = placement::Preferences {
+                prefer: &spec.prefer,
+                spread: spec.spread.as_deref().zip(spread_counts),
+            };
+            let sel =
+                placement::select_scan(candidates, &spec.resources, &spec.constraints, &prefs);
             let (node_id, queued) = match sel {
                 // A reserved node skipped for this job must not move the scan of the reserved
                 // job's shape past it (that job may fit there).

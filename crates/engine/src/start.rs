@@ -40,6 +40,13 @@ impl Engine {
         let attempt_number = t.attempts;
         job.counts.shift(TaskState::Queued, TaskState::Running);
         let queued_for = now.saturating_sub(job.created_at);
+        if let (Some(key), Some(n)) = (&spec.spread, self.nodes.get(&node_id)) {
+            let value = n.labels.get(key).cloned().unwrap_or_default();
+            *job.spread_counts
+                .get_or_insert_with(Default::default)
+                .entry(value)
+                .or_insert(0) += 1;
+        }
         if let Some(n) = self.nodes.get_mut(&node_id) {
             if queued {
                 n.backlog.insert(aid);

@@ -69,6 +69,12 @@ pub(crate) struct Job {
     pub outputs: BTreeMap<String, String>,
     /// Dependencies (`spec.after`) still live (`control.rs`).
     pub waiting_on: u32,
+    /// With `spec.spread`: its running tasks per value of that node label (boxed and only
+    /// made for such jobs, so others pay one pointer).
+    // Boxed on purpose: 8 bytes in every live job instead of a 48-byte empty map (server
+    // memory per queued job is a performance target, docs/performance.md).
+    #[allow(clippy::box_collection)]
+    pub spread_counts: Option<Box<HashMap<String, u32>>>,
 }
 
 /// Jobs of one shape fit the same nodes (and may backfill the same reserved ones). `DefaultHasher::new()` has fixed keys, so this is

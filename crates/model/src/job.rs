@@ -79,6 +79,14 @@ pub struct JobSpec {
     /// A gang: its tasks run together across several nodes (`gang.rs`); not with `array`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gang: Option<crate::Gang>,
+    /// Soft constraints: among the nodes that fit, those meeting more of these are chosen
+    /// first; none need hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefer: Vec<Constraint>,
+    /// A node label (e.g. `zone`) whose values the job's running tasks are spread over:
+    /// each task goes where the fewest of them run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<String>,
 }
 
 /// `{exitCodes: [..], action: fail|ignore|retry}`.
@@ -148,6 +156,8 @@ impl JobSpec {
             hold: false,
             after: Vec::new(),
             gang: None,
+            prefer: Vec::new(),
+            spread: None,
         }
     }
 
@@ -336,6 +346,19 @@ impl JobSpec {
         for (i, c) in self.constraints.iter().enumerate() {
             c.validate()
                 .map_err(|e| e.within(&format!("constraints[{i}]")))?;
+        }
+        if self.prefer.len() > MAX_CONSTRAINTS {
+            return Err(ValidationError::new(
+                "prefer",
+                format!("at most {MAX_CONSTRAINTS}"),
+            ));
+        }
+        for (i, c) in self.prefer.iter().enumerate() {
+            c.validate()
+                .map_err(|e| e.within(&format!("prefer[{i}]")))?;
+        }
+        if let Some(k) = &self.spread {
+            validate_word(k, "spread")?;
         }
         validate_labels(&self.labels, "labels")?;
         validate_failure_policy(&self.failure_policy, "failure_policy")?;

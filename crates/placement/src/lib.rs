@@ -7,7 +7,7 @@
 //! which keeps whole nodes free for big jobs. Selection looks at a bounded number of feasible
 //! nodes ([`CANDIDATE_LIMIT`]) so one decision stays cheap on large clusters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use zenith_model::{Constraint, Resources};
 
 /// Feasible nodes examined per decision before the best of them is chosen.
@@ -95,6 +95,32 @@ pub fn score(c: &Candidate<'_>, req: &Resources) -> u64 {
     (cpu + mem) / 2
 }
 
+/// What decides between the nodes that fit, before bin-packing: soft constraints (more met
+/// is better), then spreading (fewer of the job's tasks under the node's value of the label
+/// is better).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Preferences<'a> {
+    pub prefer: &'a [Constraint],
+    /// The label to spread over, and how many of the job's tasks run per value of it (a
+    /// node without the label counts as the value "").
+    pub spread: Option<(&'a str, &'a HashMap<String, u32>)>,
+}
+
+impl Preferences<'_> {
+    /// Higher is better: (soft constraints met, fewest tasks under the node's spread value).
+    fn rank(&self, labels: &BTreeMap<String, String>) -> (usize, u32) {
+        let met = self.prefer.iter().filter(|c| c.matches(labels)).count();
+        let spread = match self.spread {
+            Some((key, counts)) => {
+                let v = labels.get(key).map_or("", String::as_str);
+                u32::MAX - counts.get(v).copied().unwrap_or(0)
+            }
+            None => 0,
+        };
+        (met, spread)
+    }
+}
+
 /// What [`select_scan`] found: the chosen node and the first feasible one it saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection<K> {
@@ -104,19 +130,20 @@ pub struct Selection<K> {
     pub first_feasible: K,
 }
 
-/// Chooses a node for `req` among `candidates`: the best-scoring of the first
-/// [`CANDIDATE_LIMIT`] feasible ones; ties go to the earlier node. Also reports where the
-/// feasible candidates begin.
+/// Chooses a node for `req` among `candidates`: the best of the first [`CANDIDATE_LIMIT`]
+/// feasible ones by `prefs`, then by bin-packing score; ties go to the earlier node. Also
+/// reports where the feasible candidates begin.
 pub fn select_scan<'a, K, I>(
     candidates: I,
     req: &Resources,
     constraints: &[Constraint],
+    prefs: &Preferences<'_>,
 ) -> Option<Selection<K>>
 where
     K: Clone,
     I: IntoIterator<Item = (K, Candidate<'a>)>,
 {
-    let mut best: Option<(u64, K)> = None;
+    let mut best: Option<((usize, u32, u64), K)> = None;
     let mut first: Option<K> = None;
     let mut seen = 0usize;
     for (key, c) in candidates {
@@ -126,7 +153,8 @@ where
         if first.is_none() {
             first = Some(key.clone());
         }
-        let s = score(&c, req);
+        let (met, spread) = prefs.rank(c.labels);
+        let s = (met, spread, score(&c, req));
         if best.as_ref().is_none_or(|(b, _)| s > *b) {
             best = Some((s, key));
         }
@@ -270,7 +298,7 @@ mod tests {
         req: &Resources,
         constraints: &[Constraint],
     ) -> Option<usize> {
-        select_scan(candidates, req, constraints).map(|s| s.chosen)
+        select_scan(candidates, req, constraints, &Preferences::default()).map(|s| s.chosen)
     }
 
     #[test]
@@ -284,6 +312,37 @@ mod tests {
         assert_eq!(chosen(view(&ns), &req, &[]), Some(1));
         let req3 = Resources::cpus(3.0);
         assert_eq!(chosen(view(&ns), &req3, &[]), Some(2));
+    }
+
+    #[test]
+    fn preferences_and_spread_come_before_binpacking() {
+        let ns = vec![
+            node(8, 100, 2, &[("zone", "a")]),
+            node(8, 100, 8, &[("zone", "b"), ("disk", "ssd")]),
+            node(8, 100, 4, &[("zone", "c")]),
+        ];
+        let req = Resources::cpus(1.0);
+        let ssd: Constraint = "disk=ssd".parse().unwrap();
+        let prefer = [ssd];
+        let p = Preferences {
+            prefer: &prefer,
+            spread: None,
+        };
+        let pick = |p: &Preferences| select_scan(view(&ns), &req, &[], p).map(|s| s.chosen);
+        assert_eq!(pick(&p), Some(1), "the preferred node, though emptiest");
+        let mut counts = HashMap::new();
+        counts.insert("a".to_string(), 3);
+        counts.insert("b".to_string(), 1);
+        let spread = Preferences {
+            prefer: &[],
+            spread: Some(("zone", &counts)),
+        };
+        assert_eq!(
+            pick(&spread),
+            Some(2),
+            "zone c runs none of the job's tasks"
+        );
+        assert_eq!(pick(&Preferences::default()), Some(0), "bin-packing alone");
     }
 
     #[test]

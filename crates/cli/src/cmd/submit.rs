@@ -79,6 +79,14 @@ pub struct SubmitArgs {
     /// size).
     #[arg(long = "constraint", short = 'c')]
     constraints: Vec<Constraint>,
+    /// A soft constraint (same forms as --constraint; repeatable): among the nodes that fit,
+    /// those meeting more of these are chosen first.
+    #[arg(long = "prefer")]
+    prefer: Vec<Constraint>,
+    /// Spread the job's tasks over the values of this node label (e.g. zone): each task
+    /// goes where the fewest of them run.
+    #[arg(long)]
+    spread: Option<String>,
     /// Only nodes whose GPU model contains this, any case (`H100`, `a100`): the constraint
     /// `gpu.model~H100` on the label agents advertise for the GPUs they find.
     #[arg(long)]
@@ -140,6 +148,8 @@ impl SubmitArgs {
             spec.cwd = Some(abs.to_string_lossy().into_owned());
         }
         spec.constraints = self.constraints.clone();
+        spec.prefer = self.prefer.clone();
+        spec.spread = self.spread.clone();
         // GPU model and memory are constraints on the labels agents advertise (`gpus.rs`).
         if let Some(m) = &self.gpu_model {
             spec.constraints.push(Constraint {

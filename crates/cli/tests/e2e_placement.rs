@@ -1,6 +1,7 @@
-//! GPUs found by themselves, on machines without one: agents read a fake inventory
-//! (`ZENITH_GPU_INVENTORY`) where NVML would answer, advertise count, model and memory, and
-//! jobs are placed by `--gpu-model` and `--gpu-memory`; per-GPU metrics come from it.
+//! Placement on the real binary. GPUs found by themselves, on machines without one: agents
+//! read a fake inventory (`ZENITH_GPU_INVENTORY`) where NVML would answer, advertise count,
+//! model and memory, and jobs are placed by `--gpu-model` and `--gpu-memory`; per-GPU
+//! metrics come from it. Soft placement: `--prefer` and `--spread`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -85,4 +86,36 @@ fn agents_advertise_found_gpus_and_jobs_ask_for_model_and_memory() {
         )),
         "{text}"
     );
+}
+
+#[test]
+fn prefer_and_spread_place_tasks_on_the_real_binary() {
+    let c = Cluster::with_agents(
+        &[],
+        &[
+            ("za", &["--cpus", "4", "--label", "zone=a"]),
+            (
+                "zb",
+                &["--cpus", "4", "--label", "zone=b", "--label", "disk=ssd"],
+            ),
+        ],
+    );
+    let nodes = c.nodes();
+    let id_of = |name: &str| nodes.iter().find(|n| n["name"] == name).unwrap()["id"].clone();
+    let spread = c.submit(&["--array", "1-4", "--spread", "zone", "--", "sleep", "0.5"]);
+    let j = wait_for("all four running", 20, || {
+        let j = c.job(spread);
+        (j["tasks"]["running"] == 4).then_some(j)
+    });
+    let on_a = j["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["node"] == id_of("za"))
+        .count();
+    assert_eq!(on_a, 2, "two per zone: {j}");
+    let preferred = c.submit(&["--prefer", "disk=ssd", "--", "true"]);
+    let j = c.wait_final(preferred, 30);
+    assert_eq!(j["attempts"][0]["node"], id_of("zb"), "{j}");
+    assert_eq!(c.job(preferred)["spec"]["prefer"][0], "disk=ssd");
 }
