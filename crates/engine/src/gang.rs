@@ -81,6 +81,7 @@ impl Engine {
         let span = u64::from(RENDEZVOUS_PORTS.1 - RENDEZVOUS_PORTS.0);
         let port = RENDEZVOUS_PORTS.0 as u64 + self.next_attempt_id % span;
         let rendezvous = format!("{}:{port}", hosts.first().map_or("", String::as_str));
+        let io = job.owner.map(|o| self.step_io(o)).unwrap_or_default();
         // Members that succeeded in a spoiled try run again with the rest.
         let Some(job) = self.jobs.get_mut(&id) else {
             return (0, true);
@@ -100,15 +101,15 @@ impl Engine {
             let Some(node) = nodes.get(node_rank as usize) else {
                 continue;
             };
-            let member = GangMember {
+            let member = Box::new(GangMember {
                 rank: slot,
                 node_rank,
                 local_rank: slot % gang.tasks_per_node,
                 tasks_per_node: gang.tasks_per_node,
                 hosts: hosts.clone(),
                 rendezvous: rendezvous.clone(),
-            };
-            if self.start_task(id, slot, node.clone(), false, Some(member), now) {
+            });
+            if self.start_task(id, slot, node.clone(), false, Some(member), io.clone(), now) {
                 placed += 1;
             }
         }

@@ -137,7 +137,7 @@ pub struct Assignment {
     /// Goes to the node's backlog: the agent starts it when resources free there.
     pub queued: bool,
     /// A gang job's member: where it stands in the gang (`gang.rs`).
-    pub gang: Option<zenith_model::GangMember>,
+    pub gang: Option<Box<zenith_model::GangMember>>,
 }
 
 /// Commands the engine refuses.

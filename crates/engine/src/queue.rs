@@ -4,11 +4,11 @@
 //! a pass costs O(shapes · log + placements), not O(queued jobs).
 
 use crate::state::QueueKey;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Default, Debug)]
 pub(crate) struct Queue {
-    shapes: HashMap<u64, BTreeSet<QueueKey>>,
+    shapes: rustc_hash::FxHashMap<u64, BTreeSet<QueueKey>>,
     len: usize,
 }
 

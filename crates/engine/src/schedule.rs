@@ -3,8 +3,9 @@
 //! `zenith_placement`, with the reservation made in the same step as the decision.
 
 use crate::state::{Engine, QueueKey};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
 use zenith_model::{JobId, Millis, NodeId};
 use zenith_placement as placement;
 
@@ -38,11 +39,11 @@ struct NsTurn {
 struct Scan {
     /// Per shape: nodes before this one are known not to fit it for the rest of the pass
     /// (resources are only taken during a pass), so its next scan starts here.
-    from: HashMap<u64, NodeId>,
+    from: FxHashMap<u64, NodeId>,
     /// Shapes no node's backlog can take for the rest of the pass.
-    backlogs_full: HashSet<u64>,
+    backlogs_full: FxHashSet<u64>,
     /// (shape, priority) pairs that found nothing to preempt in this pass.
-    no_preempt: HashSet<(u64, i32)>,
+    no_preempt: FxHashSet<(u64, i32)>,
 }
 
 impl Engine {
@@ -271,6 +272,7 @@ impl Engine {
                 self.counters.quota_deferrals += 1;
                 return (placed, false);
             }
+            let io = job.owner.map(|o| self.step_io(o)).unwrap_or_default();
             let shape = job.shape;
             let start = scan.from.get(&shape).cloned();
             let nodes = match &start {
@@ -295,7 +297,10 @@ impl Engine {
                     },
                 )
             });
-            let spread_counts = self.jobs.get(&id).and_then(|j| j.spread_counts.as_deref());
+            let spread_counts = match spec.spread {
+                Some(_) => self.jobs.get(&id).and_then(|j| j.spread_counts.as_deref()),
+                None => None,
+            };
             let prefs = placement::Preferences {
                 prefer: &spec.prefer,
                 spread: spec.spread.as_deref().zip(spread_counts),
@@ -337,11 +342,7 @@ impl Engine {
             if self.reservation.as_ref().is_some_and(|r| r.job == id) {
                 self.reservation = None;
             }
-            let Some(job) = self.jobs.get_mut(&id) else {
-                return (placed, true);
-            };
-            job.pending.pop_front();
-            self.start_task(id, slot, node_id, queued, None, now);
+            self.start_task(id, slot, node_id, queued, None, io, now);
             placed += 1;
         }
     }

@@ -3,29 +3,33 @@
 
 use crate::state::{Engine, Running};
 use crate::{Assignment, Effect};
+use zenith_model::flow::StepIo;
 use zenith_model::{AttemptId, GangMember, JobId, Millis, NodeId, TaskState};
 
 impl Engine {
-    /// Starts the task in `slot` of job `id` (already taken off its pending list) as a new
-    /// attempt on `node_id`, or in that node's backlog when `queued`. Returns whether it did
-    /// (the job or the task is gone otherwise).
+    /// Starts the task in `slot` of job `id` as a new attempt on `node_id` (taking it off
+    /// the front of the job's pending list when it is there), or in that node's backlog when
+    /// `queued`; `io` is what the job's flow step moves (`Engine::step_io`). Returns whether
+    /// it did (the job or the task is gone otherwise).
+    // One lookup of the job: this is the placement hot path.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_task(
         &mut self,
         id: JobId,
         slot: u32,
         node_id: NodeId,
         queued: bool,
-        gang: Option<GangMember>,
+        gang: Option<Box<GangMember>>,
+        io: StepIo,
         now: Millis,
     ) -> bool {
-        let io = match self.jobs.get(&id) {
-            Some(job) => job.owner.map(|o| self.step_io(o)).unwrap_or_default(),
-            None => return false,
-        };
         let aid = AttemptId(self.next_attempt_id);
         let Some(job) = self.jobs.get_mut(&id) else {
             return false;
         };
+        if job.pending.front() == Some(&slot) {
+            job.pending.pop_front();
+        }
         let spec = job.spec.clone();
         let index = job.index(slot);
         let Some(t) = job.tasks.get_mut(slot as usize) else {
@@ -40,14 +44,14 @@ impl Engine {
         let attempt_number = t.attempts;
         job.counts.shift(TaskState::Queued, TaskState::Running);
         let queued_for = now.saturating_sub(job.created_at);
-        if let (Some(key), Some(n)) = (&spec.spread, self.nodes.get(&node_id)) {
-            let value = n.labels.get(key).cloned().unwrap_or_default();
-            *job.spread_counts
-                .get_or_insert_with(Default::default)
-                .entry(value)
-                .or_insert(0) += 1;
-        }
         if let Some(n) = self.nodes.get_mut(&node_id) {
+            if let Some(key) = &spec.spread {
+                let value = n.labels.get(key).cloned().unwrap_or_default();
+                *job.spread_counts
+                    .get_or_insert_with(Default::default)
+                    .entry(value)
+                    .or_insert(0) += 1;
+            }
             if queued {
                 n.backlog.insert(aid);
             } else {

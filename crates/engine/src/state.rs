@@ -7,6 +7,7 @@
 //! `parties` is bounded as `fairshare.rs` says.
 
 use crate::{Changes, Effect, EngineConfig};
+use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -218,7 +219,9 @@ pub struct Engine {
     /// Boxed: the table then holds 16 bytes a slot instead of ~190, and a hash table runs
     /// between half and seven-eighths full (at 1,000,000 jobs it had 2^21 slots, so an inline
     /// job cost about 400 bytes of table).
-    pub(crate) jobs: HashMap<JobId, Box<Job>>,
+    // Fx hashing: keys are IDs the server assigns (no attacker picks them), and SipHash was
+    // a measurable share of a scheduling pass.
+    pub(crate) jobs: FxHashMap<JobId, Box<Job>>,
     pub(crate) live_tasks: u64,
     pub(crate) queues: crate::queue::Queues,
     /// Fair-share standing and quotas of namespaces and users (`fairshare.rs`).
@@ -230,7 +233,7 @@ pub struct Engine {
     pub(crate) next_node_scan: Millis,
     /// When `tick` next looks for drain deadlines that passed.
     pub(crate) next_drain_scan: Millis,
-    pub(crate) attempts: HashMap<AttemptId, Running>,
+    pub(crate) attempts: FxHashMap<AttemptId, Running>,
     pub(crate) deadlines: BTreeSet<(Millis, AttemptId)>,
     pub(crate) retry_timers: BTreeSet<(Millis, JobId, u32)>,
     pub(crate) next_job_id: u64,
@@ -240,7 +243,7 @@ pub struct Engine {
     pub(crate) sched_dirty: bool,
     pub(crate) changes: Changes,
     /// Live jobs -> the live jobs submitted `--after` them (`control.rs`).
-    pub(crate) dependents: HashMap<JobId, Vec<JobId>>,
+    pub(crate) dependents: FxHashMap<JobId, Vec<JobId>>,
     /// End states of the jobs that ended last (`control.rs`).
     pub(crate) recent_ends: crate::control::RecentEnds,
     /// Ended jobs whose dependents are still to be moved on, and whether that is under way.
@@ -302,7 +305,7 @@ impl Engine {
         let half_life = cfg.fair_share_half_life_ms;
         Engine {
             cfg,
-            jobs: HashMap::new(),
+            jobs: FxHashMap::default(),
             live_tasks: 0,
             queues: Default::default(),
             parties: crate::fairshare::Parties::new(half_life),
@@ -310,7 +313,7 @@ impl Engine {
             prefetching: BTreeSet::new(),
             next_node_scan: 0,
             next_drain_scan: 0,
-            attempts: HashMap::new(),
+            attempts: FxHashMap::default(),
             deadlines: BTreeSet::new(),
             retry_timers: BTreeSet::new(),
             next_job_id: 1,
@@ -318,7 +321,7 @@ impl Engine {
             last_now: 0,
             sched_dirty: false,
             changes: Changes::default(),
-            dependents: HashMap::new(),
+            dependents: FxHashMap::default(),
             recent_ends: Default::default(),
             ended_pending: Vec::new(),
             resolving: false,

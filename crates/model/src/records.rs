@@ -95,13 +95,17 @@ pub struct IdempotencyRecord {
     pub expires_at: Millis,
 }
 
+/// A map keyed by IDs the server assigns: Fx hashing (no attacker picks the keys, and
+/// SipHash was a measurable share of the scheduler's hot path).
+pub type IdMap<K, V> = rustc_hash::FxHashMap<K, V>;
+
 /// The write-set of one engine step, persisted in one group commit. Keyed so that repeated
 /// changes to one record within a batch cost one write.
 #[derive(Debug, Default)]
 pub struct Changes {
-    pub jobs: HashMap<JobId, JobRecord>,
-    pub tasks: HashMap<(JobId, u32), TaskRecord>,
-    pub attempts: HashMap<AttemptId, AttemptRecord>,
+    pub jobs: IdMap<JobId, JobRecord>,
+    pub tasks: IdMap<(JobId, u32), TaskRecord>,
+    pub attempts: IdMap<AttemptId, AttemptRecord>,
     pub nodes: HashMap<NodeId, NodeRecord>,
     pub removed_nodes: Vec<NodeId>,
     /// Ended jobs deleted with their tasks, attempts and logs (`zenith job delete`), after
@@ -109,9 +113,9 @@ pub struct Changes {
     pub deleted_jobs: Vec<JobId>,
     pub idempotency: Vec<IdempotencyRecord>,
     pub expired_keys: Vec<String>,
-    pub runs: HashMap<RunId, RunRecord>,
-    pub steps: HashMap<(RunId, u32), StepRecord>,
-    pub instances: HashMap<(RunId, u32, u32), InstanceRecord>,
+    pub runs: IdMap<RunId, RunRecord>,
+    pub steps: IdMap<(RunId, u32), StepRecord>,
+    pub instances: IdMap<(RunId, u32, u32), InstanceRecord>,
     /// Applied definitions written (`Some`) or deleted (`None`).
     pub defs: HashMap<String, Option<FlowDefRecord>>,
     /// Node credentials enrolled or revoked (written by the server, not the engine).

@@ -64,7 +64,7 @@ pub fn assignment(a: &zenith_engine::Assignment) -> Assignment {
         cwd: a.spec.cwd.clone(),
         resources: a.spec.resources.clone(),
         io: a.io.clone(),
-        gang: a.gang.clone(),
+        gang: a.gang.as_deref().cloned(),
     }
 }
 
