@@ -13,7 +13,6 @@
 //! enough nodes are free together.
 
 use crate::state::{Engine, KillReason};
-use crate::Effect;
 use zenith_model::{GangMember, JobId, Millis, NodeId, TaskState};
 use zenith_placement as placement;
 
@@ -197,15 +196,7 @@ impl Engine {
             self.note_task(job_id, slot);
         }
         for aid in stop {
-            if let Some(r) = self.attempts.get_mut(&aid) {
-                if r.killing.is_none() {
-                    r.killing = Some(KillReason::GangStopped);
-                    self.effects.push(Effect::Kill {
-                        node: r.node.clone(),
-                        attempt: aid,
-                    });
-                }
-            }
+            self.stop_attempt(aid, KillReason::GangStopped, false);
         }
     }
 }

@@ -78,15 +78,7 @@ impl Engine {
         }
         let running: Vec<AttemptId> = n.running.iter().copied().collect();
         for aid in running {
-            if let Some(r) = self.attempts.get_mut(&aid) {
-                if r.killing.is_none() {
-                    r.killing = Some(KillReason::Evicted);
-                    self.effects.push(crate::Effect::Kill {
-                        node: id.clone(),
-                        attempt: aid,
-                    });
-                }
-            }
+            self.stop_attempt(aid, KillReason::Evicted, false);
         }
     }
 

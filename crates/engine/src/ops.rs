@@ -121,15 +121,7 @@ impl Engine {
             self.note_task(id, slot);
         }
         for aid in kills {
-            if let Some(r) = self.attempts.get_mut(&aid) {
-                if r.killing.is_none() {
-                    r.killing = Some(KillReason::Cancelled);
-                }
-                self.effects.push(crate::Effect::Kill {
-                    node: r.node.clone(),
-                    attempt: aid,
-                });
-            }
+            self.stop_attempt(aid, KillReason::Cancelled, true);
         }
         self.after_task_change(id, now);
         Ok(())
@@ -180,6 +172,26 @@ impl Engine {
         }
         self.end_attempt(aid, r, outcome, now);
         Ok(())
+    }
+
+    /// Stops running attempt `aid` for `reason`: its node gets a kill, and it ends with that
+    /// reason's outcome unless it was already stopping for another (the first reason wins).
+    /// `again`: send the kill also when it was already stopping (a cancel or timeout repeats
+    /// it; others send it once).
+    pub(crate) fn stop_attempt(&mut self, aid: AttemptId, reason: KillReason, again: bool) {
+        let Some(r) = self.attempts.get_mut(&aid) else {
+            return;
+        };
+        let first = r.killing.is_none();
+        if first {
+            r.killing = Some(reason);
+        }
+        if first || again {
+            self.effects.push(crate::Effect::Kill {
+                node: r.node.clone(),
+                attempt: aid,
+            });
+        }
     }
 
     /// Removes a running attempt from every index and gives its resources back. `reported`:
@@ -439,14 +451,8 @@ impl Engine {
             self.deadlines.pop_first();
             if let Some(r) = self.attempts.get_mut(&aid) {
                 r.deadline = None;
-                if r.killing.is_none() {
-                    r.killing = Some(KillReason::TimedOut);
-                }
-                self.effects.push(crate::Effect::Kill {
-                    node: r.node.clone(),
-                    attempt: aid,
-                });
             }
+            self.stop_attempt(aid, KillReason::TimedOut, true);
         }
     }
 }

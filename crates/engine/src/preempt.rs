@@ -12,7 +12,7 @@
 //! pass. A reservation held by a job of at least the same priority is left alone.
 
 use crate::state::{Engine, KillReason, Node};
-use crate::{Effect, Reservation};
+use crate::Reservation;
 use std::cmp::Reverse;
 use zenith_model::{AttemptId, JobId, JobSpec, Millis, NodeId};
 
@@ -53,14 +53,9 @@ impl Engine {
         };
         let node = node.clone();
         for aid in victims {
-            if let Some(r) = self.attempts.get_mut(&aid) {
-                r.killing = Some(KillReason::Preempted { by: id });
-                self.effects.push(Effect::Kill {
-                    node: node.clone(),
-                    attempt: aid,
-                });
-                tracing::info!(attempt = %aid, job = %r.job, by = %id, node = %node, "preempting");
-            }
+            // Victims are not stopping yet (`victims_on`): the reason is theirs.
+            self.stop_attempt(aid, KillReason::Preempted { by: id }, false);
+            tracing::info!(attempt = %aid, by = %id, node = %node, "preempting");
         }
         if self
             .reservation

@@ -337,26 +337,8 @@ impl JobSpec {
                 ));
             }
         }
-        if self.constraints.len() > MAX_CONSTRAINTS {
-            return Err(ValidationError::new(
-                "constraints",
-                format!("at most {MAX_CONSTRAINTS}"),
-            ));
-        }
-        for (i, c) in self.constraints.iter().enumerate() {
-            c.validate()
-                .map_err(|e| e.within(&format!("constraints[{i}]")))?;
-        }
-        if self.prefer.len() > MAX_CONSTRAINTS {
-            return Err(ValidationError::new(
-                "prefer",
-                format!("at most {MAX_CONSTRAINTS}"),
-            ));
-        }
-        for (i, c) in self.prefer.iter().enumerate() {
-            c.validate()
-                .map_err(|e| e.within(&format!("prefer[{i}]")))?;
-        }
+        validate_constraints(&self.constraints, "constraints")?;
+        validate_constraints(&self.prefer, "prefer")?;
         if let Some(k) = &self.spread {
             validate_word(k, "spread")?;
         }
@@ -399,6 +381,22 @@ pub fn validate_failure_policy(rules: &[ExitRule], field: &str) -> Result<(), Va
                 format!("exit code {c} is outside 0-255"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A list of node constraints (`constraints`, `prefer`): at most
+/// [`limits::MAX_CONSTRAINTS`], each well-formed.
+fn validate_constraints(list: &[Constraint], field: &str) -> Result<(), ValidationError> {
+    if list.len() > limits::MAX_CONSTRAINTS {
+        return Err(ValidationError::new(
+            field,
+            format!("at most {}", limits::MAX_CONSTRAINTS),
+        ));
+    }
+    for (i, c) in list.iter().enumerate() {
+        c.validate()
+            .map_err(|e| e.within(&format!("{field}[{i}]")))?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod daemon;
+mod daemon_agent;
 pub mod events;
 pub mod flow;
 pub mod job;
