@@ -112,6 +112,14 @@ enum Command {
     },
     /// Fair share: each namespace's and user's weight, holdings, share and recent usage.
     Share(cmd::namespaces::ShareArgs),
+    /// This build's version and the server's.
+    Version(cmd::version::VersionArgs),
+    /// Shell completions: `zenith completions bash > /etc/bash_completion.d/zenith`
+    /// (zsh: into a directory on $fpath as `_zenith`; fish: ~/.config/fish/completions/zenith.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -185,6 +193,16 @@ fn main() -> ExitCode {
             Command::Whoami(a) => cmd::tokens::whoami(a).await,
             Command::Namespace { verb } => cmd::namespaces::run(verb).await,
             Command::Share(a) => cmd::namespaces::share(a).await,
+            Command::Version(a) => cmd::version::run(a).await,
+            Command::Completions { shell } => {
+                // Into a buffer first: clap_complete panics when its writer fails (a closed
+                // pipe); ours reports that as any other write.
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let mut text = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "zenith", &mut text);
+                std::io::Write::write_all(&mut std::io::stdout(), &text)?;
+                Ok(0)
+            }
         }
     });
     drop(rt);

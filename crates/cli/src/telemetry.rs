@@ -40,7 +40,12 @@ pub fn init(daemon: bool, json: bool, otlp: Option<&str>, service: &str) -> Tele
             .with_writer(std::io::stderr)
             .boxed()
     } else {
+        // Colours only for a person at a terminal, and never under NO_COLOR
+        // (https://no-color.org): not into files, pipes or journald.
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         tracing_subscriber::fmt::layer()
+            .with_ansi(colour)
             .with_writer(std::io::stderr)
             .boxed()
     };

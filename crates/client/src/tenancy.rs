@@ -36,6 +36,11 @@ impl Client {
     }
 
     /// Who this client's token acts as.
+    /// The server's build.
+    pub async fn version(&self) -> Result<zenith_protocol::api::VersionView, ClientError> {
+        self.json(self.req(Method::GET, "/api/v1/version")).await
+    }
+
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         self.json(self.req(Method::GET, "/api/v1/whoami")).await
     }

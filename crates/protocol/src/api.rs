@@ -125,6 +125,24 @@ pub struct ExplainView {
     pub gang: Option<String>,
 }
 
+/// `GET /api/v1/version`, and the client's own side of `zenith version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionView {
+    pub version: String,
+    /// The agent protocol this build speaks (`crate::agent::PROTOCOL_VERSION`).
+    pub protocol: u32,
+}
+
+impl VersionView {
+    /// This binary's build.
+    pub fn this_build() -> VersionView {
+        VersionView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            protocol: crate::agent::PROTOCOL_VERSION,
+        }
+    }
+}
+
 /// `GET /api/v1/nodes`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeView {

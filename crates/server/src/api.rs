@@ -625,3 +625,8 @@ pub async fn summary(
         flows_applied: l.flow_defs,
     }))
 }
+
+/// `GET /api/v1/version`: the server's build (any token).
+pub async fn version() -> Json<zenith_protocol::api::VersionView> {
+    Json(zenith_protocol::api::VersionView::this_build())
+}

@@ -331,6 +331,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/nodes/{node}", axum::routing::delete(api::remove_node))
         .route("/summary", get(api::summary))
         .route("/whoami", get(tenancy_api::whoami))
+        .route("/version", get(api::version))
         .route("/tokens", post(tenancy_api::create).get(tenancy_api::list))
         .route("/tokens/{id}/revoke", post(tenancy_api::revoke))
         .route("/audit", get(tenancy_api::audit))

@@ -17,6 +17,7 @@ mod tls_setup;
 pub mod tokens;
 pub mod top;
 pub mod ui;
+pub mod version;
 pub mod wait;
 
 use crate::exit;

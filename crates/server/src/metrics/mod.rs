@@ -219,6 +219,18 @@ impl Metrics {
         m.register_levels(&mut r);
         m.register_timings(&mut r);
         m.register_server(&mut r);
+        // `zenith_build_info{version="..",protocol=".."} 1`: which build serves.
+        r.register(
+            "build",
+            "The server's build: version and agent protocol version",
+            prometheus_client::metrics::info::Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                (
+                    "protocol",
+                    zenith_protocol::agent::PROTOCOL_VERSION.to_string(),
+                ),
+            ]),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -497,7 +509,20 @@ pub fn route_of(path: &str) -> &'static str {
         "/api/v1/jobs/{id}/explain",
         "/api/v1/nodes",
         "/api/v1/nodes/{name}/revoke",
+        "/api/v1/nodes/{name}/cordon",
+        "/api/v1/nodes/{name}/uncordon",
+        "/api/v1/nodes/{name}/drain",
+        "/api/v1/nodes/{name}",
         "/api/v1/summary",
+        "/api/v1/version",
+        "/api/v1/whoami",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{name}/revoke",
+        "/api/v1/audit",
+        "/api/v1/namespaces",
+        "/api/v1/namespaces/{name}",
+        "/api/v1/share",
+        "/api/v1/servers",
         "/api/v1/events",
         "/api/v1/flows",
         "/api/v1/flows/validate",

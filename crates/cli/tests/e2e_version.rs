@@ -1,0 +1,58 @@
+//! The build as a user and an operator see it: `zenith version` (client and server),
+//! `GET /api/v1/version`, the `zenith_build_info` metric, shell completions, and no colour
+//! codes in logs that go to a file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+#[test]
+fn version_build_info_completions_and_plain_logs() {
+    let c = Cluster::up(&[]);
+    let v: serde_json::Value = serde_json::from_str(&c.ok(&["version", "-o", "json"])).unwrap();
+    let want = env!("CARGO_PKG_VERSION");
+    assert_eq!(v["client"]["version"], want, "{v}");
+    assert_eq!(v["server"]["version"], want, "{v}");
+    assert_eq!(v["server"]["protocol"], v["client"]["protocol"]);
+    let text = c.ok(&["version"]);
+    assert!(
+        text.starts_with(&format!("zenith {want} (agent protocol ")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("server {want}")), "{text}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Any token reads it; none does not.
+        let api = c.api();
+        assert_eq!(api.get_json("/api/v1/version").await["version"], want);
+        let anon = api.get_unauthenticated("/api/v1/version").await;
+        assert_eq!(anon.status(), 401);
+    });
+    let metrics = raw_get(c.port, "/metrics", Some(&c.admin_token), None).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "zenith_build_info{{version=\"{want}\",protocol=\""
+        )),
+        "{metrics}"
+    );
+
+    // Completions for three shells, each knowing the verbs.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = c.ok(&["completions", shell]);
+        assert!(
+            out.contains("submit") && out.contains("explain"),
+            "{shell}: {out}"
+        );
+    }
+    let bad = c.cli(&["completions", "cmd.exe"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    // The server's log goes to a file here: no terminal colour codes in it.
+    let log = std::fs::read(c.server.as_ref().unwrap().log.clone()).unwrap();
+    assert!(!log.is_empty());
+    assert!(!log.contains(&0x1b), "ANSI escapes in a log file");
+}
