@@ -10,6 +10,22 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zenith-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# That cache is bounded: past ZENITH_CACHE_GB (30 by default) its incremental state and test
+# binaries older than a day go, and the next build remakes what it needs. (Unbounded, it
+# filled this machine's disk after a few weeks of runs.)
+prune_cache() {
+  local t="$CARGO_TARGET_DIR" kb limit_kb=$(( ${ZENITH_CACHE_GB:-30} * 1024 * 1024 ))
+  [ -d "$t" ] || return 0
+  kb=$(du -sk "$t" 2>/dev/null | cut -f1)
+  if [ "${kb:-0}" -gt "$limit_kb" ]; then
+    echo "== build cache at $((kb / 1024 / 1024)) GB (over ${ZENITH_CACHE_GB:-30}): pruning"
+    rm -rf "$t/debug/incremental" "$t/release/incremental"
+    find "$t/debug/deps" "$t/release/deps" -maxdepth 1 -type f -executable -mtime +0 \
+      -delete 2>/dev/null || true
+  fi
+}
+prune_cache
+
 echo "== test dependencies (chromium, promtool, npm packages)"
 ./scripts/deps.sh
 echo "== cargo fmt --check"
