@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zenith-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# That cache is bounded: past ZENITH_CACHE_GB (30 by default) its incremental state and test
-# binaries older than a day go, and the next build remakes what it needs. (Unbounded, it
-# filled this machine's disk after a few weeks of runs.)
+# That cache is bounded: past ZENITH_CACHE_GB (30 by default) its incremental state goes, and
+# every build output not written for two days (old versions of crates, old test binaries);
+# the next build remakes what it needs. (Unbounded, it filled this machine's disk.)
 prune_cache() {
   local t="$CARGO_TARGET_DIR" kb limit_kb=$(( ${ZENITH_CACHE_GB:-30} * 1024 * 1024 ))
   [ -d "$t" ] || return 0
@@ -20,8 +20,7 @@ prune_cache() {
   if [ "${kb:-0}" -gt "$limit_kb" ]; then
     echo "== build cache at $((kb / 1024 / 1024)) GB (over ${ZENITH_CACHE_GB:-30}): pruning"
     rm -rf "$t/debug/incremental" "$t/release/incremental"
-    find "$t/debug/deps" "$t/release/deps" -maxdepth 1 -type f -executable -mtime +0 \
-      -delete 2>/dev/null || true
+    find "$t/debug" "$t/release" -type f -mtime +1 -delete 2>/dev/null || true
   fi
 }
 prune_cache
