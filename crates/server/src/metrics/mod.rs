@@ -21,6 +21,12 @@ pub struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -219,17 +225,19 @@ impl Metrics {
         m.register_levels(&mut r);
         m.register_timings(&mut r);
         m.register_server(&mut r);
-        // `zenith_build_info{version="..",protocol=".."} 1`: which build serves.
+        // `zenith_build_info{version="..",protocol=".."} 1`: which build serves. A gauge, as
+        // Prometheus' own text format and promtool know it (not OpenMetrics' `info` type).
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                protocol: zenith_protocol::agent::PROTOCOL_VERSION.to_string(),
+            })
+            .set(1);
         r.register(
-            "build",
-            "The server's build: version and agent protocol version",
-            prometheus_client::metrics::info::Info::new(vec![
-                ("version", env!("CARGO_PKG_VERSION").to_string()),
-                (
-                    "protocol",
-                    zenith_protocol::agent::PROTOCOL_VERSION.to_string(),
-                ),
-            ]),
+            "build_info",
+            "The server's build: version and agent protocol version (always 1)",
+            build,
         );
         Metrics { registry: r, ..m }
     }
