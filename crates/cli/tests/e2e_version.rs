@@ -1,5 +1,5 @@
 //! The build as a user and an operator see it: `zenith version` (client and server),
-//! `GET /api/v1/version`, the `zenith_build_info` metric, shell completions, and no colour
+//! `GET /api/v1/version`, `GET /api/v1/openapi.json`, the `zenith_build_info` metric, shell completions, and no colour
 //! codes in logs that go to a file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,6 +31,21 @@ fn version_build_info_completions_and_plain_logs() {
         assert_eq!(api.get_json("/api/v1/version").await["version"], want);
         let anon = api.get_unauthenticated("/api/v1/version").await;
         assert_eq!(anon.status(), 401);
+        // The API description needs no token and is the checked-in one.
+        let doc = api.get_unauthenticated("/api/v1/openapi.json").await;
+        assert_eq!(doc.status(), 200);
+        let served = doc.text().await.unwrap();
+        let checked_in = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/openapi.json"
+        ))
+        .unwrap();
+        assert!(
+            served == checked_in,
+            "served description differs from docs/openapi.json"
+        );
+        let served: serde_json::Value = serde_json::from_str(&served).unwrap();
+        assert!(served["paths"]["/api/v1/jobs"]["post"].is_object());
     });
     let metrics = raw_get(c.port, "/metrics", Some(&c.admin_token), None).unwrap();
     assert!(

@@ -12,6 +12,7 @@ pub const MAX_TASKS_PER_NODE: u32 = 256;
 /// `{"nodes": 4, "tasksPerNode": 2}` (`tasks_per_node` is read too): 8 tasks (ranks 0-7), two on each of 4 distinct nodes.
 /// Each task asks the job's `resources`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Gang {

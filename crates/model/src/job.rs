@@ -28,6 +28,7 @@ pub mod limits {
 
 /// Everything needed to run a job. Field names are the API's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// argv; `command[0]` is looked up on PATH; no shell is involved.
@@ -91,6 +92,7 @@ pub struct JobSpec {
 
 /// `{exitCodes: [..], action: fail|ignore|retry}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExitRule {
@@ -101,6 +103,7 @@ pub struct ExitRule {
 
 /// What an exit code listed in a rule does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ExitAction {
@@ -443,6 +446,7 @@ pub fn validate_labels(
 
 /// How often and how fast a failed task is tried again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Retries after the first attempt; 2 means at most 3 attempts.
@@ -510,6 +514,7 @@ impl RetryPolicy {
 
 /// Backoff between retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Backoff {

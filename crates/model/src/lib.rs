@@ -30,6 +30,8 @@ pub mod gang;
 pub mod ids;
 pub mod job;
 pub mod namespace;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod reason;
 pub mod records;
 pub mod resources;

@@ -16,6 +16,7 @@ pub const MAX_QUOTA_CPUS: f64 = 1e9;
 
 /// What a namespace may hold at once; a limit not given is no limit.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// CPU cores of its running attempts.
@@ -55,6 +56,7 @@ impl Quota {
 
 /// One namespace's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceSettings {
     pub name: String,
@@ -113,6 +115,7 @@ impl NamespaceSettings {
 
 /// One party (a namespace, or a user in one) in the fair-share table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartyShare {
     /// The namespace, or the user (empty: jobs submitted without a user, such as flow steps).
     pub name: String,
@@ -137,6 +140,7 @@ pub struct PartyShare {
 
 /// One namespace in the fair-share table, with its users.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareView {
     #[serde(flatten)]
     pub party: PartyShare,

@@ -46,6 +46,7 @@ pub fn validate_user(v: &str, field: &str) -> Result<(), ValidationError> {
 
 /// What a person may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything, in every namespace: tokens, audit, nodes, jobs and flows.
@@ -104,6 +105,7 @@ impl std::str::FromStr for Role {
 /// A person's API token: only its SHA-256 is kept. Revoked tokens stay listed (until their
 /// record ages out with [`UserTokenRecord::expires_at`] or the token limit is reached).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserTokenRecord {
     /// Public handle: 16 hex digits, part of the token itself.
     pub id: String,
@@ -122,6 +124,7 @@ pub struct UserTokenRecord {
 
 /// One state-changing (or refused) API request, as the audit log keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRecord {
     /// Assigned by the store (0 until written).
     #[serde(default)]

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 use zenith_model::tenancy::DEFAULT_NAMESPACE;
 use zenith_model::{
     AttemptId, AttemptOutcome, AttemptRecord, JobId, JobRecord, JobSpec, JobState, Millis, NodeId,
@@ -9,12 +10,12 @@ use zenith_model::{
 };
 
 /// Every error: `{"error": {"code", "message", "field"}}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -23,19 +24,19 @@ pub struct ErrorDetail {
 }
 
 /// Answer to a single submission (`POST /api/v1/jobs` with one spec object).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Submitted {
     pub id: JobId,
 }
 
 /// Answer to a batch submission (a list of specs), IDs in the order of the specs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct SubmittedBatch {
     pub ids: Vec<JobId>,
 }
 
 /// A job in listings.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobSummary {
     pub id: JobId,
     pub name: String,
@@ -58,7 +59,7 @@ pub struct JobSummary {
 }
 
 /// `GET /api/v1/jobs`: newest first; pass `next_before` as `before` for the next page.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobList {
     pub jobs: Vec<JobSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,7 +67,7 @@ pub struct JobList {
 }
 
 /// One attempt of one task.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct AttemptView {
     pub id: AttemptId,
     pub task: u32,
@@ -88,7 +89,7 @@ pub struct AttemptView {
 }
 
 /// `GET /api/v1/jobs/{id}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     #[serde(flatten)]
     pub summary: JobSummary,
@@ -99,7 +100,7 @@ pub struct JobView {
 }
 
 /// `GET /api/v1/jobs/{id}/explain`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExplainView {
     pub id: JobId,
     pub state: JobState,
@@ -126,7 +127,7 @@ pub struct ExplainView {
 }
 
 /// `GET /api/v1/version`, and the client's own side of `zenith version`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VersionView {
     pub version: String,
     /// The agent protocol this build speaks (`crate::agent::PROTOCOL_VERSION`).
@@ -144,7 +145,7 @@ impl VersionView {
 }
 
 /// `GET /api/v1/nodes`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeView {
     pub id: NodeId,
     pub name: String,
@@ -184,7 +185,7 @@ fn open() -> String {
 }
 
 /// `POST /api/v1/nodes/{node}/drain`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrainRequest {
     /// Attempts still running this long from now are stopped and requeued elsewhere (e.g.
@@ -195,14 +196,14 @@ pub struct DrainRequest {
 
 /// `POST /api/v1/nodes/{node}/revoke`: the node cut off, and how many of its attempts were
 /// requeued elsewhere.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RevokeView {
     pub node: NodeId,
     pub name: String,
     pub requeued: usize,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeList {
     pub nodes: Vec<NodeView>,
 }
@@ -270,7 +271,7 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
 
 /// One line of `GET /api/v1/events` (server-sent events, `data: <json>`): a committed
 /// transition of a job, an attempt or a node.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     Job {
@@ -405,7 +406,7 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
 }
 
 /// `GET /api/v1/summary`: the cluster at a glance, from the control plane's memory.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct ClusterSummary {
     pub nodes_ready: u64,
     pub nodes_lost: u64,
@@ -420,7 +421,7 @@ pub struct ClusterSummary {
     pub flows_applied: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct QueueLevel {
     pub queue: String,
     pub queued: u64,
@@ -428,7 +429,7 @@ pub struct QueueLevel {
 }
 
 /// `GET /api/v1/servers`: the servers sharing the store and who leads.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ServerList {
     /// `embedded` (one server, SQLite) or `postgres` (several, one leader).
     pub store: String,
@@ -448,7 +449,7 @@ pub struct ServerList {
     pub terms: Vec<TermView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ServerView {
     pub id: String,
     pub url: String,
@@ -457,7 +458,7 @@ pub struct ServerView {
     pub last_seen_ms_ago: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct TermView {
     pub epoch: i64,
     pub url: String,
@@ -466,7 +467,7 @@ pub struct TermView {
 }
 
 /// `PATCH /api/v1/jobs/{id}`: what to change on a live job.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobUpdateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -496,7 +497,7 @@ impl JobUpdateRequest {
 }
 
 /// The answer to hold, release and update: the job's state and place after the change.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobControlled {
     pub id: JobId,
     pub state: JobState,
@@ -507,7 +508,7 @@ pub struct JobControlled {
 
 /// `POST /api/v1/jobs/{id}/requeue`: which ended tasks run again. Neither field: every
 /// ended task that did not succeed.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequeueRequest {
     /// Task indices, as an array is written (`3`, `1,4-7`).
@@ -519,7 +520,7 @@ pub struct RequeueRequest {
 }
 
 /// The answer to requeue.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobRequeued {
     pub id: JobId,
     pub state: JobState,
@@ -528,8 +529,31 @@ pub struct JobRequeued {
 }
 
 /// The answer to delete.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct JobDeleted {
     pub id: JobId,
     pub deleted: bool,
+}
+
+/// `POST /api/v1/jobs`: one spec, or a batch of 1 to 10,000 (answered with their IDs in order).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SubmitBody {
+    One(Box<JobSpec>),
+    Batch(Vec<JobSpec>),
+}
+
+/// The answer to a single submission or a batch.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SubmitAnswer {
+    One(Submitted),
+    Batch(SubmittedBatch),
+}
+
+/// The answer to cancelling a job or a flow run: accepted; the attempts are being stopped.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct Cancelled {
+    pub id: u64,
+    pub cancelled: bool,
 }

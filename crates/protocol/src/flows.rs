@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 use zenith_model::flow::{
     FlowDefRecord, FlowSpec, InstanceRecord, RunId, RunRecord, RunState, StepRecord, StepState,
     Trigger,
@@ -9,7 +10,7 @@ use zenith_model::flow::{
 use zenith_model::{JobId, Millis, Reason};
 
 /// `POST /api/v1/flows/runs`: a flow given as YAML text, or the name of an applied flow.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,20 +22,20 @@ pub struct RunRequest {
 }
 
 /// `PUT /api/v1/flows/{name}` and `POST /api/v1/flows/validate`: the flow as YAML text.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowText {
     pub flow: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RunSubmitted {
     pub id: RunId,
 }
 
 /// One entry of a run's `steps`: a step, or, for a fan-out step that has expanded, one of its
 /// instances (same `name`, with `index` and `item`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct StepView {
     pub name: String,
     pub state: StepState,
@@ -55,7 +56,7 @@ pub struct StepView {
     pub step_state: StepState,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct RunSummary {
     pub id: RunId,
     pub name: String,
@@ -68,7 +69,7 @@ pub struct RunSummary {
     pub finished_at: Option<Millis>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct RunView {
     pub id: RunId,
     pub name: String,
@@ -86,7 +87,7 @@ pub struct RunView {
     pub steps: Vec<StepView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct FlowDefView {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,7 +101,7 @@ pub struct FlowDefView {
 }
 
 /// `GET /api/v1/flows`: applied definitions and the latest runs.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct FlowList {
     pub flows: Vec<FlowDefView>,
     pub runs: Vec<RunSummary>,
@@ -200,13 +201,13 @@ pub fn run_view(
 
 /// `GET /api/v1/flows/runs/{id}/graph`: the run's DAG, one entry per step (a fan-out step is
 /// one node with its instances counted), for drawing.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct RunGraph {
     pub run: RunSummary,
     pub steps: Vec<GraphStep>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct GraphStep {
     pub name: String,
     /// Indexes into `steps` of the steps this one depends on.
@@ -280,7 +281,7 @@ pub fn run_graph(
 
 /// `GET /api/v1/flows/runs/{id}/attempts?after=&limit=`: the attempts of a run's jobs in ID
 /// order, a page at a time, for its timeline.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunAttempts {
     pub attempts: Vec<RunAttemptView>,
     /// Pass as `after` for the next page; absent on the last one.
@@ -288,7 +289,7 @@ pub struct RunAttempts {
     pub next_after: Option<zenith_model::AttemptId>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunAttemptView {
     /// Index of the step in the run's graph.
     pub step: u32,
@@ -297,4 +298,31 @@ pub struct RunAttemptView {
     pub job: JobId,
     #[serde(flatten)]
     pub attempt: crate::api::AttemptView,
+}
+
+/// `POST /api/v1/flows/validate`: the flow compiles.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct FlowValidated {
+    pub valid: bool,
+    pub name: String,
+    pub steps: usize,
+}
+
+/// `POST /api/v1/flows/runs/{id}/steps/{step}/approve`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct StepApproved {
+    pub id: RunId,
+    pub step: String,
+    pub approved: bool,
+}
+
+/// `PUT /api/v1/flows/{name}` (`applied`) and `DELETE` (`deleted`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct FlowChanged {
+    pub name: String,
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub applied: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }

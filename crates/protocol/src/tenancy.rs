@@ -1,11 +1,12 @@
 //! API bodies of tenancy: people's tokens (`/api/v1/tokens`), `whoami` and the audit log.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use zenith_model::tenancy::{AuditRecord, Role, UserTokenRecord};
 use zenith_model::{DurationMs, Millis};
 
 /// `POST /api/v1/tokens` (admin).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The user it names (recorded as the submitter of what it submits).
@@ -20,7 +21,7 @@ pub struct TokenRequest {
 }
 
 /// A token as listed: never its secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub user: String,
@@ -60,20 +61,20 @@ impl TokenView {
 }
 
 /// The answer to a token's creation: the token itself, shown this once.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenCreated {
     pub token: String,
     #[serde(flatten)]
     pub view: TokenView,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }
 
 /// `GET /api/v1/whoami`: who the presented token acts as.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WhoAmI {
     pub user: String,
     pub role: Role,
@@ -87,7 +88,7 @@ pub struct WhoAmI {
 }
 
 /// `GET /api/v1/audit` (admin, operator): newest first; pass `next_before` as `before`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditList {
     pub records: Vec<AuditRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,13 +96,13 @@ pub struct AuditList {
 }
 
 /// `GET /api/v1/namespaces`: the settings of namespaces that have some.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NamespaceList {
     pub namespaces: Vec<zenith_model::namespace::NamespaceSettings>,
 }
 
 /// `GET /api/v1/share`: the fair-share table (docs/tenancy.md).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ShareList {
     /// Recent usage counts half after this long.
     pub half_life_ms: u64,

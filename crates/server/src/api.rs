@@ -129,6 +129,14 @@ pub(crate) async fn visible_job(
     Ok(job)
 }
 
+#[utoipa::path(
+    post, path = "/jobs", operation_id = "submitJobs", tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submission return the first answer (same body) instead of a second job; 1-255 visible ASCII characters")),
+    request_body = zenith_protocol::api::SubmitBody,
+    responses((status = 201, description = "Committed; header Idempotent-Replayed: true when answered from an earlier submission with the same key", body = zenith_protocol::api::SubmitAnswer),
+        (status = 409, description = "The key was used with another body", body = zenith_protocol::api::ErrorBody),
+        (status = 413, description = "Body too large", body = zenith_protocol::api::ErrorBody))
+)]
 pub async fn submit(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -201,8 +209,9 @@ pub async fn submit(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     state: Option<String>,
     queue: Option<String>,
@@ -212,6 +221,10 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get, path = "/jobs", operation_id = "listJobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, description = "Jobs, newest first", body = zenith_protocol::api::JobList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -262,12 +275,17 @@ pub(crate) fn job_id(raw: &str) -> Result<JobId, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ShowQuery {
     attempts_limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get, path = "/jobs/{id}", operation_id = "getJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID"), ShowQuery),
+    responses((status = 200, description = "The job, its spec and its attempts", body = zenith_protocol::api::JobView))
+)]
 pub async fn show(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -291,6 +309,11 @@ pub async fn show(
     }))
 }
 
+#[utoipa::path(
+    post, path = "/jobs/{id}/cancel", operation_id = "cancelJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
+    responses((status = 202, description = "Accepted: its attempts are being stopped", body = zenith_protocol::api::Cancelled),
+        (status = 409, description = "The job has already ended", body = zenith_protocol::api::ErrorBody))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -302,7 +325,10 @@ pub async fn cancel(
     match ask(&state, |reply| LoopMsg::Cancel { id, reply }).await? {
         Ok(()) => Ok((
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({"id": id, "cancelled": true})),
+            Json(zenith_protocol::api::Cancelled {
+                id: id.0,
+                cancelled: true,
+            }),
         )
             .into_response()),
         Err(ApiError::Conflict(m)) => match read(&state, move |r| r.get_job(id)).await? {
@@ -316,6 +342,10 @@ pub async fn cancel(
     }
 }
 
+#[utoipa::path(
+    get, path = "/jobs/{id}/explain", operation_id = "explainJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
+    responses((status = 200, description = "Why the job waits (or where it runs)", body = zenith_protocol::api::ExplainView))
+)]
 pub async fn explain(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -340,6 +370,10 @@ pub async fn explain(
     }))
 }
 
+#[utoipa::path(
+    get, path = "/nodes", operation_id = "listNodes", tag = "nodes",
+    responses((status = 200, description = "Every node the server knows", body = zenith_protocol::api::NodeList))
+)]
 pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
     Ok(Json(NodeList {
         nodes: ask(&state, |reply| LoopMsg::Nodes { reply }).await?,
@@ -348,6 +382,10 @@ pub async fn nodes(State(state): State<AppState>) -> Result<Json<NodeList>, ApiE
 
 /// `POST /nodes/{node}/revoke` (node ID, or a name one node has): the node's credential is
 /// refused from now on, its stream closed and its attempts requeued elsewhere.
+#[utoipa::path(
+    post, path = "/nodes/{node}/revoke", operation_id = "revokeNode", tag = "nodes", params(("node" = String, Path, description = "Node ID or name")),
+    responses((status = 200, description = "Its credential revoked; its attempts requeued", body = zenith_protocol::api::RevokeView))
+)]
 pub async fn revoke_node(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -389,6 +427,10 @@ async fn node_action(
 }
 
 /// `POST /nodes/{node}/cordon`: no new work there; what runs goes on.
+#[utoipa::path(
+    post, path = "/nodes/{node}/cordon", operation_id = "cordonNode", tag = "nodes", params(("node" = String, Path, description = "Node ID or name")),
+    responses((status = 200, description = "It takes no new work", body = zenith_protocol::api::NodeView))
+)]
 pub async fn cordon_node(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -398,6 +440,10 @@ pub async fn cordon_node(
 }
 
 /// `POST /nodes/{node}/uncordon`: open to new work again (ends a drain).
+#[utoipa::path(
+    post, path = "/nodes/{node}/uncordon", operation_id = "uncordonNode", tag = "nodes", params(("node" = String, Path, description = "Node ID or name")),
+    responses((status = 200, description = "It takes new work again", body = zenith_protocol::api::NodeView))
+)]
 pub async fn uncordon_node(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -408,6 +454,11 @@ pub async fn uncordon_node(
 
 /// `POST /nodes/{node}/drain` `{"deadline": "1h"}`: cordon; attempts still running at the
 /// deadline are stopped and requeued elsewhere.
+#[utoipa::path(
+    post, path = "/nodes/{node}/drain", operation_id = "drainNode", tag = "nodes", params(("node" = String, Path, description = "Node ID or name")),
+    request_body(content = Option<zenith_protocol::api::DrainRequest>, description = "Optional deadline"),
+    responses((status = 200, description = "Cordoned; running attempts finish, or are requeued at the deadline", body = zenith_protocol::api::NodeView))
+)]
 pub async fn drain_node(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -424,6 +475,11 @@ pub async fn drain_node(
 }
 
 /// `DELETE /nodes/{node}`: forget a node that runs nothing (409 while it runs work).
+#[utoipa::path(
+    delete, path = "/nodes/{node}", operation_id = "removeNode", tag = "nodes", params(("node" = String, Path, description = "Node ID or name")),
+    responses((status = 200, description = "Forgotten (a node that is not running anything)", body = zenith_protocol::api::NodeView),
+        (status = 409, description = "It still runs attempts", body = zenith_protocol::api::ErrorBody))
+)]
 pub async fn remove_node(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -432,8 +488,9 @@ pub async fn remove_node(
     node_action(&state, &p, node, crate::control::NodeAction::Remove).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     task: Option<u32>,
     attempt: Option<u64>,
@@ -444,6 +501,10 @@ pub struct LogQuery {
 
 /// Streams a task's output (its latest attempt unless `attempt` is given). With `follow`, waits
 /// for the task to start and streams until the attempt ends.
+#[utoipa::path(
+    get, path = "/jobs/{id}/logs", operation_id = "jobLogs", tag = "jobs", params(("id" = u64, Path, description = "Job ID"), LogQuery),
+    responses((status = 200, description = "The attempt's output, streamed as it is written with `follow`", content_type = "text/plain", body = String))
+)]
 pub async fn logs(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -582,6 +643,10 @@ impl LogFollow {
 }
 
 /// `GET /api/v1/summary`
+#[utoipa::path(
+    get, path = "/summary", operation_id = "clusterSummary", tag = "cluster",
+    responses((status = 200, description = "The cluster at a glance", body = zenith_protocol::api::ClusterSummary))
+)]
 pub async fn summary(
     State(state): State<AppState>,
 ) -> Result<Json<zenith_protocol::api::ClusterSummary>, ApiError> {
@@ -627,6 +692,10 @@ pub async fn summary(
 }
 
 /// `GET /api/v1/version`: the server's build (any token).
+#[utoipa::path(
+    get, path = "/version", operation_id = "version", tag = "cluster",
+    responses((status = 200, description = "The server's build", body = zenith_protocol::api::VersionView))
+)]
 pub async fn version() -> Json<zenith_protocol::api::VersionView> {
     Json(zenith_protocol::api::VersionView::this_build())
 }

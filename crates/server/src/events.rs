@@ -24,8 +24,9 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 
 pub type EventBatch = Arc<Vec<Event>>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     job: Option<u64>,
     run: Option<u64>,
@@ -68,6 +69,10 @@ fn sse(e: &Event) -> String {
     format!("data: {json}\n\n")
 }
 
+#[utoipa::path(
+    get, path = "/events", operation_id = "events", tag = "events", params(EventQuery),
+    responses((status = 200, description = "Server-sent events: each `data:` line one committed transition (an Event)", content_type = "text/event-stream", body = zenith_protocol::api::Event))
+)]
 pub async fn events(
     State(state): State<AppState>,
     axum::Extension(p): axum::Extension<crate::users::Principal>,

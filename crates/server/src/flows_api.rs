@@ -22,8 +22,8 @@ use zenith_model::flow::{FlowSpec, RunId};
 use zenith_model::tenancy::{validate_namespace, DEFAULT_NAMESPACE};
 use zenith_model::ValidationError;
 use zenith_protocol::flows::{
-    def_view, run_graph, run_summary, run_view, FlowList, FlowText, RunAttemptView, RunAttempts,
-    RunGraph, RunRequest, RunSubmitted, RunView,
+    def_view, run_graph, run_summary, run_view, FlowChanged, FlowList, FlowText, FlowValidated,
+    RunAttemptView, RunAttempts, RunGraph, RunRequest, RunSubmitted, RunView, StepApproved,
 };
 use zenith_store::RunFilter;
 
@@ -49,8 +49,9 @@ async fn compile_off_loop(text: String) -> Result<(Arc<FlowSpec>, Arc<FlowPlan>)
 }
 
 /// `?namespace=` of the flow routes that name flows rather than runs.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NsQuery {
     namespace: Option<String>,
 }
@@ -122,6 +123,11 @@ fn run_id(raw: &str) -> Result<RunId, ApiError> {
 }
 
 /// `POST /api/v1/flows/runs`
+#[utoipa::path(
+    post, path = "/flows/runs", operation_id = "runFlow", tag = "flows", params(NsQuery),
+    request_body = zenith_protocol::flows::RunRequest,
+    responses((status = 201, description = "The run started", body = zenith_protocol::flows::RunSubmitted))
+)]
 pub async fn submit_run(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -159,16 +165,24 @@ pub async fn submit_run(
 }
 
 /// `POST /api/v1/flows/validate`
-pub async fn validate(body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    post, path = "/flows/validate", operation_id = "validateFlow", tag = "flows",
+    request_body = zenith_protocol::flows::FlowText,
+    responses((status = 200, description = "The flow compiles", body = zenith_protocol::flows::FlowValidated))
+)]
+pub async fn validate(body: axum::body::Bytes) -> Result<Json<FlowValidated>, ApiError> {
     let req: FlowText = decode(&body)?;
     let (spec, _) = compile_off_loop(req.flow).await?;
-    Ok(Json(
-        serde_json::json!({"valid": true, "name": spec.name, "steps": spec.steps.len()}),
-    ))
+    Ok(Json(FlowValidated {
+        valid: true,
+        name: spec.name.clone(),
+        steps: spec.steps.len(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     name: Option<String>,
     /// A namespace, `*` for every one the token reads; default: the token's default.
@@ -178,6 +192,10 @@ pub struct RunsQuery {
 }
 
 /// `GET /api/v1/flows/runs`
+#[utoipa::path(
+    get, path = "/flows/runs", operation_id = "listRuns", tag = "flows", params(RunsQuery),
+    responses((status = 200, description = "Runs, newest first", body = Vec<zenith_protocol::flows::RunSummary>))
+)]
 pub async fn list_runs(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -200,6 +218,10 @@ pub async fn list_runs(
 }
 
 /// `GET /api/v1/flows`: applied flows and the latest 50 runs.
+#[utoipa::path(
+    get, path = "/flows", operation_id = "listFlows", tag = "flows", params(NsQuery),
+    responses((status = 200, description = "Applied flows and the latest runs", body = zenith_protocol::flows::FlowList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -257,6 +279,10 @@ async fn load_run(
 }
 
 /// `GET /api/v1/flows/runs/{id}`
+#[utoipa::path(
+    get, path = "/flows/runs/{id}", operation_id = "getRun", tag = "flows", params(("id" = u64, Path, description = "Run ID")),
+    responses((status = 200, description = "The run and its steps", body = zenith_protocol::flows::RunView))
+)]
 pub async fn show_run(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -269,6 +295,10 @@ pub async fn show_run(
 }
 
 /// `GET /api/v1/flows/runs/{id}/graph`
+#[utoipa::path(
+    get, path = "/flows/runs/{id}/graph", operation_id = "runGraph", tag = "flows", params(("id" = u64, Path, description = "Run ID")),
+    responses((status = 200, description = "The run's DAG with states", body = zenith_protocol::flows::RunGraph))
+)]
 pub async fn graph(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -280,8 +310,9 @@ pub async fn graph(
     Ok(Json(run_graph(&run, &spec, &steps, &instances)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AttemptsQuery {
     after: Option<u64>,
     limit: Option<usize>,
@@ -291,6 +322,10 @@ pub struct AttemptsQuery {
 pub const MAX_ATTEMPTS_PAGE: usize = 10_000;
 
 /// `GET /api/v1/flows/runs/{id}/attempts?after=&limit=`
+#[utoipa::path(
+    get, path = "/flows/runs/{id}/attempts", operation_id = "runAttempts", tag = "flows", params(("id" = u64, Path, description = "Run ID"), AttemptsQuery),
+    responses((status = 200, description = "A page of the run's attempts (its timeline)", body = zenith_protocol::flows::RunAttempts))
+)]
 pub async fn attempts(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -334,6 +369,11 @@ pub async fn attempts(
 }
 
 /// `POST /api/v1/flows/runs/{id}/cancel`
+#[utoipa::path(
+    post, path = "/flows/runs/{id}/cancel", operation_id = "cancelRun", tag = "flows", params(("id" = u64, Path, description = "Run ID")),
+    responses((status = 202, description = "Accepted: its steps are being stopped", body = zenith_protocol::api::Cancelled),
+        (status = 409, description = "The run has already ended", body = zenith_protocol::api::ErrorBody))
+)]
 pub async fn cancel_run(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -344,7 +384,10 @@ pub async fn cancel_run(
     match ask(&state, |reply| LoopMsg::CancelRun { id, reply }).await? {
         Ok(()) => Ok((
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({"id": id, "cancelled": true})),
+            Json(zenith_protocol::api::Cancelled {
+                id: id.0,
+                cancelled: true,
+            }),
         )
             .into_response()),
         Err(ApiError::Conflict(m)) => match read(&state, move |r| r.get_run(id)).await? {
@@ -359,11 +402,16 @@ pub async fn cancel_run(
 }
 
 /// `POST /api/v1/flows/runs/{id}/steps/{step}/approve`
+#[utoipa::path(
+    post, path = "/flows/runs/{id}/steps/{step}/approve", operation_id = "approveStep", tag = "flows",
+    params(("id" = u64, Path, description = "Run ID"), ("step" = String, Path, description = "The approval step's name")),
+    responses((status = 200, description = "Approved: the run goes on", body = zenith_protocol::flows::StepApproved))
+)]
 pub async fn approve(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path((id, step)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<StepApproved>, ApiError> {
     let id = run_id(&id)?;
     run_access(&state, &p, id, true).await?;
     if step.len() > 63 {
@@ -374,19 +422,26 @@ pub async fn approve(
     }
     let s = step.clone();
     ask(&state, |reply| LoopMsg::Approve { id, step: s, reply }).await??;
-    Ok(Json(
-        serde_json::json!({"id": id, "step": step, "approved": true}),
-    ))
+    Ok(Json(StepApproved {
+        id,
+        step,
+        approved: true,
+    }))
 }
 
 /// `PUT /api/v1/flows/{name}`: stores the definition and arms its schedule.
+#[utoipa::path(
+    put, path = "/flows/{name}", operation_id = "applyFlow", tag = "flows", params(("name" = String, Path, description = "The flow's name (as in its YAML)"), NsQuery),
+    request_body = zenith_protocol::flows::FlowText,
+    responses((status = 200, description = "Stored; its schedule armed", body = zenith_protocol::flows::FlowChanged))
+)]
 pub async fn apply(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     Query(q): Query<NsQuery>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<FlowChanged>, ApiError> {
     let req: FlowText = decode(&body)?;
     let (spec, plan) = compile_off_loop(req.flow).await?;
     let ns = flow_namespace(&p, q.namespace.as_deref(), &spec.namespace)?;
@@ -399,23 +454,33 @@ pub async fn apply(
         )));
     }
     ask(&state, |reply| LoopMsg::ApplyFlow { spec, plan, reply }).await??;
-    Ok(Json(
-        serde_json::json!({"name": name, "namespace": ns, "applied": true}),
-    ))
+    Ok(Json(FlowChanged {
+        name,
+        namespace: ns,
+        applied: true,
+        deleted: false,
+    }))
 }
 
 /// `DELETE /api/v1/flows/{name}`
+#[utoipa::path(
+    delete, path = "/flows/{name}", operation_id = "deleteFlow", tag = "flows", params(("name" = String, Path, description = "The flow's name"), NsQuery),
+    responses((status = 200, description = "Deleted", body = zenith_protocol::flows::FlowChanged))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     Query(q): Query<NsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<FlowChanged>, ApiError> {
     let ns = flow_namespace(&p, q.namespace.as_deref(), "")?;
     p.must_write(&ns)?;
     let key = flow_key(&ns, &name);
     ask(&state, |reply| LoopMsg::DeleteFlow { name: key, reply }).await??;
-    Ok(Json(
-        serde_json::json!({"name": name, "namespace": ns, "deleted": true}),
-    ))
+    Ok(Json(FlowChanged {
+        name,
+        namespace: ns,
+        applied: false,
+        deleted: true,
+    }))
 }

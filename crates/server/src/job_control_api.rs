@@ -59,6 +59,10 @@ pub(crate) async fn ended_dependencies(
 }
 
 /// `POST /api/v1/jobs/{id}/hold`.
+#[utoipa::path(
+    post, path = "/jobs/{id}/hold", operation_id = "holdJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
+    responses((status = 200, description = "Held: no new task starts until released", body = zenith_protocol::api::JobControlled))
+)]
 pub async fn hold(
     state: State<AppState>,
     p: Extension<Principal>,
@@ -68,6 +72,10 @@ pub async fn hold(
 }
 
 /// `POST /api/v1/jobs/{id}/release`.
+#[utoipa::path(
+    post, path = "/jobs/{id}/release", operation_id = "releaseJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
+    responses((status = 200, description = "Released", body = zenith_protocol::api::JobControlled))
+)]
 pub async fn release(
     state: State<AppState>,
     p: Extension<Principal>,
@@ -87,6 +95,11 @@ async fn set_hold(
 }
 
 /// `PATCH /api/v1/jobs/{id}`: `{"priority": N, "queue": "Q"}` (either or both).
+#[utoipa::path(
+    patch, path = "/jobs/{id}", operation_id = "updateJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
+    request_body = zenith_protocol::api::JobUpdateRequest,
+    responses((status = 200, description = "Changed", body = zenith_protocol::api::JobControlled))
+)]
 pub async fn update(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -110,6 +123,11 @@ pub async fn update(
 
 /// `POST /api/v1/jobs/{id}/requeue`: `{"tasks": "1,4-7"}`, `{"all": true}` or `{}` (the
 /// ended tasks that did not succeed).
+#[utoipa::path(
+    post, path = "/jobs/{id}/requeue", operation_id = "requeueJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
+    request_body(content = Option<zenith_protocol::api::RequeueRequest>, description = "Which ended tasks run again; none: every one that did not succeed"),
+    responses((status = 200, description = "Tasks back in the queue", body = zenith_protocol::api::JobRequeued))
+)]
 pub async fn requeue(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -168,6 +186,11 @@ pub async fn requeue(
 }
 
 /// `DELETE /api/v1/jobs/{id}`: forgets an ended job with its tasks, attempts and logs.
+#[utoipa::path(
+    delete, path = "/jobs/{id}", operation_id = "deleteJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
+    responses((status = 200, description = "Deleted (an ended job)", body = zenith_protocol::api::JobDeleted),
+        (status = 409, description = "The job has not ended", body = zenith_protocol::api::ErrorBody))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,

@@ -25,6 +25,7 @@ mod metrics;
 mod namespaces_api;
 mod node_keys;
 pub mod oidc;
+pub mod openapi;
 mod tenancy_api;
 pub mod tls;
 mod ui;
@@ -309,60 +310,8 @@ fn lock_data_dir(
 }
 
 fn router(state: AppState, max_body: usize) -> Router {
-    let api = Router::new()
-        .route("/jobs", post(api::submit).get(api::list))
-        .route(
-            "/jobs/{id}",
-            get(api::show)
-                .patch(job_control_api::update)
-                .delete(job_control_api::delete),
-        )
-        .route("/jobs/{id}/requeue", post(job_control_api::requeue))
-        .route("/jobs/{id}/cancel", post(api::cancel))
-        .route("/jobs/{id}/hold", post(job_control_api::hold))
-        .route("/jobs/{id}/release", post(job_control_api::release))
-        .route("/jobs/{id}/logs", get(api::logs))
-        .route("/jobs/{id}/explain", get(api::explain))
-        .route("/nodes", get(api::nodes))
-        .route("/nodes/{node}/revoke", post(api::revoke_node))
-        .route("/nodes/{node}/cordon", post(api::cordon_node))
-        .route("/nodes/{node}/uncordon", post(api::uncordon_node))
-        .route("/nodes/{node}/drain", post(api::drain_node))
-        .route("/nodes/{node}", axum::routing::delete(api::remove_node))
-        .route("/summary", get(api::summary))
-        .route("/whoami", get(tenancy_api::whoami))
-        .route("/version", get(api::version))
-        .route("/tokens", post(tenancy_api::create).get(tenancy_api::list))
-        .route("/tokens/{id}/revoke", post(tenancy_api::revoke))
-        .route("/audit", get(tenancy_api::audit))
-        .route("/namespaces", get(namespaces_api::list))
-        .route(
-            "/namespaces/{name}",
-            get(namespaces_api::show)
-                .put(namespaces_api::put)
-                .delete(namespaces_api::delete),
-        )
-        .route("/share", get(namespaces_api::share))
-        .route("/servers", get(ha::embedded_servers))
-        .route("/events", get(events::events))
-        .route("/flows", get(flows_api::list))
-        .route("/flows/validate", post(flows_api::validate))
-        .route(
-            "/flows/runs",
-            post(flows_api::submit_run).get(flows_api::list_runs),
-        )
-        .route("/flows/runs/{id}", get(flows_api::show_run))
-        .route("/flows/runs/{id}/cancel", post(flows_api::cancel_run))
-        .route("/flows/runs/{id}/graph", get(flows_api::graph))
-        .route("/flows/runs/{id}/attempts", get(flows_api::attempts))
-        .route(
-            "/flows/runs/{id}/steps/{step}/approve",
-            post(flows_api::approve),
-        )
-        .route(
-            "/flows/{name}",
-            axum::routing::put(flows_api::apply).delete(flows_api::delete),
-        )
+    let (api, _) = openapi::api_routes().split_for_parts();
+    let api = api
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -396,6 +345,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         .merge(probes)
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .nest("/api/v1", api)
         .nest("/agent/v1", agent)
         .fallback(not_found)

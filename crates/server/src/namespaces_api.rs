@@ -20,6 +20,10 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /api/v1/namespaces`: the settings of every namespace the caller reads that has some.
+#[utoipa::path(
+    get, path = "/namespaces", operation_id = "listNamespaces", tag = "tenancy",
+    responses((status = 200, description = "Namespaces the caller may read, with quotas and weights", body = zenith_protocol::tenancy::NamespaceList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -31,6 +35,10 @@ pub async fn list(
 }
 
 /// `GET /api/v1/namespaces/{name}`: its settings (a namespace without any has the defaults).
+#[utoipa::path(
+    get, path = "/namespaces/{name}", operation_id = "getNamespace", tag = "tenancy", params(("name" = String, Path, description = "Namespace")),
+    responses((status = 200, description = "Its settings", body = zenith_model::namespace::NamespaceSettings))
+)]
 pub async fn show(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -48,6 +56,11 @@ pub async fn show(
 
 /// `PUT /api/v1/namespaces/{name}` (admin): replaces its settings; the body's `name`, when
 /// given, must be the path's.
+#[utoipa::path(
+    put, path = "/namespaces/{name}", operation_id = "putNamespace", tag = "tenancy", params(("name" = String, Path, description = "Namespace")),
+    request_body = zenith_model::namespace::NamespaceSettings,
+    responses((status = 200, description = "Its new settings (admin only)", body = zenith_model::namespace::NamespaceSettings))
+)]
 pub async fn put(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -84,6 +97,10 @@ pub async fn put(
 }
 
 /// `DELETE /api/v1/namespaces/{name}` (admin): back to weight 1 and no quota.
+#[utoipa::path(
+    delete, path = "/namespaces/{name}", operation_id = "resetNamespace", tag = "tenancy", params(("name" = String, Path, description = "Namespace")),
+    responses((status = 200, description = "Its settings, now reset (admin only)", body = zenith_model::namespace::NamespaceSettings))
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -103,6 +120,10 @@ pub async fn delete(
 
 /// `GET /api/v1/share`: weight, holdings, recent usage and share of each namespace the
 /// caller reads, and of its users.
+#[utoipa::path(
+    get, path = "/share", operation_id = "fairShare", tag = "tenancy",
+    responses((status = 200, description = "Fair share: each namespace's and user's weight, usage and share", body = zenith_protocol::tenancy::ShareList))
+)]
 pub async fn share(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,

@@ -61,6 +61,11 @@ fn checked_namespaces(req: &TokenRequest) -> Result<Vec<String>, ApiError> {
 }
 
 /// `POST /api/v1/tokens`: a new token, shown once.
+#[utoipa::path(
+    post, path = "/tokens", operation_id = "createToken", tag = "tenancy",
+    request_body = zenith_protocol::tenancy::TokenRequest,
+    responses((status = 201, description = "The token (its secret shown only here)", body = zenith_protocol::tenancy::TokenCreated))
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -95,6 +100,10 @@ pub async fn create(
 }
 
 /// `GET /api/v1/tokens`: every token, newest first (never a secret).
+#[utoipa::path(
+    get, path = "/tokens", operation_id = "listTokens", tag = "tenancy",
+    responses((status = 200, description = "Tokens (without secrets)", body = zenith_protocol::tenancy::TokenList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -112,6 +121,10 @@ pub async fn list(
 }
 
 /// `POST /api/v1/tokens/{id}/revoke`: refused from now on.
+#[utoipa::path(
+    post, path = "/tokens/{id}/revoke", operation_id = "revokeToken", tag = "tenancy", params(("id" = String, Path, description = "Token ID")),
+    responses((status = 200, description = "Revoked on every server", body = zenith_protocol::tenancy::TokenView))
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -129,6 +142,10 @@ pub async fn revoke(
 }
 
 /// `GET /api/v1/whoami`
+#[utoipa::path(
+    get, path = "/whoami", operation_id = "whoami", tag = "tenancy",
+    responses((status = 200, description = "The caller: user, role, namespaces", body = zenith_protocol::tenancy::WhoAmI))
+)]
 pub async fn whoami(Extension(p): Extension<Principal>) -> Json<WhoAmI> {
     Json(WhoAmI {
         default_namespace: p.default_namespace().to_string(),
@@ -139,8 +156,9 @@ pub async fn whoami(Extension(p): Extension<Principal>) -> Json<WhoAmI> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     user: Option<String>,
     /// Milliseconds since the epoch.
@@ -152,6 +170,10 @@ pub struct AuditQuery {
 }
 
 /// `GET /api/v1/audit`: newest first.
+#[utoipa::path(
+    get, path = "/audit", operation_id = "audit", tag = "tenancy", params(AuditQuery),
+    responses((status = 200, description = "Audit records, newest first (admin only)", body = zenith_protocol::tenancy::AuditList))
+)]
 pub async fn audit(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,

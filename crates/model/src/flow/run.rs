@@ -14,6 +14,7 @@ crate::ids::numeric_id!(
 
 /// A run's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     Pending,
@@ -25,6 +26,7 @@ pub enum RunState {
 
 /// A step's (or one fan-out instance's) state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     Pending,
@@ -38,6 +40,7 @@ pub enum StepState {
 
 /// How a run was started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// By a person or client (`zenith run`, `POST /api/v1/runs`).

@@ -13,10 +13,8 @@
 //! [`Leader`]: crate::leader::Leader
 
 mod pilot;
-mod servers;
+pub(crate) mod servers;
 mod standby;
-
-pub(crate) use servers::embedded_servers;
 
 use crate::{auth, lock_data_dir, metrics::Metrics, ServerConfig, ServerError};
 use axum::extract::Request;

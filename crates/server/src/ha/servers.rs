@@ -63,6 +63,10 @@ pub(super) async fn servers(State(ha): State<Arc<Ha>>, req: Request) -> Response
 }
 
 /// `GET /api/v1/servers` on an embedded server: itself, always the leader.
+#[utoipa::path(
+    get, path = "/servers", operation_id = "listServers", tag = "cluster",
+    responses((status = 200, description = "The servers sharing the store and who leads", body = zenith_protocol::api::ServerList))
+)]
 pub(crate) async fn embedded_servers(headers: axum::http::HeaderMap) -> Json<ServerList> {
     let host = headers
         .get(axum::http::header::HOST)

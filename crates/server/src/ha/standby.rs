@@ -24,6 +24,7 @@ pub(super) fn router(ha: Arc<Ha>) -> Router {
         .route("/metrics", get(metrics))
         .route("/", get(crate::ui::index))
         .route("/ui/{file}", get(crate::ui::asset))
+        .route("/api/v1/openapi.json", get(crate::openapi::serve))
         .route("/api/v1/{*rest}", any(forward))
         .route("/agent/v1/{*rest}", any(not_leader))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
