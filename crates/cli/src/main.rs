@@ -14,6 +14,7 @@ macro_rules! out {
 }
 
 mod cmd;
+mod config;
 mod output;
 mod telemetry;
 
@@ -112,6 +113,12 @@ enum Command {
     },
     /// Fair share: each namespace's and user's weight, holdings, share and recent usage.
     Share(cmd::namespaces::ShareArgs),
+    /// Named clusters (server, token, CA, namespace) in the config file; `zenith up` writes
+    /// `local`.
+    Context {
+        #[command(subcommand)]
+        verb: cmd::context::ContextVerb,
+    },
     /// This build's version and the server's.
     Version(cmd::version::VersionArgs),
     /// Shell completions: `zenith completions bash > /etc/bash_completion.d/zenith`
@@ -194,6 +201,7 @@ fn main() -> ExitCode {
             Command::Namespace { verb } => cmd::namespaces::run(verb).await,
             Command::Share(a) => cmd::namespaces::share(a).await,
             Command::Version(a) => cmd::version::run(a).await,
+            Command::Context { verb } => cmd::context::run(verb),
             Command::Completions { shell } => {
                 // Into a buffer first: clap_complete panics when its writer fails (a closed
                 // pipe); ours reports that as any other write.

@@ -2,11 +2,88 @@
 
 use clap::ValueEnum;
 
+/// `-o`: a table (`wide`: with more columns where a verb has them), or the data as JSON or
+/// YAML, times in RFC 3339 (each with its epoch milliseconds beside it as `<name>_ms`).
 #[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
 pub enum Format {
     #[default]
     Table,
+    Wide,
     Json,
+    Yaml,
+}
+
+impl Format {
+    /// JSON or YAML: the data, not a table.
+    pub fn is_data(self) -> bool {
+        matches!(self, Format::Json | Format::Yaml)
+    }
+}
+
+/// Fields holding epoch milliseconds that are not named `*_at`.
+const TIME_FIELDS: [&str; 5] = [
+    "at",
+    "last_heartbeat",
+    "next_fire",
+    "drain_deadline",
+    "time",
+];
+
+/// Rewrites epoch-millisecond times (`*_at` and [`TIME_FIELDS`]) as RFC 3339 strings, and
+/// keeps each number beside it as `<name>_ms`, at every depth.
+pub fn rfc3339_times(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for k in keys {
+                let is_time = k.ends_with("_at") || TIME_FIELDS.contains(&k.as_str());
+                match map.get_mut(&k) {
+                    Some(serde_json::Value::Number(n)) if is_time => {
+                        if let Some(ms) = n.as_u64() {
+                            let text = rfc3339_ms(ms);
+                            map.insert(format!("{k}_ms"), ms.into());
+                            map.insert(k, text.into());
+                        }
+                    }
+                    Some(inner) => rfc3339_times(inner),
+                    None => {}
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(rfc3339_times),
+        _ => {}
+    }
+}
+
+/// `2026-12-05T05:12:33.120Z`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Prints `v` as `format` says (JSON or YAML), times in RFC 3339.
+pub fn data<T: serde::Serialize>(format: Format, v: &T) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(v)?;
+    rfc3339_times(&mut value);
+    match format {
+        Format::Yaml => {
+            let text = serde_saphyr::to_string(&value)?;
+            out!("{}", text.trim_end());
+        }
+        _ => out!("{}", serde_json::to_string_pretty(&value)?),
+    }
+    Ok(())
+}
+
+/// One record of a stream (events): a JSON line, or a YAML document.
+pub fn data_line<T: serde::Serialize>(format: Format, v: &T) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(v)?;
+    rfc3339_times(&mut value);
+    match format {
+        Format::Yaml => out!("---\n{}", serde_saphyr::to_string(&value)?.trim_end()),
+        _ => out!("{}", serde_json::to_string(&value)?),
+    }
+    Ok(())
 }
 
 /// Text from the server (names, commands, reasons, outputs) as it may be printed to a
@@ -65,9 +142,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// JSON (pretty), times in RFC 3339.
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    out!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    data(Format::Json, v)
 }
 
 /// "3s ago", "2h ago" from two millisecond timestamps.
@@ -102,7 +179,22 @@ pub fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::safe;
+    use super::*;
+
+    #[test]
+    fn times_become_rfc3339_with_the_epoch_beside() {
+        let mut v = serde_json::json!({
+            "id": 3, "created_at": 1_764_998_400_000u64, "finished_at": null,
+            "attempts": [{"started_at": 1_764_998_401_500u64}], "last_heartbeat": 0
+        });
+        rfc3339_times(&mut v);
+        assert_eq!(v["created_at"], "2025-12-06T05:20:00.000Z");
+        assert_eq!(v["created_at_ms"], 1_764_998_400_000u64);
+        assert_eq!(v["attempts"][0]["started_at"], "2025-12-06T05:20:01.500Z");
+        assert!(v["finished_at"].is_null());
+        assert_eq!(v["id"], 3);
+        assert_eq!(v["last_heartbeat"], "1970-01-01T00:00:00.000Z");
+    }
 
     #[test]
     fn control_characters_are_shown_escaped() {

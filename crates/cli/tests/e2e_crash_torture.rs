@@ -190,7 +190,10 @@ async fn repeated_agent_kill9_runs_every_job_to_success_once() {
             assert_eq!(wins, 1, "job {id} succeeded once: {j}");
             requeued += attempts.len() - 1;
             for w in attempts.windows(2) {
-                let (end, next) = (w[0]["finished_at"].as_u64(), w[1]["started_at"].as_u64());
+                let (end, next) = (
+                    w[0]["finished_at_ms"].as_u64(),
+                    w[1]["started_at_ms"].as_u64(),
+                );
                 assert!(
                     end.is_some() && end <= next,
                     "attempts of job {id} overlap: {j}"

@@ -123,8 +123,8 @@ fn weights_split_a_full_cluster_measured_from_attempt_records() {
             .iter()
             .map(|a| {
                 (
-                    a["started_at"].as_u64().unwrap(),
-                    a["finished_at"].as_u64().unwrap(),
+                    a["started_at_ms"].as_u64().unwrap(),
+                    a["finished_at_ms"].as_u64().unwrap(),
                 )
             })
             .collect()
@@ -199,15 +199,15 @@ fn a_late_users_jobs_start_ahead_of_a_million_task_array() {
     for id in &ids {
         let j = c.wait_final(*id, 60);
         assert_eq!(j["state"], "succeeded");
-        let queued_at = j["created_at"].as_u64().unwrap();
-        let started = j["attempts"][0]["started_at"].as_u64().unwrap();
+        let queued_at = j["created_at_ms"].as_u64().unwrap();
+        let started = j["attempts"][0]["started_at_ms"].as_u64().unwrap();
         late_starts.push((queued_at, started));
     }
     let array_starts: Vec<u64> = c.job(big)["attempts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a["started_at"].as_u64().unwrap())
+        .map(|a| a["started_at_ms"].as_u64().unwrap())
         .collect();
     for (queued_at, started) in &late_starts {
         let overtaken = array_starts

@@ -32,7 +32,7 @@ fn a_three_node_gang_starts_together_and_restarts_once_when_a_node_dies() {
     assert_eq!(first.len(), 3, "{j}");
     let starts: Vec<u64> = first
         .iter()
-        .map(|a| a["started_at"].as_u64().unwrap())
+        .map(|a| a["started_at_ms"].as_u64().unwrap())
         .collect();
     assert!(
         starts.iter().all(|s| *s == starts[0]),
@@ -72,8 +72,8 @@ fn a_three_node_gang_starts_together_and_restarts_once_when_a_node_dies() {
     assert_eq!(all.len(), 6, "the gang ran exactly twice: {j}");
     let second: Vec<&Value> = all.iter().filter(|a| a["state"] == "succeeded").collect();
     assert_eq!(second.len(), 3);
-    let s0 = second[0]["started_at"].as_u64();
-    assert!(second.iter().all(|a| a["started_at"].as_u64() == s0));
+    let s0 = second[0]["started_at_ms"].as_u64();
+    assert!(second.iter().all(|a| a["started_at_ms"].as_u64() == s0));
     assert!(second.iter().any(|a| a["node"] == b_node.as_str()));
     // What each member was told.
     let mut rendezvous = Vec::new();

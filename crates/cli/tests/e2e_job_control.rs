@@ -17,7 +17,9 @@ fn job_control_hold_release_update_after_and_array_throttle() {
     let jb = c.wait_final(b, 30);
     assert_eq!(jb["state"], "succeeded");
     let ja = c.job(a);
-    assert!(jb["attempts"][0]["started_at"].as_u64() >= ja["attempts"][0]["finished_at"].as_u64());
+    assert!(
+        jb["attempts"][0]["started_at_ms"].as_u64() >= ja["attempts"][0]["finished_at_ms"].as_u64()
+    );
     let jn = c.wait_final(never, 30);
     assert_eq!(jn["state"], "cancelled");
     assert_eq!(
@@ -59,8 +61,8 @@ fn job_control_hold_release_update_after_and_array_throttle() {
         .iter()
         .map(|a| {
             (
-                a["started_at"].as_u64().unwrap(),
-                a["finished_at"].as_u64().unwrap(),
+                a["started_at_ms"].as_u64().unwrap(),
+                a["finished_at_ms"].as_u64().unwrap(),
             )
         })
         .collect();
@@ -85,12 +87,12 @@ fn a_big_job_is_not_overtaken_by_later_small_ones() {
     let small: Vec<u64> = (0..6).map(|_| c.submit(&["--", "sleep", "0.3"])).collect();
     let jb = c.wait_final(big, 30);
     assert_eq!(jb["state"], "succeeded");
-    let queued_at = jb["created_at"].as_u64().unwrap();
-    let started = jb["attempts"][0]["started_at"].as_u64().unwrap();
+    let queued_at = jb["created_at_ms"].as_u64().unwrap();
+    let started = jb["attempts"][0]["started_at_ms"].as_u64().unwrap();
     let last_free = first
         .iter()
         .map(|id| {
-            c.wait_final(*id, 30)["attempts"][0]["finished_at"]
+            c.wait_final(*id, 30)["attempts"][0]["finished_at_ms"]
                 .as_u64()
                 .unwrap()
         })
@@ -98,7 +100,7 @@ fn a_big_job_is_not_overtaken_by_later_small_ones() {
         .unwrap();
     for id in &small {
         let j = c.wait_final(*id, 30);
-        let s = j["attempts"][0]["started_at"].as_u64().unwrap();
+        let s = j["attempts"][0]["started_at_ms"].as_u64().unwrap();
         assert!(
             s < queued_at || s >= started,
             "small job {id} started at {s} while the big one waited ({queued_at}..{started})"
@@ -209,7 +211,8 @@ fn a_higher_priority_job_preempts_a_preemptible_queue() {
         assert_eq!(j["attempts"][0]["state"], "preempted", "{j}");
         assert_eq!(j["state"], "running", "{j}");
         assert!(
-            j["attempts"][0]["finished_at"].as_u64() <= j["attempts"][1]["started_at"].as_u64()
+            j["attempts"][0]["finished_at_ms"].as_u64()
+                <= j["attempts"][1]["started_at_ms"].as_u64()
         );
     }
     let metrics = raw_get(c.port, "/metrics", Some(&c.admin_token), None).unwrap();

@@ -285,6 +285,12 @@ fn private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
         .map_err(|e| ServerError::Io(format!("cannot make {} private: {e}", dir.display())))
 }
 
+/// Fails as [`serve`] would when another zenith holds the data directory: lets `zenith up`
+/// say so before it prints anything else (the lock is released again at once).
+pub fn check_data_dir_free(dir: &std::path::Path) -> Result<(), ServerError> {
+    lock_data_dir(dir, "server.lock", "server").map(drop)
+}
+
 /// Holds an exclusive lock on `<dir>/<file>` for as long as the returned guard lives, so that
 /// two processes never share one data directory.
 fn lock_data_dir(

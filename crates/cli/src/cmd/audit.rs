@@ -36,8 +36,8 @@ pub async fn run(a: AuditArgs) -> anyhow::Result<u8> {
         limit: a.limit as usize,
     };
     let list = a.conn.client()?.audit(&q).await?;
-    if a.format == Format::Json {
-        output::json(&list)?;
+    if a.format.is_data() {
+        output::data(a.format, &list)?;
         return Ok(0);
     }
     let rows: Vec<Vec<String>> = list

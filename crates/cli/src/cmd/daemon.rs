@@ -301,6 +301,7 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
     private_files();
     let mut cfg = server_config(&a.server);
     let data_dir = cfg.data_dir.clone();
+    zenith_server::check_data_dir_free(&data_dir)?;
     let listener = bind(a.server.listen).await?;
     let addr = listener.local_addr()?;
     let tls = super::tls_setup::decide(&a.server.tls, addr, &data_dir, None)?;
@@ -355,6 +356,10 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
             token_file.display()
         ),
     }
+    eprintln!(
+        "  {}",
+        super::context::write_local(&url, &data_dir, tls.ca.as_deref())
+    );
     eprintln!("  try: zenith submit -- echo hello");
     // The local agent runs as a child process of its own: jobs are forked from a small
     // process (fork cost grows with the parent's memory, and the server's grows with its

@@ -109,8 +109,8 @@ pub async fn run(a: EventsArgs) -> anyhow::Result<u8> {
     while let Some(e) = stream.next().await {
         let e = e?;
         match a.format {
-            Format::Json => out!("{}", serde_json::to_string(&e)?),
-            Format::Table => out!("{}", crate::output::safe(&describe(&e))),
+            Format::Json | Format::Yaml => crate::output::data_line(a.format, &e)?,
+            Format::Table | Format::Wide => out!("{}", crate::output::safe(&describe(&e))),
         }
     }
     Ok(0)

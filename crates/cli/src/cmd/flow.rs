@@ -168,8 +168,8 @@ pub async fn run(verb: FlowVerb) -> anyhow::Result<u8> {
         }
         FlowVerb::Show(a) => {
             let v = a.conn.client()?.run(a.run).await?;
-            if a.format == Format::Json {
-                output::json(&v)?;
+            if a.format.is_data() {
+                output::data(a.format, &v)?;
             } else {
                 print_run(&v);
             }
@@ -316,8 +316,8 @@ async fn logs(a: LogsArgs) -> anyhow::Result<u8> {
 
 pub async fn list(a: ListArgs) -> anyhow::Result<u8> {
     let l = a.conn.client()?.flows().await?;
-    if a.format == Format::Json {
-        output::json(&l)?;
+    if a.format.is_data() {
+        output::data(a.format, &l)?;
         return Ok(0);
     }
     let now = output::now_ms();

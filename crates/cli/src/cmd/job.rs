@@ -99,8 +99,8 @@ pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
         JobVerb::Delete(a) => super::job_control::delete(a).await,
         JobVerb::Explain(a) => {
             let e = a.conn.client()?.explain(a.id).await?;
-            if a.format == Format::Json {
-                output::json(&e)?;
+            if a.format.is_data() {
+                output::data(a.format, &e)?;
                 return Ok(0);
             }
             out!("job {} is {}: {}", e.id, e.state, output::safe(&e.message));
@@ -111,8 +111,8 @@ pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
 
 async fn show(a: ShowArgs) -> anyhow::Result<u8> {
     let j = a.conn.client()?.get(a.id).await?;
-    if a.format == Format::Json {
-        output::json(&j)?;
+    if a.format.is_data() {
+        output::data(a.format, &j)?;
         return Ok(0);
     }
     let s = &j.summary;

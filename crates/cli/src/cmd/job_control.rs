@@ -42,14 +42,14 @@ pub async fn hold(a: JobIdsArgs, hold: bool) -> anyhow::Result<u8> {
             true => client.hold(id).await?,
             false => client.release(id).await?,
         };
-        if a.format != Format::Json {
+        if !a.format.is_data() {
             let what = if r.hold { "held" } else { "released" };
             out!("job {} {what} ({})", r.id, r.state);
         }
         done.push(r);
     }
-    if a.format == Format::Json {
-        output::json(&done)?;
+    if a.format.is_data() {
+        output::data(a.format, &done)?;
     }
     Ok(0)
 }
@@ -61,7 +61,7 @@ pub async fn update(a: UpdateArgs) -> anyhow::Result<u8> {
     };
     let r: JobControlled = a.conn.client()?.update_job(a.id, &req).await?;
     match a.format {
-        Format::Json => output::json(&r)?,
+        Format::Json | Format::Yaml => output::data(a.format, &r)?,
         _ => out!(
             "job {} ({}): queue {}, priority {}",
             r.id,
@@ -96,7 +96,7 @@ pub async fn requeue(a: RequeueArgs) -> anyhow::Result<u8> {
     };
     let r = a.conn.client()?.requeue(a.id, &req).await?;
     match a.format {
-        Format::Json => output::json(&r)?,
+        Format::Json | Format::Yaml => output::data(a.format, &r)?,
         _ => out!(
             "job {} requeued: {} ({})",
             r.id,
@@ -116,13 +116,13 @@ pub async fn delete(a: JobIdsArgs) -> anyhow::Result<u8> {
     let mut done = Vec::with_capacity(a.ids.len());
     for id in a.ids {
         let r = client.delete_job(id).await?;
-        if a.format != Format::Json {
+        if !a.format.is_data() {
             out!("job {} deleted", r.id);
         }
         done.push(r);
     }
-    if a.format == Format::Json {
-        output::json(&done)?;
+    if a.format.is_data() {
+        output::data(a.format, &done)?;
     }
     Ok(0)
 }

@@ -34,8 +34,8 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<u8> {
     let list = client
         .list_in(ns, a.state, a.queue.as_deref(), None, a.limit as usize)
         .await?;
-    if a.format == Format::Json {
-        output::json(&list)?;
+    if a.format.is_data() {
+        output::data(a.format, &list)?;
         return Ok(0);
     }
     let now = output::now_ms();

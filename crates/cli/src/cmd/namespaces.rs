@@ -117,8 +117,8 @@ pub async fn run(verb: NamespaceVerb) -> anyhow::Result<u8> {
         }
         NamespaceVerb::List(a) => {
             let list = a.conn.client()?.namespaces().await?;
-            if a.format == Format::Json {
-                output::json(&list)?;
+            if a.format.is_data() {
+                output::data(a.format, &list)?;
                 return Ok(0);
             }
             let rows: Vec<Vec<String>> = list
@@ -177,8 +177,8 @@ fn apply(s: &mut NamespaceSettings, a: &SetArgs) {
 }
 
 fn show(s: &NamespaceSettings, format: Format) -> anyhow::Result<u8> {
-    if format == Format::Json {
-        output::json(s)?;
+    if format.is_data() {
+        output::data(format, s)?;
         return Ok(0);
     }
     out!("namespace {}: weight {}", s.name, s.weight);
@@ -226,8 +226,8 @@ pub struct ShareArgs {
 /// `zenith share`: each namespace, then its users indented.
 pub async fn share(a: ShareArgs) -> anyhow::Result<u8> {
     let list = a.conn.client()?.share().await?;
-    if a.format == Format::Json {
-        output::json(&list)?;
+    if a.format.is_data() {
+        output::data(a.format, &list)?;
         return Ok(0);
     }
     let pct = |v: f64| format!("{:.1}%", v * 100.0);

@@ -15,8 +15,8 @@ pub struct NodesArgs {
 pub async fn run(a: NodesArgs) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
     let list = client.nodes().await?;
-    if a.format == Format::Json {
-        output::json(&list)?;
+    if a.format.is_data() {
+        output::data(a.format, &list)?;
         return Ok(0);
     }
     let now = output::now_ms();
@@ -136,8 +136,8 @@ pub async fn node(verb: NodeVerb) -> anyhow::Result<u8> {
         .client()?
         .node_action(&a.node, action, deadline)
         .await?;
-    if a.format == Format::Json {
-        output::json(&v)?;
+    if a.format.is_data() {
+        output::data(a.format, &v)?;
         return Ok(0);
     }
     let name = output::safe(&v.name);
@@ -161,8 +161,8 @@ pub async fn node(verb: NodeVerb) -> anyhow::Result<u8> {
 
 async fn revoke(a: RevokeArgs) -> anyhow::Result<u8> {
     let v = a.conn.client()?.revoke_node(&a.node).await?;
-    if a.format == Format::Json {
-        output::json(&v)?;
+    if a.format.is_data() {
+        output::data(a.format, &v)?;
     } else {
         let jobs = match v.requeued {
             1 => "1 running attempt requeued".to_string(),

@@ -24,8 +24,8 @@ fn span(ms: u64) -> String {
 pub async fn run(a: ServersArgs) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
     let list = client.servers().await?;
-    if a.format == Format::Json {
-        output::json(&list)?;
+    if a.format.is_data() {
+        output::data(a.format, &list)?;
         return Ok(0);
     }
     let rows: Vec<Vec<String>> = list

@@ -102,8 +102,11 @@ pub struct SubmitArgs {
     /// (default: a fresh random key, used for the automatic retries of this command).
     #[arg(long)]
     idempotency_key: Option<String>,
-    /// Print the job as JSON instead of only its ID.
-    #[arg(long)]
+    /// Print the whole job (as `zenith job show` does) as JSON or YAML instead of its ID.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    format: crate::output::Format,
+    /// The same as `-o json` (kept for scripts written before -o).
+    #[arg(long, hide = true)]
     json: bool,
     /// The command and its arguments (after --).
     #[arg(last = true, required = true)]
@@ -184,8 +187,13 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<u8> {
         Some(key) => client.submit_idempotent(&spec, &key).await?,
         None => client.submit(&spec).await?,
     };
-    if a.json {
-        crate::output::json(&serde_json::json!({ "id": id }))?;
+    let format = match a.json {
+        true => crate::output::Format::Json,
+        false => a.format,
+    };
+    if format.is_data() {
+        let job = client.get(id).await?;
+        crate::output::data(format, &job)?;
     } else {
         out!("{id}");
     }

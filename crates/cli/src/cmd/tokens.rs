@@ -61,8 +61,8 @@ pub async fn run(verb: TokenVerb) -> anyhow::Result<u8> {
         TokenVerb::Create(a) => create(a).await,
         TokenVerb::List(a) => {
             let list = a.conn.client()?.tokens().await?;
-            if a.format == Format::Json {
-                output::json(&list)?;
+            if a.format.is_data() {
+                output::data(a.format, &list)?;
             } else {
                 table(&list.tokens);
             }
@@ -70,8 +70,8 @@ pub async fn run(verb: TokenVerb) -> anyhow::Result<u8> {
         }
         TokenVerb::Revoke(a) => {
             let v = a.conn.client()?.revoke_token(&a.id).await?;
-            if a.format == Format::Json {
-                output::json(&v)?;
+            if a.format.is_data() {
+                output::data(a.format, &v)?;
             } else {
                 out!(
                     "token {} of {} revoked",
@@ -97,8 +97,8 @@ async fn create(a: CreateArgs) -> anyhow::Result<u8> {
         expires_in: a.expires,
     };
     let made = a.conn.client()?.create_token(&req).await?;
-    if a.format == Format::Json {
-        output::json(&made)?;
+    if a.format.is_data() {
+        output::data(a.format, &made)?;
         return Ok(0);
     }
     let v = &made.view;
@@ -162,8 +162,8 @@ pub struct WhoAmIArgs {
 /// `zenith whoami`: the user, role and namespaces the token acts as.
 pub async fn whoami(a: WhoAmIArgs) -> anyhow::Result<u8> {
     let w = a.conn.client()?.whoami().await?;
-    if a.format == Format::Json {
-        output::json(&w)?;
+    if a.format.is_data() {
+        output::data(a.format, &w)?;
     } else {
         out!(
             "{} ({}) in {}; default namespace {}",

@@ -15,9 +15,9 @@ pub struct UiArgs {
 pub async fn run(a: UiArgs) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
     client.summary().await?;
-    let server = a.conn.server();
-    let base = server.trim_end_matches('/');
-    match a.conn.token() {
+    let target = a.conn.target()?;
+    let base = target.server.trim_end_matches('/');
+    match target.token {
         Some(t) => println!("{base}/#token={t}"),
         None => println!("{base}/"),
     }

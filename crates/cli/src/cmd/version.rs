@@ -42,10 +42,15 @@ pub async fn run(a: VersionArgs) -> anyhow::Result<u8> {
         server,
         server_error,
     };
-    if a.format == Format::Json {
-        output::json(&v)?;
+    if a.format.is_data() {
+        output::data(a.format, &v)?;
         return Ok(0);
     }
+    let server = a
+        .conn
+        .target()
+        .map(|t| t.server)
+        .unwrap_or_else(|e| format!("(config: {e})"));
     out!(
         "zenith {} (agent protocol {})",
         v.client.version,
@@ -56,11 +61,11 @@ pub async fn run(a: VersionArgs) -> anyhow::Result<u8> {
             "server {} (agent protocol {}) at {}",
             s.version,
             s.protocol,
-            output::safe(&a.conn.server())
+            output::safe(&server)
         ),
         (None, e) => out!(
             "server at {}: {}",
-            output::safe(&a.conn.server()),
+            output::safe(&server),
             output::safe(e.as_deref().unwrap_or("not reachable"))
         ),
     }

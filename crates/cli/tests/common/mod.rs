@@ -17,7 +17,9 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_zenith")
 }
 
-/// A command for the binary with no ZENITH_* settings inherited from the environment.
+/// A command for the binary with no ZENITH_* settings inherited from the environment, and a
+/// CLI config file of this test process's own (`zenith up` writes a context into it; the
+/// user's own config is never read or written by tests).
 pub fn zenith() -> Command {
     let mut c = Command::new(bin());
     for (k, _) in std::env::vars() {
@@ -25,7 +27,16 @@ pub fn zenith() -> Command {
             c.env_remove(k);
         }
     }
+    c.env("ZENITH_CONFIG", test_config_path());
     c
+}
+
+/// This test process's CLI config file (in cargo's scratch directory for tests, inside the
+/// build directory, so nothing piles up in /tmp).
+pub fn test_config_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("zenith-config")
+        .join(format!("{}.toml", std::process::id()))
 }
 
 pub fn free_port() -> u16 {
