@@ -44,6 +44,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test -p zenith-cli --features otlp --locked --test e2e_otlp
 fi
+echo "== the Python SDK against the real binary (sdk/python)"
+./scripts/sdk-test.sh
 echo "== the OpenAPI description validates"
 ./scripts/openapi-check.sh
 echo "== web UI in a real browser"
