@@ -127,6 +127,8 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Man pages of every verb into DIR: `zenith man /usr/local/share/man/man1`.
+    Man { dir: std::path::PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -202,6 +204,11 @@ fn main() -> ExitCode {
             Command::Share(a) => cmd::namespaces::share(a).await,
             Command::Version(a) => cmd::version::run(a).await,
             Command::Context { verb } => cmd::context::run(verb),
+            Command::Man { dir } => {
+                let n = cmd::man::write_pages(<Cli as clap::CommandFactory>::command(), &dir)?;
+                eprintln!("{n} man pages written to {}", dir.display());
+                Ok(0)
+            }
             Command::Completions { shell } => {
                 // Into a buffer first: clap_complete panics when its writer fails (a closed
                 // pipe); ours reports that as any other write.

@@ -164,6 +164,27 @@ pub fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// "1 step", "3 steps": a count with its noun in the right number.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
+}
+
+/// A job's state as a verb phrase: "is queued", "is running", "succeeded", "failed",
+/// "was cancelled".
+pub fn job_state_phrase(s: zenith_model::JobState) -> &'static str {
+    use zenith_model::JobState::*;
+    match s {
+        Queued => "is queued",
+        Running => "is running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "was cancelled",
+    }
+}
+
 pub fn bytes(b: u64) -> String {
     zenith_model::resources::format_bytes(b)
 }

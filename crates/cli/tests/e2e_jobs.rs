@@ -239,6 +239,17 @@ fn events_stream_committed_transitions() {
         "{mine:?}"
     );
     assert_eq!(mine[2]["exit_code"], 4);
+    // Each says when (RFC 3339, with the epoch beside), which attempt of the task and on
+    // which node by name; the job's first event says it was submitted.
+    assert!(mine[1]["submitted"] == true, "{mine:?}");
+    assert!(mine[3].get("submitted").is_none(), "{mine:?}");
+    for e in &mine {
+        assert!(e["time"].as_str().unwrap().ends_with('Z'), "{e}");
+        assert!(e["time_ms"].as_u64().unwrap() > 1_600_000_000_000, "{e}");
+    }
+    assert_eq!(mine[0]["number"], 1);
+    assert_eq!(mine[2]["number"], 1);
+    assert_eq!(mine[0]["node_name"], c.nodes()[0]["name"]);
     assert!(
         events().iter().all(|e| e["kind"] != "node"),
         "kind filter applies"
@@ -380,7 +391,7 @@ fn top_prints_a_snapshot_without_a_terminal() {
         (c.job(id)["state"] == "running").then_some(())
     });
     let out = c.ok(&["top"]);
-    assert!(out.contains("1 nodes ready, 0 lost"), "{out}");
+    assert!(out.contains("1 node ready, 0 lost"), "{out}");
     assert!(out.contains("cpus 0.5 used of 2.0"), "{out}");
     assert!(
         out.lines()

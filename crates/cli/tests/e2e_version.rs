@@ -55,6 +55,25 @@ fn version_build_info_completions_and_plain_logs() {
         "{metrics}"
     );
 
+    // Man pages: one per verb, as man(1) reads them.
+    let man = tempfile::tempdir().unwrap();
+    let out = zenith().arg("man").arg(man.path()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for page in [
+        "zenith.1",
+        "zenith-submit.1",
+        "zenith-job-show.1",
+        "zenith-context-use.1",
+    ] {
+        let text = std::fs::read_to_string(man.path().join(page)).unwrap();
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text}"
+        );
+    }
+    let submit = std::fs::read_to_string(man.path().join("zenith-submit.1")).unwrap();
+    assert!(submit.contains("\\-\\-cpus"), "{submit}");
+
     // Completions for three shells, each knowing the verbs.
     for shell in ["bash", "zsh", "fish"] {
         let out = c.ok(&["completions", shell]);

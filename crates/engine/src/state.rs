@@ -373,6 +373,16 @@ impl Engine {
         self.nodes.contains_key(id)
     }
 
+    /// The ID the next submitted job will get.
+    pub fn next_job_id(&self) -> u64 {
+        self.next_job_id
+    }
+
+    /// The name its agent gave a node the engine knows.
+    pub fn node_name(&self, id: &NodeId) -> Option<&str> {
+        self.nodes.get(id).map(|n| n.name.as_str())
+    }
+
     pub fn live_jobs(&self) -> usize {
         self.jobs.len()
     }

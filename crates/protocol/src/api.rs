@@ -270,7 +270,9 @@ pub fn attempt_view(a: &AttemptRecord) -> AttemptView {
 }
 
 /// One line of `GET /api/v1/events` (server-sent events, `data: <json>`): a committed
-/// transition of a job, an attempt or a node.
+/// transition of a job, an attempt or a node. `time` is when its batch was committed (epoch
+/// milliseconds). Transitions of one record within one batch are merged: a job submitted and
+/// started in the same batch reads `running` with `submitted: true`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -280,21 +282,39 @@ pub enum Event {
         tasks: TaskCounts,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The job was submitted in this batch.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        submitted: bool,
+        #[serde(default)]
+        time: Millis,
     },
     Attempt {
         job: JobId,
         task: u32,
+        /// The attempt's global ID (its fencing token).
         attempt: AttemptId,
+        /// Which attempt of its task this is: 1 for the first, 2 for the first retry, ...
+        #[serde(default)]
+        number: u32,
         node: NodeId,
+        /// The name the node's agent gave (empty when the node is gone).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        node_name: String,
         state: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        #[serde(default)]
+        time: Millis,
     },
     Node {
         node: NodeId,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        name: String,
         state: NodeState,
+        #[serde(default)]
+        time: Millis,
     },
     /// A flow run changed state.
     Run {
@@ -303,6 +323,8 @@ pub enum Event {
         state: zenith_model::flow::RunState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        #[serde(default)]
+        time: Millis,
     },
     /// A step of a flow run changed state.
     Step {
@@ -311,11 +333,11 @@ pub enum Event {
         state: zenith_model::flow::StepState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        #[serde(default)]
+        time: Millis,
     },
     /// This subscriber fell behind and missed `missed` events; re-read state to resync.
-    Lagged {
-        missed: u64,
-    },
+    Lagged { missed: u64 },
 }
 
 impl Event {
@@ -347,8 +369,17 @@ impl Event {
     }
 }
 
+/// What [`events_of`] needs besides the batch: its time, node names, and the first job ID
+/// the batch may have created.
+pub struct EventContext<'a> {
+    pub time: Millis,
+    pub first_new_job: u64,
+    pub node_name: &'a dyn Fn(&NodeId) -> Option<String>,
+}
+
 /// Events describing one batch of committed record images.
-pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
+pub fn events_of(changes: &zenith_model::records::Changes, cx: &EventContext) -> Vec<Event> {
+    let time = cx.time;
     let mut out = Vec::new();
     let mut jobs: Vec<&JobRecord> = changes.jobs.values().collect();
     jobs.sort_by_key(|j| j.id);
@@ -356,14 +387,22 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
     attempts.sort_by_key(|a| a.id);
     for a in attempts {
         let v = attempt_view(a);
+        let number = changes
+            .tasks
+            .get(&(a.job, a.task))
+            .filter(|t| t.attempt == Some(a.id))
+            .map_or(0, |t| t.attempts);
         out.push(Event::Attempt {
             job: a.job,
             task: a.task,
             attempt: a.id,
+            number,
+            node_name: (cx.node_name)(&a.node).unwrap_or_default(),
             node: a.node.clone(),
             state: v.state,
             exit_code: v.exit_code,
             reason: v.reason,
+            time,
         });
     }
     for j in jobs {
@@ -372,6 +411,8 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
             state: j.state,
             tasks: j.counts,
             reason: j.reason.as_ref().map(Reason::to_string),
+            submitted: j.id.0 >= cx.first_new_job,
+            time,
         });
     }
     let mut steps: Vec<_> = changes.steps.values().collect();
@@ -382,6 +423,7 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
             step: s.name.clone(),
             state: s.state,
             reason: s.reason.as_ref().map(Reason::to_string),
+            time,
         });
     }
     let mut runs: Vec<_> = changes.runs.values().collect();
@@ -392,6 +434,7 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
             flow: r.name.clone(),
             state: r.state,
             reason: r.reason.as_ref().map(Reason::to_string),
+            time,
         });
     }
     let mut nodes: Vec<_> = changes.nodes.values().collect();
@@ -399,7 +442,9 @@ pub fn events_of(changes: &zenith_model::records::Changes) -> Vec<Event> {
     for n in nodes {
         out.push(Event::Node {
             node: n.id.clone(),
+            name: n.name.clone(),
             state: n.state,
+            time,
         });
     }
     out
@@ -414,7 +459,11 @@ pub struct ClusterSummary {
     pub cpus_free: f64,
     pub memory_total: u64,
     pub memory_free: u64,
+    /// Attempts whose process runs (or is starting) on a node.
     pub running_attempts: u64,
+    /// Attempts assigned to a node's backlog, started there as resources free.
+    #[serde(default)]
+    pub backlogged_attempts: u64,
     /// Live jobs per queue: (queue, queued, running).
     pub queues: Vec<QueueLevel>,
     pub runs_live: u64,

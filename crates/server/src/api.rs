@@ -359,7 +359,7 @@ pub async fn explain(
     Ok(Json(ExplainView {
         id,
         state: job.state,
-        message: format!("job is {}; nothing to place", job.state),
+        message: "it has ended; nothing to place".into(),
         nodes: 0,
         feasible: 0,
         rejections: Default::default(),
@@ -675,7 +675,8 @@ pub async fn summary(
         cpus_free: l.cpu_millis_free as f64 / 1000.0,
         memory_total: l.memory_total,
         memory_free: l.memory_free,
-        running_attempts: l.running_attempts,
+        running_attempts: l.running_attempts - l.backlogged_attempts.min(l.running_attempts),
+        backlogged_attempts: l.backlogged_attempts,
         queues: queues
             .into_iter()
             .map(

@@ -41,54 +41,93 @@ fn suffix(reason: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// One line per event for people.
+/// One line per event for people: its time (UTC), then what changed.
 pub fn describe(e: &Event) -> String {
-    match e {
+    let (time, what) = match e {
         Event::Job {
             job,
             state,
             tasks,
             reason,
+            submitted,
+            time,
         } => {
             let done = tasks.succeeded + tasks.failed + tasks.cancelled;
             let why = suffix(reason);
-            format!(
-                "job {job} {state} ({done}/{} tasks done){why}",
-                tasks.total()
-            )
+            let total = tasks.total();
+            let submitted = if *submitted { "submitted, " } else { "" };
+            let what = match total {
+                1 => format!("job {job} {submitted}{state}{why}"),
+                n => format!("job {job} {submitted}{state} ({done}/{n} tasks done){why}"),
+            };
+            (*time, what)
         }
         Event::Attempt {
             job,
             task,
-            attempt,
+            number,
             node,
+            node_name,
             state,
             reason,
+            time,
             ..
         } => {
             let why = suffix(reason);
-            format!("attempt {attempt} of job {job} task {task} on {node} {state}{why}")
+            let on = if node_name.is_empty() {
+                node.to_string()
+            } else {
+                node_name.clone()
+            };
+            let attempt = match number {
+                0 => String::new(),
+                n => format!(" attempt {n}"),
+            };
+            (
+                *time,
+                format!("job {job} task {task}{attempt} on {on} {state}{why}"),
+            )
         }
-        Event::Node { node, state } => format!("node {node} {}", state.as_str()),
+        Event::Node {
+            node,
+            name,
+            state,
+            time,
+        } => {
+            let shown = if name.is_empty() || name == &node.0 {
+                node.to_string()
+            } else {
+                format!("{name} ({node})")
+            };
+            (*time, format!("node {shown} {}", state.as_str()))
+        }
         Event::Run {
             run,
             flow,
             state,
             reason,
+            time,
         } => {
             let why = suffix(reason);
-            format!("run {run} of flow {flow} {state}{why}")
+            (*time, format!("run {run} of flow {flow} {state}{why}"))
         }
         Event::Step {
             run,
             step,
             state,
             reason,
+            time,
         } => {
             let why = suffix(reason);
-            format!("run {run} step {step} {state}{why}")
+            (*time, format!("run {run} step {step} {state}{why}"))
         }
-        Event::Lagged { missed } => format!("(fell behind: {missed} batches of events missed)"),
+        Event::Lagged { missed } => {
+            return format!("(fell behind: {missed} batches of events missed)");
+        }
+    };
+    match time {
+        0 => what,
+        t => format!("{}  {what}", crate::output::rfc3339_ms(t)),
     }
 }
 

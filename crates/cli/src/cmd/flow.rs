@@ -145,10 +145,10 @@ pub async fn run(verb: FlowVerb) -> anyhow::Result<u8> {
             let spec = parse_yaml(&text).map_err(|e| UsageError(e.to_string()))?;
             check(&spec, &Templates::new()).map_err(|e| UsageError(e.to_string()))?;
             out!(
-                "{}: flow {} is valid ({} steps)",
+                "{}: flow {} is valid ({})",
                 file.display(),
                 spec.name,
-                spec.steps.len()
+                output::count(spec.steps.len() as u64, "step", "steps")
             );
             Ok(0)
         }

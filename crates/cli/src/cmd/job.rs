@@ -103,7 +103,12 @@ pub async fn run(verb: JobVerb) -> anyhow::Result<u8> {
                 output::data(a.format, &e)?;
                 return Ok(0);
             }
-            out!("job {} is {}: {}", e.id, e.state, output::safe(&e.message));
+            out!(
+                "job {} {}: {}",
+                e.id,
+                output::job_state_phrase(e.state),
+                output::safe(&e.message)
+            );
             Ok(0)
         }
     }

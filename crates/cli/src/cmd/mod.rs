@@ -9,6 +9,7 @@ pub mod flow;
 pub mod job;
 pub mod job_control;
 pub mod jobs;
+pub mod man;
 pub mod namespaces;
 pub mod nodes;
 pub mod run_wait;

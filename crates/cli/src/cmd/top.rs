@@ -54,16 +54,17 @@ async fn snapshot(client: &Client) -> anyhow::Result<Snapshot> {
 
 fn headline(s: &ClusterSummary) -> String {
     format!(
-        "{} nodes ready, {} lost | cpus {:.1} used of {:.1} | memory {} used of {} | {} attempts running | {} flow runs live, {} flows applied",
-        s.nodes_ready,
+        "{} ready, {} lost | cpus {:.1} used of {:.1} | memory {} used of {} | {} running, {} in node backlogs | {} live, {} applied",
+        output::count(s.nodes_ready, "node", "nodes"),
         s.nodes_lost,
         s.cpus_total - s.cpus_free,
         s.cpus_total,
         output::bytes(s.memory_total.saturating_sub(s.memory_free)),
         output::bytes(s.memory_total),
-        s.running_attempts,
-        s.runs_live,
-        s.flows_applied
+        output::count(s.running_attempts, "attempt", "attempts"),
+        s.backlogged_attempts,
+        output::count(s.runs_live, "flow run", "flow runs"),
+        output::count(s.flows_applied, "flow", "flows")
     )
 }
 
@@ -265,6 +266,7 @@ mod tests {
                 memory_total: 8 << 30,
                 memory_free: 4 << 30,
                 running_attempts: 3,
+                backlogged_attempts: 4,
                 queues: vec![zenith_protocol::api::QueueLevel {
                     queue: "batch".into(),
                     queued: 7,
@@ -289,6 +291,7 @@ mod tests {
         for want in [
             "2 nodes ready, 1 lost",
             "cpus 2.5 used of 4.0",
+            "3 attempts running, 4 in node backlogs",
             "batch",
             "running jobs",
             "flow runs",

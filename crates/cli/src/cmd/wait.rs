@@ -59,6 +59,7 @@ pub async fn run(
                 state,
                 tasks,
                 reason,
+                ..
             })) if pending.contains(&job) => {
                 if state.is_final() {
                     pending.remove(&job);

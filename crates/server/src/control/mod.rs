@@ -82,6 +82,9 @@ pub struct ControlLoop {
     metrics: Arc<Metrics>,
     /// Committed transitions for `/api/v1/events` subscribers.
     events: tokio::sync::broadcast::Sender<crate::events::EventBatch>,
+    /// The engine's next job ID after the last flush: jobs at or above it in a batch were
+    /// submitted in that batch (events say so).
+    events_next_job: u64,
     shared: Shared,
     /// Generation of the engine's memory; bumped when it is rebuilt after a failed commit.
     gen: u64,
@@ -137,6 +140,7 @@ impl ControlLoop {
         shared: Shared,
     ) -> Self {
         ControlLoop {
+            events_next_job: engine.next_job_id(),
             engine,
             clock,
             cfg,
@@ -552,8 +556,16 @@ impl ControlLoop {
                 tracing::info!(run = %r.id, flow = %r.name, state = %r.state, reason = ?r.reason, "flow run finished");
             }
         }
+        let first_new_job = std::mem::replace(&mut self.events_next_job, changes.next_job_id);
         if self.events.receiver_count() > 0 && !changes.is_empty() {
-            let batch = Arc::new(zenith_protocol::api::events_of(&changes));
+            let engine = &self.engine;
+            let names = |n: &NodeId| engine.node_name(n).map(str::to_string);
+            let cx = zenith_protocol::api::EventContext {
+                time: self.clock.now(),
+                first_new_job,
+                node_name: &names,
+            };
+            let batch = Arc::new(zenith_protocol::api::events_of(&changes, &cx));
             let tx = self.events.clone();
             after.push(Box::new(move |r: Result<(), &CommitError>| {
                 if r.is_ok() {
