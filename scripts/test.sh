@@ -46,6 +46,8 @@ else
 fi
 echo "== the Python SDK against the real binary (sdk/python)"
 ./scripts/sdk-test.sh
+echo "== packaging: systemd units, Dockerfile, Helm chart, Grafana dashboard (deploy/)"
+./scripts/deploy-test.sh
 echo "== the OpenAPI description validates"
 ./scripts/openapi-check.sh
 echo "== web UI in a real browser"

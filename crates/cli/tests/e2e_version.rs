@@ -89,4 +89,17 @@ fn version_build_info_completions_and_plain_logs() {
     let log = std::fs::read(c.server.as_ref().unwrap().log.clone()).unwrap();
     assert!(!log.is_empty());
     assert!(!log.contains(&0x1b), "ANSI escapes in a log file");
+
+    // SIGHUP (`systemctl reload`, a closed terminal) does not end a server without TLS.
+    let pid = c.server.as_ref().unwrap().pid();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the SIGHUP to be logged", 15, || {
+        let log = std::fs::read_to_string(c.server.as_ref().unwrap().log.clone()).unwrap();
+        log.contains("SIGHUP: nothing to reload").then_some(())
+    });
+    c.ok(&["version"]);
 }

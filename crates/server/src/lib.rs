@@ -268,10 +268,29 @@ async fn serve_http(
             ));
             Some(certs.server_config()?)
         }
-        None => None,
+        None => {
+            tokio::spawn(ignore_hangup(stopped.clone()));
+            None
+        }
     };
     listen::serve(listener, app, cfg.listen, tls, metrics, signal, stopped).await;
     Ok(())
+}
+
+/// Without TLS there is nothing to reload: SIGHUP (sent by `systemctl reload`, or a closing
+/// terminal) is logged and ignored rather than ending the server, as with TLS, where it
+/// reloads the certificate.
+async fn ignore_hangup(mut stopped: watch::Receiver<bool>) {
+    let kind = tokio::signal::unix::SignalKind::hangup();
+    let Ok(mut hup) = tokio::signal::unix::signal(kind) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => tracing::info!("SIGHUP: nothing to reload (no TLS certificate)"),
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 /// Creates `dir` if needed and makes it private to this user (0700), also when an older

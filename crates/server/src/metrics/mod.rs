@@ -236,7 +236,7 @@ impl Metrics {
             .set(1);
         r.register(
             "build_info",
-            "The server's build: version and agent protocol version (always 1)",
+            "The server's build, as labels: version and agent protocol version (the value is always 1)",
             build,
         );
         Metrics { registry: r, ..m }
