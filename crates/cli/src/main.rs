@@ -64,7 +64,8 @@ enum Command {
     Server(cmd::daemon::ServerArgs),
     /// Run a node agent that joins a server.
     Agent(cmd::daemon::AgentArgs),
-    /// Submit a job: zenith submit [OPTIONS] -- CMD ARGS...
+    /// Submit a job: zenith submit [OPTIONS] -- CMD ARGS..., or a batch script:
+    /// zenith submit [OPTIONS] job.sh [ARGS...] (options also from its #ZENITH lines).
     Submit(cmd::submit::SubmitArgs),
     /// List jobs.
     Jobs(cmd::jobs::JobsArgs),

@@ -184,6 +184,54 @@ async fn malformed_and_hostile_inputs_are_refused_cleanly() {
         let resp = agent.post(path).body(body).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 400, "{path} {what}");
     }
+    // What axum's extractors refuse (a bad query string, a body over the limit, a wrong
+    // method) is answered in the API's JSON error shape too, with its status.
+    let bad_query = api.get("/api/v1/jobs?foo=1").send().await.unwrap();
+    assert_eq!(bad_query.status().as_u16(), 400);
+    let body: serde_json::Value = bad_query.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_argument", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("foo"),
+        "{body}"
+    );
+    let too_big = api
+        .post("/api/v1/tokens")
+        .body(vec![b' '; 20 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status().as_u16(), 413);
+    let body: serde_json::Value = too_big.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    let wrong_method = api
+        .request(reqwest::Method::PUT, "/api/v1/summary")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    let body: serde_json::Value = wrong_method.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    // An admin token limited to some namespaces would promise what it does not hold.
+    let resp = api
+        .post("/api/v1/tokens")
+        .json(&serde_json::json!({"name": "a", "role": "admin", "namespaces": ["ml"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    // An optional body may be JSON null.
+    let resp = api
+        .post("/api/v1/nodes/none/drain")
+        .body("null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        404,
+        "null is no body: the node is what is missing"
+    );
+
     // Shell metacharacters reach the process as one argv element, untouched.
     let tricky = "$(touch /tmp/zenith-pwned); `id` | rm -rf / ; 'quote\" && echo";
     let job = api

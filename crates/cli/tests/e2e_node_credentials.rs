@@ -175,3 +175,20 @@ fn a_stolen_join_token_cannot_act_for_another_node() {
     std::fs::write(&stop, "").unwrap();
     assert_eq!(c.wait_final(id, 30)["state"], "succeeded");
 }
+
+#[test]
+fn zenith_up_does_not_restart_its_revoked_local_agent() {
+    let c = Cluster::up(&[]);
+    c.wait_nodes(1);
+    let name = c.nodes()[0]["name"].as_str().unwrap().to_string();
+    c.ok(&["node", "revoke", &name]);
+    let log = c.server.as_ref().unwrap().log.clone();
+    wait_for("the supervisor to give up on the revoked agent", 30, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("the local node was revoked").then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("restarting it"), "{text}");
+    // The server goes on answering.
+    c.ok(&["jobs"]);
+}

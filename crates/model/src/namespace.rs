@@ -59,6 +59,7 @@ impl Quota {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceSettings {
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub name: String,
     /// Its fair-share weight against other namespaces (1 when not set).
     #[serde(default = "one")]

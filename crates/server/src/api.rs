@@ -465,11 +465,7 @@ pub async fn drain_node(
     Path(node): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<zenith_protocol::api::NodeView>, ApiError> {
-    let req: zenith_protocol::api::DrainRequest = if body.is_empty() {
-        Default::default()
-    } else {
-        crate::handler::decode(&body)?
-    };
+    let req: zenith_protocol::api::DrainRequest = crate::handler::decode_optional(&body)?;
     let ms = req.deadline.map(|d| d.as_millis());
     node_action(&state, &p, node, crate::control::NodeAction::Drain(ms)).await
 }
@@ -503,7 +499,7 @@ pub struct LogQuery {
 /// for the task to start and streams until the attempt ends.
 #[utoipa::path(
     get, path = "/jobs/{id}/logs", operation_id = "jobLogs", tag = "jobs", params(("id" = u64, Path, description = "Job ID"), LogQuery),
-    responses((status = 200, description = "The attempt's output, streamed as it is written with `follow`", content_type = "text/plain", body = String))
+    responses((status = 200, description = "The attempt's output, streamed as it is written with `follow`", content_type = "application/octet-stream", body = Vec<u8>))
 )]
 pub async fn logs(
     State(state): State<AppState>,

@@ -152,3 +152,56 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// Largest plain-text rejection body rewritten by [`json_rejections`] (axum's are one line).
+const MAX_REJECTION_TEXT: usize = 4096;
+
+/// Rewrites the plain-text answers axum's extractors give (a bad query string, a body over
+/// the limit, a wrong method) as the API's JSON error shape, keeping their status and headers:
+/// every error a client of `/api/v1` sees is `{"error": {"code", "message"}}`.
+pub(crate) async fn json_rejections(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_REJECTION_TEXT).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_FOUND => "not_found",
+        _ => "invalid_argument",
+    };
+    let message = match (text.is_empty(), status) {
+        (false, _) => text,
+        (true, StatusCode::METHOD_NOT_ALLOWED) => "this route does not take that method".into(),
+        (true, s) => s.canonical_reason().unwrap_or("rejected").to_string(),
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.into(),
+            message,
+            field: None,
+        },
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(json))
+}

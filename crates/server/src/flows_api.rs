@@ -405,7 +405,8 @@ pub async fn cancel_run(
 #[utoipa::path(
     post, path = "/flows/runs/{id}/steps/{step}/approve", operation_id = "approveStep", tag = "flows",
     params(("id" = u64, Path, description = "Run ID"), ("step" = String, Path, description = "The approval step's name")),
-    responses((status = 200, description = "Approved: the run goes on", body = zenith_protocol::flows::StepApproved))
+    responses((status = 200, description = "Approved: the run goes on", body = zenith_protocol::flows::StepApproved),
+        (status = 409, description = "The step is not waiting for approval, or the run has ended", body = zenith_protocol::api::ErrorBody))
 )]
 pub async fn approve(
     State(state): State<AppState>,

@@ -52,6 +52,16 @@ pub(crate) async fn read<T: Send + 'static>(
 }
 
 /// Decodes a JSON body into `T`; errors name the field path.
+/// [`decode`] for an optional body: none, or JSON `null`, is the default.
+pub(crate) fn decode_optional<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    match body.trim_ascii() {
+        b"" | b"null" => Ok(T::default()),
+        _ => decode(body),
+    }
+}
+
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {

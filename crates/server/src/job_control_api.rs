@@ -5,7 +5,7 @@
 use crate::api::{job_id, visible_job};
 use crate::control::LoopMsg;
 use crate::error::ApiError;
-use crate::handler::{ask, decode, read};
+use crate::handler::{ask, read};
 use crate::users::Principal;
 use crate::AppState;
 use axum::body::Bytes;
@@ -61,7 +61,8 @@ pub(crate) async fn ended_dependencies(
 /// `POST /api/v1/jobs/{id}/hold`.
 #[utoipa::path(
     post, path = "/jobs/{id}/hold", operation_id = "holdJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
-    responses((status = 200, description = "Held: no new task starts until released", body = zenith_protocol::api::JobControlled))
+    responses((status = 200, description = "Held: no new task starts until released", body = zenith_protocol::api::JobControlled),
+        (status = 409, description = "The job has ended (or, for requeue, has nothing to run again)", body = zenith_protocol::api::ErrorBody))
 )]
 pub async fn hold(
     state: State<AppState>,
@@ -74,7 +75,8 @@ pub async fn hold(
 /// `POST /api/v1/jobs/{id}/release`.
 #[utoipa::path(
     post, path = "/jobs/{id}/release", operation_id = "releaseJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
-    responses((status = 200, description = "Released", body = zenith_protocol::api::JobControlled))
+    responses((status = 200, description = "Released", body = zenith_protocol::api::JobControlled),
+        (status = 409, description = "The job has ended (or, for requeue, has nothing to run again)", body = zenith_protocol::api::ErrorBody))
 )]
 pub async fn release(
     state: State<AppState>,
@@ -98,7 +100,8 @@ async fn set_hold(
 #[utoipa::path(
     patch, path = "/jobs/{id}", operation_id = "updateJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
     request_body = zenith_protocol::api::JobUpdateRequest,
-    responses((status = 200, description = "Changed", body = zenith_protocol::api::JobControlled))
+    responses((status = 200, description = "Changed", body = zenith_protocol::api::JobControlled),
+        (status = 409, description = "The job has ended (or, for requeue, has nothing to run again)", body = zenith_protocol::api::ErrorBody))
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -126,7 +129,8 @@ pub async fn update(
 #[utoipa::path(
     post, path = "/jobs/{id}/requeue", operation_id = "requeueJob", tag = "jobs", params(("id" = u64, Path, description = "Job ID")),
     request_body(content = Option<zenith_protocol::api::RequeueRequest>, description = "Which ended tasks run again; none: every one that did not succeed"),
-    responses((status = 200, description = "Tasks back in the queue", body = zenith_protocol::api::JobRequeued))
+    responses((status = 200, description = "Tasks back in the queue", body = zenith_protocol::api::JobRequeued),
+        (status = 409, description = "The job has ended (or, for requeue, has nothing to run again)", body = zenith_protocol::api::ErrorBody))
 )]
 pub async fn requeue(
     State(state): State<AppState>,
@@ -135,10 +139,7 @@ pub async fn requeue(
     body: Bytes,
 ) -> Result<Json<JobRequeued>, ApiError> {
     let id = job_id(&id)?;
-    let req: RequeueRequest = match body.is_empty() {
-        true => RequeueRequest::default(),
-        false => decode(&body)?,
-    };
+    let req: RequeueRequest = crate::handler::decode_optional(&body)?;
     let tasks = match (req.all, req.tasks) {
         (true, Some(_)) => {
             return Err(ApiError::Invalid(ValidationError::new(

@@ -338,6 +338,7 @@ fn router(state: AppState, max_body: usize) -> Router {
     let (api, _) = openapi::api_routes().split_for_parts();
     let api = api
         .fallback(not_found)
+        .layer(middleware::from_fn(error::json_rejections))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             access::authenticate,
@@ -356,6 +357,7 @@ fn router(state: AppState, max_body: usize) -> Router {
             axum::routing::put(artifacts::put).get(artifacts::get),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn(error::json_rejections))
         .layer(middleware::from_fn_with_state(state.clone(), require_node))
         .merge(enroll);
     let probes = Router::new()

@@ -29,7 +29,15 @@ fn invalid(field: &str, msg: impl Into<String>) -> ApiError {
 /// Checks a token request; its namespaces, deduplicated (an admin's are `*`).
 fn checked_namespaces(req: &TokenRequest) -> Result<Vec<String>, ApiError> {
     validate_user(&req.name, "name").map_err(ApiError::Invalid)?;
-    // Admins act everywhere; operators read everywhere whatever they name.
+    // Admins act everywhere: naming namespaces would promise a limit that does not hold.
+    let everywhere = req.namespaces.is_empty() || req.namespaces == [ALL_NAMESPACES];
+    if req.role == Role::Admin && !everywhere {
+        return Err(invalid(
+            "namespaces",
+            "admin tokens act in every namespace; leave namespaces out (or use a submitter or viewer token for some)",
+        ));
+    }
+    // Operators read everywhere whatever they name.
     if req.role == Role::Admin || (req.role == Role::Operator && req.namespaces.is_empty()) {
         return Ok(vec![ALL_NAMESPACES.into()]);
     }

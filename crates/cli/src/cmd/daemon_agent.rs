@@ -152,8 +152,13 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         &a.node,
         exe,
     )?;
-    zenith_agent::run(cfg, shutdown_signal()).await?;
-    Ok(0)
+    match zenith_agent::run(cfg, shutdown_signal()).await {
+        Err(zenith_agent::AgentError::Revoked(why)) => {
+            eprintln!("error: this node was revoked: {why}");
+            Ok(REVOKED_EXIT)
+        }
+        r => r.map(|()| 0).map_err(Into::into),
+    }
 }
 
 /// The command line of the local agent of `zenith up`.
@@ -225,7 +230,11 @@ fn job_umask(mask: u32) {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
 }
 
-/// Runs the local agent process until `stop`, restarting it (with backoff) if it exits.
+/// The agent's exit code when the server revoked its node: restarting it cannot help.
+pub(super) const REVOKED_EXIT: u8 = 78;
+
+/// Runs the local agent process until `stop`, restarting it (with backoff) if it exits, but
+/// not when its node was revoked.
 pub(super) async fn supervise_agent(
     args: Vec<String>,
     token: String,
@@ -259,6 +268,10 @@ pub(super) async fn supervise_agent(
         tokio::select! {
             status = child.wait() => {
                 if *stop.borrow() {
+                    return;
+                }
+                if status.as_ref().ok().and_then(|s| s.code()) == Some(i32::from(REVOKED_EXIT)) {
+                    tracing::error!("the local node was revoked: the local agent stays stopped (the server goes on; restart zenith up with a new --data-dir to run jobs here again)");
                     return;
                 }
                 tracing::warn!(status = ?status.ok(), "the local agent exited; restarting it");

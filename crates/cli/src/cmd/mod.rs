@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod run_wait;
 pub mod servers;
 pub mod submit;
+mod submit_script;
 mod tls_setup;
 pub mod tokens;
 pub mod top;

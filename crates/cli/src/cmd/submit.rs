@@ -1,13 +1,16 @@
-//! `zenith submit [OPTIONS] -- CMD ARGS...`: prints the new job's ID.
+//! `zenith submit [OPTIONS] -- CMD ARGS...` (a program, no shell), or
+//! `zenith submit [OPTIONS] SCRIPT [ARGS...]` (a batch script with `#ZENITH` option lines,
+//! `submit_script.rs`): prints the new job's ID, or the job with `-o json|yaml`.
 
 use super::{parse_kv, parse_kv_count};
 use super::{Conn, UsageError};
+
 use clap::Args;
 use std::collections::BTreeMap;
 use zenith_model::resources::{parse_bytes, parse_cpus};
 use zenith_model::{ArrayRange, Backoff, Constraint, Dependency, DurationMs, JobSpec};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct SubmitArgs {
     #[command(flatten)]
     conn: Conn,
@@ -108,9 +111,24 @@ pub struct SubmitArgs {
     /// The same as `-o json` (kept for scripts written before -o).
     #[arg(long, hide = true)]
     json: bool,
-    /// The command and its arguments (after --).
-    #[arg(last = true, required = true)]
+    /// After --: a program and its arguments, run as given (no shell). Without --: a batch
+    /// script here (`#!` line, `#ZENITH` option lines) and its arguments, or a program on
+    /// the node's PATH when no such file is here.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// `zenith submit` parsed again with a script's `#ZENITH` options in front (the command
+/// line's own, later, win).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "zenith submit",
+    args_override_self = true,
+    no_binary_name = true
+)]
+struct WithDirectives {
+    #[command(flatten)]
+    a: SubmitArgs,
 }
 
 impl SubmitArgs {
@@ -176,7 +194,65 @@ impl SubmitArgs {
     }
 }
 
+/// The words after `submit` on this process's command line, and whether one is `--`.
+fn submit_words() -> (Vec<String>, bool) {
+    let all: Vec<String> = std::env::args().collect();
+    let words: Vec<String> = match all.iter().position(|w| w == "submit") {
+        Some(i) => all[i + 1..].to_vec(),
+        None => Vec::new(),
+    };
+    let dashed = words.iter().any(|w| w == "--");
+    (words, dashed)
+}
+
+/// A script given without `--` becomes its interpreter's command, with its `#ZENITH` options
+/// applied under the command line's.
+fn with_script(a: SubmitArgs) -> anyhow::Result<SubmitArgs> {
+    let (words, dashed) = submit_words();
+    let Some(first) = a.command.first().filter(|_| !dashed) else {
+        return Ok(a);
+    };
+    let Some(script) = super::submit_script::read(std::path::Path::new(first), &a.command[1..])?
+    else {
+        return Ok(a);
+    };
+    let mut a = match script.directives.is_empty() {
+        true => a,
+        false => {
+            let argv = script.directives.iter().chain(words.iter());
+            let parsed = <WithDirectives as clap::Parser>::try_parse_from(argv)
+                .map_err(|e| UsageError(format!("#ZENITH options in {first}: {}", e.render())))?;
+            if parsed.a.command != a.command {
+                return Err(UsageError(format!(
+                    "#ZENITH lines in {first} hold options only (--cpus 2), not a command"
+                ))
+                .into());
+            }
+            parsed.a
+        }
+    };
+    a.name.get_or_insert(script.name);
+    a.command = script.command;
+    Ok(a)
+}
+
+/// A relative program path runs in the agent's work directory, not here: say so when the file
+/// is here and no --cwd was given.
+fn relative_path_hint(a: &SubmitArgs) {
+    let Some(program) = a.command.first() else {
+        return;
+    };
+    let relative = program.contains('/') && !program.starts_with('/');
+    if relative && a.cwd.is_none() && std::path::Path::new(program).exists() {
+        eprintln!(
+            "hint: {program} is relative to the directory the job runs in (the agent's work directory unless --cwd is given): add --cwd . when the agent runs on this machine, or send the script itself: zenith submit {program}"
+        );
+    }
+}
+
 pub async fn run(a: SubmitArgs) -> anyhow::Result<u8> {
+    let a = with_script(a)?;
+    relative_path_hint(&a);
     let spec = a.spec()?;
     let client = a.conn.client()?;
     let id = match a
