@@ -181,16 +181,26 @@ impl Agent {
 
 /// The wait between failed registrations.
 struct Backoff {
-    /// Doubles after each failure at the same server, up to 5 s.
-    retry: Duration,
+    /// 100 ms doubling after each failure at the same server, up to 5 s (backon's schedule;
+    /// the jitter is added by the caller).
+    delays: backon::ExponentialBackoff,
     /// The last failure went straight on to another server.
     hopped: bool,
 }
 
+/// The longest wait between registrations.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
 impl Default for Backoff {
     fn default() -> Self {
+        use backon::BackoffBuilder as _;
         Backoff {
-            retry: Duration::from_millis(100),
+            delays: backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(MAX_RETRY)
+                .with_factor(2.0)
+                .without_max_times()
+                .build(),
             hopped: false,
         }
     }
@@ -211,9 +221,9 @@ impl Backoff {
         if hop {
             return Duration::from_millis(50);
         }
-        let wait = self.retry;
-        self.retry = (self.retry * 2).min(Duration::from_secs(5));
-        wait
+        // Whole milliseconds: the schedule is computed in floating point (200.000003 ms).
+        let d = self.delays.next().unwrap_or(MAX_RETRY);
+        Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
     }
 }
 

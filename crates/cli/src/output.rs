@@ -39,7 +39,8 @@ pub fn rfc3339_times(v: &mut serde_json::Value) {
                 let is_time = k.ends_with("_at") || TIME_FIELDS.contains(&k.as_str());
                 match map.get_mut(&k) {
                     Some(serde_json::Value::Number(n)) if is_time => {
-                        if let Some(ms) = n.as_u64() {
+                        // Beyond year 9999 is a sentinel ("never"), not a time: left as is.
+                        if let Some(ms) = n.as_u64().filter(|ms| *ms <= MAX_RFC3339_MS) {
                             let text = rfc3339_ms(ms);
                             map.insert(format!("{k}_ms"), ms.into());
                             map.insert(k, text.into());
@@ -55,9 +56,12 @@ pub fn rfc3339_times(v: &mut serde_json::Value) {
     }
 }
 
-/// `2026-12-05T05:12:33.120Z`.
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
+
+/// `2026-12-05T05:12:33.120Z` (times past [`MAX_RFC3339_MS`] are written as that).
 pub fn rfc3339_ms(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.min(MAX_RFC3339_MS));
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -110,35 +114,33 @@ pub fn safe(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Prints rows as aligned columns; every cell is shown [`safe`].
+/// A cell of a table: [`safe`], except that line breaks stay line breaks (a multi-line value
+/// becomes a multi-line cell, not a broken row).
+fn cell(s: &str) -> String {
+    s.split('\n')
+        .map(|line| safe(line.trim_end_matches('\r')).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Prints rows as aligned columns without borders (comfy-table): multi-line values become
+/// multi-line cells; at a terminal, wide values wrap to its width instead of pushing the row
+/// off the screen.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| safe(c).into_owned()).collect())
-        .collect();
-    let rows = &rows;
-    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    use comfy_table::{presets::NOTHING, ContentArrangement, Table};
+    let mut t = Table::new();
+    t.load_style(NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().map(|h| h.to_string()));
     for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(w) = width.get_mut(i) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
+        t.add_row(r.iter().map(|c| cell(c)));
     }
-    let line = |cells: Vec<String>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{:<w$}  ", c, w = width[i]));
-            }
-        }
-        out!("{}", s.trim_end());
-    };
-    line(header.iter().map(|s| s.to_string()).collect());
-    for r in rows {
-        line(r.clone());
+    let last = header.len().saturating_sub(1);
+    for (i, col) in t.column_iter_mut().enumerate() {
+        col.set_padding((0, if i == last { 0 } else { 2 }));
+    }
+    for line in t.lines() {
+        out!("{}", line.trim_end());
     }
 }
 
@@ -160,7 +162,7 @@ pub fn ago(now_ms: u64, then_ms: u64) -> String {
 
 /// A millisecond timestamp as UTC, e.g. `2026-12-05T05:12:33Z`.
 pub fn when(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.min(MAX_RFC3339_MS));
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -215,6 +217,10 @@ mod tests {
         assert!(v["finished_at"].is_null());
         assert_eq!(v["id"], 3);
         assert_eq!(v["last_heartbeat"], "1970-01-01T00:00:00.000Z");
+        let mut never = serde_json::json!({"drain_deadline": u64::MAX});
+        rfc3339_times(&mut never);
+        assert_eq!(never["drain_deadline"], u64::MAX);
+        assert_eq!(rfc3339_ms(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -291,3 +291,47 @@ fn slow_connections_are_capped_per_address_and_timed_out() {
     let refused = counter(&text, "zenith_http_connections_refused_total");
     assert!(refused >= 200.0, "connections over the cap: {refused}");
 }
+
+#[test]
+fn tokens_chosen_up_front_are_used_once_and_then_held_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "a".repeat(40);
+    let join = "j".repeat(40);
+    let (admin_file, join_file) = (dir.path().join("admin"), dir.path().join("join"));
+    std::fs::write(&admin_file, format!("{admin}\n")).unwrap();
+    std::fs::write(&join_file, &join).unwrap();
+    let mut c = Cluster::up(&[
+        "--admin-token-file",
+        admin_file.to_str().unwrap(),
+        "--agent-token-file",
+        join_file.to_str().unwrap(),
+    ]);
+    // The files the server writes hold the chosen tokens, and the local agent joined with one.
+    assert_eq!(c.admin_token, admin);
+    assert_eq!(c.agent_token, join);
+    c.wait_nodes(1);
+    let id = c.submit(&["--", "true"]);
+    assert_eq!(c.wait_final(id, 30)["state"], "succeeded");
+
+    // A later start with another token is refused, naming why; a short one too.
+    c.kill_server();
+    std::fs::write(&admin_file, "b".repeat(40)).unwrap();
+    let out = zenith()
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(c.data())
+        .args(["--admin-token-file", admin_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("admin token given differs"), "{err}");
+    std::fs::write(&admin_file, "short").unwrap();
+    let out = zenith()
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("fresh"))
+        .args(["--admin-token-file", admin_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32"));
+}

@@ -6,6 +6,7 @@ mod tenancy;
 pub use tenancy::AuditQuery;
 
 use bytes::Bytes;
+use eventsource_stream::Eventsource as _;
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use zenith_model::{JobId, JobSpec, JobState};
@@ -46,22 +47,29 @@ pub enum Output {
     Stderr,
 }
 
-/// Tries of one idempotent submission before giving up.
+/// How a failed submission ended: refused for sure (`Known`), or perhaps applied (`Unknown`:
+/// a timeout, a broken connection, a 503), which the same idempotency key may retry.
+enum Outcome {
+    Known(ClientError),
+    Unknown(ClientError),
+}
+
+impl Outcome {
+    fn into_error(self) -> ClientError {
+        match self {
+            Outcome::Known(e) | Outcome::Unknown(e) => e,
+        }
+    }
+}
+
+/// Longest server-sent event read (the server's are a few hundred bytes).
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
 /// How long one idempotent submission keeps retrying: long enough to ride out a failover
 /// between servers sharing a store (lease TTL, 10 s by default, plus a poll).
 const SUBMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A fresh random idempotency key (128 bits, hex); `None` if the OS has no randomness.
-/// `d` scaled by a random factor in [0.5, 1.5), so that clients retrying after the same
-/// outage do not come back in lockstep.
-fn jitter(d: std::time::Duration) -> std::time::Duration {
-    let mut b = [0u8; 2];
-    let r = getrandom::fill(&mut b)
-        .map(|_| u16::from_le_bytes(b))
-        .unwrap_or(32768);
-    d.mul_f64(0.5 + f64::from(r) / 65536.0)
-}
-
 pub fn new_idempotency_key() -> Option<String> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).ok()?;
@@ -300,33 +308,46 @@ impl Client {
     /// 503 (a standby with no leader yet, a store refusing writes). A connection refused by
     /// every server fails at once: nothing was sent.
     pub async fn submit_idempotent(&self, spec: &JobSpec, key: &str) -> Result<JobId, ClientError> {
-        let mut delay = std::time::Duration::from_millis(100);
-        let deadline = tokio::time::Instant::now() + SUBMIT_PATIENCE;
-        loop {
-            let last = tokio::time::Instant::now() + delay >= deadline;
+        use backon::Retryable as _;
+        // 100 ms doubling to 2 s, jittered so that clients back from one outage do not come
+        // back in lockstep, for SUBMIT_PATIENCE in all.
+        let policy = backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(100))
+            .with_max_delay(std::time::Duration::from_secs(2))
+            .with_factor(2.0)
+            .with_jitter()
+            .with_total_delay(Some(SUBMIT_PATIENCE))
+            .without_max_times();
+        let attempt = || async {
             let rb = self
                 .req(reqwest::Method::POST, "/api/v1/jobs")
                 .header("idempotency-key", key)
                 .timeout(std::time::Duration::from_secs(30))
                 .json(spec);
-            let outcome = match self.execute(rb).await {
-                Err(e) if e.is_connect() || last => return Err(self.unreachable(&e)),
-                Err(_) => None,
-                Ok(resp) if resp.status().as_u16() == 503 && !last => None,
-                Ok(resp) => Some(self.check(resp).await?),
+            let resp = match self.execute(rb).await {
+                // Refused by every server: nothing was sent.
+                Err(e) if e.is_connect() => return Err(Outcome::Known(self.unreachable(&e))),
+                Err(e) => return Err(Outcome::Unknown(self.unreachable(&e))),
+                Ok(resp) => resp,
             };
-            if let Some(resp) = outcome {
-                let bytes = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| ClientError::Decode(e.to_string()))?;
-                let s: Submitted = serde_json::from_slice(&bytes)
-                    .map_err(|e| ClientError::Decode(e.to_string()))?;
-                return Ok(s.id);
-            }
-            tokio::time::sleep(jitter(delay)).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(2));
-        }
+            let resp = match self.check(resp).await {
+                Err(e @ ClientError::Api { status: 503, .. }) => return Err(Outcome::Unknown(e)),
+                Err(e) => return Err(Outcome::Known(e)),
+                Ok(resp) => resp,
+            };
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| Outcome::Known(ClientError::Decode(e.to_string())))?;
+            let s: Submitted = serde_json::from_slice(&bytes)
+                .map_err(|e| Outcome::Known(ClientError::Decode(e.to_string())))?;
+            Ok(s.id)
+        };
+        attempt
+            .retry(policy)
+            .when(|o| matches!(o, Outcome::Unknown(_)))
+            .await
+            .map_err(Outcome::into_error)
     }
 
     pub async fn submit_batch(&self, specs: &[JobSpec]) -> Result<Vec<JobId>, ClientError> {
@@ -521,38 +542,24 @@ impl Client {
         let resp = self
             .send(self.req(reqwest::Method::GET, "/api/v1/events").query(&q))
             .await?;
-        let bytes = resp.bytes_stream();
-        Ok(futures_util::stream::unfold(
-            (bytes, Vec::<u8>::new()),
-            |(mut bytes, mut buf)| async move {
-                loop {
-                    if let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-                        let block: Vec<u8> = buf.drain(..end + 2).collect();
-                        let text = String::from_utf8_lossy(&block);
-                        let data: String = text
-                            .lines()
-                            .filter_map(|l| l.strip_prefix("data: "))
-                            .collect();
-                        if data.is_empty() {
-                            continue; // a keepalive comment
-                        }
-                        let ev = serde_json::from_str::<Event>(&data)
-                            .map_err(|e| ClientError::Decode(e.to_string()));
-                        return Some((ev, (bytes, buf)));
-                    }
-                    match bytes.next().await {
-                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                        Some(Err(e)) => {
-                            return Some((
-                                Err(ClientError::Decode(e.to_string())),
-                                (bytes, Vec::new()),
-                            ))
-                        }
-                        None => return None,
-                    }
-                }
-            },
-        ))
+        // The parser (eventsource-stream) buffers until an event ends: bytes since the last
+        // event are counted, and a server that sends more than MAX_EVENT_BYTES without ending
+        // one ends the stream with an error instead of growing the buffer.
+        let since_event = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = since_event.clone();
+        let bytes = resp.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            let seen = counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+            if seen + chunk.len() > MAX_EVENT_BYTES {
+                return Err(format!("an event longer than {MAX_EVENT_BYTES} bytes"));
+            }
+            Ok(chunk)
+        });
+        Ok(bytes.eventsource().map(move |item| {
+            since_event.store(0, std::sync::atomic::Ordering::Relaxed);
+            let ev = item.map_err(|e| ClientError::Decode(e.to_string()))?;
+            serde_json::from_str::<Event>(&ev.data).map_err(|e| ClientError::Decode(e.to_string()))
+        }))
     }
 
     /// A task's output as a byte stream (with `follow`, until its attempt ends).

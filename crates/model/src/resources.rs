@@ -150,6 +150,11 @@ impl Resources {
 }
 
 /// Parses "512M", "2G", "1.5GiB", "1048576" into bytes (binary units: K = 1024).
+///
+/// Hand-written rather than the `bytesize` crate's parser: `--memory 4G` means 4 GiB here, as
+/// it does to Slurm (`--mem=4G`) and to users who come from it, and `4GB` too, while
+/// `bytesize` reads `G`/`GB` as 10^9 bytes; mapping every suffix before and after it would
+/// take more code than these lines, and a change of meaning would silently shrink limits.
 pub fn parse_bytes(s: &str) -> Result<u64, ParseError> {
     let t = s.trim();
     let split = t

@@ -18,6 +18,40 @@ pub enum Role {
 const ADMIN_KEY: &str = "admin_token_sha256";
 const AGENT_KEY: &str = "agent_token_sha256";
 
+/// Tokens an operator chose for a new store (`--admin-token-file`, `--agent-token-file`).
+#[derive(Clone, Debug, Default)]
+pub struct PresetTokens {
+    pub admin: Option<String>,
+    pub join: Option<String>,
+}
+
+/// Shortest token an operator may choose (a random one is 64 hex characters).
+pub const MIN_PRESET_TOKEN: usize = 32;
+
+impl PresetTokens {
+    /// Reads the files given; each must hold one token of at least [`MIN_PRESET_TOKEN`]
+    /// visible characters.
+    pub fn read(admin: Option<&Path>, join: Option<&Path>) -> Result<PresetTokens, ServerError> {
+        let one = |p: Option<&Path>| -> Result<Option<String>, ServerError> {
+            let Some(p) = p else { return Ok(None) };
+            let t = read_token_file(p)
+                .map_err(|e| ServerError::Io(format!("cannot read {}: {e}", p.display())))?;
+            let visible = t.bytes().all(|b| b.is_ascii_graphic());
+            if t.len() < MIN_PRESET_TOKEN || !visible {
+                return Err(ServerError::Io(format!(
+                    "{}: a token is at least {MIN_PRESET_TOKEN} visible ASCII characters on one line (e.g. openssl rand -hex 32)",
+                    p.display()
+                )));
+            }
+            Ok(Some(t))
+        };
+        Ok(PresetTokens {
+            admin: one(admin)?,
+            join: one(join)?,
+        })
+    }
+}
+
 /// Hashes of the valid tokens.
 #[derive(Clone)]
 pub struct Tokens {
@@ -44,12 +78,21 @@ impl Tokens {
     /// start. Servers sharing one database race safely: the files are written first, then the
     /// hashes only where none exist; a server that lost the race removes its files and uses
     /// the tokens of the one that won (whose data directory holds them).
-    pub fn init(store: &mut dyn Store, data_dir: &Path) -> Result<Tokens, ServerError> {
+    /// The store's token hashes; on first start, made from `preset` where given (an
+    /// operator's own secrets, e.g. a Kubernetes Secret) and random otherwise, and written to
+    /// `admin.token`/`agent.token` in the data directory. A preset that differs from the
+    /// tokens a store already holds is refused: tokens are rotated, not replaced by a restart.
+    pub fn init(
+        store: &mut dyn Store,
+        data_dir: &Path,
+        preset: &PresetTokens,
+    ) -> Result<Tokens, ServerError> {
         if let Some(t) = Self::stored(store)? {
+            t.check_preset(preset)?;
             return Ok(t);
         }
-        let admin = random_token()?;
-        let agent = random_token()?;
+        let admin = preset.admin.clone().map_or_else(random_token, Ok)?;
+        let agent = preset.join.clone().map_or_else(random_token, Ok)?;
         let (admin_file, agent_file) = (data_dir.join("admin.token"), data_dir.join("agent.token"));
         write_secret(&admin_file, &admin)?;
         write_secret(&agent_file, &agent)?;
@@ -70,6 +113,19 @@ impl Tokens {
         Self::stored(store)?.ok_or(ServerError::Io(
             "token hashes are missing from the store after another server created them".into(),
         ))
+    }
+
+    fn check_preset(&self, preset: &PresetTokens) -> Result<(), ServerError> {
+        let differs = |given: &Option<String>, held: &[u8; 32], what: &str| {
+            match given {
+            Some(t) if !bool::from(hash(t).ct_eq(held)) => Err(ServerError::Io(format!(
+                "the {what} token given differs from the one this store was created with (tokens are set once, at the first start)"
+            ))),
+            _ => Ok(()),
+        }
+        };
+        differs(&preset.admin, &self.admin, "admin")?;
+        differs(&preset.join, &self.agent, "agent join")
     }
 
     fn stored(store: &mut dyn Store) -> Result<Option<Tokens>, ServerError> {

@@ -6,10 +6,11 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,12 +62,12 @@ impl Filter {
     }
 }
 
-fn sse(e: &Event) -> String {
-    let json = serde_json::to_string(e).unwrap_or_else(|err| {
-        tracing::warn!(error = %err, "cannot serialize an event");
-        String::new()
-    });
-    format!("data: {json}\n\n")
+/// One event as SSE (`data: <json>`); `None` (logged) if it cannot be encoded.
+fn sse(e: &Event) -> Option<SseEvent> {
+    SseEvent::default()
+        .json_data(e)
+        .map_err(|err| tracing::warn!(error = %err, "cannot serialize an event"))
+        .ok()
 }
 
 #[utoipa::path(
@@ -118,33 +119,31 @@ pub async fn events(
     // the store, where the client's next read finds them.
     crate::handler::ask(&state, |reply| crate::control::LoopMsg::Barrier { reply }).await?;
     let shutdown = state.shutdown.clone();
-    let body = futures_util::stream::unfold(
+    // One committed batch becomes the events of it this subscriber asked for.
+    let batches = futures_util::stream::unfold(
         (rx, shutdown, filter),
         |(mut rx, mut shutdown, filter)| async move {
             loop {
-                let text = tokio::select! {
+                let events: Vec<SseEvent> = tokio::select! {
                     r = rx.recv() => match r {
-                        Ok(batch) => batch.iter().filter(|e| filter.accepts(e)).map(sse).collect::<String>(),
-                        Err(broadcast::error::RecvError::Lagged(n)) => sse(&Event::Lagged { missed: n }),
+                        Ok(batch) => batch.iter().filter(|e| filter.accepts(e)).filter_map(sse).collect(),
+                        Err(broadcast::error::RecvError::Lagged(n)) => sse(&Event::Lagged { missed: n }).into_iter().collect(),
                         Err(broadcast::error::RecvError::Closed) => return None,
                     },
-                    _ = tokio::time::sleep(KEEPALIVE) => ": keepalive\n\n".to_string(),
                     _ = shutdown.changed() => return None,
                 };
-                if !text.is_empty() {
-                    return Some((
-                        Ok::<_, std::io::Error>(Bytes::from(text)),
-                        (rx, shutdown, filter),
-                    ));
+                if !events.is_empty() {
+                    return Some((events, (rx, shutdown, filter)));
                 }
             }
         },
     );
-    let mut resp = Body::from_stream(body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    let stream = batches
+        .flat_map(futures_util::stream::iter)
+        .map(Ok::<_, std::convert::Infallible>);
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive"))
+        .into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(resp)

@@ -53,6 +53,8 @@ use zenith_store::StoreReader;
 pub struct ServerConfig {
     /// Database, tokens and logs live here.
     pub data_dir: PathBuf,
+    /// Tokens for a new store chosen by the operator instead of random ones.
+    pub preset_tokens: auth::PresetTokens,
     /// How often agents are asked to report.
     pub heartbeat_interval_ms: u64,
     /// A node silent this long is lost and its work requeued.
@@ -133,6 +135,7 @@ impl ServerConfig {
             oidc: None,
             max_log_bytes: 64 << 20,
             max_body_bytes: 16 << 20,
+            preset_tokens: Default::default(),
             max_live_jobs: 1_000_000,
             max_store_bytes: None,
             rate_limit_per_client: 1000,
@@ -225,7 +228,7 @@ pub async fn serve(
     if let Some(limit) = cfg.max_store_bytes {
         store.set_size_limit(limit)?;
     }
-    let tokens = auth::Tokens::init(&mut store, &cfg.data_dir)?;
+    let tokens = auth::Tokens::init(&mut store, &cfg.data_dir, &cfg.preset_tokens)?;
     let reader: Arc<dyn StoreReader> = Arc::new(store.reader(4)?);
     let metrics = Arc::new(metrics::Metrics::new());
     metrics.leader.set(1);

@@ -103,6 +103,15 @@ pub struct ServerOpts {
     /// twice that): agents behind one address (a NAT) share it.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     agent_rate_limit: u32,
+    /// On the first start of a new store, the admin token from this file (one line, at least
+    /// 32 characters, e.g. `openssl rand -hex 32`) instead of a random one: a deployment can
+    /// hand the same secret to its clients up front. Later starts check that it is the same.
+    #[arg(long, env = "ZENITH_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// The agents' join token from this file on the first start (as --admin-token-file), so
+    /// agents can be given it before the server first runs.
+    #[arg(long, env = "ZENITH_AGENT_TOKEN_FILE")]
+    agent_token_file: Option<PathBuf>,
     #[command(flatten)]
     tls: super::tls_setup::TlsOpts,
 }
@@ -190,9 +199,13 @@ fn parse_queue_name(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
+fn server_config(o: &ServerOpts) -> anyhow::Result<zenith_server::ServerConfig> {
     let mut c =
         zenith_server::ServerConfig::new(o.data_dir.clone().unwrap_or_else(default_data_dir));
+    c.preset_tokens = zenith_server::auth::PresetTokens::read(
+        o.admin_token_file.as_deref(),
+        o.agent_token_file.as_deref(),
+    )?;
     c.heartbeat_timeout_ms = o.heartbeat_timeout.as_millis();
     c.heartbeat_interval_ms = o.heartbeat_interval.as_millis().max(50);
     c.retention_ms = o.retention.as_millis();
@@ -227,7 +240,7 @@ fn server_config(o: &ServerOpts) -> zenith_server::ServerConfig {
         Some(d) => d.as_millis().clamp(100, 24 * 3600 * 1000),
         None => (c.retention_ms / 4).clamp(100, 2_000),
     };
-    c
+    Ok(c)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -255,7 +268,7 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 
 pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
     private_files();
-    let mut cfg = server_config(&a.server);
+    let mut cfg = server_config(&a.server)?;
     let listener = bind(a.server.listen).await?;
     let addr = listener.local_addr()?;
     cfg.ha = ha_config(&a, addr)?;
@@ -299,7 +312,7 @@ pub async fn server(a: ServerArgs) -> anyhow::Result<u8> {
 pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Result<u8> {
     // The local agent is a process of its own and sets the jobs' mask itself.
     private_files();
-    let mut cfg = server_config(&a.server);
+    let mut cfg = server_config(&a.server)?;
     let data_dir = cfg.data_dir.clone();
     zenith_server::check_data_dir_free(&data_dir)?;
     let listener = bind(a.server.listen).await?;

@@ -39,12 +39,14 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let now = output::now_ms();
+    // Wide: who submitted it, its priority, the task counts by state and when it ended.
+    let wide = a.format == output::Format::Wide;
     let rows: Vec<Vec<String>> = list
         .jobs
         .iter()
         .map(|j| {
             let mut row = vec![j.id.to_string()];
-            if a.all_namespaces {
+            if a.all_namespaces || wide {
                 row.push(j.namespace.clone());
             }
             row.extend([
@@ -53,16 +55,34 @@ pub async fn run(a: JobsArgs) -> anyhow::Result<u8> {
                 format!("{}/{}", j.tasks.succeeded, j.task_count),
                 j.queue.clone(),
                 output::ago(now, j.created_at),
-                j.reason.clone().unwrap_or_default(),
             ]);
+            if wide {
+                let t = &j.tasks;
+                row.extend([
+                    j.submitter.clone(),
+                    j.priority.to_string(),
+                    format!(
+                        "{} queued, {} running, {} failed, {} cancelled",
+                        t.queued, t.running, t.failed, t.cancelled
+                    ),
+                    j.finished_at
+                        .map(|f| output::ago(now, f))
+                        .unwrap_or_default(),
+                ]);
+            }
+            row.push(j.reason.clone().unwrap_or_default());
             row
         })
         .collect();
     let mut header = vec!["ID"];
-    if a.all_namespaces {
+    if a.all_namespaces || wide {
         header.push("NAMESPACE");
     }
-    header.extend(["NAME", "STATE", "DONE", "QUEUE", "SUBMITTED", "REASON"]);
+    header.extend(["NAME", "STATE", "DONE", "QUEUE", "SUBMITTED"]);
+    if wide {
+        header.extend(["USER", "PRIORITY", "TASKS", "ENDED"]);
+    }
+    header.push("REASON");
     output::table(&header, &rows);
     Ok(0)
 }

@@ -126,8 +126,9 @@ pub(crate) async fn serve(
     let _lock = lock_data_dir(&cfg.data_dir, "server.lock", "server")?;
     let mut store = open_store(&hc.store_url).await?;
     let data_dir = cfg.data_dir.clone();
+    let preset = cfg.preset_tokens.clone();
     let (tokens, store_back) = tokio::task::spawn_blocking(move || {
-        let t = auth::Tokens::init(&mut store, &data_dir);
+        let t = auth::Tokens::init(&mut store, &data_dir, &preset);
         (t, store)
     })
     .await
