@@ -29,8 +29,11 @@ T = TypeVar("T")
 START_DEADLINE = 30.0
 
 # The tests say where the server is; settings of the person running them must not leak in.
-for _var in ("ZENITH_SERVER", "ZENITH_TOKEN", "ZENITH_CA_CERT", "ZENITH_NAMESPACE"):
+for _var in ("ZENITH_SERVER", "ZENITH_TOKEN", "ZENITH_CA_CERT", "ZENITH_NAMESPACE",
+             "ZENITH_CONTEXT", "ZENITH_DATA_DIR"):
     os.environ.pop(_var, None)
+# The user's own CLI config (contexts) is never read by the tests.
+os.environ["ZENITH_CONFIG"] = "/nonexistent/zenith-sdk-tests/config.toml"
 
 
 def zenith_bin() -> str:

@@ -320,6 +320,11 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
     let tls = super::tls_setup::decide(&a.server.tls, addr, &data_dir, None)?;
     cfg.tls = tls.files.clone();
     let scheme = tls.scheme();
+    // Where clients find it, written before it answers: a client that sees /readyz answer
+    // finds the server by itself from then on.
+    let url = local_url(scheme, addr);
+    write_server_url(&data_dir, &url);
+    let context_note = super::context::write_local(&url, &data_dir, tls.ca.as_deref());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(zenith_server::serve(cfg, listener, async move {
@@ -350,8 +355,6 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
             )),
         };
     };
-    let url = local_url(scheme, addr);
-    write_server_url(&data_dir, &url);
     eprintln!(
         "zenith is up at {scheme}://{} (data in {})",
         shown_addr(addr),
@@ -369,10 +372,7 @@ pub async fn up(a: UpArgs, log_format: &str, otlp: Option<&str>) -> anyhow::Resu
             token_file.display()
         ),
     }
-    eprintln!(
-        "  {}",
-        super::context::write_local(&url, &data_dir, tls.ca.as_deref())
-    );
+    eprintln!("  {context_note}");
     eprintln!("  try: zenith submit -- echo hello");
     // The local agent runs as a child process of its own: jobs are forked from a small
     // process (fork cost grows with the parent's memory, and the server's grows with its

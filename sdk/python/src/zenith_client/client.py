@@ -66,11 +66,12 @@ class Client:
         verify: Verify = True,
         namespace: Optional[str] = None,
         data_dir: Optional[PathLike] = None,
+        context: Optional[str] = None,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         retry_for: float = 30.0,
     ) -> None:
-        s = resolve(server, token, ca_cert, namespace, data_dir)
+        s = resolve(server, token, ca_cert, namespace, data_dir, context=context)
         self.namespace = s.namespace
         self._http = httpx.Client(**httpx_options(s, verify, timeout, connect_timeout))
         self._t = SyncTransport(s, self._http, retry_for)
