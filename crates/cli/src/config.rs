@@ -60,8 +60,8 @@ pub enum ConfigError {
     TooLarge { path: String },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
-    #[error("cannot write {path}: {cause}")]
-    Write { path: String, cause: std::io::Error },
+    #[error("cannot write {path}: {message}")]
+    Write { path: String, message: String },
     #[error("no context named {name:?} in {path}{known}")]
     UnknownContext {
         name: String,
@@ -177,34 +177,20 @@ impl Config {
     /// Writes the file atomically (a temporary file renamed over it), readable by this user
     /// only: it may hold tokens.
     pub fn save_to(&self, path: &Path) -> Result<(), ConfigError> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let shown = path.display().to_string();
-        let write_err = |cause| ConfigError::Write {
-            path: shown.clone(),
-            cause,
-        };
         let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid {
             path: shown.clone(),
             message: e.to_string(),
         })?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(write_err)?;
+            std::fs::create_dir_all(dir).map_err(|e| ConfigError::Write {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
         }
-        let tmp = path.with_extension(format!("toml.{}.tmp", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(write_err)?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            write_err(e)
+        zenith_server::tls::write_private(path, &text).map_err(|e| ConfigError::Write {
+            path: shown,
+            message: e.to_string(),
         })
     }
 

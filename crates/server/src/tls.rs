@@ -193,11 +193,16 @@ pub struct ClusterCa {
 }
 
 /// Writes `text` to `path` private to this user (0600), whole or not at all (a temporary
-/// file, synced, then renamed): keys, certificates and token files.
-pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
+/// file of this process's, synced, then renamed): keys, certificates, token files, the CLI's
+/// config.
+pub fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
