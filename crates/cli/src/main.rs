@@ -15,6 +15,7 @@ macro_rules! out {
 
 mod cmd;
 mod config;
+mod ordered;
 mod output;
 mod telemetry;
 

@@ -1,5 +1,6 @@
 //! Table and JSON output for read verbs.
 
+use crate::ordered::Value;
 use clap::ValueEnum;
 
 /// `-o`: a table (`wide`: with more columns where a verb has them), or the data as JSON or
@@ -30,28 +31,32 @@ const TIME_FIELDS: [&str; 5] = [
 ];
 
 /// Rewrites epoch-millisecond times (`*_at` and [`TIME_FIELDS`]) as RFC 3339 strings, and
-/// keeps each number beside it as `<name>_ms`, at every depth.
-pub fn rfc3339_times(v: &mut serde_json::Value) {
+/// keeps each number just after it as `<name>_ms`, at every depth.
+pub fn rfc3339_times(v: &mut Value) {
     match v {
-        serde_json::Value::Object(map) => {
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
+        Value::Object(fields) => {
+            let mut out = Vec::with_capacity(fields.len());
+            for (k, mut inner) in std::mem::take(fields) {
                 let is_time = k.ends_with("_at") || TIME_FIELDS.contains(&k.as_str());
-                match map.get_mut(&k) {
-                    Some(serde_json::Value::Number(n)) if is_time => {
-                        // Beyond year 9999 is a sentinel ("never"), not a time: left as is.
-                        if let Some(ms) = n.as_u64().filter(|ms| *ms <= MAX_RFC3339_MS) {
-                            let text = rfc3339_ms(ms);
-                            map.insert(format!("{k}_ms"), ms.into());
-                            map.insert(k, text.into());
-                        }
+                // Beyond year 9999 is a sentinel ("never"), not a time: left as is.
+                let ms = match &inner {
+                    Value::Number(n) if is_time => n.as_u64().filter(|ms| *ms <= MAX_RFC3339_MS),
+                    _ => None,
+                };
+                match ms {
+                    Some(ms) => {
+                        out.push((k.clone(), Value::String(rfc3339_ms(ms))));
+                        out.push((format!("{k}_ms"), Value::Number(ms.into())));
                     }
-                    Some(inner) => rfc3339_times(inner),
-                    None => {}
+                    None => {
+                        rfc3339_times(&mut inner);
+                        out.push((k, inner));
+                    }
                 }
             }
+            *fields = out;
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(rfc3339_times),
+        Value::Array(items) => items.iter_mut().for_each(rfc3339_times),
         _ => {}
     }
 }
@@ -67,7 +72,7 @@ pub fn rfc3339_ms(ms: u64) -> String {
 
 /// Prints `v` as `format` says (JSON or YAML), times in RFC 3339.
 pub fn data<T: serde::Serialize>(format: Format, v: &T) -> anyhow::Result<()> {
-    let mut value = serde_json::to_value(v)?;
+    let mut value = Value::of(v)?;
     rfc3339_times(&mut value);
     match format {
         Format::Yaml => {
@@ -81,7 +86,7 @@ pub fn data<T: serde::Serialize>(format: Format, v: &T) -> anyhow::Result<()> {
 
 /// One record of a stream (events): a JSON line, or a YAML document.
 pub fn data_line<T: serde::Serialize>(format: Format, v: &T) -> anyhow::Result<()> {
-    let mut value = serde_json::to_value(v)?;
+    let mut value = Value::of(v)?;
     rfc3339_times(&mut value);
     match format {
         Format::Yaml => out!("---\n{}", serde_saphyr::to_string(&value)?.trim_end()),
@@ -206,20 +211,38 @@ mod tests {
 
     #[test]
     fn times_become_rfc3339_with_the_epoch_beside() {
-        let mut v = serde_json::json!({
+        let mut v = Value::of(&serde_json::json!({
             "id": 3, "created_at": 1_764_998_400_000u64, "finished_at": null,
             "attempts": [{"started_at": 1_764_998_401_500u64}], "last_heartbeat": 0
-        });
+        }))
+        .unwrap();
         rfc3339_times(&mut v);
+        let v: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
         assert_eq!(v["created_at"], "2025-12-06T05:20:00.000Z");
         assert_eq!(v["created_at_ms"], 1_764_998_400_000u64);
         assert_eq!(v["attempts"][0]["started_at"], "2025-12-06T05:20:01.500Z");
         assert!(v["finished_at"].is_null());
         assert_eq!(v["id"], 3);
         assert_eq!(v["last_heartbeat"], "1970-01-01T00:00:00.000Z");
-        let mut never = serde_json::json!({"drain_deadline": u64::MAX});
+        let mut never = Value::of(&serde_json::json!({"drain_deadline": u64::MAX})).unwrap();
         rfc3339_times(&mut never);
-        assert_eq!(never["drain_deadline"], u64::MAX);
+        assert_eq!(
+            never.get("drain_deadline"),
+            Some(&Value::Number(u64::MAX.into()))
+        );
+        // Fields keep their order; the epoch follows its time.
+        let mut order = Value::of(&serde_json::json!({"id": 1})).unwrap();
+        if let Value::Object(f) = &mut order {
+            f.push(("created_at".into(), Value::Number(5.into())));
+            f.push(("name".into(), Value::String("n".into())));
+        }
+        rfc3339_times(&mut order);
+        let text = serde_json::to_string(&order).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":1,"created_at":"1970-01-01T00:00:00.005Z","created_at_ms":5,"name":"n"}"#
+        );
         assert_eq!(rfc3339_ms(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
