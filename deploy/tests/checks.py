@@ -2,7 +2,7 @@
 Kubernetes manifests and the Grafana dashboard, and checks them against the real binary.
 Run as `checks.py COMMAND ARGS...` (each `cmd_*` function below is one command); the binary is
 $ZENITH_BIN."""
-import json, os, re, shlex, subprocess, sys
+import base64, json, os, re, shlex, shutil, subprocess, sys
 
 ZENITH = os.environ["ZENITH_BIN"]
 
@@ -296,11 +296,63 @@ def cmd_pod_security(path):
                         die(f"NetworkPolicy {d['metadata']['name']}: port {p['port']} not on its pods")
     print(", ".join(seen))
 
-def container(ds, kind):
+def pod(ds, kind):
+    """The first workload of KIND and its pod spec, or (None, None)."""
     for d, spec in pods(ds):
         if d["kind"] == kind:
-            return spec["containers"][0]
+            return d, spec
+    return None, None
+
+def container(ds, kind):
+    _, spec = pod(ds, kind)
+    return spec["containers"][0] if spec else None
+
+def secret_mounts(spec, c):
+    """mountPath -> (Secret name, {file: key} or None for every key, file mode) of the
+    container's Secret volumes."""
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    out = {}
+    for m in c.get("volumeMounts", []):
+        s = vols.get(m["name"], {}).get("secret")
+        if s is not None:
+            items = {i["path"]: i["key"] for i in s.get("items", [])} or None
+            out[m["mountPath"].rstrip("/")] = (s["secretName"], items, s.get("defaultMode", 0o644))
+    return out
+
+def secret_file(mounts, path):
+    """(Secret name, key) that PATH in the container reads, or None when no Secret is there."""
+    for mp, (name, items, _) in mounts.items():
+        if path.startswith(mp + "/"):
+            rel = path[len(mp) + 1:]
+            if items is None:
+                return name, rel
+            if rel not in items:
+                die(f"{path}: the Secret volume at {mp} has no file {rel}")
+            return name, items[rel]
     return None
+
+def flag(args, name):
+    """The value of --NAME=VALUE in ARGS, or None."""
+    return next((a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")), None)
+
+def secret_refs(spec):
+    """(Secret name, key or None for every key) of everything a pod spec takes from Secrets."""
+    refs = []
+    for v in spec.get("volumes", []):
+        s = v.get("secret")
+        if s is not None:
+            refs += [(s["secretName"], i["key"]) for i in s.get("items", [])] or [(s["secretName"], None)]
+        for src in v.get("projected", {}).get("sources", []):
+            s = src.get("secret")
+            if s is not None:
+                refs += [(s["name"], i["key"]) for i in s.get("items", [])] or [(s["name"], None)]
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        for e in c.get("env", []):
+            r = e.get("valueFrom", {}).get("secretKeyRef")
+            if r:
+                refs.append((r["name"], r["key"]))
+        refs += [(e["secretRef"]["name"], None) for e in c.get("envFrom", []) if "secretRef" in e]
+    return refs
 
 def cmd_k8s_args(path):
     """The binary parses the rendered server and agent command lines ($(VAR) filled in)."""
@@ -314,24 +366,119 @@ def cmd_k8s_args(path):
         args = [re.sub(r"\$\((\w+)\)", lambda m: fill[m.group(1)], a) for a in c["args"]]
         help_parses(args)
         n += 1
-    # an agent needs a token and a CA source; kinds that need a Secret name one
-    a = container(ds, "DaemonSet")
-    if a is not None:
-        env = {e["name"]: e for e in a.get("env", [])}
-        if "secretKeyRef" not in env.get("ZENITH_AGENT_TOKEN", {}).get("valueFrom", {}):
-            die("the agent's ZENITH_AGENT_TOKEN does not come from a Secret")
-    s = container(ds, "StatefulSet")
+    # One step: the server's tokens and certificate, and the agent's join token and CA, all
+    # come from Secrets (none from a file copied out of a pod); the agent gets neither the
+    # admin token nor the server's key.
+    _, sspec = pod(ds, "StatefulSet")
+    s = sspec["containers"][0]
     if "--store" in " ".join(s["args"]):
         die("the PostgreSQL URL is on the command line; it belongs in ZENITH_STORE from a Secret")
+    smounts = secret_mounts(sspec, s)
+    from_secret = {}
+    for f in ("admin-token-file", "agent-token-file", "tls-cert", "tls-key", "ca-cert"):
+        path = flag(s["args"], f)
+        if path is None and f.startswith(("admin", "agent")):
+            die(f"the server has no --{f}: a new store would make tokens the agents do not hold")
+        if path is not None:
+            from_secret[f] = secret_file(smounts, path) or die(f"the server's --{f}={path} is not in a Secret volume")
+    tls = "--insecure-http" not in s["args"]
+    if tls and "tls-cert" not in from_secret:
+        die("the server serves TLS with no --tls-cert from a Secret (a CA made on first start reaches no agent)")
+    _, aspec = pod(ds, "DaemonSet")
+    if aspec is not None:
+        a = aspec["containers"][0]
+        env = {e["name"]: e for e in a.get("env", [])}
+        ref = env.get("ZENITH_AGENT_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef")
+        if ref is None:
+            die("the agent's ZENITH_AGENT_TOKEN does not come from a Secret")
+        if (ref["name"], ref["key"]) != from_secret["agent-token-file"]:
+            die(f"the agent's join token {ref} is not the server's --agent-token-file {from_secret['agent-token-file']}")
+        if tls:
+            ca = flag(a["args"], "ca-cert")
+            if ca is None or secret_file(secret_mounts(aspec, a), ca) != from_secret["ca-cert"]:
+                die(f"the agent's --ca-cert={ca} is not the server's CA {from_secret['ca-cert']}")
+        private = {from_secret["admin-token-file"], from_secret.get("tls-key")}
+        for name, key in secret_refs(aspec):
+            if (name, key) in private or (key is None and name in {p[0] for p in private if p}):
+                die(f"the agent pod gets Secret {name} {key or '(every key)'}: the admin token or the server's key")
     print(n)
 
-def cmd_k8s_run_args(path, kind, out_dir, port, mport):
-    """The rendered arguments of one container, turned into a local command line."""
-    c = container(docs(path), kind)
-    fill = {"POD_NAME": "z-zenith-server-0", "NODE_NAME": "node-a", "POD_IP": "127.0.0.1"}
-    out = []
+def cmd_k8s_secrets(path, cluster):
+    """Stores the rendered Secrets as the API server would hold them, CLUSTER/<name>/<key>
+    (decoded; type and annotations in CLUSTER/.meta/<name>.json), beside those already there
+    (an operator's own); prints how many."""
+    n = 0
+    os.makedirs(os.path.join(cluster, ".meta"), exist_ok=True)
+    for d in docs(path):
+        if d["kind"] != "Secret":
+            continue
+        dst = os.path.join(cluster, d["metadata"]["name"])
+        shutil.rmtree(dst, ignore_errors=True)
+        os.makedirs(dst)
+        meta = {"type": d.get("type", "Opaque"), "annotations": d["metadata"].get("annotations", {})}
+        json.dump(meta, open(os.path.join(cluster, ".meta", d["metadata"]["name"] + ".json"), "w"))
+        for k, v in d.get("data", {}).items():
+            with open(os.path.join(dst, k), "wb") as f:
+                f.write(base64.b64decode(v))
+        for k, v in d.get("stringData", {}).items():
+            with open(os.path.join(dst, k), "w") as f:
+                f.write(v)
+        n += 1
+    print(n)
+
+def cmd_k8s_run_cmd(path, kind, out_dir, port, mport, cluster, node="node-a"):
+    """One rendered container as a local command: `env` words (NAME=VALUE, the binary, its
+    arguments). Its Secrets come from CLUSTER/<name>/<key> only (k8s-secrets), projected as the
+    kubelet would: Secret volumes as files (items, defaultMode), secretKeyRef as variables; a
+    Secret or key missing there fails. $(VAR) is filled from the container's environment."""
+    d, spec = pod(docs(path), kind)
+    c = spec["containers"][0]
+    pod_name = f"{d['metadata']['name']}-0" if kind == "StatefulSet" else f"{d['metadata']['name']}-{node}"
+    fields = {"metadata.name": pod_name, "spec.nodeName": node, "status.podIP": "127.0.0.1"}
+    def secret_value(name, key):
+        f = os.path.join(cluster, name, key)
+        if not os.path.isfile(f):
+            die(f"{kind}: Secret {name} (key {key}) is neither rendered nor in the cluster")
+        return open(f, "rb").read()
+    mounts = os.path.join(cluster, ".mounts", pod_name)
+    shutil.rmtree(mounts, ignore_errors=True)
+    local = {}
+    for mp, (name, items, mode) in secret_mounts(spec, c).items():
+        dst = os.path.join(mounts, mp.strip("/").replace("/", "_"))
+        os.makedirs(dst)
+        if items is None:
+            if not os.path.isdir(os.path.join(cluster, name)):
+                die(f"{kind}: Secret {name} is neither rendered nor in the cluster")
+            items = {k: k for k in os.listdir(os.path.join(cluster, name))}
+        for rel, key in items.items():
+            with open(os.path.join(dst, rel), "wb") as f:
+                f.write(secret_value(name, key))
+            os.chmod(os.path.join(dst, rel), mode)
+        local[mp] = dst
+    def localize(v):
+        for mp, dst in local.items():
+            if v.startswith(mp + "/"):
+                return dst + v[len(mp):]
+        return v
+    env = {}
+    def fill(v):
+        return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), v)
+    for e in c.get("env", []):
+        vf = e.get("valueFrom")
+        if vf is None:
+            env[e["name"]] = localize(fill(e.get("value", "")))
+        elif "fieldRef" in vf:
+            env[e["name"]] = fields[vf["fieldRef"]["fieldPath"]]
+        elif "secretKeyRef" in vf:
+            v = secret_value(vf["secretKeyRef"]["name"], vf["secretKeyRef"]["key"]).decode()
+            if "\n" in v:
+                die(f"{kind}: {e['name']} from Secret {vf['secretKeyRef']['name']} holds a newline")
+            env[e["name"]] = v
+        else:
+            die(f"{kind}: cannot fill {e['name']} from {vf}")
+    out = [f"{k}={v}" for k, v in env.items()] + [ZENITH]
     for a in c["args"]:
-        a = re.sub(r"\$\((\w+)\)", lambda m: fill[m.group(1)], a)
+        a = fill(a)
         if a.startswith("--listen="):
             a = f"--listen=127.0.0.1:{port}"
         elif a.startswith("--data-dir="):
@@ -340,15 +487,115 @@ def cmd_k8s_run_args(path, kind, out_dir, port, mport):
             a = re.sub(r"//[^/:]+:\d+", f"//localhost:{port}", a)
         elif a.startswith("--metrics-listen="):
             a = f"--metrics-listen=127.0.0.1:{mport}"
+        elif a.startswith("--") and "=" in a:
+            k, v = a.split("=", 1)
+            a = f"{k}={localize(v)}"
         out.append(a)
     print("\n".join(out))
 
 def cmd_k8s_value(path, kind, what):
     c = container(docs(path), kind)
-    if what == "sans":
-        print("\n".join(a.split("=", 1)[1] for a in c["args"] if a.startswith("--tls-san=") and "$(" not in a))
-    elif what == "server-url":
+    if what == "server-url":
         print(next(a.split("=", 1)[1] for a in c["args"] if a.startswith("--server=")))
+
+def cmd_k8s_dial_names(path, domain):
+    """The names clients and agents reach the servers at: each Service's in-cluster names,
+    each server pod's name under its headless Service, and localhost (kubectl port-forward)."""
+    ds = docs(path)
+    names = ["localhost"]
+    for d in ds:
+        if d["kind"] == "Service" and d["spec"].get("clusterIP") != "None":
+            n, ns = d["metadata"]["name"], d["metadata"]["namespace"]
+            names += [n, f"{n}.{ns}", f"{n}.{ns}.svc", f"{n}.{ns}.svc.{domain}"]
+    for d in ds:
+        if d["kind"] == "StatefulSet":
+            ns = d["metadata"]["namespace"]
+            for i in range(d["spec"]["replicas"]):
+                names.append(f"{d['metadata']['name']}-{i}.{d['spec']['serviceName']}.{ns}.svc.{domain}")
+    print("\n".join(names))
+
+def cmd_fake_apiserver(cluster, namespace, port_file):
+    """A stand-in Kubernetes API server on 127.0.0.1 (its port written to PORT_FILE) for
+    `helm template --dry-run=server`, whose lookup then reads the Secrets in CLUSTER: discovery
+    of the kinds the chart renders, and GET of a Secret in NAMESPACE; everything else is 404."""
+    import http.server
+    kinds = {"v1": [("secrets", "Secret"), ("services", "Service"), ("serviceaccounts", "ServiceAccount")],
+             "apps/v1": [("statefulsets", "StatefulSet"), ("daemonsets", "DaemonSet")],
+             "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy")]}
+    def resources(gv):
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
+            {"name": p, "singularName": k.lower(), "namespaced": True, "kind": k, "verbs": ["get", "list"]}
+            for p, k in kinds[gv]]}
+    def group(gv):
+        v = {"groupVersion": gv, "version": "v1"}
+        return {"name": gv.split("/")[0], "versions": [v], "preferredVersion": v}
+    static = {"/version": {"major": "1", "minor": "31", "gitVersion": "v1.31.0"},
+              "/api": {"kind": "APIVersions", "versions": ["v1"],
+                       "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]},
+              "/apis": {"kind": "APIGroupList", "apiVersion": "v1",
+                        "groups": [group(gv) for gv in kinds if gv != "v1"]},
+              "/api/v1": resources("v1")}
+    static.update({f"/apis/{gv}": resources(gv) for gv in kinds if gv != "v1"})
+    def secret(name):
+        d = os.path.join(cluster, name)
+        if not os.path.isdir(d) or name.startswith("."):
+            return None
+        mf = os.path.join(cluster, ".meta", name + ".json")
+        meta = json.load(open(mf)) if os.path.exists(mf) else {"type": "Opaque", "annotations": {}}
+        return {"apiVersion": "v1", "kind": "Secret", "type": meta["type"],
+                "metadata": {"name": name, "namespace": namespace, "annotations": meta["annotations"]},
+                "data": {k: base64.b64encode(open(os.path.join(d, k), "rb").read()).decode() for k in os.listdir(d)}}
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            body = static.get(path)
+            m = re.fullmatch(rf"/api/v1/namespaces/{re.escape(namespace)}/secrets/([-.a-z0-9]+)", path)
+            if m:
+                body = secret(m.group(1))
+            print("GET", path, "200" if body else "404", file=sys.stderr, flush=True)
+            code = 200 if body else 404
+            body = body or {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+        def log_message(self, *args):
+            pass
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.replace(port_file + ".tmp", port_file)
+    srv.serve_forever()
+
+def cmd_helm_release(release_json, manifest_out, notes_out):
+    """Splits `helm install --dry-run -o json` into its manifests and its rendered NOTES."""
+    r = json.load(open(release_json))
+    open(manifest_out, "w").write(r["manifest"])
+    open(notes_out, "w").write(r["info"]["notes"])
+
+def cmd_notes_commands(notes, port):
+    """The commands NOTES.txt gives an operator to read the Secrets and set up the CLI, one a
+    line, with the port-forward's local port replaced by PORT."""
+    lines = [l.strip() for l in open(notes)]
+    cmds = [l for l in lines if re.match(r"kubectl .*\bget secret\b", l) or l.startswith("zenith context set ")]
+    if not any(l.startswith("zenith context set ") for l in cmds):
+        die("NOTES.txt gives no `zenith context set` command")
+    print("\n".join(re.sub(r"//localhost:\d+", f"//localhost:{port}", l) for l in cmds))
+
+def cmd_kubectl(cluster, namespace, *argv):
+    """A stand-in for `kubectl -n NS get secret NAME -o jsonpath='{.data.KEY}'` (KEY with
+    kubectl's \\. escapes), answered from CLUSTER as the API server would: base64, no newline.
+    Anything else is refused, so NOTES.txt's commands run as written or fail."""
+    args = list(argv)
+    if args[:2] != ["-n", namespace] or args[2:4] != ["get", "secret"] or len(args) != 7 or args[5] != "-o":
+        die(f"kubectl stand-in: not `kubectl -n {namespace} get secret NAME -o jsonpath=...`: {args}")
+    m = re.fullmatch(r"jsonpath=\{\.data\.((?:[^.\\{}]|\\\.)+)\}", args[6])
+    if not m:
+        die(f"kubectl stand-in: jsonpath {args[6]!r} is not {{.data.KEY}}")
+    f = os.path.join(cluster, args[4], m.group(1).replace("\\.", "."))
+    if not os.path.isfile(f):
+        die(f"Error from server (NotFound): {f} not in the cluster")
+    sys.stdout.write(base64.b64encode(open(f, "rb").read()).decode())
 
 def cmd_chart_files(chart):
     import yaml

@@ -335,3 +335,28 @@ fn tokens_chosen_up_front_are_used_once_and_then_held_to() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32"));
 }
+
+#[test]
+fn jobs_do_not_inherit_the_agents_join_token() {
+    // `zenith up` hands its agent the join token in ZENITH_AGENT_TOKEN.
+    let c = Cluster::up(&[]);
+    let id = c.submit(&[
+        "--",
+        "sh",
+        "-c",
+        "echo ${ZENITH_AGENT_TOKEN:-none} ${ZENITH_TOKEN:-none}",
+    ]);
+    c.wait_final(id, 30);
+    assert_eq!(c.ok(&["job", "logs", &id.to_string()]), "none none\n");
+    // A job that sets one itself keeps it.
+    let id = c.submit(&[
+        "-e",
+        "ZENITH_TOKEN=mine",
+        "--",
+        "sh",
+        "-c",
+        "echo $ZENITH_TOKEN",
+    ]);
+    c.wait_final(id, 30);
+    assert_eq!(c.ok(&["job", "logs", &id.to_string()]), "mine\n");
+}

@@ -12,6 +12,14 @@ use zenith_model::flow::ArtifactOut;
 use zenith_model::{AttemptId, AttemptOutcome};
 use zenith_protocol::agent::{Assignment, AttemptResult};
 
+/// Variables of the agent's environment that jobs never inherit.
+pub const AGENT_SECRETS: [&str; 4] = [
+    "ZENITH_AGENT_TOKEN",
+    "ZENITH_TOKEN",
+    "ZENITH_STORE",
+    "ZENITH_ADMIN_TOKEN_FILE",
+];
+
 /// Why a succeeded step's artifacts did not all reach the server (the text becomes its
 /// `OutputsFailed` message).
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +170,11 @@ impl Executor {
             .map(PathBuf::from)
             .unwrap_or_else(|| self.inner.work_dir.clone());
         let mut cmd = tokio::process::Command::new(program);
+        // The agent's own secrets (its join token, a client token, a store URL with a
+        // password) are not the job's: removed unless the job's spec sets them itself.
+        for var in AGENT_SECRETS {
+            cmd.env_remove(var);
+        }
         cmd.args(&a.command[1..])
             .envs(&a.env)
             .env("ZENITH_JOB_ID", a.job.to_string())

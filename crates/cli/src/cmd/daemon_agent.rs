@@ -144,9 +144,10 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|| default_data_dir().join("agent"));
     let exe = std::env::current_exe().context("cannot find the zenith binary for the guardian")?;
     job_umask(a.node.job_umask);
+    // A token read from a file or a Secret often ends in a newline: it is not part of it.
     let cfg = agent_config(
         a.server.clone(),
-        a.token.clone(),
+        a.token.trim().to_string(),
         a.ca_cert.clone(),
         data_dir,
         &a.node,

@@ -59,8 +59,19 @@ app.kubernetes.io/component: agent
 {{- printf "%s-headless" (include "zenith.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{- define "zenith.joinSecretName" -}}
-{{- default (printf "%s-join" (include "zenith.fullname" .)) .Values.agent.joinSecret.name }}
+{{/* The Secret with the admin and join tokens: the operator's, or the one the chart makes. */}}
+{{- define "zenith.tokensSecretName" -}}
+{{- default (printf "%s-tokens" (include "zenith.fullname" .)) .Values.tokens.existingSecret }}
+{{- end }}
+
+{{/* The Secret with the server's tls.crt, tls.key and ca.crt: the operator's (mode secret), or
+the one the chart makes (mode auto). */}}
+{{- define "zenith.tlsSecretName" -}}
+{{- if eq .Values.server.tls.mode "secret" }}
+{{- .Values.server.tls.secretName }}
+{{- else }}
+{{- printf "%s-tls" (include "zenith.fullname" .) }}
+{{- end }}
 {{- end }}
 
 {{- define "zenith.scheme" -}}
@@ -88,8 +99,8 @@ app.kubernetes.io/component: agent
 {{- if not .Values.server.store.postgres.existingSecret }}
 {{- fail "server.replicas > 1 needs server.store.postgres.existingSecret: the embedded store serves one server (docs/ha.md)" }}
 {{- end }}
-{{- if eq $mode "auto" }}
-{{- fail "server.replicas > 1 needs server.tls.mode=secret (or none): with auto each server would make its own CA" }}
 {{- end }}
+{{- if eq .Values.tokens.adminKey .Values.tokens.joinKey }}
+{{- fail "tokens.adminKey and tokens.joinKey must differ: agents would be given the admin token" }}
 {{- end }}
 {{- end }}
