@@ -494,3 +494,80 @@ fn run_and_step_transitions_are_streamed_as_events() {
         );
     }
 }
+
+#[test]
+fn a_gpu_step_lands_only_on_the_node_labelled_for_it() {
+    let c = Cluster::with_agents(
+        &[],
+        &[
+            ("plain", &["--cpus", "2"]),
+            ("gpu", &["--cpus", "2", "--label", "gpu=a100"]),
+        ],
+    );
+    let f = write(
+        &c,
+        "place.yaml",
+        r#"
+name: place
+steps:
+  - name: prep
+    run: [sh, -c, 'echo "$ZENITH_NODE_ID"']
+    constraints: ["gpu!=a100"]
+  - name: train
+    depends: [prep]
+    forEach: [1, 2, 3, 4]
+    run: [sh, -c, 'echo "$ZENITH_NODE_ID"']
+    constraints: [gpu=a100]
+    prefer: ["zone=b"]
+    queue: gpu
+    priority: 7
+"#,
+    );
+    let (id, code, err) = run_wait(&c, &[&f]);
+    assert_eq!(code, Some(0), "{err}");
+    let v = run_view(&c, &id);
+    let node_of = |job: &Value| {
+        let j = c.job(job.as_u64().unwrap());
+        let attempt = j["attempts"][0]["node"].as_str().unwrap().to_string();
+        (j, attempt)
+    };
+    let names: std::collections::HashMap<String, String> = c
+        .nodes()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let steps = v["steps"].as_array().unwrap();
+    let mut trained = 0;
+    for s in steps {
+        let (j, node) = node_of(&s["job"]);
+        match s["name"].as_str().unwrap() {
+            "prep" => assert_eq!(names[&node], "plain", "{j}"),
+            "train" => {
+                assert_eq!(names[&node], "gpu", "{j}");
+                assert_eq!(j["spec"]["queue"], "gpu");
+                assert_eq!(j["spec"]["priority"], 7);
+                assert_eq!(j["spec"]["constraints"][0], "gpu=a100");
+                trained += 1;
+            }
+            other => panic!("unexpected step {other}"),
+        }
+    }
+    assert_eq!(trained, 4, "{v}");
+    // A bad constraint is refused at validation, naming the field.
+    let bad = write(
+        &c,
+        "bad.yaml",
+        "name: bad\nsteps:\n  - name: a\n    run: [true]\n    constraints: ['=x']\n",
+    );
+    let out = c.cli(&["flow", "validate", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("constraints"),
+        "{out:?}"
+    );
+}

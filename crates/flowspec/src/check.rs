@@ -287,6 +287,10 @@ fn check_kind(s: &StepSpec) -> Result<(), ValidationError> {
             || s.cwd.is_some()
             || s.resources.is_some()
             || s.gang.is_some()
+            || !s.constraints.is_empty()
+            || !s.prefer.is_empty()
+            || s.queue.is_some()
+            || s.priority.is_some()
             || s.retry.is_some()
             || s.timeout.is_some()
             || !s.failure_policy.is_empty()
@@ -360,6 +364,15 @@ fn check_command(s: &StepSpec, templates: &mut StepTemplates) -> Result<(), Vali
 
 /// `retry` (by the job rules, named as in the flow spec), `timeout`, `failurePolicy`.
 fn check_retry_and_limits(s: &StepSpec) -> Result<(), ValidationError> {
+    // Placement is checked as the step's job will be: same limits, same messages.
+    let mut job = JobSpec::new(vec!["x".into()]);
+    job.constraints = s.constraints.clone();
+    job.prefer = s.prefer.clone();
+    if let Some(q) = &s.queue {
+        job.queue = q.clone();
+    }
+    job.priority = s.priority.unwrap_or(0);
+    job.validate()?;
     if let Some(r) = &s.retry {
         let mut job = JobSpec::new(vec!["x".into()]);
         job.retry = r.policy();

@@ -160,6 +160,20 @@ impl std::str::FromStr for Constraint {
 
 serde_as_text!(Constraint);
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Constraint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Constraint".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A node label requirement: K=V, K!=V, 'K in (a,b)', 'K exists', K~V (contains, any case) or K>=N (a number or size)",
+            "type": "string"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

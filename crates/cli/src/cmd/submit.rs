@@ -38,7 +38,7 @@ pub struct SubmitArgs {
     /// Retries after a failed attempt.
     #[arg(long, default_value_t = 0)]
     retries: u32,
-    /// Backoff between retries: fixed or exponential.
+    /// Backoff between retries: fixed, linear (n × delay) or exponential.
     #[arg(long, default_value = "exponential")]
     backoff: Backoff,
     /// First retry delay, e.g. 1s.

@@ -169,6 +169,14 @@ impl Engine {
             spec.resources = r.clone();
         }
         spec.gang = step.gang;
+        spec.constraints = step.constraints.clone();
+        spec.prefer = step.prefer.clone();
+        if let Some(q) = &step.queue {
+            spec.queue = q.clone();
+        }
+        if let Some(p) = step.priority {
+            spec.priority = p;
+        }
         if let Some(r) = &step.retry {
             spec.retry = r.policy();
         }

@@ -120,6 +120,19 @@ pub struct StepSpec {
     /// Run as a gang across several nodes: `{nodes: 4, tasksPerNode: 2}` (docs/scheduling.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gang: Option<crate::Gang>,
+    /// What the node's labels must say, as a job's `--constraint` (`gpu=a100`,
+    /// `gpu.memory>=40G`); all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<crate::Constraint>,
+    /// Soft constraints: among the nodes that fit, those meeting more of these first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefer: Vec<crate::Constraint>,
+    /// The queue its job goes to (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Its job's priority within the queue (higher first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends: Vec<String>,
     /// An expression; the step is `skipped` when it is false.
