@@ -119,6 +119,13 @@ fn params_flow_through_steps_with_fan_out_conditions_and_outputs() {
         c.ok(&["flow", "logs", &id, "sum"]),
         format!("never was skipped\ntarget (in single quotes): {hostile}\n")
     );
+    // A fan-out step of several: which instance must be said, not guessed.
+    let out = c.cli(&["flow", "logs", &id, "shard"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--instance 0..4"),
+        "{out:?}"
+    );
     let listed = c.ok(&["flows", "-o", "json"]);
     assert!(listed.contains("\"pipeline\""), "{listed}");
 }
@@ -144,7 +151,7 @@ steps:
     run: [sh, -c, "exit 3"]
     failurePolicy: [{exitCodes: [3], action: ignore}]
   - name: broken
-    run: [sh, -c, "exit 4"]
+    run: [sh, -c, "echo about to fail; echo bad input >&2; exit 4"]
     retry: {limit: 5, delay: 100ms}
     failurePolicy: [{exitCodes: [4], action: fail}]
     continueOnFailure: true
@@ -164,6 +171,17 @@ params: {mark: ""}
     assert_eq!(step(&v, "broken")["attempts"], 1, "action fail: no retry");
     assert_eq!(v["retries_used"], 2);
     assert_eq!(c.ok(&["flow", "logs", &id, "after"]), "broken was failed\n");
+    // The failing step's error is in its logs by default (stderr on stderr), or alone. (Its
+    // output reaches the server shortly after its end: wait for it.)
+    let out = wait_for("the failed step's stderr", 15, || {
+        let out = c.cli(&["flow", "logs", &id, "broken"]);
+        (String::from_utf8_lossy(&out.stderr) == "bad input\n").then_some(out)
+    });
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "about to fail\n");
+    assert_eq!(
+        c.ok(&["flow", "logs", &id, "broken", "--stderr"]),
+        "bad input\n"
+    );
 
     // A real failure fails the run: exit 1, the reason names the step; dependents skipped.
     let f = write(
@@ -212,7 +230,18 @@ fn deadline_approval_cancel_and_concurrency() {
     let second = c.cli(&["run", &f]);
     assert_eq!(second.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&second.stderr).contains("forbids concurrent runs"));
+    // `flow logs -f` of a step that has not started waits for it and follows it to its end.
+    let follower = zenith()
+        .env("ZENITH_SERVER", c.url())
+        .env("ZENITH_TOKEN", &c.admin_token)
+        .args(["flow", "logs", &id, "ship", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     c.ok(&["flow", "approve", &id, "ok"]);
+    let followed = follower.wait_with_output().unwrap();
+    assert!(followed.status.success(), "{followed:?}");
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "shipped\n");
     wait_for("gate run to succeed", 20, || {
         (run_view(&c, &id)["state"] == "succeeded").then_some(())
     });

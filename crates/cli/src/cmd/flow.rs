@@ -10,7 +10,7 @@ use std::path::Path;
 use zenith_client::Output;
 use zenith_flowspec::{check, parse_yaml, Templates};
 use zenith_model::flow::{limits::MAX_SPEC_BYTES, RunId, StepState};
-use zenith_model::DurationMs;
+use zenith_model::{DurationMs, JobId};
 use zenith_protocol::flows::{RunView, StepView};
 
 /// Parses a run ID argument.
@@ -80,12 +80,18 @@ pub struct LogsArgs {
     #[arg(value_parser = parse_run_id)]
     run: RunId,
     step: String,
-    /// Which fan-out instance (default 0).
-    #[arg(long, default_value_t = 0)]
-    instance: u32,
-    /// Print stderr instead of stdout.
+    /// Which instance of a fan-out step (needed when it has several).
+    #[arg(long)]
+    instance: Option<u32>,
+    /// Only stdout (by default both: stdout here, stderr on stderr).
+    #[arg(long, conflicts_with = "stderr")]
+    stdout: bool,
+    /// Only stderr (printed on stdout, to be piped).
     #[arg(long)]
     stderr: bool,
+    /// Wait for the step to start, then follow its output until it ends.
+    #[arg(long, short = 'f')]
+    follow: bool,
 }
 
 #[derive(Args, Debug)]
@@ -284,34 +290,90 @@ fn print_run(v: &RunView) {
 
 async fn logs(a: LogsArgs) -> anyhow::Result<u8> {
     let client = a.conn.client()?;
-    let v = client.run(a.run).await?;
-    let entries: Vec<&StepView> = v.steps.iter().filter(|s| s.name == a.step).collect();
-    let step = entries
-        .iter()
-        .find(|s| s.index.unwrap_or(0) == a.instance)
-        .or(entries.first())
-        .ok_or_else(|| UsageError(format!("run {} has no step {:?}", a.run, a.step)))?;
-    let job = step
-        .job
-        .filter(|_| step.index.unwrap_or(0) == a.instance)
-        .ok_or_else(|| {
-            UsageError(format!(
-                "step {} (instance {}) has not run: it is {}",
-                a.step, a.instance, step.state
-            ))
-        })?;
-    let out = if a.stderr {
-        Output::Stderr
-    } else {
-        Output::Stdout
+    let job = loop {
+        let v = client.run(a.run).await?;
+        let run_over = v.state.is_final();
+        match step_job(&v, &a)? {
+            Some(job) => break job,
+            // Not started yet: with --follow, wait for it (while the run can still start it).
+            None if a.follow && !run_over => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            None => {
+                return Err(UsageError(format!(
+                    "step {} has not run (run {} is {})",
+                    a.step, a.run, v.state
+                ))
+                .into())
+            }
+        }
     };
-    let mut stream = Box::pin(client.logs(job, None, out, false).await?);
-    let mut stdout = std::io::stdout().lock();
-    while let Some(chunk) = stream.next().await {
-        stdout.write_all(&chunk?)?;
-        stdout.flush()?;
+    let mut streams = Vec::new();
+    if !a.stderr {
+        streams.push(Output::Stdout);
+    }
+    if !a.stdout {
+        streams.push(Output::Stderr);
+    }
+    // Both: each to its own descriptor, as the step wrote them, followed together. One asked
+    // for: to stdout, to be piped.
+    let both = streams.len() == 2;
+    let mut merged = futures_util::stream::SelectAll::new();
+    for which in streams {
+        let s = client.logs(job, None, which, a.follow).await?;
+        merged.push(Box::pin(s.map(move |chunk| (which, chunk))));
+    }
+    while let Some((which, chunk)) = merged.next().await {
+        let chunk = chunk?;
+        match which {
+            Output::Stderr if both => {
+                let mut e = std::io::stderr().lock();
+                e.write_all(&chunk)?;
+                e.flush()?;
+            }
+            _ => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&chunk)?;
+                o.flush()?;
+            }
+        }
     }
     Ok(0)
+}
+
+/// The job that ran the step (the instance asked for, when it fans out); `None` while it has
+/// not started.
+fn step_job(v: &RunView, a: &LogsArgs) -> anyhow::Result<Option<JobId>> {
+    let entries: Vec<&StepView> = v.steps.iter().filter(|s| s.name == a.step).collect();
+    if entries.is_empty() {
+        return Err(UsageError(format!("run {} has no step {:?}", a.run, a.step)).into());
+    }
+    let fanned = entries.iter().any(|s| s.index.is_some());
+    let chosen = match (a.instance, fanned) {
+        (Some(i), true) => entries.iter().find(|s| s.index == Some(i)).ok_or_else(|| {
+            UsageError(format!(
+                "step {} has instances 0 to {}, not {i}",
+                a.step,
+                entries.len().saturating_sub(1)
+            ))
+        })?,
+        (Some(i), false) if i > 0 => {
+            return Err(
+                UsageError(format!("step {} does not fan out: no instance {i}", a.step)).into(),
+            )
+        }
+        (None, true) if entries.len() > 1 => {
+            return Err(UsageError(format!(
+                "step {} has {} instances: pick one with --instance 0..{}",
+                a.step,
+                entries.len(),
+                entries.len() - 1
+            ))
+            .into())
+        }
+        _ => entries[0],
+    };
+    Ok(chosen.job)
 }
 
 pub async fn list(a: ListArgs) -> anyhow::Result<u8> {
