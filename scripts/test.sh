@@ -48,7 +48,7 @@ echo "== the Python SDK against the real binary (sdk/python)"
 ./scripts/sdk-test.sh
 echo "== packaging: systemd units, Dockerfile, Helm chart, Grafana dashboard (deploy/)"
 ./scripts/deploy-test.sh
-echo "== the OpenAPI description validates"
+echo "== the OpenAPI description and the flow JSON Schema validate"
 ./scripts/openapi-check.sh
 echo "== web UI in a real browser"
 ./scripts/ui-test.sh

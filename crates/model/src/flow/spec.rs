@@ -21,8 +21,10 @@ pub struct FlowSpec {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[cfg_attr(feature = "schema", schemars(skip))]
     pub submitter: String,
-    /// Parameter defaults, overridden per run (`zenith run FILE -p key=value`).
+    /// Parameter defaults, overridden per run (`zenith run FILE -p key=value`). Numbers and
+    /// booleans are taken as their text (`count: 4` is `"4"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "schema", schemars(with = "BTreeMap<String, Scalar>"))]
     pub params: BTreeMap<String, String>,
     #[serde(default)]
     pub concurrency: Concurrency,
@@ -71,6 +73,18 @@ pub fn flow_key(ns: &str, name: &str) -> String {
     }
 }
 
+/// A YAML scalar where text is expected (`run: [sleep, 5]`, `params: {count: 4}`, `env:
+/// {DEBUG: true}`): the parser takes it as its text; for the JSON Schema only.
+#[cfg(feature = "schema")]
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema shape, never built
+enum Scalar {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+}
+
 /// What happens when a run of the same flow is already active.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -107,11 +121,13 @@ pub struct StepSpec {
     pub kind: StepKind,
     /// argv, each element a template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<Scalar>>"))]
     pub run: Option<Vec<String>>,
     /// Text run by `sh -eu`; template values are inserted shell-quoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "schema", schemars(with = "BTreeMap<String, Scalar>"))]
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
