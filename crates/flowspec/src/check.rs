@@ -69,18 +69,43 @@ fn check_duration(d: Option<DurationMs>, field: &str) -> Result<(), ValidationEr
 
 /// Validates `spec` completely and returns its plan.
 pub fn check(spec: &FlowSpec, t: &Templates) -> Result<FlowPlan, ValidationError> {
-    check_flow_fields(spec)?;
-    let index = index_steps(spec)?;
-    let mut plan = link_steps(spec, index)?;
+    check_all(spec, t).map_err(|mut errors| errors.swap_remove(0))
+}
+
+/// Most errors [`check_all`] reports.
+pub const MAX_REPORTED_ERRORS: usize = 100;
+
+/// [`check`], reporting every error it finds (up to [`MAX_REPORTED_ERRORS`], each with its
+/// field path) instead of the first: the flow's own fields, then each step. Errors in the
+/// step graph itself (names, dependencies, cycles) stop it, as nothing after can be judged.
+pub fn check_all(spec: &FlowSpec, t: &Templates) -> Result<FlowPlan, Vec<ValidationError>> {
+    let mut errors = Vec::new();
+    if let Err(e) = check_flow_fields(spec) {
+        errors.push(e);
+    }
+    let mut plan = match index_steps(spec).and_then(|index| link_steps(spec, index)) {
+        Ok(plan) => plan,
+        Err(e) => {
+            errors.push(e);
+            return Err(errors);
+        }
+    };
     let mut reads = Vec::with_capacity(spec.steps.len());
     let mut ancestry = Ancestry::new(&plan);
     for (i, s) in spec.steps.iter().enumerate() {
         let mut r = Vec::new();
-        check_step(spec, &plan, &mut ancestry, t, i, s, &mut r)
-            .map_err(|e| e.within(&format!("steps[{i}]")))?;
+        if let Err(e) = check_step(spec, &plan, &mut ancestry, t, i, s, &mut r) {
+            errors.push(e.within(&format!("steps[{i}]")));
+            if errors.len() >= MAX_REPORTED_ERRORS {
+                break;
+            }
+        }
         r.sort_unstable();
         r.dedup();
         reads.push(r);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     plan.reads = reads;
     Ok(plan)

@@ -10,7 +10,7 @@ mod check;
 pub mod cron;
 pub mod template;
 
-pub use check::{check, merge_params, FlowPlan};
+pub use check::{check, check_all, merge_params, FlowPlan, MAX_REPORTED_ERRORS};
 pub use template::{TemplateError, Templates};
 
 use zenith_model::flow::{limits, FlowSpec};

@@ -184,3 +184,28 @@ fn the_documented_examples_validate() {
         }
     }
 }
+
+#[test]
+fn check_all_reports_every_error_with_its_path() {
+    let y = "name: Bad_Name\nsteps:\n  - {name: a, run: [true], priority: 9999999}\n  - {name: b, run: [true], retry: {limit: 1000}}\n  - {name: c, run: [echo, '{{ params.nope }}']}\n  - {name: d, run: [true]}\n";
+    let spec = parse_yaml(y).unwrap();
+    let errors = crate::check_all(&spec, &Templates::new()).unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "name",
+            "steps[0].priority",
+            "steps[1].retry.limit",
+            "steps[2].run[1]"
+        ]
+    );
+    // `check` gives the first, as before.
+    assert_eq!(check(&spec, &Templates::new()).unwrap_err().field, "name");
+    // The graph itself wrong: nothing after it is judged.
+    let cyc = parse_yaml("name: c\nsteps:\n  - {name: a, depends: [b], run: [true]}\n  - {name: b, depends: [a], run: [true]}\n").unwrap();
+    assert_eq!(
+        crate::check_all(&cyc, &Templates::new()).unwrap_err().len(),
+        1
+    );
+}

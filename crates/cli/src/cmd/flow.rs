@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use zenith_client::Output;
-use zenith_flowspec::{check, parse_yaml, Templates};
+use zenith_flowspec::{check_all, parse_yaml, Templates, MAX_REPORTED_ERRORS};
 use zenith_model::flow::{limits::MAX_SPEC_BYTES, RunId, StepState};
 use zenith_model::{DurationMs, JobId};
 use zenith_protocol::flows::{RunView, StepView};
@@ -149,7 +149,21 @@ pub async fn run(verb: FlowVerb) -> anyhow::Result<u8> {
         FlowVerb::Validate { file } => {
             let text = read_flow(&file)?;
             let spec = parse_yaml(&text).map_err(|e| UsageError(e.to_string()))?;
-            check(&spec, &Templates::new()).map_err(|e| UsageError(e.to_string()))?;
+            // Every error at once, each with its path.
+            if let Err(errors) = check_all(&spec, &Templates::new()) {
+                let mut text = match errors.len() {
+                    1 => String::new(),
+                    n if n >= MAX_REPORTED_ERRORS => format!("{n} errors (the first {n}):"),
+                    n => format!("{n} errors:"),
+                };
+                for e in &errors {
+                    if !text.is_empty() {
+                        text.push_str("\n  ");
+                    }
+                    text.push_str(&e.to_string());
+                }
+                return Err(UsageError(text).into());
+            }
             out!(
                 "{}: flow {} is valid ({})",
                 file.display(),
