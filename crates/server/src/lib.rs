@@ -24,6 +24,7 @@ pub mod logs;
 mod metrics;
 mod namespaces_api;
 mod node_keys;
+mod nodes_api;
 pub mod oidc;
 pub mod openapi;
 mod tenancy_api;

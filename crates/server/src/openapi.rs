@@ -2,7 +2,9 @@
 //! the router ([`api_routes`]): a route cannot be served without being described. Served at
 //! `/api/v1/openapi.json` (no token needed) and checked in as `docs/openapi.json`.
 
-use crate::{api, events, flows_api, ha, job_control_api, namespaces_api, tenancy_api, AppState};
+use crate::{
+    api, events, flows_api, ha, job_control_api, namespaces_api, nodes_api, tenancy_api, AppState,
+};
 use std::sync::OnceLock;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
@@ -54,12 +56,12 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(job_control_api::release))
         .routes(routes!(api::logs))
         .routes(routes!(api::explain))
-        .routes(routes!(api::nodes))
-        .routes(routes!(api::revoke_node))
-        .routes(routes!(api::cordon_node))
-        .routes(routes!(api::uncordon_node))
-        .routes(routes!(api::drain_node))
-        .routes(routes!(api::remove_node))
+        .routes(routes!(nodes_api::nodes))
+        .routes(routes!(nodes_api::revoke_node))
+        .routes(routes!(nodes_api::cordon_node))
+        .routes(routes!(nodes_api::uncordon_node))
+        .routes(routes!(nodes_api::drain_node))
+        .routes(routes!(nodes_api::remove_node))
         .routes(routes!(api::summary))
         .routes(routes!(tenancy_api::whoami))
         .routes(routes!(api::version))
